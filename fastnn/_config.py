@@ -1,0 +1,58 @@
+"""What fastnn runs on: version, build, SIMD path, threads and the BLAS actually called."""
+import os
+import platform
+import sys
+
+from ._native import core as _core
+from ._threads import get_num_threads
+
+
+def _blas_libraries():
+    from threadpoolctl import threadpool_info
+
+    return [info for info in threadpool_info() if info.get("user_api") == "blas"]
+
+
+def config():
+    """The configuration as a dict (what :func:`show_config` prints)."""
+    import numpy
+    import scipy
+
+    from . import __version__
+
+    blas = _blas_libraries()
+    # fastnn calls BLAS through scipy.linalg.cython_blas, i.e. the library scipy loaded.
+    called = [b for b in blas
+              if os.path.basename(os.path.dirname(b.get("filepath", ""))).startswith("scipy")]
+    return {
+        "fastnn": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "simd_path": _core.get_simd_path(),
+        "simd_paths_available": _core.simd_paths_available(),
+        "openmp": _core.openmp_enabled(),
+        "threads": get_num_threads(),
+        "build_flags": _core.build_flags(),
+        "blas_called": called or blas[:1],
+        "blas_loaded": blas,
+    }
+
+
+def show_config(file=None):
+    """Print the version, build flags, SIMD path, threads and BLAS libraries (to stdout)."""
+    cfg = config()
+    lines = [
+        f"fastnn {cfg['fastnn']}  (python {cfg['python']}, numpy {cfg['numpy']}, scipy {cfg['scipy']})",
+        f"platform:    {cfg['platform']}",
+        f"SIMD path:   {cfg['simd_path']} (available: {', '.join(cfg['simd_paths_available'])})",
+        f"OpenMP:      {'yes' if cfg['openmp'] else 'no (kernels run serially)'}",
+        f"threads:     {cfg['threads']}",
+        f"build flags: {cfg['build_flags']}",
+    ]
+    for title, libs in (("BLAS called", cfg["blas_called"]), ("BLAS loaded", cfg["blas_loaded"])):
+        for lib in libs:
+            lines.append(f"{title}: {lib.get('internal_api')} {lib.get('version')} "
+                         f"({lib.get('num_threads')} threads, {lib.get('architecture')}) {lib.get('filepath')}")
+    print("\n".join(lines), file=file or sys.stdout)

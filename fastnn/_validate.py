@@ -1,0 +1,111 @@
+"""Argument checks shared by the public ops: every error names the argument, what was expected
+and what came, before any compiled code runs."""
+import math
+import operator
+
+import numpy as np
+
+INT_MAX = 2**31 - 1  # BLAS dimensions are C ints
+
+
+def float_array(a, name, ndim=None, dtype=None):
+    """``a`` as a C-contiguous, native-order float32/float64 ndarray (copied only when needed).
+
+    ndim: required number of dimensions (None: any, but at least 1). dtype: the float dtype the
+    other arrays of the call already have; a different one is a TypeError.
+    """
+    if type(a) is not np.ndarray:
+        a = np.asarray(a)
+    dt = a.dtype
+    if dt.char not in "fd":
+        raise TypeError(f"{name}: expected a float32 or float64 array, got {dt}")
+    if dtype is not None and dt.char != dtype.char:
+        raise TypeError(f"{name}: expected {dtype} like the other arrays, got {dt}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got {a.ndim}-D with shape {a.shape}")
+    if a.ndim == 0:
+        raise ValueError(f"{name}: expected an array with at least one dimension, got a scalar")
+    if not dt.isnative:
+        a = a.astype(dt.newbyteorder("="))
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return a
+
+
+def check_shape(a, name, shape):
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+
+
+def out_buffer(out, name, shape, dtype, inputs=(), may_alias=()):
+    """Validate a caller-provided output buffer, or allocate one when ``out`` is None.
+
+    inputs: arrays ``out`` must not overlap; may_alias: arrays it may be exactly (in place).
+    """
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: the array is read-only")
+    for other in may_alias:
+        if other is not None and np.may_share_memory(out, other) and not _same_buffer(out, other):
+            raise ValueError(f"{name}: overlaps an input partially; pass the input itself or a separate array")
+    for other_name, other in inputs:
+        if other is not None and np.may_share_memory(out, other):
+            raise ValueError(f"{name}: must not share memory with {other_name}")
+    return out
+
+
+def _same_buffer(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
+
+
+def index_array(a, name, length=None):
+    """``a`` as a 1-D C-contiguous int64 array; bool, float and object arrays are TypeErrors."""
+    if type(a) is not np.ndarray:
+        a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array, got {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    if length is not None and a.shape[0] != length:
+        raise ValueError(f"{name}: expected {length} entries, got {a.shape[0]}")
+    if a.dtype.kind == "u" and a.dtype.itemsize == 8 and a.size and a.max() > np.iinfo(np.int64).max:
+        bad = int(np.flatnonzero(a > np.iinfo(np.int64).max)[0])
+        raise ValueError(f"{name}: entry {bad} is {a[bad]}, far outside the valid range")
+    if a.dtype != np.int64 or not a.dtype.isnative or not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a, dtype=np.int64)
+    return a
+
+
+def finite_number(value, name, minimum=None):
+    """A real, finite hyper-parameter as a Python float (bools and strings are TypeErrors)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected a value >= {minimum}, got {value}")
+    return value
+
+
+def blas_dims(**dims):
+    for name, value in dims.items():
+        if value > INT_MAX:
+            raise ValueError(f"{name}: {value} exceeds the largest dimension BLAS takes ({INT_MAX})")
+
+
+def as_index(value, name):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None

@@ -1,0 +1,25 @@
+"""Exceptions raised by fastnn's training and model files."""
+
+
+class TrainingDivergedError(ValueError):
+    """The loss or the gradients became non-finite during ``Network.fit``.
+
+    Attributes ``epoch`` and ``step`` (both 1-based) locate the failing step; ``loss`` is the
+    batch loss at that step (possibly finite when a gradient overflowed). The network keeps the
+    weights it had before that step.
+    """
+
+    def __init__(self, message, epoch=None, step=None, loss=None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.loss = loss
+
+
+class ModelFormatError(ValueError):
+    """A model file cannot be read: not a fastnn model, damaged, or from a newer format."""
+
+    def __init__(self, path, problem):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem

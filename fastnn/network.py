@@ -1,0 +1,649 @@
+"""Network: a layer list compiled into fused blocks, trained with preallocated buffers.
+
+The plan: each Linear, the activation right after it and a Dropout after that form one block,
+run as one ``ops.linear_forward(..., activation=)`` (+ mask) and one ``ops.linear_backward``.
+Layers that cannot join a block (an activation first or after another activation, a Dropout
+not following a Linear/activation pair) run on their own through the unfused ops
+(``ops.sigmoid``/``ops.sigmoid_backward``, ...), so every order works. Buffers are allocated
+once per batch size; a training step allocates no numpy arrays.
+"""
+import math
+import time
+
+import numpy as np
+
+from . import ops
+from .history import EarlyStopping, History
+from .initializers import default_init
+from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
+from .losses import Loss, SoftmaxCrossEntropy, accuracy
+from .errors import TrainingDivergedError
+from .optim import SGD, Optimizer, check_real
+
+_INPUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
+_MAX_WORKSPACES = 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan steps. Each has buffers(n, dtype) -> a _Bufs, forward(bufs, x, training, rng) -> output
+# and backward(bufs, grad) -> dL/dinput (None for the first block).
+
+class _Bufs:
+    """Attribute bag of one step's arrays for one batch size."""
+
+
+def _draw_mask(rng, mask, p):
+    # Inverted dropout: keep with probability 1-p, scale survivors by 1/(1-p), all in place.
+    rng.random(out=mask, dtype=mask.dtype)
+    np.greater_equal(mask, p, out=mask)
+    mask *= 1.0 / (1.0 - p)
+
+
+class _Dense:
+    """Linear + optional activation + optional dropout, fused."""
+
+    def __init__(self, linear, activation, p, need_dx, dw, db):
+        self.linear, self.act, self.p, self.need_dx = linear, activation, p, need_dx
+        self.dw, self.db = dw, db
+
+    def buffers(self, n, dtype):
+        b = _Bufs()
+        b.x = None
+        b.y = np.empty((n, self.linear.out_features), dtype)
+        b.dx = np.empty((n, self.linear.in_features), dtype) if self.need_dx else None
+        b.dropped = False
+        if self.p > 0:
+            b.mask = np.empty_like(b.y)
+            b.yd = np.empty_like(b.y)
+            b.gm = np.empty_like(b.y)
+        return b
+
+    def forward(self, b, x, training, rng):
+        b.x = x
+        lin = self.linear
+        y = ops.linear_forward(x, lin.W, lin.b, self.act, b.y)
+        b.dropped = training and self.p > 0
+        if b.dropped:
+            _draw_mask(rng, b.mask, self.p)
+            np.multiply(y, b.mask, out=b.yd)
+            return b.yd
+        return y
+
+    def backward(self, b, grad):
+        if b.dropped:
+            np.multiply(grad, b.mask, out=b.gm)
+            grad = b.gm
+        ops.linear_backward(b.x, self.linear.W, grad, b.y if self.act else None, self.act,
+                            self.need_dx, self.dw, self.db, b.dx)
+        return b.dx
+
+
+class _Act:
+    """An activation that could not be fused into a Linear block."""
+
+    def __init__(self, layer, width):
+        self.name, self.width = layer.name, width
+        self.fwd = getattr(ops, layer.name)
+        self.bwd = getattr(ops, layer.name + "_backward")
+
+    def buffers(self, n, dtype):
+        b = _Bufs()
+        b.y = np.empty((n, self.width), dtype)
+        b.dx = np.empty((n, self.width), dtype)
+        return b
+
+    def forward(self, b, x, training, rng):
+        return self.fwd(x, b.y)
+
+    def backward(self, b, grad):
+        return self.bwd(b.y, grad, b.dx)
+
+
+class _Drop:
+    """A Dropout that could not be fused into a Linear block."""
+
+    def __init__(self, p, width):
+        self.p, self.width = p, width
+
+    def buffers(self, n, dtype):
+        b = _Bufs()
+        b.dropped = False
+        if self.p > 0:
+            b.mask = np.empty((n, self.width), dtype)
+            b.y = np.empty((n, self.width), dtype)
+            b.dx = np.empty((n, self.width), dtype)
+        return b
+
+    def forward(self, b, x, training, rng):
+        b.dropped = training and self.p > 0
+        if not b.dropped:
+            return x
+        _draw_mask(rng, b.mask, self.p)
+        return np.multiply(x, b.mask, out=b.y)
+
+    def backward(self, b, grad):
+        if not b.dropped:
+            return grad
+        return np.multiply(grad, b.mask, out=b.dx)
+
+
+class _Workspace:
+    """All buffers for one batch size n."""
+
+    def __init__(self, n, steps, first_dense, n_features, n_outputs, dtype):
+        self.n = n
+        self.x = np.empty((n, n_features), dtype)
+        self.grad = np.empty((n, n_outputs), dtype)
+        bufs = [s.buffers(n, dtype) for s in steps]
+        self.fwd = list(zip(steps, bufs))
+        # Steps before the first Linear act on the raw input: no gradient needed through them.
+        self.bwd = self.fwd[first_dense:][::-1]
+        self.targets = {}
+
+    def target_buffer(self, targets):
+        key = (targets.dtype, targets.shape[1:])
+        buf = self.targets.get(key)
+        if buf is None:
+            buf = self.targets[key] = np.empty((self.n,) + targets.shape[1:], targets.dtype)
+        return buf
+
+
+class _NonFinite(Exception):
+    """Internal: a training step produced a non-finite loss or gradient (no update applied)."""
+
+    def __init__(self, what, loss):
+        super().__init__(what)
+        self.what, self.loss = what, loss
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Network:
+    """A feed-forward network: layers, a loss, and the training loop.
+
+    layers: sequence of Layer objects with at least one Linear (each object used once; widths
+    must chain). loss: a Loss, default SoftmaxCrossEntropy(). dtype: "float32" (default) or
+    "float64"; every Linear is converted to it. Inputs are used as x*input_scale + input_shift
+    (e.g. uint8 images with input_scale=1/255). seed: int or None; drives weight initialisation,
+    dropout masks and (unless fit gets its own seed) shuffling.
+
+    Every layer order is supported: Linear [+ activation] [+ Dropout] runs fused, anything else
+    (an activation first or after another one, Dropout first, ...) through the unfused ops.
+    """
+
+    def __init__(self, layers, loss=None, dtype="float32", input_scale=1.0, input_shift=0.0,
+                 seed=None):
+        layers = list(layers) if isinstance(layers, (list, tuple)) else None
+        if layers is None:
+            raise TypeError("layers: expected a list of Layer objects")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}]: expected a Layer, got {type(layer).__name__}")
+            if any(layer is other for other in layers[:i]):
+                raise ValueError(f"layers[{i}]: the same {type(layer).__name__} object appears twice")
+        if not any(isinstance(layer, Linear) for layer in layers):
+            raise ValueError("layers: expected at least one Linear layer")
+        loss = SoftmaxCrossEntropy() if loss is None else loss
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss: expected a Loss such as SoftmaxCrossEntropy(), got {loss!r}")
+        self.layers = tuple(layers)
+        self.loss = loss
+        self.dtype = check_float_dtype(dtype)
+        self.input_scale = check_real(input_scale, "input_scale")
+        self.input_shift = check_real(input_shift, "input_shift")
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.optimizer = None  # the last optimizer used by fit (or loaded)
+        self.extra = None  # the 'extra' dict of a loaded file
+        self._epoch = 0
+
+        self._widths = self._check_widths()
+        self.n_features = next(l for l in layers if isinstance(l, Linear)).in_features
+        self.n_outputs = self._widths[-1]
+        loss.check_outputs(self.n_outputs)
+        self._init_linears()
+        self._compile()
+
+    # -- construction -------------------------------------------------------------------------
+
+    def _check_widths(self):
+        widths, width, source = [], None, None
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Linear):
+                if width is not None and layer.in_features != width:
+                    raise ValueError(f"layers[{i}]: {layer!r} expects {layer.in_features} inputs but "
+                                     f"layers[{source}] gives {width}")
+                width, source = layer.out_features, i
+            widths.append(width)
+        first = next(i for i, l in enumerate(self.layers) if isinstance(l, Linear))
+        return [self.layers[first].in_features if w is None else w for w in widths]
+
+    def _init_linears(self):
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Linear):
+                continue
+            nxt = next((l for l in self.layers[i + 1:] if not isinstance(l, Dropout)), None)
+            act = nxt.name if isinstance(nxt, Activation) else None
+            if layer._pending_init:
+                rng = self._rng if layer.seed is None else layer.seed
+                layer.reset_parameters(rng, layer.init or default_init(act), self.dtype)
+            elif layer.dtype != self.dtype:
+                layer.W = layer.W.astype(self.dtype)
+                layer.b = layer.b.astype(self.dtype)
+
+    def _compile(self):
+        """Build the step plan and the gradient buffers (one flat array, a view per parameter)."""
+        linears = [l for l in self.layers if isinstance(l, Linear)]
+        sizes = [(l.in_features * l.out_features, l.out_features) for l in linears]
+        self._grad_flat = np.zeros(sum(a + b for a, b in sizes), self.dtype)
+        grads, offset = [], 0
+        for l, (nw, nb) in zip(linears, sizes):
+            grads.append(self._grad_flat[offset:offset + nw].reshape(l.in_features, l.out_features))
+            grads.append(self._grad_flat[offset + nw:offset + nw + nb])
+            offset += nw + nb
+        self._grads = grads
+
+        steps, i, k, layers = [], 0, 0, self.layers
+        self._first_dense = None
+        while i < len(layers):
+            layer = layers[i]
+            if isinstance(layer, Linear):
+                j, act, p = i + 1, None, 0.0
+                if j < len(layers) and isinstance(layers[j], Activation):
+                    act, j = layers[j].name, j + 1
+                if j < len(layers) and isinstance(layers[j], Dropout):
+                    p, j = layers[j].p, j + 1
+                if self._first_dense is None:
+                    self._first_dense = len(steps)
+                need_dx = self._first_dense != len(steps)
+                steps.append(_Dense(layer, act, p, need_dx, grads[2 * k], grads[2 * k + 1]))
+                k, i = k + 1, j
+            elif isinstance(layer, Activation):
+                steps.append(_Act(layer, self._widths[i]))
+                i += 1
+            elif isinstance(layer, Dropout):
+                steps.append(_Drop(layer.p, self._widths[i]))
+                i += 1
+            else:
+                raise TypeError(f"layers[{i}]: unsupported layer type {type(layer).__name__}")
+        self._steps = steps
+        self._workspaces = {}
+        self._last_ws = None
+
+    def _ws_for(self, n):
+        ws = self._workspaces.get(n)
+        if ws is None:
+            if len(self._workspaces) >= _MAX_WORKSPACES:
+                self._workspaces.pop(next(iter(self._workspaces)))
+            ws = self._workspaces[n] = _Workspace(n, self._steps, self._first_dense, self.n_features,
+                                                  self.n_outputs, self.dtype)
+        return ws
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def parameters(self):
+        """Live parameter arrays [W0, b0, W1, b1, ...] (W (in, out), b (out,), network dtype)."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def gradients(self):
+        """Gradient arrays aligned with parameters(), overwritten by each backward()."""
+        return list(self._grads)
+
+    def n_parameters(self):
+        """Total number of scalar parameters (int)."""
+        return sum(p.size for p in self.parameters())
+
+    # -- forward / backward -------------------------------------------------------------------
+
+    def _forward_ws(self, ws, x, training):
+        rng = self._rng
+        for step, b in ws.fwd:
+            x = step.forward(b, x, training, rng)
+        return x
+
+    def _backward_ws(self, ws, grad):
+        for step, b in ws.bwd:
+            grad = step.backward(b, grad)
+
+    def _gather(self, X, rows, ws):
+        return ops.gather_rows(X, rows, self.input_scale, self.input_shift, ws.x)
+
+    def forward(self, x, training=False):
+        """Outputs (N, n_outputs) in the network dtype for inputs x (N, n_features) (a copy).
+
+        training=True applies dropout. The activations are kept for a following backward().
+        """
+        x = self._check_X(x, "x")
+        ws = self._ws_for(len(x))
+        out = self._forward_ws(ws, self._gather(x, np.arange(len(x)), ws), bool(training))
+        self._last_ws = ws
+        return out.copy()
+
+    def backward(self, grad_outputs):
+        """Fill gradients() from dL/doutputs (N, n_outputs) of the last forward(); returns them.
+
+        Call it right after forward(): evaluate/predict/fit with the same batch size reuse the
+        buffers holding the saved activations.
+        """
+        ws = self._last_ws
+        if ws is None:
+            raise RuntimeError("backward() needs a forward() first")
+        g = np.asarray(grad_outputs)
+        if g.shape != (ws.n, self.n_outputs):
+            raise ValueError(f"grad_outputs: expected shape {(ws.n, self.n_outputs)}, got {g.shape}")
+        self._backward_ws(ws, np.ascontiguousarray(g, dtype=self.dtype))
+        return self.gradients()
+
+    # -- training -----------------------------------------------------------------------------
+
+    def _train_step(self, xb, yb, optimizer):
+        """One SGD step on a gathered batch; returns (mean batch loss, number correct).
+
+        Raises _NonFinite before touching the parameters when the loss or a gradient is not
+        finite, so the weights stay the last finite ones.
+        """
+        ws = self._ws_for(len(xb))
+        out = self._forward_ws(ws, xb, True)
+        loss, grad = self.loss.loss_and_grad(out, yb, ws.grad)
+        if not math.isfinite(loss):
+            raise _NonFinite("loss", loss)
+        correct = self.loss.count_correct(out, yb)
+        self._backward_ws(ws, grad)
+        # One BLAS dot over all gradients: non-finite iff some gradient is (or is ~1e19+).
+        if not math.isfinite(float(np.dot(self._grad_flat, self._grad_flat))):
+            raise _NonFinite("gradient", loss)
+        optimizer.step(self._fit_params, self._grads)
+        return loss, correct
+
+    def _run_epoch(self, X, y, order, batch_size, optimizer, bar):
+        """Train on the rows ``order`` (a permutation) in batches; returns (sum of batch loss *
+        batch size, number correct, number seen)."""
+        total, correct, seen, step = 0.0, 0, 0, 0
+        scale, shift = self.input_scale, self.input_shift
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            ws = self._ws_for(len(rows))
+            xb = ops.gather_rows(X, rows, scale, shift, ws.x)
+            yb = np.take(y, rows, axis=0, out=ws.target_buffer(y), mode="clip")
+            step += 1
+            try:
+                loss, c = self._train_step(xb, yb, optimizer)
+            except _NonFinite as exc:
+                raise self._diverged(step, exc, optimizer) from None
+            total += loss * len(rows)
+            correct += c
+            seen += len(rows)
+            if bar is not None:
+                bar.update(1)
+                if step % 25 == 0:
+                    bar.set_postfix_str(f"loss={total / seen:.4f}", refresh=False)
+        return total, correct, seen
+
+    def _diverged(self, step, exc, optimizer):
+        return TrainingDivergedError(
+            f"training diverged at epoch {self._epoch}, step {step}: the {exc.what} is not finite "
+            f"(batch loss {exc.loss}). The weights from before this step are kept; try a lower "
+            f"learning rate (lr={optimizer.lr:g}).", epoch=self._epoch, step=step, loss=exc.loss)
+
+    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
+            validation_split=0.0, early_stopping=None, shuffle=True, seed=None, callbacks=(),
+            progress=True, schedule=None):
+        """Train on X (N, n_features) uint8/float and targets y; returns a History.
+
+        batch_size larger than the training set is clamped to it; the last batch of an epoch may
+        be smaller. optimizer: default SGD(lr=0.1, momentum=0.9) (kept as ``self.optimizer``).
+        validation_data=(X_val, y_val), or validation_split in [0, 1): that fraction of the rows
+        (drawn with the fit seed) is held out. early_stopping: patience (int) or EarlyStopping.
+        callbacks: callables f(epoch_index, logs, network), epoch_index 0-based; returning "stop"
+        ends training after that epoch. schedule: sets optimizer.lr per epoch. seed: shuffling
+        and split RNG (default: drawn from the network's RNG). progress: a tqdm bar per epoch.
+        Raises TrainingDivergedError when the loss or a gradient becomes non-finite.
+        """
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        X = self._check_X(X, "X")
+        Y = self._check_targets(y, len(X), "y", "X")
+        split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
+        optimizer = SGD(lr=0.1, momentum=0.9) if optimizer is None else optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected an Optimizer such as SGD(...), got {optimizer!r}")
+        stopper = _as_early_stopping(early_stopping)
+        callbacks = _as_callbacks(callbacks)
+        if schedule is not None and not callable(getattr(schedule, "lr_at", None)):
+            raise TypeError(f"schedule: expected an object with lr_at(epoch, base_lr), got {schedule!r}")
+        rng = np.random.default_rng(self._rng.integers(2 ** 63) if seed is None else seed)
+
+        train_rows, val = self._validation_rows(X, Y, validation_data, split, rng)
+        n_train = len(X) if train_rows is None else len(train_rows)
+        batch_size = min(batch_size, n_train)
+        if stopper is not None:
+            stopper.reset(has_validation=val is not None)
+
+        self.optimizer = optimizer
+        self._fit_params = self.parameters()
+        base_lr = optimizer.lr
+        history = History()
+        n_steps = -(-n_train // batch_size)
+        # Safety net for a pathological overflow inside the update itself (the per-step checks
+        # stop any update computed from a non-finite loss or gradient).
+        snapshot = [np.empty_like(p) for p in self._fit_params]
+        for e in range(epochs):
+            self._epoch = e + 1
+            if schedule is not None:
+                optimizer.lr = schedule.lr_at(e, base_lr)
+            if shuffle:
+                order = rng.permutation(n_train)
+                if train_rows is not None:
+                    order = train_rows[order]
+            else:
+                order = np.arange(n_train) if train_rows is None else train_rows
+            t0 = time.perf_counter()
+            for dst, src in zip(snapshot, self._fit_params):
+                np.copyto(dst, src)
+            bar = _progress_bar(n_steps, e + 1, epochs) if progress else None
+            try:
+                try:
+                    # Overflow is caught by the divergence checks; no RuntimeWarning on the way.
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        total, correct, seen = self._run_epoch(X, Y, order, batch_size, optimizer, bar)
+                except TrainingDivergedError:
+                    if not all(np.isfinite(p).all() for p in self._fit_params):
+                        for dst, src in zip(self._fit_params, snapshot):
+                            np.copyto(dst, src)
+                    raise
+                logs = {"epoch": e + 1, "train_loss": total / seen,
+                        "train_accuracy": accuracy(correct, seen, self.loss, self.n_outputs),
+                        "lr": optimizer.lr}
+                if val is not None:
+                    logs["val_loss"], logs["val_accuracy"] = self._evaluate_prepared(*val, 1024)
+                logs["seconds"] = time.perf_counter() - t0
+                if bar is not None:
+                    bar.set_postfix_str(_format_logs(logs), refresh=True)
+            finally:
+                if bar is not None:
+                    bar.close()
+            history.append(logs)
+            stop = False
+            for cb in callbacks:
+                if cb(e, dict(logs), self) == "stop":
+                    stop = True
+            if stopper is not None and stopper.update(e, logs, self):
+                stop = True
+            if stop:
+                history.stopped_early = e + 1 < epochs
+                break
+        if stopper is not None:
+            stopper.restore(self)
+            history._best_epoch = stopper.best_epoch
+        return history
+
+    def _validation_rows(self, X, Y, validation_data, split, rng):
+        """(training row indices or None for all rows, (X_val, Y_val, val rows or None) or None)."""
+        if validation_data is not None:
+            if split:
+                raise ValueError("give validation_data or validation_split, not both")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data: expected a pair (X_val, y_val)")
+            Xv = self._check_X(validation_data[0], "validation_data[0]")
+            Yv = self._check_targets(validation_data[1], len(Xv), "validation_data[1]",
+                                     "validation_data[0]")
+            return None, (Xv, Yv, None)
+        if not split:
+            return None, None
+        n_val = max(1, int(len(X) * split))
+        if n_val >= len(X):
+            raise ValueError(f"validation_split={split} leaves no training rows out of {len(X)}")
+        perm = rng.permutation(len(X))
+        return np.sort(perm[n_val:]), (X, Y, np.sort(perm[:n_val]))
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def _evaluate_prepared(self, X, Y, rows, batch_size):
+        n = len(X) if rows is None else len(rows)
+        total, correct = 0.0, 0
+        for start in range(0, n, batch_size):
+            r = np.arange(start, min(start + batch_size, n)) if rows is None else rows[start:start + batch_size]
+            ws = self._ws_for(len(r))
+            out = self._forward_ws(ws, self._gather(X, r, ws), False)
+            yb = np.take(Y, r, axis=0, out=ws.target_buffer(Y), mode="clip")
+            loss, _ = self.loss.loss_and_grad(out, yb, ws.grad)
+            total += loss * len(r)
+            correct += self.loss.count_correct(out, yb)
+        return total / n, accuracy(correct, n, self.loss, self.n_outputs)
+
+    def evaluate(self, X, y, batch_size=1024):
+        """(mean loss, accuracy) as floats over X (N, n_features) and targets y; accuracy is NaN
+        when the loss defines none."""
+        batch_size = check_positive_int(batch_size, "batch_size")
+        X = self._check_X(X, "X")
+        return self._evaluate_prepared(X, self._check_targets(y, len(X), "y", "X"), None, batch_size)
+
+    def _outputs(self, X, batch_size):
+        batch_size = check_positive_int(batch_size, "batch_size")
+        X = self._check_X(X, "X")
+        result = np.empty((len(X), self.n_outputs), self.dtype)
+        for start in range(0, len(X), batch_size):
+            r = np.arange(start, min(start + batch_size, len(X)))
+            ws = self._ws_for(len(r))
+            result[start:start + len(r)] = self._forward_ws(ws, self._gather(X, r, ws), False)
+        return result
+
+    def predict(self, X, batch_size=1024):
+        """Predictions for X (N, n_features): class labels (N,) for the cross-entropy losses,
+        outputs (N, n_outputs) for MSE."""
+        return self.loss.predict(self._outputs(X, batch_size))
+
+    def predict_proba(self, X, batch_size=1024):
+        """Probabilities: softmax (N, K) for SoftmaxCrossEntropy, P(class 1) (N,) for
+        BinaryCrossEntropy, the outputs for MSE."""
+        return self.loss.predict_proba(self._outputs(X, batch_size))
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def _check_X(self, X, argname):
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"{argname}: expected a 2-D array (n_samples, {self.n_features}), "
+                             f"got shape {X.shape}")
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"{argname}: expected {self.n_features} features per row (the first "
+                             f"Linear's in_features), got {X.shape[1]}")
+        if X.shape[0] == 0:
+            raise ValueError(f"{argname}: expected at least one row, got shape {X.shape}")
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{argname}: expected a real-valued array, got dtype {X.dtype.name}")
+        if X.dtype not in _INPUT_DTYPES:
+            X = X.astype(self.dtype)
+        X = np.ascontiguousarray(X)
+        if X.dtype.kind == "f":
+            _check_finite(X, argname)
+        return X
+
+    def _check_targets(self, y, n, argname, xname):
+        t = self.loss.prepare_targets(y, self.n_outputs, self.dtype, argname)
+        if len(t) != n:
+            raise ValueError(f"{argname}: expected {n} targets (one per row of {xname}), got {len(t)}")
+        return t
+
+    # -- description --------------------------------------------------------------------------
+
+    def summary(self):
+        """Table of layers with output shape and parameter count, plus the total (str)."""
+        rows = [(repr(l), f"(N, {w})", sum(p.size for p in l.parameters()))
+                for l, w in zip(self.layers, self._widths)]
+        w0 = max(len("Layer"), *(len(r[0]) for r in rows))
+        w1 = max(len("Output"), *(len(r[1]) for r in rows))
+        lines = [f"Network: {self.n_features} inputs -> {self.n_outputs} outputs, {self.dtype.name}, "
+                 f"loss {self.loss!r}",
+                 f"{'Layer':<{w0}}  {'Output':<{w1}}  {'Params':>10}"]
+        lines += [f"{a:<{w0}}  {b:<{w1}}  {c:>10,}" for a, b, c in rows]
+        lines.append(f"Total parameters: {self.n_parameters():,}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        extra = ""
+        if self.input_scale != 1.0 or self.input_shift != 0.0:
+            extra = f", input_scale={self.input_scale!r}, input_shift={self.input_shift!r}"
+        layers = ", ".join(map(repr, self.layers))
+        return f"Network([{layers}], loss={self.loss!r}, dtype={self.dtype.name!r}{extra})"
+
+    # -- files --------------------------------------------------------------------------------
+
+    def save(self, path, include_optimizer=False, *, optimizer=None, extra=None):
+        """Write the network to ``path`` (.npz + JSON header, atomically). include_optimizer
+        stores the state of ``optimizer`` (default: the one of the last fit); extra: a JSON-able
+        dict stored as is (checkpoint info)."""
+        from .serialization import save
+        save(self, path, include_optimizer=include_optimizer, optimizer=optimizer, extra=extra)
+
+
+def _check_finite(X, argname, chunk=1 << 22):
+    """Raise ValueError with the count and first (row, column) of NaN/Inf values in X."""
+    flat = X.reshape(-1)
+    n_bad, first = 0, None
+    for start in range(0, flat.size, chunk):
+        finite = np.isfinite(flat[start:start + chunk])
+        bad = finite.size - int(np.count_nonzero(finite))
+        if bad and first is None:
+            first = start + int(np.argmin(finite))
+        n_bad += bad
+    if n_bad:
+        row, col = divmod(first, X.shape[1])
+        raise ValueError(f"{argname}: {n_bad} NaN/Inf value(s); the first at row {row}, column {col}")
+
+
+def _as_early_stopping(value):
+    if value is None or isinstance(value, EarlyStopping):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"early_stopping: expected None, a patience (int) or EarlyStopping, got {value!r}")
+    return EarlyStopping(patience=value)
+
+
+def _as_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        callbacks = [callbacks]
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise TypeError(f"callbacks[{i}]: expected a callable f(epoch_index, logs, network), got {cb!r}")
+    return callbacks
+
+
+def _format_logs(logs):
+    parts = [f"loss={logs['train_loss']:.4f}"]
+    if not math.isnan(logs["train_accuracy"]):
+        parts.append(f"acc={logs['train_accuracy']:.4f}")
+    if "val_loss" in logs:
+        parts.append(f"val_loss={logs['val_loss']:.4f}")
+        if not math.isnan(logs["val_accuracy"]):
+            parts.append(f"val_acc={logs['val_accuracy']:.4f}")
+    return " ".join(parts)
+
+
+def _progress_bar(total, epoch, epochs):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=f"Epoch {epoch}/{epochs}", unit="step", leave=True,
+                dynamic_ncols=True)

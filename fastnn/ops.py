@@ -1,0 +1,262 @@
+"""The compiled ops of fastnn, each validated here and computed in C without the GIL.
+
+Every function has a pure-NumPy twin with the same signature in :mod:`fastnn.reference`.
+Arrays are float32 or float64 (one dtype per call, never mixed); results keep that dtype.
+Inputs that are not C-contiguous (or not in native byte order) are copied; ``out`` buffers are
+never copied: they must be C-contiguous, writeable and of the exact shape and dtype, and the
+result is written into them and returned. Threads: :func:`fastnn.set_num_threads`.
+"""
+import numpy as np
+
+from . import _validate as v
+from ._native import core as _core
+
+__all__ = [
+    "sigmoid", "sigmoid_backward", "relu", "relu_backward", "tanh", "tanh_backward",
+    "scaled_tanh", "scaled_tanh_backward", "softmax", "log_softmax", "softmax_cross_entropy",
+    "linear_forward", "linear_backward", "sgd_update", "gather_rows",
+]
+
+SCALED_TANH_A = 1.7159
+SCALED_TANH_B = 2.0 / 3.0
+ACTIVATIONS = (None, "sigmoid", "relu", "tanh", "scaled_tanh")
+_ACTIVATION_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "scaled_tanh": 4}
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _activation_code(activation):
+    try:
+        return _ACTIVATION_CODES[activation]
+    except (KeyError, TypeError):
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}") from None
+
+
+def _forward(code, x, out):
+    x = v.float_array(x, "x")
+    out = v.out_buffer(out, "out", x.shape, x.dtype, may_alias=(x,))
+    return _core.act_forward(code, x, out)
+
+
+def _backward(code, y, grad, out):
+    y = v.float_array(y, "y")
+    grad = v.float_array(grad, "grad", dtype=y.dtype)
+    v.check_shape(grad, "grad", y.shape)
+    out = v.out_buffer(out, "out", y.shape, y.dtype, may_alias=(y, grad))
+    return _core.act_backward(code, y, grad, out)
+
+
+def sigmoid(x, out=None):
+    """1 / (1 + exp(-x)), elementwise; any shape, float32/float64. Saturates to exactly 0 and 1."""
+    return _forward(1, x, out)
+
+
+def sigmoid_backward(y, grad, out=None):
+    """grad * y * (1 - y) from the saved output y = sigmoid(x); y and grad of one shape and dtype."""
+    return _backward(1, y, grad, out)
+
+
+def relu(x, out=None):
+    """max(x, 0), elementwise; NaN stays NaN."""
+    return _forward(2, x, out)
+
+
+def relu_backward(y, grad, out=None):
+    """grad * (y > 0) from the saved output y = relu(x)."""
+    return _backward(2, y, grad, out)
+
+
+def tanh(x, out=None):
+    """tanh(x), elementwise; any shape, float32/float64."""
+    return _forward(3, x, out)
+
+
+def tanh_backward(y, grad, out=None):
+    """grad * (1 - y**2) from the saved output y = tanh(x)."""
+    return _backward(3, y, grad, out)
+
+
+def scaled_tanh(x, out=None):
+    """1.7159 * tanh(2x/3) (LeCun's scaled tanh), elementwise."""
+    return _forward(4, x, out)
+
+
+def scaled_tanh_backward(y, grad, out=None):
+    """grad * (A*B - (B/A) * y**2), A = 1.7159, B = 2/3, from the saved output y = scaled_tanh(x)."""
+    return _backward(4, y, grad, out)
+
+
+def _softmax(logits, out, log):
+    logits = v.float_array(logits, "logits", ndim=2)
+    if logits.shape[1] == 0:
+        raise ValueError("logits: expected at least one class (column), got shape " f"{logits.shape}")
+    out = v.out_buffer(out, "out", logits.shape, logits.dtype, may_alias=(logits,))
+    return _core.softmax(logits, out, log)
+
+
+def softmax(logits, out=None):
+    """Row-wise softmax of logits (N, K) -> (N, K), max-shifted, sums in float64."""
+    return _softmax(logits, out, False)
+
+
+def log_softmax(logits, out=None):
+    """Row-wise log-softmax of logits (N, K) -> (N, K)."""
+    return _softmax(logits, out, True)
+
+
+def _class_labels(labels, n, k):
+    labels = v.index_array(labels, "labels", length=n)
+    bad = _core.first_out_of_range(labels, k)
+    if bad >= 0:
+        raise ValueError(f"labels: expected class indices in [0, {k}), got {labels[bad]} at index {bad}")
+    return labels
+
+
+def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sample_weight=None):
+    """Cross-entropy of softmax(logits) against integer labels, and its gradient, in one pass.
+
+    logits (N, K) float32/float64; labels (N,) integers in [0, K); sample_weight None or (N,)
+    finite, >= 0. Returns ``(loss, grad)``: grad (N, K) in the logits' dtype, equal to
+    w_i * (softmax_i - onehot_i), divided by sum(w) for reduction "mean". loss is a float for
+    "mean" (weighted average) and "sum", and a float64 array (N,) of w_i * loss_i for "none".
+    grad_out may be logits itself (overwritten row by row).
+    """
+    logits = v.float_array(logits, "logits", ndim=2)
+    n, k = logits.shape
+    if n == 0 or k == 0:
+        raise ValueError(f"logits: expected at least one row and one class, got shape {logits.shape}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+    labels = _class_labels(labels, n, k)
+    weights = None
+    total_weight = float(n)
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight)
+        if weights.dtype.kind not in "fiu":
+            raise TypeError(f"sample_weight: expected a real array, got {weights.dtype}")
+        if weights.ndim != 1 or weights.shape[0] != n:
+            raise ValueError(f"sample_weight: expected shape ({n},), got {weights.shape}")
+        weights = np.ascontiguousarray(weights, dtype=logits.dtype)
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError("sample_weight: expected finite, non-negative weights")
+        total_weight = float(weights.sum(dtype=np.float64))
+        if reduction == "mean" and total_weight <= 0:
+            raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
+    grad = v.out_buffer(grad_out, "grad_out", logits.shape, logits.dtype, may_alias=(logits,))
+    scale = 1.0 / total_weight if reduction == "mean" else 1.0
+    row_loss = np.empty(n, dtype=np.float64) if reduction == "none" else None
+    total = _core.softmax_xent(logits, labels, weights, grad, row_loss, scale)
+    if reduction == "none":
+        return row_loss, grad
+    return (total / total_weight if reduction == "mean" else total), grad
+
+
+def linear_forward(x, w, b, activation=None, out=None):
+    """act(x @ w + b): x (B, in), w (in, out), b (out,) or None -> (B, out), one dtype.
+
+    The product runs through BLAS; bias and activation follow in one pass over each block of
+    the output while it is in cache. activation: None, "sigmoid", "relu", "tanh", "scaled_tanh".
+    """
+    code = _activation_code(activation)
+    x = v.float_array(x, "x", ndim=2)
+    w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
+    if w.shape[0] != x.shape[1]:
+        raise ValueError(f"w: expected {x.shape[1]} rows to match x's {x.shape[1]} columns, got shape {w.shape}")
+    if b is not None:
+        b = v.float_array(b, "b", ndim=1, dtype=x.dtype)
+        v.check_shape(b, "b", (w.shape[1],))
+    v.blas_dims(batch=x.shape[0], in_features=x.shape[1], out_features=w.shape[1])
+    out = v.out_buffer(out, "out", (x.shape[0], w.shape[1]), x.dtype, inputs=(("x", x), ("w", w), ("b", b)))
+    return _core.linear_forward(x, w, b, code, out)
+
+
+def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
+                    dw_out=None, db_out=None, dx_out=None):
+    """Gradients of a linear layer (and its activation) in one call.
+
+    x (B, in), w (in, out), grad_out (B, out) = dL/dy; with an activation, y (B, out) is the saved
+    output and dz = grad_out * act'(y), else dz = grad_out (grad_out is never modified).
+    Returns (dw (in, out), db (out,), dx (B, in) or None when need_dx is False), with
+    dw = x.T @ dz, db = dz.sum(0) accumulated in float64, dx = dz @ w.T.
+    """
+    code = _activation_code(activation)
+    x = v.float_array(x, "x", ndim=2)
+    w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
+    batch, n_in = x.shape
+    if w.shape[0] != n_in:
+        raise ValueError(f"w: expected {n_in} rows to match x's {n_in} columns, got shape {w.shape}")
+    n_out = w.shape[1]
+    grad_out = v.float_array(grad_out, "grad_out", ndim=2, dtype=x.dtype)
+    v.check_shape(grad_out, "grad_out", (batch, n_out))
+    if code != 0:
+        if y is None:
+            raise ValueError(f"y: the saved output is required with activation={activation!r}")
+        y = v.float_array(y, "y", ndim=2, dtype=x.dtype)
+        v.check_shape(y, "y", (batch, n_out))
+    else:
+        y = None
+    v.blas_dims(batch=batch, in_features=n_in, out_features=n_out)
+    inputs = (("x", x), ("w", w), ("grad_out", grad_out), ("y", y))
+    dw = v.out_buffer(dw_out, "dw_out", (n_in, n_out), x.dtype, inputs=inputs)
+    db = v.out_buffer(db_out, "db_out", (n_out,), x.dtype, inputs=inputs + (("dw_out", dw),))
+    dx = None
+    if need_dx:
+        dx = v.out_buffer(dx_out, "dx_out", (batch, n_in), x.dtype,
+                          inputs=inputs + (("dw_out", dw), ("db_out", db)))
+    _core.linear_backward(x, w, grad_out, y, code, dw, db, dx)
+    return dw, db, dx
+
+
+def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """One SGD step in place, PyTorch's convention (dampening 0); returns param.
+
+    g = grad + weight_decay * param; with momentum: velocity = momentum * velocity + g and
+    step = g + momentum * velocity (nesterov) or velocity; without: step = g.
+    param -= lr * step. param and velocity: C-contiguous, writeable, one shape and dtype with grad.
+    """
+    lr = v.finite_number(lr, "lr", minimum=0.0)
+    momentum = v.finite_number(momentum, "momentum", minimum=0.0)
+    weight_decay = v.finite_number(weight_decay, "weight_decay", minimum=0.0)
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param: expected a numpy array (updated in place), got {type(param).__name__}")
+    if param.dtype.char not in "fd" or not param.dtype.isnative:
+        raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype}")
+    if not param.flags.c_contiguous or not param.flags.writeable:
+        raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
+    grad = v.float_array(grad, "grad", dtype=param.dtype)
+    v.check_shape(grad, "grad", param.shape)
+    if momentum != 0:
+        if velocity is None:
+            raise ValueError("velocity: a buffer (zeros at the start) is required when momentum > 0")
+        velocity = v.out_buffer(velocity, "velocity", param.shape, param.dtype,
+                                inputs=(("param", param), ("grad", grad)))
+    else:
+        velocity = None
+    return _core.sgd(param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
+
+
+def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
+    """out[i] = x[rows[i]] * scale + shift, in one pass (for batches of data kept as uint8).
+
+    x (N, F) uint8/float32/float64; rows (n,) integers in [0, N); out (n, F) float32/float64,
+    float32 by default for uint8 x, else x's dtype.
+    """
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    if x.dtype.char not in "Bfd":
+        raise TypeError(f"x: expected a uint8, float32 or float64 array, got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"x: expected a 2-D array, got shape {x.shape}")
+    if not x.flags.c_contiguous or not x.dtype.isnative:
+        x = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
+    rows = v.index_array(rows, "rows")
+    bad = _core.first_out_of_range(rows, x.shape[0])
+    if bad >= 0:
+        raise ValueError(f"rows: expected indices in [0, {x.shape[0]}), got {rows[bad]} at index {bad}")
+    scale = v.finite_number(scale, "scale")
+    shift = v.finite_number(shift, "shift")
+    default = np.dtype(np.float32) if x.dtype.char == "B" else x.dtype
+    dtype = out.dtype if isinstance(out, np.ndarray) and out.dtype.char in "fd" else default
+    out = v.out_buffer(out, "out", (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x),))
+    return _core.gather(x, rows, out, scale, shift)

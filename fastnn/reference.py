@@ -1,0 +1,515 @@
+"""Pure-NumPy twin of :mod:`fastnn.ops`: same op names, parameters, defaults and results.
+
+It is both the oracle of the tests and the baseline of the benchmarks, so it is written the
+way one would write fast NumPy: ufuncs with ``out=``, a few preallocated scratch arrays, no
+Python loop per element. Validation is deliberately light (dtype, ndim, shapes, ``out``
+buffers); the messages name the argument but need not match the compiled side word for word.
+
+Every floating-point step runs under ``np.errstate(all="ignore")``: an overflow to +-inf
+that the formulas expect (``row - max`` of ``[3e38, 0, -3e38]`` in float32 is ``-inf`` and
+``exp(-inf) == 0``) must not warn, exactly like the compiled kernels.
+"""
+import math
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "sigmoid",
+    "sigmoid_backward",
+    "relu",
+    "relu_backward",
+    "tanh",
+    "tanh_backward",
+    "scaled_tanh",
+    "scaled_tanh_backward",
+    "softmax",
+    "log_softmax",
+    "softmax_cross_entropy",
+    "linear_forward",
+    "linear_backward",
+    "sgd_update",
+]
+
+SCALED_TANH_A = 1.7159
+SCALED_TANH_B = 2.0 / 3.0
+ACTIVATIONS = (None, "sigmoid", "relu", "tanh", "scaled_tanh")
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# --------------------------------------------------------------------------------------------
+# Light validation
+# --------------------------------------------------------------------------------------------
+
+def _float_array(name, a, dtype=None):
+    """``np.asarray(a)`` checked to be float32/float64 (and ``dtype`` when given)."""
+    a = np.asarray(a)
+    if a.dtype.char not in "fd":
+        raise TypeError(f"{name}: expected a float32 or float64 array, got {a.dtype}")
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name}: expected {dtype} like the other arrays, got {a.dtype}")
+    return a
+
+
+def _require_ndim(name, a, ndim):
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
+
+
+def _require_shape(name, a, shape):
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+
+
+def _is_exact_alias(a, b):
+    return a is b or (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+    )
+
+
+def _output(name, out, shape, dtype, inputs=(), alias_ok=False):
+    """Return ``out`` checked against shape/dtype/layout/overlap, or a fresh array.
+
+    ``inputs`` is a sequence of ``(name, array)``; ``alias_ok`` allows ``out`` to be exactly
+    one of them (same memory, same strides), any other overlap is a ValueError.
+    """
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: must be writeable")
+    for input_name, a in inputs:
+        if a is None or not np.may_share_memory(out, a):
+            continue
+        if alias_ok and _is_exact_alias(out, a):
+            continue
+        if np.shares_memory(out, a):
+            raise ValueError(f"{name}: overlaps the input {input_name}")
+    return out
+
+
+def _check_activation(activation):
+    if not (activation is None or (isinstance(activation, str) and activation in ACTIVATIONS)):
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels without validation: out is ready, may alias the inputs exactly
+# --------------------------------------------------------------------------------------------
+
+def _sigmoid_into(x, out):
+    # e = exp(-|x|) never overflows; y = 1/(1+e) for x >= 0 and e/(1+e) otherwise.
+    nonnegative = x >= 0
+    np.abs(x, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    denominator = np.add(out, 1)
+    np.copyto(out, 1, where=nonnegative)
+    np.divide(out, denominator, out=out)
+    return out
+
+
+def _sigmoid_backward_into(y, grad, out):
+    one_minus_y = np.subtract(1, y)
+    np.multiply(grad, y, out=out)
+    np.multiply(out, one_minus_y, out=out)
+    return out
+
+
+def _relu_into(x, out):
+    return np.maximum(x, 0, out=out)
+
+
+def _relu_backward_into(y, grad, out):
+    return np.multiply(grad, y > 0, out=out)
+
+
+def _tanh_into(x, out):
+    return np.tanh(x, out=out)
+
+
+def _tanh_backward_into(y, grad, out):
+    factor = np.multiply(y, y)
+    np.subtract(1, factor, out=factor)
+    return np.multiply(grad, factor, out=out)
+
+
+def _scaled_tanh_into(x, out):
+    np.multiply(x, SCALED_TANH_B, out=out)
+    np.tanh(out, out=out)
+    return np.multiply(out, SCALED_TANH_A, out=out)
+
+
+def _scaled_tanh_backward_into(y, grad, out):
+    # d/dx A tanh(Bx) = A B (1 - tanh^2) = A B - (B / A) y^2
+    factor = np.multiply(y, y)
+    np.multiply(factor, SCALED_TANH_B / SCALED_TANH_A, out=factor)
+    np.subtract(SCALED_TANH_A * SCALED_TANH_B, factor, out=factor)
+    return np.multiply(grad, factor, out=out)
+
+
+_FORWARD = {
+    "sigmoid": _sigmoid_into,
+    "relu": _relu_into,
+    "tanh": _tanh_into,
+    "scaled_tanh": _scaled_tanh_into,
+}
+_BACKWARD = {
+    "sigmoid": _sigmoid_backward_into,
+    "relu": _relu_backward_into,
+    "tanh": _tanh_backward_into,
+    "scaled_tanh": _scaled_tanh_backward_into,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Elementwise activations
+# --------------------------------------------------------------------------------------------
+
+def _forward(kernel, x, out):
+    x = _float_array("x", x)
+    if x.ndim < 1:
+        raise ValueError(f"x: expected an array with ndim >= 1, got shape {x.shape}")
+    out = _output("out", out, x.shape, x.dtype, [("x", x)], alias_ok=True)
+    with np.errstate(all="ignore"):
+        return kernel(x, out)
+
+
+def _backward(kernel, y, grad, out):
+    y = _float_array("y", y)
+    if y.ndim < 1:
+        raise ValueError(f"y: expected an array with ndim >= 1, got shape {y.shape}")
+    grad = _float_array("grad", grad, y.dtype)
+    _require_shape("grad", grad, y.shape)
+    out = _output("out", out, y.shape, y.dtype, [("y", y), ("grad", grad)], alias_ok=True)
+    with np.errstate(all="ignore"):
+        return kernel(y, grad, out)
+
+
+def sigmoid(x, out=None):
+    """Logistic function ``1 / (1 + exp(-x))``, computed without overflow.
+
+    x: float32/float64 array of any shape (ndim >= 1). Returns ``out`` (same shape and dtype).
+    """
+    return _forward(_sigmoid_into, x, out)
+
+
+def sigmoid_backward(y, grad, out=None):
+    """``grad * y * (1 - y)`` where y = sigmoid(x); y, grad, out share shape and dtype."""
+    return _backward(_sigmoid_backward_into, y, grad, out)
+
+
+def relu(x, out=None):
+    """``max(x, 0)`` (NaN propagates); shape and dtype of x."""
+    return _forward(_relu_into, x, out)
+
+
+def relu_backward(y, grad, out=None):
+    """``grad * (y > 0)`` where y = relu(x); y, grad, out share shape and dtype."""
+    return _backward(_relu_backward_into, y, grad, out)
+
+
+def tanh(x, out=None):
+    """Hyperbolic tangent; shape and dtype of x."""
+    return _forward(_tanh_into, x, out)
+
+
+def tanh_backward(y, grad, out=None):
+    """``grad * (1 - y*y)`` where y = tanh(x); y, grad, out share shape and dtype."""
+    return _backward(_tanh_backward_into, y, grad, out)
+
+
+def scaled_tanh(x, out=None):
+    """``SCALED_TANH_A * tanh(SCALED_TANH_B * x)`` (1.7159 tanh(2x/3)); shape and dtype of x."""
+    return _forward(_scaled_tanh_into, x, out)
+
+
+def scaled_tanh_backward(y, grad, out=None):
+    """``grad * (A*B - (B/A) * y*y)`` where y = scaled_tanh(x); shapes and dtypes shared."""
+    return _backward(_scaled_tanh_backward_into, y, grad, out)
+
+
+# --------------------------------------------------------------------------------------------
+# Softmax family
+# --------------------------------------------------------------------------------------------
+
+def _logits_2d(logits):
+    logits = _float_array("logits", logits)
+    _require_ndim("logits", logits, 2)
+    if logits.shape[1] == 0:
+        raise ValueError(f"logits: expected at least one class (column), got shape {logits.shape}")
+    return logits
+
+
+def softmax(logits, out=None):
+    """Row-wise softmax of logits (N, K) float32/float64; returns ``out`` (N, K), same dtype.
+
+    The row sums are accumulated in float64.
+    """
+    logits = _logits_2d(logits)
+    out = _output("out", out, logits.shape, logits.dtype, [("logits", logits)], alias_ok=True)
+    with np.errstate(all="ignore"):
+        row_max = logits.max(axis=1, keepdims=True)
+        np.subtract(logits, row_max, out=out)
+        np.exp(out, out=out)
+        row_sum = out.sum(axis=1, dtype=np.float64, keepdims=True)
+        np.divide(out, row_sum, out=out, casting="same_kind")
+    return out
+
+
+def log_softmax(logits, out=None):
+    """Row-wise ``log(softmax(logits))`` of logits (N, K); returns ``out`` (N, K), same dtype."""
+    logits = _logits_2d(logits)
+    out = _output("out", out, logits.shape, logits.dtype, [("logits", logits)], alias_ok=True)
+    with np.errstate(all="ignore"):
+        row_max = logits.max(axis=1, keepdims=True)
+        np.subtract(logits, row_max, out=out)
+        row_sum = np.exp(out).sum(axis=1, dtype=np.float64, keepdims=True)
+        np.subtract(out, np.log(row_sum), out=out, casting="same_kind")
+    return out
+
+
+def _labels_checked(labels, n_rows, n_classes):
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels: expected an integer array, got {labels.dtype}")
+    _require_shape("labels", labels, (n_rows,))
+    bad = labels >= n_classes
+    if labels.dtype.kind == "i":
+        bad |= labels < 0
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise ValueError(
+            f"labels[{index}] = {labels[index]} is out of range [0, {n_classes})"
+        )
+    return labels
+
+
+def _weights_checked(sample_weight, n_rows, dtype):
+    """sample_weight as a float64 (N,) array, after rounding to the logits' dtype."""
+    weights = np.asarray(sample_weight)
+    if weights.dtype.kind not in "iuf":
+        raise TypeError(f"sample_weight: expected a real array, got {weights.dtype}")
+    _require_shape("sample_weight", weights, (n_rows,))
+    weights = weights.astype(dtype, copy=False).astype(np.float64)
+    if not np.isfinite(weights).all():
+        raise ValueError("sample_weight: must be finite")
+    if (weights < 0).any():
+        raise ValueError("sample_weight: must be >= 0")
+    return weights
+
+
+def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sample_weight=None):
+    """Cross-entropy of softmax(logits) against integer labels, and its gradient.
+
+    logits (N, K) float32/float64; labels (N,) integers in [0, K); sample_weight None or (N,).
+    Returns ``(loss, grad)``: loss is a Python float for "mean"/"sum" and a float64 (N,) array
+    for "none"; grad (N, K) has the logits' dtype (written to ``grad_out`` when given, which
+    may be ``logits`` itself).
+    """
+    logits = _logits_2d(logits)
+    n_rows, n_classes = logits.shape
+    if n_rows == 0:
+        raise ValueError("logits: expected at least one row (N == 0)")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+    labels = _labels_checked(labels, n_rows, n_classes)
+    weights = None
+    if sample_weight is not None:
+        weights = _weights_checked(sample_weight, n_rows, logits.dtype)
+        if reduction == "mean" and not weights.any():
+            raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
+    grad = _output("grad_out", grad_out, logits.shape, logits.dtype, [("logits", logits)],
+                   alias_ok=True)
+
+    rows = np.arange(n_rows)
+    with np.errstate(all="ignore"):
+        # Read everything needed from logits before grad (possibly logits itself) is written.
+        row_max = logits.max(axis=1)
+        label_gap = logits[rows, labels].astype(np.float64)
+        label_gap -= row_max  # in float64, so [3e38, 0, -3e38] gives a finite loss
+        np.subtract(logits, row_max[:, None], out=grad)
+        np.exp(grad, out=grad)
+        row_sum = grad.sum(axis=1, dtype=np.float64)
+        losses = np.log(row_sum)
+        losses -= label_gap
+        np.divide(grad, row_sum[:, None], out=grad, casting="same_kind")
+        grad[rows, labels] -= 1
+
+        if weights is not None:
+            losses *= weights
+        if reduction == "none":
+            if weights is not None:
+                np.multiply(grad, weights[:, None], out=grad, casting="same_kind")
+            return losses, grad
+        loss = float(losses.sum())
+        if reduction == "sum":
+            if weights is not None:
+                np.multiply(grad, weights[:, None], out=grad, casting="same_kind")
+            return loss, grad
+        total_weight = float(n_rows) if weights is None else float(weights.sum())
+        if weights is None:
+            np.divide(grad, total_weight, out=grad)
+        else:
+            np.multiply(grad, (weights / total_weight)[:, None], out=grad, casting="same_kind")
+        return loss / total_weight, grad
+
+
+# --------------------------------------------------------------------------------------------
+# Linear layer
+# --------------------------------------------------------------------------------------------
+
+def linear_forward(x, w, b, activation=None, out=None):
+    """``act(x @ w + b)``: x (B, in), w (in, out), b (out,) or None -> out (B, out).
+
+    All arrays float32 or all float64; ``out`` must not overlap x, w or b.
+    """
+    _check_activation(activation)
+    x = _float_array("x", x)
+    _require_ndim("x", x, 2)
+    w = _float_array("w", w, x.dtype)
+    _require_ndim("w", w, 2)
+    if w.shape[0] != x.shape[1]:
+        raise ValueError(f"w: expected shape ({x.shape[1]}, n_out), got {w.shape}")
+    if b is not None:
+        b = _float_array("b", b, x.dtype)
+        _require_shape("b", b, (w.shape[1],))
+    shape = (x.shape[0], w.shape[1])
+    out = _output("out", out, shape, x.dtype, [("x", x), ("w", w), ("b", b)])
+    with np.errstate(all="ignore"):
+        np.matmul(x, w, out=out)
+        if b is not None:
+            np.add(out, b, out=out)
+        if activation is not None:
+            _FORWARD[activation](out, out)
+    return out
+
+
+def _buffer(name, buffer, shape, dtype):
+    return None if buffer is None else _output(name, buffer, shape, dtype)
+
+
+def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
+                    dw_out=None, db_out=None, dx_out=None):
+    """Gradients of a linear layer (+ activation) given dL/dy.
+
+    x (B, in), w (in, out), grad_out (B, out) = dL/dy, y (B, out) the forward output (required
+    with an activation). Returns ``(dw, db, dx)``: dw (in, out) = x.T @ dz, db (out,) = dz summed
+    over rows in float64, dx (B, in) = dz @ w.T or None when ``need_dx`` is False, where
+    dz = grad_out * act'(y). grad_out is not modified. All in the dtype of x.
+    """
+    _check_activation(activation)
+    x = _float_array("x", x)
+    _require_ndim("x", x, 2)
+    w = _float_array("w", w, x.dtype)
+    _require_ndim("w", w, 2)
+    if w.shape[0] != x.shape[1]:
+        raise ValueError(f"w: expected shape ({x.shape[1]}, n_out), got {w.shape}")
+    n_batch, n_in = x.shape
+    n_out = w.shape[1]
+    grad_out = _float_array("grad_out", grad_out, x.dtype)
+    _require_shape("grad_out", grad_out, (n_batch, n_out))
+    if activation is not None:
+        if y is None:
+            raise ValueError(f"y: the forward output is required with activation {activation!r}")
+        y = _float_array("y", y, x.dtype)
+        _require_shape("y", y, (n_batch, n_out))
+    dw = _buffer("dw_out", dw_out, (n_in, n_out), x.dtype)
+    db = _buffer("db_out", db_out, (n_out,), x.dtype)
+    dx = _buffer("dx_out", dx_out, (n_batch, n_in), x.dtype) if need_dx else None
+
+    with np.errstate(all="ignore"):
+        if activation is None:
+            dz = grad_out
+        else:
+            dz = _BACKWARD[activation](y, grad_out, np.empty_like(grad_out, order="C"))
+        dw = np.matmul(x.T, dz, out=dw)
+        if db is None:
+            db = np.empty(n_out, x.dtype)
+        np.add.reduce(dz, axis=0, dtype=np.float64, out=db)
+        if need_dx:
+            dx = np.matmul(dz, w.T, out=dx)
+    return dw, db, dx
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer
+# --------------------------------------------------------------------------------------------
+
+def _check_hyper_parameter(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value}")
+    if value < 0:
+        raise ValueError(f"{name}: must be >= 0, got {value}")
+    return value
+
+
+def _updatable(name, a, dtype=None):
+    a = _float_array(name, a, dtype)
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: must be writeable")
+    return a
+
+
+def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0.0,
+               nesterov=False):
+    """One SGD step in place (PyTorch convention, dampening 0); returns ``param``.
+
+    param, grad, velocity: same shape and float dtype; param and velocity C-contiguous and
+    writeable (both updated in place), grad any layout.
+    """
+    lr = _check_hyper_parameter("lr", lr)
+    momentum = _check_hyper_parameter("momentum", momentum)
+    weight_decay = _check_hyper_parameter("weight_decay", weight_decay)
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov: requires momentum > 0")
+    if momentum != 0 and velocity is None:
+        raise ValueError("velocity: required when momentum != 0")
+    param = _updatable("param", param)
+    grad = _float_array("grad", grad, param.dtype)
+    _require_shape("grad", grad, param.shape)
+    if velocity is not None:
+        velocity = _updatable("velocity", velocity, param.dtype)
+        _require_shape("velocity", velocity, param.shape)
+
+    with np.errstate(all="ignore"):
+        g = grad
+        if weight_decay != 0:
+            g = np.multiply(param, weight_decay)
+            np.add(grad, g, out=g)
+        if momentum != 0:
+            np.multiply(velocity, momentum, out=velocity)
+            np.add(velocity, g, out=velocity)
+            if nesterov:
+                step = np.multiply(velocity, momentum)
+                np.add(g, step, out=step)
+            else:
+                step = velocity
+        else:
+            step = g
+        # Scale into a scratch array we own; grad and velocity must keep their values.
+        scratch = None if step is grad or step is velocity else step
+        scaled = np.multiply(step, lr, out=scratch)
+        np.subtract(param, scaled, out=param)
+    return param
+
+
+# --------------------------------------------------------------------------------------------
+# End-to-end reference network (for the benchmarks): to be added here later.
+# --------------------------------------------------------------------------------------------

@@ -1,0 +1,210 @@
+"""Model files: an .npz of named arrays plus a JSON header stored as the uint8 array "__header__".
+
+Header keys: format ("fastnn-model"), format_version (1), dtype, input_scale, input_shift,
+n_features, n_outputs, loss {type, config}, layers [{type, config, params?}], arrays
+{name: {shape, dtype}}, sha256 (over every array, in header order, with its name), optimizer
+(null or {type, config, scalars, arrays {state name: array name}}), extra (JSON-able dict).
+Files are written atomically and read with allow_pickle=False; anything wrong with a file raises
+ModelFormatError naming it, and nothing is returned half-built.
+"""
+import hashlib
+import json
+import math
+import os
+
+import numpy as np
+
+from ._atomic import atomic_write
+from .errors import ModelFormatError
+from .layers import FLOAT_DTYPES, Linear, layer_from_config
+from .losses import LOSS_TYPES
+from .optim import Optimizer, optimizer_from_state
+
+FORMAT = "fastnn-model"
+FORMAT_VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _digest(names, arrays):
+    h = hashlib.sha256()
+    for name in names:
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode("utf-8") + b"\0" + a.dtype.str.encode() + str(a.shape).encode() + b"\0")
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def save(network, path, include_optimizer=False, optimizer=None, extra=None):
+    """Write ``network`` to ``path`` atomically (an existing file survives a failed save).
+
+    include_optimizer or an explicit ``optimizer`` stores that optimizer's state (default: the
+    network's last fit optimizer). extra: JSON-able dict (e.g. epoch, RNG state) kept verbatim.
+    """
+    arrays, layers = {}, []
+    for i, layer in enumerate(network.layers):
+        entry = {"type": type(layer).__name__, "config": layer.get_config()}
+        if isinstance(layer, Linear):
+            entry["params"] = [f"layers.{i}.W", f"layers.{i}.b"]
+            arrays[entry["params"][0]], arrays[entry["params"][1]] = layer.W, layer.b
+        layers.append(entry)
+
+    opt_header = None
+    if include_optimizer or optimizer is not None:
+        optimizer = network.optimizer if optimizer is None else optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError("include_optimizer=True needs an optimizer: pass optimizer= or fit first")
+        state = optimizer.state_dict()
+        opt_header = {"type": state["type"], "config": state["config"],
+                      "scalars": state["scalars"], "arrays": {}}
+        for name, arr in state["arrays"].items():
+            opt_header["arrays"][name] = f"optimizer.{name}"
+            arrays[f"optimizer.{name}"] = arr
+
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra: expected a dict or None, got {type(extra).__name__}")
+    header = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "dtype": network.dtype.name,
+        "input_scale": network.input_scale, "input_shift": network.input_shift,
+        "n_features": network.n_features, "n_outputs": network.n_outputs,
+        "loss": {"type": type(network.loss).__name__, "config": network.loss.get_config()},
+        "layers": layers,
+        "arrays": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in arrays.items()},
+        "sha256": _digest(list(arrays), arrays),
+        "optimizer": opt_header,
+        "extra": extra,
+    }
+    try:
+        text = json.dumps(header, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"extra: must be JSON-serialisable without NaN/Inf ({exc})") from None
+    members = {"__header__": np.frombuffer(text.encode("utf-8"), np.uint8)}
+    members.update(arrays)
+    with atomic_write(path) as f:
+        np.savez(f, **members)
+
+
+def load(path):
+    """Read a network saved by ``Network.save``. Its ``optimizer`` attribute holds the saved
+    optimizer (or None); ``extra`` the saved extra dict (or None)."""
+    return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path):
+    """(network, optimizer or None, extra dict or None) from a model file."""
+    path = os.fspath(path)
+    header, data = _read(path)
+    try:
+        return _build(path, header, data)
+    except ModelFormatError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ModelFormatError(path, f"invalid model description: {exc}") from exc
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        if f.read(4) != _ZIP_MAGIC:
+            raise ModelFormatError(path, "not a fastnn model file (not an .npz archive)")
+        f.seek(0)
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                if not hasattr(z, "files") or "__header__" not in z.files:
+                    raise ModelFormatError(path, "not a fastnn model file (no __header__ array)")
+                raw = z["__header__"]
+                if raw.dtype != np.uint8 or raw.ndim != 1:
+                    raise ModelFormatError(path, "__header__ is not a uint8 vector")
+                header = json.loads(raw.tobytes().decode("utf-8"))
+                _check_header(path, header)
+                data = {}
+                for name, spec in header["arrays"].items():
+                    if name not in z.files:
+                        raise ModelFormatError(path, f"array {name!r} is missing")
+                    data[name] = np.array(z[name], copy=True, order="C")
+        except ModelFormatError:
+            raise
+        except Exception as exc:  # every parse failure of an untrusted file is a format error
+            raise ModelFormatError(path, f"damaged or truncated file ({type(exc).__name__}: {exc})") from exc
+    for name, spec in header["arrays"].items():
+        a = data[name]
+        if list(a.shape) != spec["shape"] or a.dtype.name != spec["dtype"]:
+            raise ModelFormatError(path, f"array {name!r} is {a.dtype.name}{a.shape}, the header "
+                                         f"says {spec['dtype']}{tuple(spec['shape'])}")
+    if _digest(list(header["arrays"]), data) != header["sha256"]:
+        raise ModelFormatError(path, "checksum mismatch: the arrays do not match their SHA-256 "
+                                     "(the file is damaged)")
+    return header, data
+
+
+def _check_header(path, h):
+    if not isinstance(h, dict) or h.get("format") != FORMAT:
+        got = h.get("format") if isinstance(h, dict) else type(h).__name__
+        raise ModelFormatError(path, f"not a fastnn model file (format {got!r})")
+    v = h.get("format_version")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ModelFormatError(path, f"invalid format_version {v!r}")
+    if v > FORMAT_VERSION:
+        raise ModelFormatError(path, f"written by a newer fastnn (format_version {v}; this version "
+                                     f"reads up to {FORMAT_VERSION}); upgrade fastnn to load it")
+    if h.get("dtype") not in [d.name for d in FLOAT_DTYPES]:
+        raise ModelFormatError(path, f"invalid dtype {h.get('dtype')!r}")
+    arrays = h.get("arrays")
+    if not isinstance(arrays, dict) or not all(
+            isinstance(s, dict) and isinstance(s.get("shape"), list) and isinstance(s.get("dtype"), str)
+            and all(isinstance(d, int) and d >= 0 for d in s["shape"]) for s in arrays.values()):
+        raise ModelFormatError(path, "invalid 'arrays' table in the header")
+    if not isinstance(h.get("sha256"), str) or not isinstance(h.get("layers"), list):
+        raise ModelFormatError(path, "header lacks sha256 or layers")
+
+
+def _number(path, h, key):
+    v = h.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ModelFormatError(path, f"invalid {key} {v!r}")
+    return float(v)
+
+
+def _build(path, h, data):
+    from .network import Network
+
+    dtype = np.dtype(h["dtype"])
+    layers = []
+    for i, entry in enumerate(h["layers"]):
+        layer = layer_from_config(entry["type"], dict(entry.get("config", {})))
+        if isinstance(layer, Linear):
+            w_name, b_name = entry["params"]
+            W, b = data[w_name], data[b_name]
+            want = ((layer.in_features, layer.out_features), (layer.out_features,))
+            if (W.shape, b.shape) != want or W.dtype != dtype or b.dtype != dtype:
+                raise ModelFormatError(path, f"layers[{i}]: parameters are {W.dtype.name}{W.shape} and "
+                                             f"{b.dtype.name}{b.shape}, expected {dtype.name} {want}")
+            layer.W, layer.b = W, b
+            layer._pending_init = False
+        layers.append(layer)
+    loss_entry = h["loss"]
+    if loss_entry.get("type") not in LOSS_TYPES:
+        raise ModelFormatError(path, f"unknown loss {loss_entry.get('type')!r}")
+    loss = LOSS_TYPES[loss_entry["type"]](**loss_entry.get("config", {}))
+    net = Network(layers, loss=loss, dtype=dtype.name, input_scale=_number(path, h, "input_scale"),
+                  input_shift=_number(path, h, "input_shift"))
+    if net.n_features != h.get("n_features") or net.n_outputs != h.get("n_outputs"):
+        raise ModelFormatError(path, "n_features/n_outputs disagree with the layers")
+
+    optimizer = None
+    if h.get("optimizer") is not None:
+        o = h["optimizer"]
+        arrays = {k: data[v] for k, v in o["arrays"].items()}
+        params = net.parameters()
+        for k, a in arrays.items():
+            idx = int(k.rsplit(".", 1)[1])
+            if not 0 <= idx < len(params) or a.shape != params[idx].shape or a.dtype != dtype:
+                raise ModelFormatError(path, f"optimizer buffer {k!r} ({a.dtype.name}{a.shape}) does "
+                                             "not fit the parameters")
+        optimizer = optimizer_from_state({"type": o["type"], "config": o["config"],
+                                          "scalars": o.get("scalars", {}), "arrays": arrays})
+    extra = h.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise ModelFormatError(path, "'extra' is not a dict")
+    net.optimizer = optimizer
+    net.extra = extra
+    return net, optimizer, extra

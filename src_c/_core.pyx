@@ -1,0 +1,368 @@
+# cython: language_level=3
+"""Compiled core of fastnn.
+
+The ``def`` functions here check nothing: :mod:`fastnn.ops` validates every argument first
+(dtypes, shapes, contiguity, label ranges, aliasing) and only then calls them. The ``cdef``
+functions run without the GIL and are shared with the native training loop (``_train.pxi``).
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport malloc, free
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+cnp.import_array()
+
+cdef extern from "kernels.h" nogil:
+    int fnn_simd_select(const char *name)
+    const char *fnn_simd_current()
+    int fnn_simd_available(const char *name)
+    const char *fnn_build_flags()
+    int fnn_openmp_enabled()
+    int fnn_openmp_max_threads()
+
+    void fnn_act_forward_f32(int act, const float *x, float *y, Py_ssize_t n, int nt)
+    void fnn_act_forward_f64(int act, const double *x, double *y, Py_ssize_t n, int nt)
+    void fnn_act_backward_f32(int act, const float *y, const float *g, float *out, Py_ssize_t n, int nt)
+    void fnn_act_backward_f64(int act, const double *y, const double *g, double *out, Py_ssize_t n, int nt)
+    void fnn_bias_act_f32(int act, float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols, int nt)
+    void fnn_bias_act_f64(int act, double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols, int nt)
+    void fnn_act_grad_colsum_f32(int act, const float *y, const float *g, float *dz, float *db,
+                                 Py_ssize_t rows, Py_ssize_t cols, int nt)
+    void fnn_act_grad_colsum_f64(int act, const double *y, const double *g, double *dz, double *db,
+                                 Py_ssize_t rows, Py_ssize_t cols, int nt)
+    double fnn_softmax_xent_f32(const float *logits, const int64_t *labels, const float *w, float *grad,
+                                double *row_loss, Py_ssize_t rows, Py_ssize_t k, double scale, int nt)
+    double fnn_softmax_xent_f64(const double *logits, const int64_t *labels, const double *w, double *grad,
+                                double *row_loss, Py_ssize_t rows, Py_ssize_t k, double scale, int nt)
+    void fnn_softmax_f32(const float *logits, float *out, Py_ssize_t rows, Py_ssize_t k, int log_, int nt)
+    void fnn_softmax_f64(const double *logits, double *out, Py_ssize_t rows, Py_ssize_t k, int log_, int nt)
+    void fnn_sgd_f32(float *p, const float *g, float *v, Py_ssize_t n, double lr, double mu, double wd,
+                     int nesterov, int nt)
+    void fnn_sgd_f64(double *p, const double *g, double *v, Py_ssize_t n, double lr, double mu, double wd,
+                     int nesterov, int nt)
+    void fnn_gather_u8_f32(const uint8_t *x, const int64_t *rows, float *out, Py_ssize_t n_rows,
+                           Py_ssize_t f, double scale, double shift, int nt)
+    void fnn_gather_u8_f64(const uint8_t *x, const int64_t *rows, double *out, Py_ssize_t n_rows,
+                           Py_ssize_t f, double scale, double shift, int nt)
+    void fnn_gather_f32(const float *x, const int64_t *rows, float *out, Py_ssize_t n_rows,
+                        Py_ssize_t f, double scale, double shift, int nt)
+    void fnn_gather_f64(const double *x, const int64_t *rows, double *out, Py_ssize_t n_rows,
+                        Py_ssize_t f, double scale, double shift, int nt)
+    void fnn_gather_f64_to_f32(const double *x, const int64_t *rows, float *out, Py_ssize_t n_rows,
+                               Py_ssize_t f, double scale, double shift, int nt)
+    void fnn_gather_f32_to_f64(const float *x, const int64_t *rows, double *out, Py_ssize_t n_rows,
+                               Py_ssize_t f, double scale, double shift, int nt)
+
+ctypedef fused real:
+    float
+    double
+
+# Threads for the elementwise kernels; BLAS threads are set separately (fastnn._threads).
+cdef int _n_threads = 1
+
+ACT_NONE, ACT_SIGMOID, ACT_RELU, ACT_TANH, ACT_SCALED_TANH = 0, 1, 2, 3, 4
+
+
+def set_kernel_threads(int n):
+    global _n_threads
+    _n_threads = n if n > 0 else 1
+
+
+def get_kernel_threads():
+    return _n_threads
+
+
+def openmp_enabled():
+    return bool(fnn_openmp_enabled())
+
+
+def openmp_max_threads():
+    return fnn_openmp_max_threads()
+
+
+def build_flags():
+    return fnn_build_flags().decode()
+
+
+def simd_paths_available():
+    """Names of the SIMD paths this CPU can run, fastest first."""
+    return [name for name in ("avx2_fma", "generic") if fnn_simd_available(name.encode())]
+
+
+def set_simd_path(str name):
+    """Select "avx2_fma", "generic" or "auto" (the fastest available)."""
+    if fnn_simd_select(name.encode()) != 0:
+        raise ValueError(f"SIMD path {name!r} is not available on this CPU; "
+                         f"available: {simd_paths_available()}")
+
+
+def get_simd_path():
+    return fnn_simd_current().decode()
+
+
+set_simd_path("auto")
+
+
+cdef inline void* _ptr(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+cdef inline bint _is_f32(cnp.ndarray a):
+    return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32
+
+
+# ---- nogil building blocks (row-major arrays, BLAS is column-major: operands swap) ----
+
+cdef inline int _ld(int n) noexcept nogil:
+    return n if n > 1 else 1
+
+
+cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, real alpha,
+                        const real *a, int lda, const real *b, int ldb, real beta,
+                        real *c, int ldc) noexcept nogil:
+    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands.
+
+    A row-major (m, n) matrix is a column-major (n, m) one, so C^T = op(B)^T op(A)^T is computed.
+    """
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    cdef int lda_ = _ld(lda), ldb_ = _ld(ldb), ldc_ = _ld(ldc)
+    if m == 0 or n == 0:
+        return
+    if real is float:
+        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*>b, &ldb_, <float*>a, &lda_, &beta, c, &ldc_)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb_, <double*>a, &lda_, &beta, c, &ldc_)
+
+
+cdef void bias_act(int act, real *z, const real *b, Py_ssize_t rows, Py_ssize_t cols, int nt) noexcept nogil:
+    if real is float:
+        fnn_bias_act_f32(act, z, b, rows, cols, nt)
+    else:
+        fnn_bias_act_f64(act, z, b, rows, cols, nt)
+
+
+# Output blocks above this many bytes are produced in row blocks, so that bias and activation
+# are applied while each block is still in cache.
+cdef enum:
+    _BLOCK_BYTES = 1 << 20
+
+
+cdef void linear_forward_impl(const real *x, const real *w, const real *b, real *out,
+                              int batch, int n_in, int n_out, int act, int nt) noexcept nogil:
+    cdef int start = 0, rows = batch
+    cdef Py_ssize_t row_bytes = <Py_ssize_t>n_out * sizeof(real)
+    if row_bytes > 0 and <Py_ssize_t>batch * row_bytes > _BLOCK_BYTES:
+        rows = <int>((_BLOCK_BYTES // 2) // row_bytes)
+        if rows < 128:
+            rows = 128
+    while start < batch:
+        if rows > batch - start:
+            rows = batch - start
+        gemm_rowmajor(False, False, rows, n_out, n_in, <real>1, x + <Py_ssize_t>start * n_in, n_in,
+                      w, n_out, <real>0, out + <Py_ssize_t>start * n_out, n_out)
+        bias_act(act, out + <Py_ssize_t>start * n_out, b, rows, n_out, nt)
+        start += rows
+
+
+cdef int linear_backward_impl(const real *x, const real *w, const real *g, const real *y, int act,
+                              real *dw, real *db, real *dx, real *dz_scratch,
+                              int batch, int n_in, int n_out, int nt) noexcept nogil:
+    """dz = g * act'(y); db = colsum(dz); dw = x^T dz; dx = dz w^T (dx may be NULL).
+
+    dz_scratch (batch, n_out) may be NULL: it is then allocated here when an activation needs it.
+    Returns -1 when that allocation fails, 0 otherwise.
+    """
+    cdef real *dz = <real*>g
+    cdef bint own = False
+    if act != 0:
+        dz = dz_scratch
+        if dz == NULL:
+            dz = <real*>malloc(<size_t>batch * <size_t>n_out * sizeof(real) + 1)
+            if dz == NULL:
+                return -1
+            own = True
+    if real is float:
+        fnn_act_grad_colsum_f32(act, y, g, dz if act != 0 else NULL, db, batch, n_out, nt)
+    else:
+        fnn_act_grad_colsum_f64(act, y, g, dz if act != 0 else NULL, db, batch, n_out, nt)
+    gemm_rowmajor(True, False, n_in, n_out, batch, <real>1, x, n_in, dz, n_out, <real>0, dw, n_out)
+    if dx != NULL:
+        gemm_rowmajor(False, True, batch, n_in, n_out, <real>1, dz, n_out, w, n_out, <real>0, dx, n_in)
+    if own:
+        free(dz)
+    return 0
+
+
+# ---- raw entry points for fastnn.ops (arguments already validated) ----
+
+cdef inline void* _ptr_or_null(object a):
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def act_forward(int act, cnp.ndarray x, cnp.ndarray y):
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef int nt = _n_threads
+    cdef bint f32 = _is_f32(x)
+    cdef void *xp = _ptr(x)
+    cdef void *yp = _ptr(y)
+    with nogil:
+        if f32:
+            fnn_act_forward_f32(act, <float*>xp, <float*>yp, n, nt)
+        else:
+            fnn_act_forward_f64(act, <double*>xp, <double*>yp, n, nt)
+    return y
+
+
+def act_backward(int act, cnp.ndarray y, cnp.ndarray g, cnp.ndarray out):
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(y)
+    cdef int nt = _n_threads
+    cdef bint f32 = _is_f32(y)
+    cdef void *yp = _ptr(y)
+    cdef void *gp = _ptr(g)
+    cdef void *op = _ptr(out)
+    with nogil:
+        if f32:
+            fnn_act_backward_f32(act, <float*>yp, <float*>gp, <float*>op, n, nt)
+        else:
+            fnn_act_backward_f64(act, <double*>yp, <double*>gp, <double*>op, n, nt)
+    return out
+
+
+def softmax(cnp.ndarray logits, cnp.ndarray out, bint log):
+    cdef Py_ssize_t rows = logits.shape[0], k = logits.shape[1]
+    cdef int nt = _n_threads
+    cdef bint f32 = _is_f32(logits)
+    cdef void *xp = _ptr(logits)
+    cdef void *op = _ptr(out)
+    with nogil:
+        if f32:
+            fnn_softmax_f32(<float*>xp, <float*>op, rows, k, log, nt)
+        else:
+            fnn_softmax_f64(<double*>xp, <double*>op, rows, k, log, nt)
+    return out
+
+
+def softmax_xent(cnp.ndarray logits, cnp.ndarray labels, object weights, cnp.ndarray grad,
+                 object row_loss, double scale):
+    """Returns sum_i w_i loss_i; labels int64, weights None or the logits' dtype, row_loss None or float64."""
+    cdef Py_ssize_t rows = logits.shape[0], k = logits.shape[1]
+    cdef int nt = _n_threads
+    cdef bint f32 = _is_f32(logits)
+    cdef void *xp = _ptr(logits)
+    cdef int64_t *lp = <int64_t*>_ptr(labels)
+    cdef void *wp = _ptr_or_null(weights)
+    cdef void *gp = _ptr(grad)
+    cdef double *rl = <double*>_ptr_or_null(row_loss)
+    cdef double total
+    with nogil:
+        if f32:
+            total = fnn_softmax_xent_f32(<float*>xp, lp, <float*>wp, <float*>gp, rl, rows, k, scale, nt)
+        else:
+            total = fnn_softmax_xent_f64(<double*>xp, lp, <double*>wp, <double*>gp, rl, rows, k, scale, nt)
+    return total
+
+
+def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray out):
+    cdef int batch = <int>x.shape[0], n_in = <int>x.shape[1], n_out = <int>w.shape[1]
+    cdef int nt = _n_threads
+    cdef bint f32 = _is_f32(x)
+    cdef void *xp = _ptr(x)
+    cdef void *wp = _ptr(w)
+    cdef void *bp = _ptr_or_null(b)
+    cdef void *op = _ptr(out)
+    with nogil:
+        if f32:
+            linear_forward_impl[float](<float*>xp, <float*>wp, <float*>bp, <float*>op,
+                                       batch, n_in, n_out, act, nt)
+        else:
+            linear_forward_impl[double](<double*>xp, <double*>wp, <double*>bp, <double*>op,
+                                        batch, n_in, n_out, act, nt)
+    return out
+
+
+def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int act,
+                    cnp.ndarray dw, cnp.ndarray db, object dx):
+    cdef int batch = <int>x.shape[0], n_in = <int>x.shape[1], n_out = <int>w.shape[1]
+    cdef int nt = _n_threads, status
+    cdef bint f32 = _is_f32(x)
+    cdef void *xp = _ptr(x)
+    cdef void *wp = _ptr(w)
+    cdef void *gp = _ptr(g)
+    cdef void *yp = _ptr_or_null(y)
+    cdef void *dwp = _ptr(dw)
+    cdef void *dbp = _ptr(db)
+    cdef void *dxp = _ptr_or_null(dx)
+    with nogil:
+        if f32:
+            status = linear_backward_impl[float](<float*>xp, <float*>wp, <float*>gp, <float*>yp, act,
+                                                 <float*>dwp, <float*>dbp, <float*>dxp, NULL,
+                                                 batch, n_in, n_out, nt)
+        else:
+            status = linear_backward_impl[double](<double*>xp, <double*>wp, <double*>gp, <double*>yp, act,
+                                                  <double*>dwp, <double*>dbp, <double*>dxp, NULL,
+                                                  batch, n_in, n_out, nt)
+    if status != 0:
+        raise MemoryError("linear_backward: could not allocate the (batch, out) scratch buffer")
+
+
+def sgd(cnp.ndarray p, cnp.ndarray g, object v, double lr, double momentum, double weight_decay,
+        bint nesterov):
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
+    cdef int nt = _n_threads
+    cdef bint f32 = _is_f32(p)
+    cdef void *pp = _ptr(p)
+    cdef void *gp = _ptr(g)
+    cdef void *vp = _ptr_or_null(v)
+    with nogil:
+        if f32:
+            fnn_sgd_f32(<float*>pp, <float*>gp, <float*>vp, n, lr, momentum, weight_decay, nesterov, nt)
+        else:
+            fnn_sgd_f64(<double*>pp, <double*>gp, <double*>vp, n, lr, momentum, weight_decay, nesterov, nt)
+    return p
+
+
+def gather(cnp.ndarray x, cnp.ndarray rows, cnp.ndarray out, double scale, double shift):
+    """out[i] = x[rows[i]] * scale + shift; x uint8/float32/float64, out float32/float64, rows int64."""
+    cdef Py_ssize_t n_rows = rows.shape[0], f = x.shape[1]
+    cdef int nt = _n_threads
+    cdef int xt = cnp.PyArray_TYPE(x)
+    cdef bint out32 = _is_f32(out)
+    cdef const int64_t *r = <int64_t*>_ptr(rows)
+    cdef void *xp = _ptr(x)
+    cdef void *op = _ptr(out)
+    with nogil:
+        if xt == cnp.NPY_UINT8:
+            if out32:
+                fnn_gather_u8_f32(<uint8_t*>xp, r, <float*>op, n_rows, f, scale, shift, nt)
+            else:
+                fnn_gather_u8_f64(<uint8_t*>xp, r, <double*>op, n_rows, f, scale, shift, nt)
+        elif xt == cnp.NPY_FLOAT32:
+            if out32:
+                fnn_gather_f32(<float*>xp, r, <float*>op, n_rows, f, scale, shift, nt)
+            else:
+                fnn_gather_f32_to_f64(<float*>xp, r, <double*>op, n_rows, f, scale, shift, nt)
+        else:
+            if out32:
+                fnn_gather_f64_to_f32(<double*>xp, r, <float*>op, n_rows, f, scale, shift, nt)
+            else:
+                fnn_gather_f64(<double*>xp, r, <double*>op, n_rows, f, scale, shift, nt)
+    return out
+
+
+def first_out_of_range(cnp.ndarray idx, int64_t upper):
+    """Index of the first entry of the int64 array ``idx`` outside [0, upper), or -1."""
+    cdef const int64_t *p = <int64_t*>_ptr(idx)
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(idx)
+    cdef Py_ssize_t bad = -1
+    with nogil:
+        for i in range(n):
+            if p[i] < 0 or p[i] >= upper:
+                bad = i
+                break
+    return bad
+
+
+include "train.pxi"

@@ -1,0 +1,76 @@
+/* Elementwise and row-wise kernels of fastnn, for float and double.
+ *
+ * Every entry point takes raw C-contiguous buffers whose sizes the caller (fastnn.ops, after
+ * validation) guarantees, splits the work over up to n_threads OpenMP threads when it is large
+ * enough to pay for them, and calls the SIMD path picked at run time (AVX2+FMA or generic).
+ * None of them touches Python objects, so all run without the GIL.
+ */
+#ifndef FASTNN_KERNELS_H
+#define FASTNN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum fnn_activation {
+    FNN_ACT_NONE = 0,
+    FNN_ACT_SIGMOID = 1,
+    FNN_ACT_RELU = 2,
+    FNN_ACT_TANH = 3,
+    FNN_ACT_SCALED_TANH = 4
+};
+
+#define FNN_SCALED_TANH_A 1.7159
+#define FNN_SCALED_TANH_B (2.0 / 3.0)
+
+/* SIMD path: "avx2_fma" or "generic". select returns 0 on success, -1 if unavailable here. */
+int fnn_simd_select(const char *name);
+const char *fnn_simd_current(void);
+int fnn_simd_available(const char *name);
+const char *fnn_build_flags(void);
+int fnn_openmp_enabled(void);
+int fnn_openmp_max_threads(void);
+
+/* The suffix _f32 / _f64 names the element type; each pair below has the same contract. */
+#define FNN_DECLARE(REAL, SUF)                                                                    \
+    /* y = act(x), n elements (y may be x). */                                                    \
+    void fnn_act_forward_##SUF(int act, const REAL *x, REAL *y, ptrdiff_t n, int n_threads);      \
+    /* out = grad * act'(x) expressed from the saved output y (out may alias y or grad). */       \
+    void fnn_act_backward_##SUF(int act, const REAL *y, const REAL *grad, REAL *out, ptrdiff_t n, \
+                                int n_threads);                                                   \
+    /* z (rows, cols) in place: z = act(z + bias); bias may be NULL. */                           \
+    void fnn_bias_act_##SUF(int act, REAL *z, const REAL *bias, ptrdiff_t rows, ptrdiff_t cols,   \
+                            int n_threads);                                                       \
+    /* dz = grad * act'(y) (dz may be NULL when act is NONE: then dz is grad itself) and          \
+       db = column sums of dz, accumulated in double. */                                          \
+    void fnn_act_grad_colsum_##SUF(int act, const REAL *y, const REAL *grad, REAL *dz, REAL *db,  \
+                                   ptrdiff_t rows, ptrdiff_t cols, int n_threads);                \
+    /* Softmax cross-entropy, one pass per row. grad_i = scale * w_i * (softmax_i - onehot_i);    \
+       returns sum_i w_i * loss_i; row_loss (may be NULL) receives w_i * loss_i.                  \
+       weights may be NULL (all ones); grad may alias logits exactly. */                          \
+    double fnn_softmax_xent_##SUF(const REAL *logits, const int64_t *labels, const REAL *weights, \
+                                  REAL *grad, double *row_loss, ptrdiff_t rows, ptrdiff_t k,      \
+                                  double scale, int n_threads);                                   \
+    /* out = softmax(logits) or log_softmax(logits) row by row (out may alias logits). */         \
+    void fnn_softmax_##SUF(const REAL *logits, REAL *out, ptrdiff_t rows, ptrdiff_t k, int log,   \
+                           int n_threads);                                                        \
+    /* In-place SGD step, PyTorch's convention (see fastnn.ops.sgd_update). v may be NULL when    \
+       momentum is 0. */                                                                          \
+    void fnn_sgd_##SUF(REAL *p, const REAL *g, REAL *v, ptrdiff_t n, double lr, double momentum,  \
+                       double weight_decay, int nesterov, int n_threads);                         \
+    /* out[i, :] = x[rows[i], :] * scale + shift, x of uint8 or of REAL. */                       \
+    void fnn_gather_u8_##SUF(const uint8_t *x, const int64_t *rows, REAL *out, ptrdiff_t n_rows,  \
+                             ptrdiff_t features, double scale, double shift, int n_threads);      \
+    void fnn_gather_##SUF(const REAL *x, const int64_t *rows, REAL *out, ptrdiff_t n_rows,        \
+                          ptrdiff_t features, double scale, double shift, int n_threads);
+
+FNN_DECLARE(float, f32)
+FNN_DECLARE(double, f64)
+#undef FNN_DECLARE
+
+/* Gather between the two float types (x float64 -> out float32 and back). */
+void fnn_gather_f64_to_f32(const double *x, const int64_t *rows, float *out, ptrdiff_t n_rows,
+                           ptrdiff_t features, double scale, double shift, int n_threads);
+void fnn_gather_f32_to_f64(const float *x, const int64_t *rows, double *out, ptrdiff_t n_rows,
+                           ptrdiff_t features, double scale, double shift, int n_threads);
+
+#endif

@@ -1,0 +1,247 @@
+/* Serial kernel bodies, included by kernels.c once per (element type, SIMD path).
+ *
+ * Expects: REAL (float or double), SUF (f32/f64), PATH (generic/avx2), FNN_TARGET (a function
+ * attribute or nothing), EXP / EXPM1_NEG (from fastmath.h), FABS, COPYSIGN.
+ * Each function works on a contiguous range; kernels.c splits ranges across threads.
+ * "#pragma GCC ivdep": elementwise loops may run in place (out == in exactly); partial overlap is
+ * refused in Python, so the assumed-dependence check GCC would add is not needed.
+ */
+
+#define FNN_CAT3_(a, b, c) a##_##b##_##c
+#define FNN_CAT3(a, b, c) FNN_CAT3_(a, b, c)
+#define NAME(base) FNN_CAT3(base, SUF, PATH)
+
+#define SCALED_A ((REAL)FNN_SCALED_TANH_A)
+#define SCALED_B ((REAL)FNN_SCALED_TANH_B)
+
+FNN_INLINE REAL NAME(sigmoid1)(REAL v)
+{
+    REAL e = EXP(-FABS(v));
+    REAL s = (REAL)1 / ((REAL)1 + e);
+    return v >= 0 ? s : e * s;
+}
+
+FNN_INLINE REAL NAME(tanh1)(REAL v)
+{
+    REAL m = EXPM1_NEG((REAL)-2 * FABS(v)); /* in (-1, 0] */
+    return COPYSIGN(-m / ((REAL)2 + m), v);
+}
+
+static FNN_TARGET void NAME(act_forward)(int act, const REAL *x, REAL *y, ptrdiff_t n)
+{
+    ptrdiff_t i;
+    switch (act) {
+    case FNN_ACT_SIGMOID:
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) y[i] = NAME(sigmoid1)(x[i]);
+        break;
+    case FNN_ACT_RELU:
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) y[i] = x[i] < 0 ? (REAL)0 : x[i]; /* NaN passes through */
+        break;
+    case FNN_ACT_TANH:
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) y[i] = NAME(tanh1)(x[i]);
+        break;
+    case FNN_ACT_SCALED_TANH:
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) y[i] = SCALED_A * NAME(tanh1)(SCALED_B * x[i]);
+        break;
+    default:
+        if (x != y) memcpy(y, x, (size_t)n * sizeof(REAL));
+    }
+}
+
+static FNN_TARGET void NAME(act_backward)(int act, const REAL *y, const REAL *g, REAL *out, ptrdiff_t n)
+{
+    ptrdiff_t i;
+    switch (act) {
+    case FNN_ACT_SIGMOID:
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) out[i] = g[i] * y[i] * ((REAL)1 - y[i]);
+        break;
+    case FNN_ACT_RELU:
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) out[i] = g[i] * (REAL)(y[i] > 0); /* NaN in grad stays NaN */
+        break;
+    case FNN_ACT_TANH:
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) out[i] = g[i] * ((REAL)1 - y[i] * y[i]);
+        break;
+    case FNN_ACT_SCALED_TANH: {
+        const REAL ab = (REAL)(FNN_SCALED_TANH_A * FNN_SCALED_TANH_B);
+        const REAL b_over_a = (REAL)(FNN_SCALED_TANH_B / FNN_SCALED_TANH_A);
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) out[i] = g[i] * (ab - b_over_a * y[i] * y[i]);
+        break;
+    }
+    default:
+        if (g != out) memcpy(out, g, (size_t)n * sizeof(REAL));
+    }
+}
+
+static FNN_TARGET void NAME(bias_act)(int act, REAL *z, const REAL *bias, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        REAL *row = z + r * cols;
+        if (bias) {
+#pragma GCC ivdep
+            for (ptrdiff_t c = 0; c < cols; c++) row[c] += bias[c];
+        }
+        /* The row is in L1 after the bias pass, so a second pass costs little. */
+        NAME(act_forward)(act, row, row, cols);
+    }
+}
+
+/* dz = grad * act'(y) row by row and acc[c] += dz[r, c] in double. dz == NULL: use grad. */
+static FNN_TARGET void NAME(act_grad_colsum)(int act, const REAL *y, const REAL *g, REAL *dz,
+                                             double *acc, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *src = g + r * cols;
+        if (dz) {
+            NAME(act_backward)(act, y + r * cols, src, dz + r * cols, cols);
+            src = dz + r * cols;
+        }
+        for (ptrdiff_t c = 0; c < cols; c++) acc[c] += (double)src[c];
+    }
+}
+
+/* Eight independent partial results keep the order fixed (deterministic) and let GCC vectorise
+ * a reduction it may not reorder by itself. */
+static FNN_TARGET REAL NAME(row_max)(const REAL *x, ptrdiff_t k)
+{
+    REAL m[8];
+    ptrdiff_t c = 0;
+    if (k < 8) {
+        REAL best = x[0];
+        for (c = 1; c < k; c++) best = x[c] > best ? x[c] : best;
+        return best;
+    }
+    for (int j = 0; j < 8; j++) m[j] = x[j];
+    for (c = 8; c + 8 <= k; c += 8)
+        for (int j = 0; j < 8; j++) m[j] = x[c + j] > m[j] ? x[c + j] : m[j];
+    REAL best = m[0];
+    for (int j = 1; j < 8; j++) best = m[j] > best ? m[j] : best;
+    for (; c < k; c++) best = x[c] > best ? x[c] : best;
+    /* A NaN anywhere must reach the loss: comparisons above never select it. */
+    return best;
+}
+
+static FNN_TARGET double NAME(row_sum)(const REAL *x, ptrdiff_t k)
+{
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t c = 0;
+    for (; c + 8 <= k; c += 8)
+        for (int j = 0; j < 8; j++) s[j] += (double)x[c + j];
+    double total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (; c < k; c++) total += (double)x[c];
+    return total;
+}
+
+static FNN_TARGET double NAME(softmax_xent)(const REAL *logits, const int64_t *labels, const REAL *weights,
+                                            REAL *grad, double *row_loss, ptrdiff_t rows, ptrdiff_t k,
+                                            double scale)
+{
+    double total = 0.0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *x = logits + r * k;
+        REAL *gr = grad + r * k;
+        const int64_t label = labels[r];
+        const REAL m = NAME(row_max)(x, k);
+        const double x_label = (double)x[label]; /* read before gr (maybe x itself) is written */
+#pragma GCC ivdep
+        for (ptrdiff_t c = 0; c < k; c++) gr[c] = EXP(x[c] - m);
+        const double s = NAME(row_sum)(gr, k);
+        const double w = weights ? (double)weights[r] : 1.0;
+        /* In double: for [3e38, 0, -3e38] the label term is -6e38, beyond float's range. */
+        const double loss = w * (log(s) - (x_label - (double)m));
+        total += loss;
+        if (row_loss) row_loss[r] = loss;
+        const REAL f = (REAL)(w * scale / s);
+#pragma GCC ivdep
+        for (ptrdiff_t c = 0; c < k; c++) gr[c] *= f;
+        gr[label] -= (REAL)(w * scale);
+    }
+    return total;
+}
+
+static FNN_TARGET void NAME(softmax_rows)(const REAL *logits, REAL *out, ptrdiff_t rows, ptrdiff_t k, int log_)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *x = logits + r * k;
+        REAL *o = out + r * k;
+        const REAL m = NAME(row_max)(x, k);
+        if (log_) {
+#pragma GCC ivdep
+            for (ptrdiff_t c = 0; c < k; c++) o[c] = x[c] - m;
+            /* sum of exp(o) without a second buffer: exp is recomputed in the sum pass */
+            double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            ptrdiff_t c = 0;
+            for (; c + 8 <= k; c += 8)
+                for (int j = 0; j < 8; j++) s[j] += (double)EXP(o[c + j]);
+            double total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+            for (; c < k; c++) total += (double)EXP(o[c]);
+            const REAL lse = (REAL)log(total);
+#pragma GCC ivdep
+            for (c = 0; c < k; c++) o[c] -= lse;
+        } else {
+#pragma GCC ivdep
+            for (ptrdiff_t c = 0; c < k; c++) o[c] = EXP(x[c] - m);
+            const REAL inv = (REAL)(1.0 / NAME(row_sum)(o, k));
+#pragma GCC ivdep
+            for (ptrdiff_t c = 0; c < k; c++) o[c] *= inv;
+        }
+    }
+}
+
+static FNN_TARGET void NAME(sgd)(REAL *p, const REAL *g, REAL *v, ptrdiff_t n, REAL lr, REAL mu, REAL wd,
+                                 int nesterov)
+{
+    ptrdiff_t i;
+    if (mu == 0) {
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+    } else if (!nesterov) {
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) {
+            REAL vi = mu * v[i] + (g[i] + wd * p[i]);
+            v[i] = vi;
+            p[i] -= lr * vi;
+        }
+    } else {
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) {
+            REAL gi = g[i] + wd * p[i];
+            REAL vi = mu * v[i] + gi;
+            v[i] = vi;
+            p[i] -= lr * (gi + mu * vi);
+        }
+    }
+}
+
+static FNN_TARGET void NAME(gather_u8)(const uint8_t *x, const int64_t *rows, REAL *out, ptrdiff_t n_rows,
+                                       ptrdiff_t f, REAL scale, REAL shift)
+{
+    for (ptrdiff_t i = 0; i < n_rows; i++) {
+        const uint8_t *src = x + rows[i] * f;
+        REAL *dst = out + i * f;
+        for (ptrdiff_t c = 0; c < f; c++) dst[c] = (REAL)src[c] * scale + shift;
+    }
+}
+
+static FNN_TARGET void NAME(gather)(const REAL *x, const int64_t *rows, REAL *out, ptrdiff_t n_rows,
+                                    ptrdiff_t f, REAL scale, REAL shift)
+{
+    for (ptrdiff_t i = 0; i < n_rows; i++) {
+        const REAL *src = x + rows[i] * f;
+        REAL *dst = out + i * f;
+        for (ptrdiff_t c = 0; c < f; c++) dst[c] = src[c] * scale + shift;
+    }
+}
+
+#undef NAME
+#undef FNN_CAT3
+#undef FNN_CAT3_
+#undef SCALED_A
+#undef SCALED_B

@@ -1,0 +1,56 @@
+/* Internal to the compiled core: the per-SIMD-path kernel tables and threading helpers shared by
+ * kernels.c and mlp.c. Not part of the Python-facing contract. */
+#ifndef FASTNN_KERNELS_INTERNAL_H
+#define FASTNN_KERNELS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if FASTNN_OPENMP
+#include <omp.h>
+#define FNN_PARALLEL(nt) _Pragma("omp parallel num_threads(nt)")
+#define FNN_BARRIER() _Pragma("omp barrier")
+#define FNN_THREAD_ID() omp_get_thread_num()
+#define FNN_THREAD_COUNT() omp_get_num_threads()
+#else
+#define FNN_PARALLEL(nt)
+#define FNN_BARRIER()
+#define FNN_THREAD_ID() 0
+#define FNN_THREAD_COUNT() 1
+#endif
+
+/* Serial kernels of one SIMD path; each works on a contiguous range. */
+#define FNN_TABLE(REAL, SUF)                                                                       \
+    typedef struct {                                                                               \
+        void (*act_forward)(int, const REAL *, REAL *, ptrdiff_t);                                 \
+        void (*act_backward)(int, const REAL *, const REAL *, REAL *, ptrdiff_t);                  \
+        void (*bias_act)(int, REAL *, const REAL *, ptrdiff_t, ptrdiff_t);                         \
+        void (*act_grad_colsum)(int, const REAL *, const REAL *, REAL *, double *, ptrdiff_t,      \
+                                ptrdiff_t);                                                        \
+        double (*softmax_xent)(const REAL *, const int64_t *, const REAL *, REAL *, double *,      \
+                               ptrdiff_t, ptrdiff_t, double);                                      \
+        void (*softmax_rows)(const REAL *, REAL *, ptrdiff_t, ptrdiff_t, int);                     \
+        void (*sgd)(REAL *, const REAL *, REAL *, ptrdiff_t, REAL, REAL, REAL, int);               \
+        void (*gather_u8)(const uint8_t *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL,   \
+                          REAL);                                                                   \
+        void (*gather)(const REAL *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL, REAL);  \
+    } fnn_table_##SUF;
+
+FNN_TABLE(float, f32)
+FNN_TABLE(double, f64)
+
+/* The tables of the SIMD path selected now. */
+const fnn_table_f32 *fnn_table_f32_current(void);
+const fnn_table_f64 *fnn_table_f64_current(void);
+
+/* [begin, end) of part `tid` of `parts` over n items, boundaries on multiples of `align`. */
+static inline void split_range(ptrdiff_t n, int parts, int tid, ptrdiff_t align, ptrdiff_t *begin,
+                               ptrdiff_t *end)
+{
+    ptrdiff_t chunk = (n + parts - 1) / parts;
+    chunk = (chunk + align - 1) / align * align;
+    *begin = chunk * tid < n ? chunk * tid : n;
+    *end = *begin + chunk < n ? *begin + chunk : n;
+}
+
+#endif

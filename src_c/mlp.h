@@ -1,0 +1,67 @@
+/* Whole runs of SGD steps of a plain MLP (Linear + activation blocks, softmax cross-entropy),
+ * in one OpenMP region so that Python is not re-entered between steps.
+ *
+ * Threading: thread t owns a block of rows of every weight matrix (and of bias entries) and is
+ * the only one to read or write them, so weights never move between cores' caches; products
+ * a @ W are split along the shared dimension and summed, elementwise work is split by batch
+ * rows. BLAS must run with one thread meanwhile (fastnn.network arranges it): the threads here
+ * are the only ones working.
+ */
+#ifndef FASTNN_MLP_H
+#define FASTNN_MLP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef void (*fnn_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k, float *alpha,
+                             float *a, int *lda, float *b, int *ldb, float *beta, float *c, int *ldc);
+typedef void (*fnn_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k, double *alpha,
+                             double *a, int *lda, double *b, int *ldb, double *beta, double *c,
+                             int *ldc);
+
+/* The BLAS routines to call (scipy's, handed over by the Cython module at import). */
+void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm);
+
+typedef struct {
+    int n_layers;
+    const int *dims; /* n_layers + 1 widths */
+    const int *acts; /* activation code after each Linear (the last is 0: logits) */
+    void **w, **b;   /* (dims[l], dims[l+1]) and (dims[l+1],) */
+    void **vw, **vb; /* velocities, or NULL entries without momentum */
+    void **gw, **gb; /* gradient buffers of the same shapes */
+    void **a;        /* a[l]: (batch, dims[l]); a[0] receives the batch */
+    void **g;        /* g[l]: (batch, dims[l]) for l >= 1: dL/da[l] */
+    void **dz;       /* dz[l]: (batch, dims[l+1]) scratch for the activation derivative */
+} fnn_mlp;
+
+typedef struct {
+    const void *x;  /* (n, dims[0]) rows */
+    int x_kind;     /* 0 uint8, 1 float32, 2 float64 */
+    const int64_t *y;
+    const int64_t *order; /* rows of this epoch, in order */
+    ptrdiff_t n_order;
+    int64_t *label_buf; /* (batch,) */
+    double scale, shift; /* input = x * scale + shift */
+} fnn_batch_source;
+
+typedef struct {
+    double lr, momentum, weight_decay, bias_weight_decay;
+    int nesterov;
+} fnn_sgd_config;
+
+typedef struct {
+    double loss_sum;       /* sum of per-sample losses over the steps run */
+    ptrdiff_t correct;     /* argmax(logits) == label count */
+    ptrdiff_t seen;        /* samples trained on */
+    ptrdiff_t failed_step; /* -1, or the step whose loss was not finite (not applied) */
+} fnn_steps_result;
+
+/* Returns 0, or -1 when scratch memory could not be allocated (nothing was run). */
+int fnn_mlp_sgd_steps_f32(const fnn_mlp *m, const fnn_batch_source *src, const fnn_sgd_config *opt,
+                           ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_threads,
+                           fnn_steps_result *out);
+int fnn_mlp_sgd_steps_f64(const fnn_mlp *m, const fnn_batch_source *src, const fnn_sgd_config *opt,
+                           ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_threads,
+                           fnn_steps_result *out);
+
+#endif

@@ -1,0 +1,200 @@
+/* Body of the MLP training loop, included by mlp.c once per element type.
+ * Expects REAL, SUF, TABLE_TYPE, TABLE_CURRENT, GEMM_FN, GATHER_OTHER (the cross-type gather). */
+
+#define FNN_CAT2_(a, b) a##_##b
+#define FNN_CAT2(a, b) FNN_CAT2_(a, b)
+#define NAME(base) FNN_CAT2(base, SUF)
+
+/* C (m, n) = op(A) op(B) + beta C for row-major operands: BLAS sees the transposes. */
+static void NAME(gemm)(int trans_a, int trans_b, int m, int n, int k, const REAL *a, int lda,
+                       const REAL *b, int ldb, REAL beta, REAL *c, int ldc)
+{
+    char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
+    REAL one = 1;
+    if (m <= 0 || n <= 0) return;
+    GEMM_FN(&ta, &tb, &n, &m, &k, &one, (REAL *)b, &ldb, (REAL *)a, &lda, &beta, c, &ldc);
+}
+
+static ptrdiff_t NAME(count_correct)(const REAL *logits, const int64_t *labels, ptrdiff_t rows, int k)
+{
+    ptrdiff_t correct = 0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *row = logits + r * k;
+        int best = 0;
+        for (int c = 1; c < k; c++)
+            if (row[c] > row[best]) best = c;
+        correct += best == labels[r];
+    }
+    return correct;
+}
+
+/* gb[c] = sum over rows of dz[:, c] for c in [c0, c1), accumulated in double. */
+static void NAME(column_sums)(const REAL *dz, REAL *gb, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t c0,
+                             ptrdiff_t c1)
+{
+    double acc[512];
+    for (ptrdiff_t start = c0; start < c1; start += 512) {
+        ptrdiff_t width = c1 - start < 512 ? c1 - start : 512;
+        for (ptrdiff_t c = 0; c < width; c++) acc[c] = 0.0;
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            const REAL *row = dz + r * cols + start;
+            for (ptrdiff_t c = 0; c < width; c++) acc[c] += (double)row[c];
+        }
+        for (ptrdiff_t c = 0; c < width; c++) gb[start + c] = (REAL)acc[c];
+    }
+}
+
+/* Rows [r0, r1) of a[l+1] = act(sum of the threads' partial products + b). part[0] is a[l+1]. */
+static void NAME(finish_layer)(const TABLE_TYPE *T, REAL **part, int n_parts, const REAL *bias, int act,
+                               ptrdiff_t r0, ptrdiff_t r1, int width)
+{
+    REAL *out = part[0] + r0 * width;
+    const ptrdiff_t n = (r1 - r0) * width;
+    for (int t = 1; t < n_parts; t++) {
+        const REAL *src = part[t] + r0 * width;
+        for (ptrdiff_t i = 0; i < n; i++) out[i] += src[i];
+    }
+    T->bias_act(act, out, bias, r1 - r0, width);
+}
+
+int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn_sgd_config *opt,
+                            ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_threads,
+                            fnn_steps_result *out)
+{
+    const TABLE_TYPE *T = TABLE_CURRENT();
+    const int L = m->n_layers, K = m->dims[m->n_layers];
+    const int *d = m->dims;
+    double partial_loss[FNN_MLP_MAX_THREADS];
+    ptrdiff_t partial_correct[FNN_MLP_MAX_THREADS];
+    int nt = n_threads < 1 ? 1 : (n_threads > FNN_MLP_MAX_THREADS ? FNN_MLP_MAX_THREADS : n_threads);
+    int widest = 0;
+    for (int l = 1; l <= L; l++) widest = d[l] > widest ? d[l] : widest;
+    /* Partial products of threads 1.. (thread 0 writes straight into the layer's output). */
+    REAL *scratch = NULL;
+    if (nt > 1) {
+        scratch = (REAL *)malloc(sizeof(REAL) * (size_t)(nt - 1) * (size_t)batch * (size_t)widest);
+        if (!scratch) return -1;
+    }
+    out->loss_sum = 0.0;
+    out->correct = 0;
+    out->seen = 0;
+    out->failed_step = -1;
+
+    FNN_PARALLEL(nt)
+    {
+        const int tid = FNN_THREAD_ID(), nth = FNN_THREAD_COUNT();
+        REAL *part[FNN_MLP_MAX_THREADS];
+        for (ptrdiff_t step = first_step; step < stop_step; step++) {
+            const ptrdiff_t begin = step * (ptrdiff_t)batch;
+            if (begin >= src->n_order) break;
+            const int rows = (int)(src->n_order - begin < batch ? src->n_order - begin : batch);
+            ptrdiff_t r0, r1;
+            split_range(rows, nth, tid, 1, &r0, &r1);
+            const int nr = (int)(r1 - r0);
+
+            if (nr > 0) { /* this thread's rows of the batch, and their labels */
+                const int64_t *rows_idx = src->order + begin + r0;
+                for (int i = 0; i < nr; i++) src->label_buf[r0 + i] = src->y[rows_idx[i]];
+                REAL *x0 = (REAL *)m->a[0] + r0 * d[0];
+                if (src->x_kind == 0)
+                    T->gather_u8((const uint8_t *)src->x, rows_idx, x0, nr, d[0], (REAL)src->scale,
+                                 (REAL)src->shift);
+                else if (src->x_kind == SAME_KIND)
+                    T->gather((const REAL *)src->x, rows_idx, x0, nr, d[0], (REAL)src->scale,
+                              (REAL)src->shift);
+                else
+                    GATHER_OTHER(src->x, rows_idx, x0, nr, d[0], src->scale, src->shift, 1);
+            }
+            FNN_BARRIER();
+
+            /* Forward. Thread t owns rows [i0, i1) of every weight matrix and never reads the
+               others: a[l] @ W splits along the shared dimension into per-thread partial products
+               that are summed row by row. W's cache lines stay with the core that updates them. */
+            for (int l = 0; l < L; l++) {
+                const int n_in = d[l], n_out = d[l + 1];
+                ptrdiff_t i0, i1;
+                split_range(n_in, nth, tid, 1, &i0, &i1);
+                REAL *mine = tid == 0 ? (REAL *)m->a[l + 1] : scratch + (size_t)(tid - 1) * batch * widest;
+                if (i1 > i0)
+                    NAME(gemm)(0, 0, rows, n_out, (int)(i1 - i0), (REAL *)m->a[l] + i0, n_in,
+                               (REAL *)m->w[l] + i0 * n_out, n_out, 0, mine, n_out);
+                else
+                    memset(mine, 0, sizeof(REAL) * (size_t)rows * n_out);
+                FNN_BARRIER();
+                for (int t = 0; t < nth; t++)
+                    part[t] = t == 0 ? (REAL *)m->a[l + 1] : scratch + (size_t)(t - 1) * batch * widest;
+                if (nr > 0) NAME(finish_layer)(T, part, nth, (REAL *)m->b[l], m->acts[l], r0, r1, n_out);
+                FNN_BARRIER();
+            }
+
+            double loss_part = 0.0;
+            ptrdiff_t correct_part = 0;
+            if (nr > 0) {
+                REAL *logits = (REAL *)m->a[L] + r0 * K;
+                int64_t *labels = src->label_buf + r0;
+                loss_part = T->softmax_xent(logits, labels, NULL, (REAL *)m->g[L] + r0 * K, NULL, nr, K,
+                                            1.0 / rows);
+                correct_part = NAME(count_correct)(logits, labels, nr, K);
+                if (m->acts[L - 1]) /* an activation on the logits layer itself */
+                    T->act_backward(m->acts[L - 1], (REAL *)m->a[L] + r0 * K, (REAL *)m->g[L] + r0 * K,
+                                    (REAL *)m->dz[L - 1] + r0 * K, (ptrdiff_t)nr * K);
+            }
+            partial_loss[tid] = loss_part;
+            partial_correct[tid] = correct_part;
+            FNN_BARRIER();
+
+            double total = 0.0;
+            for (int t = 0; t < nth; t++) total += partial_loss[t];
+            if (!isfinite(total)) { /* every thread sees the same total and stops here */
+                if (tid == 0) out->failed_step = step;
+                break;
+            }
+
+            /* Backward: dz of layer l is complete here. Each thread computes, for its own weight
+               rows, dx columns (from the weights before the update), dW, and the update. */
+            for (int l = L - 1; l >= 0; l--) {
+                const int n_in = d[l], n_out = d[l + 1];
+                const REAL *dz = m->acts[l] ? (REAL *)m->dz[l] : (REAL *)m->g[l + 1];
+                ptrdiff_t i0, i1, c0, c1;
+                split_range(n_in, nth, tid, 1, &i0, &i1);
+                if (i1 > i0) {
+                    REAL *w = (REAL *)m->w[l] + i0 * n_out;
+                    REAL *gw = (REAL *)m->gw[l] + i0 * n_out;
+                    if (l > 0) {
+                        REAL *gx = (REAL *)m->g[l] + i0;
+                        NAME(gemm)(0, 1, rows, (int)(i1 - i0), n_out, dz, n_out, w, n_out, 0, gx, n_in);
+                        if (m->acts[l - 1]) { /* dz of the layer below, for the columns owned here */
+                            for (int r = 0; r < rows; r++)
+                                T->act_backward(m->acts[l - 1], (REAL *)m->a[l] + (ptrdiff_t)r * n_in + i0,
+                                                gx + (ptrdiff_t)r * n_in,
+                                                (REAL *)m->dz[l - 1] + (ptrdiff_t)r * n_in + i0, i1 - i0);
+                        }
+                    }
+                    NAME(gemm)(1, 0, (int)(i1 - i0), n_out, rows, (REAL *)m->a[l] + i0, n_in, dz, n_out, 0,
+                               gw, n_out);
+                    T->sgd(w, gw, m->vw[l] ? (REAL *)m->vw[l] + i0 * n_out : NULL, (i1 - i0) * n_out,
+                           (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->weight_decay, opt->nesterov);
+                }
+                split_range(n_out, nth, tid, 1, &c0, &c1);
+                if (c1 > c0) {
+                    NAME(column_sums)(dz, (REAL *)m->gb[l], rows, n_out, c0, c1);
+                    T->sgd((REAL *)m->b[l] + c0, (REAL *)m->gb[l] + c0, m->vb[l] ? (REAL *)m->vb[l] + c0 : NULL,
+                           c1 - c0, (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->bias_weight_decay,
+                           opt->nesterov);
+                }
+                FNN_BARRIER();
+            }
+            if (tid == 0) {
+                out->loss_sum += total;
+                for (int t = 0; t < nth; t++) out->correct += partial_correct[t];
+                out->seen += rows;
+            }
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+#undef NAME
+#undef FNN_CAT2
+#undef FNN_CAT2_

@@ -1,0 +1,83 @@
+"""Shared fixtures: seeded generator, float dtypes with tolerances, thread counts, SIMD paths."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Deterministic property-based runs: same examples on every run, no timing flakiness.
+settings.register_profile(
+    "fastnn",
+    derandomize=True,
+    deadline=None,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+settings.load_profile("fastnn")
+
+SEED = 20240521
+
+# rtol/atol for comparing the compiled ops with the NumPy twin, per dtype. atol covers values
+# near zero (cancellation in 1 - y*y, different but equally valid rounding orders).
+TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
+    np.dtype(np.float64): {"rtol": 1e-12, "atol": 1e-13},
+}
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded ``np.random.Generator`` for each test."""
+    return np.random.default_rng(SEED)
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    """Each supported float dtype, as an ``np.dtype``."""
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def tol(dtype):
+    """``{"rtol": ..., "atol": ...}`` for the ``dtype`` under test."""
+    return dict(TOLERANCES[dtype])
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    """Run the test with 1 and with 2 threads (``fastnn.set_num_threads``), then restore."""
+    import fastnn
+
+    previous = fastnn.get_num_threads()
+    fastnn.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        fastnn.set_num_threads(previous)
+
+
+def _simd_paths():
+    try:
+        from fastnn import _core
+    except ImportError:
+        return []
+    return list(_core.simd_paths_available())
+
+
+def pytest_generate_tests(metafunc):
+    # The available SIMD paths depend on the machine, so the parameters are found at collection.
+    if "simd_path" in metafunc.fixturenames:
+        metafunc.parametrize("simd_path", _simd_paths(), indirect=True)
+
+
+@pytest.fixture
+def simd_path(request):
+    """Run the test on one SIMD path of the compiled core (every available one), then restore."""
+    from fastnn import _core
+
+    previous = _core.get_simd_path()
+    _core.set_simd_path(request.param)
+    try:
+        assert _core.get_simd_path() == request.param
+        yield request.param
+    finally:
+        _core.set_simd_path(previous)

@@ -1,0 +1,160 @@
+"""Optimizers against hand-written NumPy updates, state_dict, and learning-rate schedules."""
+import math
+
+import numpy as np
+import pytest
+
+from fastnn.optim import SGD, Adam, optimizer_from_state
+from fastnn.schedules import CosineLR, ExponentialLR, StepLR
+
+
+def problem(dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal((4, 3)).astype(dtype), rng.standard_normal(3).astype(dtype)]
+    grads = [[rng.standard_normal(p.shape).astype(dtype) for p in params] for _ in range(6)]
+    return params, grads
+
+
+def numpy_sgd(params, grads_per_step, lr, momentum, nesterov, weight_decay):
+    params = [p.copy() for p in params]
+    vel = [np.zeros_like(p) for p in params]
+    for grads in grads_per_step:
+        for p, g, v in zip(params, grads, vel):
+            g = g + weight_decay * p
+            if momentum:
+                v *= momentum
+                v += g
+                step = g + momentum * v if nesterov else v
+            else:
+                step = g
+            p -= lr * step
+    return params
+
+
+def numpy_adam(params, grads_per_step, lr, b1, b2, eps, weight_decay):
+    params = [p.copy() for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    for t, grads in enumerate(grads_per_step, start=1):
+        for i, (p, g) in enumerate(zip(params, grads)):
+            g = g + weight_decay * p
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            mhat = m[i] / (1 - b1 ** t)
+            vhat = v[i] / (1 - b2 ** t)
+            p -= lr * mhat / (np.sqrt(vhat) + eps)
+    return params
+
+
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [
+    (0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.0), (0.5, False, 0.01), (0.8, True, 0.1),
+    (0.0, False, 0.05),
+])
+def test_sgd_matches_numpy(momentum, nesterov, weight_decay):
+    params, grads = problem()
+    expected = numpy_sgd(params, grads, 0.1, momentum, nesterov, weight_decay)
+    opt = SGD(lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    for g in grads:
+        opt.step(params, g)
+    for p, e in zip(params, expected):
+        np.testing.assert_allclose(p, e, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_adam_matches_numpy(weight_decay, dtype, rtol):
+    params, grads = problem(dtype)
+    expected = numpy_adam([p.astype(np.float64) for p in params],
+                          [[g.astype(np.float64) for g in gs] for gs in grads],
+                          0.01, 0.9, 0.99, 1e-8, weight_decay)
+    opt = Adam(lr=0.01, beta2=0.99, weight_decay=weight_decay)
+    for g in grads:
+        opt.step(params, g)
+    assert opt.t == len(grads)
+    for p, e in zip(params, expected):
+        assert p.dtype == dtype
+        np.testing.assert_allclose(p, e, rtol=rtol, atol=rtol * 1e-2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda: Adam(lr=0.01),
+], ids=["sgd", "adam"])
+def test_state_dict_resumes_exactly(make):
+    params, grads = problem()
+    straight = [p.copy() for p in params]
+    opt = make()
+    for g in grads:
+        opt.step(straight, g)
+
+    resumed = [p.copy() for p in params]
+    first = make()
+    for g in grads[:3]:
+        first.step(resumed, g)
+    state = first.state_dict()
+    first.step([p.copy() for p in resumed], grads[0])  # must not leak into the saved state
+    second = optimizer_from_state(state)
+    assert type(second) is type(first) and second.get_config() == first.get_config()
+    for g in grads[3:]:
+        second.step(resumed, g)
+    for a, b in zip(straight, resumed):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_state_mismatch_is_reported():
+    params, grads = problem()
+    opt = SGD(lr=0.1, momentum=0.9)
+    opt.step(params, grads[0])
+    with pytest.raises(ValueError, match="velocity"):
+        opt.step([np.zeros((2, 2))], [np.zeros((2, 2))])
+    with pytest.raises(ValueError, match="SGD state_dict"):
+        opt.load_state_dict(Adam().state_dict())
+    opt.reset()
+    opt.step([np.zeros((2, 2))], [np.ones((2, 2))])  # fresh state after reset
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda: SGD(lr=-0.1), ValueError, "lr"),
+    (lambda: SGD(lr=float("nan")), ValueError, "lr"),
+    (lambda: SGD(lr="0.1"), TypeError, "lr"),
+    (lambda: SGD(momentum=1.0), ValueError, "momentum"),
+    (lambda: SGD(momentum=-0.5), ValueError, "momentum"),
+    (lambda: SGD(nesterov=True), ValueError, "nesterov.*momentum"),
+    (lambda: SGD(momentum=0.9, nesterov="yes"), TypeError, "nesterov"),
+    (lambda: SGD(weight_decay=-1e-4), ValueError, "weight_decay"),
+    (lambda: Adam(beta1=1.0), ValueError, "beta1"),
+    (lambda: Adam(beta2=-0.1), ValueError, "beta2"),
+    (lambda: Adam(eps=0.0), ValueError, "eps"),
+    (lambda: Adam(lr=float("inf")), ValueError, "lr"),
+    (lambda: StepLR(0), ValueError, "step_size"),
+    (lambda: StepLR(2, gamma=0.0), ValueError, "gamma"),
+    (lambda: ExponentialLR(1.5), ValueError, "gamma"),
+    (lambda: CosineLR(0), ValueError, "T_max"),
+    (lambda: CosineLR(5, min_lr=-1.0), ValueError, "min_lr"),
+])
+def test_hyper_parameter_validation(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_lr_attribute_is_validated():
+    opt = SGD(lr=0.1)
+    opt.lr = 0.05
+    assert opt.lr == 0.05 and opt.get_config()["lr"] == 0.05
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = -1.0
+    assert repr(opt) == "SGD(lr=0.05, momentum=0.0, nesterov=False, weight_decay=0.0)"
+
+
+def test_schedule_values():
+    step = StepLR(step_size=3, gamma=0.5)
+    assert [step.lr_at(e, 0.8) for e in range(7)] == [0.8, 0.8, 0.8, 0.4, 0.4, 0.4, 0.2]
+    exp = ExponentialLR(0.9)
+    assert exp.lr_at(0, 1.0) == 1.0 and exp.lr_at(3, 2.0) == pytest.approx(2 * 0.729)
+    cos = CosineLR(T_max=4, min_lr=0.1)
+    values = [cos.lr_at(e, 1.1) for e in range(6)]
+    expected = [0.1 + 1.0 * (1 + math.cos(math.pi * min(e, 4) / 4)) / 2 for e in range(6)]
+    assert values == pytest.approx(expected)
+    assert values[0] == pytest.approx(1.1) and values[2] == pytest.approx(0.6) and values[5] == 0.1
+    with pytest.raises(ValueError, match="epoch"):
+        step.lr_at(-1, 0.1)

@@ -1,0 +1,270 @@
+"""save/load: round trips, optimizer state, and every kind of bad file -> ModelFormatError."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fastnn.errors import ModelFormatError
+from fastnn.layers import Dropout, Linear, ReLU, ScaledTanh, Sigmoid, Tanh
+from fastnn.losses import MSE, BinaryCrossEntropy
+from fastnn.network import Network
+from fastnn.optim import SGD, Adam
+from fastnn.serialization import _digest, load, load_checkpoint
+
+
+def data(n=120, f=8, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, f)).astype(np.float32), rng.integers(0, k, n)
+
+
+@pytest.fixture
+def trained():
+    X, y = data()
+    net = Network([Linear(8, 6), Sigmoid(), Dropout(0.1), Linear(6, 3)], seed=0)
+    net.fit(X, y, epochs=2, batch_size=16, progress=False, optimizer=SGD(lr=0.1, momentum=0.9))
+    return net
+
+
+@pytest.fixture
+def saved(trained, tmp_path):
+    path = tmp_path / "model.npz"
+    trained.save(path)
+    return path
+
+
+def members(path):
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return json.loads(arrays.pop("__header__").tobytes()), arrays
+
+
+def write(path, header, arrays, rehash=True):
+    if rehash:
+        header["sha256"] = _digest([n for n in header["arrays"] if n in arrays], arrays)
+    with open(path, "wb") as f:
+        np.savez(f, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [
+    lambda: Network([Linear(8, 6), Sigmoid(), Dropout(0.1), Linear(6, 3)], seed=0),
+    lambda: Network([Tanh(), Linear(8, 5, init="xavier"), ReLU(), ScaledTanh(), Linear(5, 3)],
+                    dtype="float64", input_scale=0.5, input_shift=-1.0, seed=1),
+    lambda: Network([Linear(8, 4), Tanh(), Linear(4, 1)], loss=BinaryCrossEntropy(), seed=2),
+    lambda: Network([Linear(8, 3)], loss=MSE(), seed=3),
+], ids=["mlp", "float64-unfused-scaled", "bce", "mse"])
+def test_round_trip_identical_predictions(make, tmp_path):
+    X, _ = data()
+    net = make()
+    path = tmp_path / "m.npz"
+    net.save(path)
+    again = load(path)
+    assert repr(again) == repr(net)
+    assert again.dtype == net.dtype
+    for a, b in zip(again.parameters(), net.parameters()):
+        assert a.dtype == b.dtype and a.flags.writeable and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.forward(X), net.forward(X))
+    np.testing.assert_array_equal(again.predict(X), net.predict(X))
+    assert again.optimizer is None and again.extra is None
+
+
+def test_save_keeps_the_exact_path_and_overwrites(trained, tmp_path):
+    path = tmp_path / "model.bin"
+    trained.save(str(path))
+    trained.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["model.bin"]
+    assert load(path).n_parameters() == trained.n_parameters()
+
+
+@pytest.mark.parametrize("make_opt", [lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
+                                      lambda: Adam(lr=0.01)], ids=["sgd", "adam"])
+def test_optimizer_state_and_extra_resume_training_exactly(make_opt, tmp_path):
+    X, y = data()
+    straight = Network([Linear(8, 6), ReLU(), Linear(6, 3)], seed=5)
+    opt = make_opt()
+    straight.fit(X, y, epochs=2, batch_size=20, optimizer=opt, shuffle=False, progress=False)
+    halfway = Network([Linear(8, 6), ReLU(), Linear(6, 3)], seed=5)
+    halfway.fit(X, y, epochs=1, batch_size=20, optimizer=make_opt(), shuffle=False, progress=False)
+    path = tmp_path / "ckpt.npz"
+    halfway.save(path, include_optimizer=True, extra={"epoch": 1, "rng": {"state": 2 ** 70}})
+    net, opt2, extra = load_checkpoint(path)
+    assert extra == {"epoch": 1, "rng": {"state": 2 ** 70}}
+    assert net.optimizer is opt2 and type(opt2) is type(opt)
+    net.fit(X, y, epochs=1, batch_size=20, optimizer=opt2, shuffle=False, progress=False)
+    for a, b in zip(net.parameters(), straight.parameters()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_include_optimizer_needs_one(tmp_path):
+    net = Network([Linear(3, 2)])
+    with pytest.raises(ValueError, match="optimizer"):
+        net.save(tmp_path / "x.npz", include_optimizer=True)
+    with pytest.raises(ValueError, match="extra"):
+        net.save(tmp_path / "x.npz", extra={"bad": float("nan")})
+    assert not os.listdir(tmp_path)
+
+
+# -- atomic save ------------------------------------------------------------------------------
+
+def test_failed_save_keeps_previous_file(trained, saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def broken_savez(file, **arrays):
+        file.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    trained.layers[0].W += 1.0
+    with pytest.raises(OSError, match="disk full"):
+        trained.save(saved)
+    assert saved.read_bytes() == before
+    assert os.listdir(saved.parent) == [saved.name]  # no temporary file left behind
+
+
+# -- bad files --------------------------------------------------------------------------------
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "nope.npz")
+
+
+def test_truncated_file(saved):
+    raw = saved.read_bytes()
+    for size in (0, 3, 100, len(raw) // 2, len(raw) - 1):
+        saved.write_bytes(raw[:size])
+        with pytest.raises(ModelFormatError, match=str(saved)):
+            load(saved)
+
+
+def test_flipped_bytes(saved):
+    original = load(saved)
+    raw = bytearray(saved.read_bytes())
+    positions = range(0, len(raw), max(1, len(raw) // 97))
+    detected = 0
+    for pos in positions:
+        damaged = raw.copy()
+        damaged[pos] ^= 0x10
+        saved.write_bytes(bytes(damaged))
+        try:
+            net = load(saved)
+        except ModelFormatError as exc:
+            assert str(saved) in str(exc)
+            detected += 1
+        else:
+            # A flip in zip metadata that is never read (e.g. a timestamp) may leave the model
+            # intact; then it must load exactly as saved.
+            for a, b in zip(net.parameters(), original.parameters()):
+                np.testing.assert_array_equal(a, b)
+            assert repr(net) == repr(original)
+    assert detected >= 0.8 * len(positions)
+
+
+def test_flipped_parameter_byte_is_a_checksum_error(saved):
+    header, arrays = members(saved)
+    arrays["layers.0.W"] = arrays["layers.0.W"].copy()
+    arrays["layers.0.W"].view(np.uint8)[5] ^= 1
+    write(saved, header, arrays, rehash=False)
+    with pytest.raises(ModelFormatError, match="checksum mismatch"):
+        load(saved)
+
+
+@pytest.mark.parametrize("content", [b"hello world", b"", b"\x93NUMPY\x01\x00v\x00"])
+def test_foreign_files(tmp_path, content):
+    path = tmp_path / "foreign.npz"
+    path.write_bytes(content)
+    with pytest.raises(ModelFormatError, match="not a fastnn model"):
+        load(path)
+
+
+def test_foreign_npz_and_npy(tmp_path):
+    npz = tmp_path / "other.npz"
+    np.savez(npz, a=np.arange(3))
+    with pytest.raises(ModelFormatError, match="no __header__"):
+        load(npz)
+    npy = tmp_path / "other.npy"
+    np.save(npy, np.arange(3))
+    with pytest.raises(ModelFormatError, match="not a fastnn model"):
+        load(npy)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, __header__=np.array([{"format": "fastnn-model"}], dtype=object))
+    with pytest.raises(ModelFormatError, match=str(pickled)):
+        load(pickled)
+
+
+def edit_header(key, value):
+    def edit(header, arrays):
+        header[key] = value
+    return edit
+
+
+def drop_array(header, arrays):
+    del arrays["layers.3.b"]
+
+
+def reshape_W(header, arrays):
+    arrays["layers.0.W"] = arrays["layers.0.W"][:, :5].copy()
+    header["arrays"]["layers.0.W"]["shape"] = [8, 5]
+
+
+def retype_arrays(header, arrays):
+    for name in arrays:
+        arrays[name] = arrays[name].astype(np.float16)
+        header["arrays"][name]["dtype"] = "float16"
+
+
+def float64_arrays_in_float32_model(header, arrays):
+    for name in arrays:
+        arrays[name] = arrays[name].astype(np.float64)
+        header["arrays"][name]["dtype"] = "float64"
+
+
+def header_disagrees_with_array(header, arrays):
+    header["arrays"]["layers.0.b"]["shape"] = [7]
+
+
+def bad_layer(header, arrays):
+    header["layers"][1]["type"] = "Softplus"
+
+
+def bad_dropout(header, arrays):
+    header["layers"][2]["config"]["p"] = 2.0
+
+
+@pytest.mark.parametrize("edit, match", [
+    (edit_header("format_version", 2), "newer fastnn.*format_version 2"),
+    (edit_header("format_version", "1"), "format_version"),
+    (edit_header("format", "keras"), "not a fastnn model"),
+    (edit_header("dtype", "float16"), "dtype"),
+    (edit_header("input_scale", None), "input_scale"),
+    (edit_header("loss", {"type": "Hinge", "config": {}}), "Hinge"),
+    (drop_array, "layers.3.b.*missing"),
+    (reshape_W, r"layers\[0\]"),
+    (retype_arrays, "float16"),
+    (float64_arrays_in_float32_model, "float64"),
+    (header_disagrees_with_array, "the header says"),
+    (bad_layer, "Softplus"),
+    (bad_dropout, "p"),
+], ids=["newer-version", "version-type", "format", "dtype", "input-scale", "loss", "missing-array",
+        "wrong-shape", "float16", "wrong-dtype", "header-vs-array", "layer-type", "layer-config"])
+def test_bad_contents(saved, edit, match):
+    header, arrays = members(saved)
+    edit(header, arrays)
+    write(saved, header, arrays)
+    with pytest.raises(ModelFormatError, match=match) as info:
+        load(saved)
+    assert str(saved) in str(info.value)
+
+
+def test_optimizer_buffers_must_fit(trained, tmp_path):
+    path = tmp_path / "ckpt.npz"
+    trained.save(path, include_optimizer=True)
+    header, arrays = members(path)
+    assert header["optimizer"]["type"] == "SGD"
+    arrays["optimizer.velocity.0"] = arrays["optimizer.velocity.0"][:2].copy()
+    header["arrays"]["optimizer.velocity.0"]["shape"] = list(arrays["optimizer.velocity.0"].shape)
+    write(path, header, arrays)
+    with pytest.raises(ModelFormatError, match="optimizer buffer"):
+        load(path)
