@@ -3,7 +3,7 @@ import os
 
 from ._native import core as _core
 
-_state = {"blas_limiter": None}
+_state = {"blas_limiter": None, "pinned": False}
 
 
 def _default_threads():
@@ -21,15 +21,24 @@ def set_num_threads(n):
 
     Small arrays still run on one thread: starting threads would cost more than it saves.
     The BLAS limit goes through threadpoolctl and covers numpy's and scipy's OpenBLAS alike.
+    Until this is called, fastnn uses every core but lets the training loop fall back to one
+    thread while the machine is busy (see :func:`threads_pinned`); after it, the count is fixed,
+    and training with the same seed and thread count repeats bit for bit.
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected a positive int, got {n}")
     _core.set_kernel_threads(n)
+    _state["pinned"] = True
     from threadpoolctl import threadpool_limits
 
     _state["blas_limiter"] = threadpool_limits(limits=n, user_api="blas")
+
+
+def threads_pinned():
+    """True once :func:`set_num_threads` fixed the count (no adaptive fallback)."""
+    return _state["pinned"]
 
 
 def get_num_threads():
@@ -38,3 +47,29 @@ def get_num_threads():
 
 
 _core.set_kernel_threads(_default_threads())
+
+
+class blas_threads_limited:
+    """Context manager: every loaded BLAS library runs with at most ``n`` threads inside.
+
+    The native training loop uses it so that BLAS does not start threads of its own beside
+    fastnn's (two pools on two cores make each other many times slower).
+    """
+
+    _controller = None
+
+    def __init__(self, n):
+        self.n = n
+        self._limiter = None
+
+    def __enter__(self):
+        if blas_threads_limited._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            blas_threads_limited._controller = ThreadpoolController()
+        self._limiter = blas_threads_limited._controller.limit(limits=self.n, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        self._limiter.restore_original_limits()
+        return False

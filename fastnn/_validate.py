@@ -40,7 +40,9 @@ def check_shape(a, name, shape):
 def out_buffer(out, name, shape, dtype, inputs=(), may_alias=()):
     """Validate a caller-provided output buffer, or allocate one when ``out`` is None.
 
-    inputs: arrays ``out`` must not overlap; may_alias: arrays it may be exactly (in place).
+    inputs: (name, array) pairs ``out`` must not overlap; may_alias: arrays it may be exactly
+    (in place). Pass the caller's own arrays, before any copy, so that an overlap is seen even
+    when the input itself gets copied. Entries that are not ndarrays are skipped.
     """
     if out is None:
         return np.empty(shape, dtype=dtype)
@@ -55,10 +57,10 @@ def out_buffer(out, name, shape, dtype, inputs=(), may_alias=()):
     if not out.flags.writeable:
         raise ValueError(f"{name}: the array is read-only")
     for other in may_alias:
-        if other is not None and np.may_share_memory(out, other) and not _same_buffer(out, other):
+        if isinstance(other, np.ndarray) and np.may_share_memory(out, other) and not _same_buffer(out, other):
             raise ValueError(f"{name}: overlaps an input partially; pass the input itself or a separate array")
     for other_name, other in inputs:
-        if other is not None and np.may_share_memory(out, other):
+        if isinstance(other, np.ndarray) and np.may_share_memory(out, other):
             raise ValueError(f"{name}: must not share memory with {other_name}")
     return out
 

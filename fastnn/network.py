@@ -267,6 +267,9 @@ class Network:
             else:
                 raise TypeError(f"layers[{i}]: unsupported layer type {type(layer).__name__}")
         self._steps = steps
+        from ._fastpath import NativeMLP
+
+        self._native_epoch = NativeMLP.for_network(self, steps, self.loss)
         self._workspaces = {}
         self._last_ws = None
 
@@ -357,7 +360,15 @@ class Network:
 
     def _run_epoch(self, X, y, order, batch_size, optimizer, bar):
         """Train on the rows ``order`` (a permutation) in batches; returns (sum of batch loss *
-        batch size, number correct, number seen)."""
+        batch size, number correct, number seen).
+
+        Plain MLPs with softmax cross-entropy trained by SGD run whole chunks of steps in one
+        native call (fastnn._fastpath); everything else goes step by step below.
+        """
+        if self._native_epoch is not None and self._native_epoch.applies(optimizer):
+            return self._native_epoch.run_epoch(
+                X, y, order, batch_size, optimizer, bar, self._grads,
+                lambda step: self._diverged(step, _NonFinite("loss", float("nan")), optimizer))
         total, correct, seen, step = 0.0, 0, 0, 0
         scale, shift = self.input_scale, self.input_shift
         for start in range(0, len(order), batch_size):

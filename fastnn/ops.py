@@ -32,16 +32,18 @@ def _activation_code(activation):
 
 
 def _forward(code, x, out):
+    x_given = x
     x = v.float_array(x, "x")
-    out = v.out_buffer(out, "out", x.shape, x.dtype, may_alias=(x,))
+    out = v.out_buffer(out, "out", x.shape, x.dtype, may_alias=(x_given,))
     return _core.act_forward(code, x, out)
 
 
 def _backward(code, y, grad, out):
+    given = (y, grad)
     y = v.float_array(y, "y")
     grad = v.float_array(grad, "grad", dtype=y.dtype)
     v.check_shape(grad, "grad", y.shape)
-    out = v.out_buffer(out, "out", y.shape, y.dtype, may_alias=(y, grad))
+    out = v.out_buffer(out, "out", y.shape, y.dtype, may_alias=given)
     return _core.act_backward(code, y, grad, out)
 
 
@@ -86,10 +88,11 @@ def scaled_tanh_backward(y, grad, out=None):
 
 
 def _softmax(logits, out, log):
+    given = logits
     logits = v.float_array(logits, "logits", ndim=2)
     if logits.shape[1] == 0:
         raise ValueError("logits: expected at least one class (column), got shape " f"{logits.shape}")
-    out = v.out_buffer(out, "out", logits.shape, logits.dtype, may_alias=(logits,))
+    out = v.out_buffer(out, "out", logits.shape, logits.dtype, may_alias=(given,))
     return _core.softmax(logits, out, log)
 
 
@@ -120,6 +123,7 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
     "mean" (weighted average) and "sum", and a float64 array (N,) of w_i * loss_i for "none".
     grad_out may be logits itself (overwritten row by row).
     """
+    logits_given = logits
     logits = v.float_array(logits, "logits", ndim=2)
     n, k = logits.shape
     if n == 0 or k == 0:
@@ -141,7 +145,8 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
         total_weight = float(weights.sum(dtype=np.float64))
         if reduction == "mean" and total_weight <= 0:
             raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
-    grad = v.out_buffer(grad_out, "grad_out", logits.shape, logits.dtype, may_alias=(logits,))
+    grad = v.out_buffer(grad_out, "grad_out", logits.shape, logits.dtype, may_alias=(logits_given,),
+                        inputs=(("labels", labels), ("sample_weight", weights)))
     scale = 1.0 / total_weight if reduction == "mean" else 1.0
     row_loss = np.empty(n, dtype=np.float64) if reduction == "none" else None
     total = _core.softmax_xent(logits, labels, weights, grad, row_loss, scale)
@@ -157,6 +162,7 @@ def linear_forward(x, w, b, activation=None, out=None):
     the output while it is in cache. activation: None, "sigmoid", "relu", "tanh", "scaled_tanh".
     """
     code = _activation_code(activation)
+    given = (("x", x), ("w", w), ("b", b))
     x = v.float_array(x, "x", ndim=2)
     w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
     if w.shape[0] != x.shape[1]:
@@ -165,7 +171,7 @@ def linear_forward(x, w, b, activation=None, out=None):
         b = v.float_array(b, "b", ndim=1, dtype=x.dtype)
         v.check_shape(b, "b", (w.shape[1],))
     v.blas_dims(batch=x.shape[0], in_features=x.shape[1], out_features=w.shape[1])
-    out = v.out_buffer(out, "out", (x.shape[0], w.shape[1]), x.dtype, inputs=(("x", x), ("w", w), ("b", b)))
+    out = v.out_buffer(out, "out", (x.shape[0], w.shape[1]), x.dtype, inputs=given)
     return _core.linear_forward(x, w, b, code, out)
 
 
@@ -179,6 +185,7 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     dw = x.T @ dz, db = dz.sum(0) accumulated in float64, dx = dz @ w.T.
     """
     code = _activation_code(activation)
+    given = (("x", x), ("w", w), ("grad_out", grad_out), ("y", y if code != 0 else None))
     x = v.float_array(x, "x", ndim=2)
     w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
     batch, n_in = x.shape
@@ -195,7 +202,7 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     else:
         y = None
     v.blas_dims(batch=batch, in_features=n_in, out_features=n_out)
-    inputs = (("x", x), ("w", w), ("grad_out", grad_out), ("y", y))
+    inputs = given
     dw = v.out_buffer(dw_out, "dw_out", (n_in, n_out), x.dtype, inputs=inputs)
     db = v.out_buffer(db_out, "db_out", (n_out,), x.dtype, inputs=inputs + (("dw_out", dw),))
     dx = None
@@ -224,13 +231,14 @@ def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0
         raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype}")
     if not param.flags.c_contiguous or not param.flags.writeable:
         raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
+    grad_given = grad
     grad = v.float_array(grad, "grad", dtype=param.dtype)
     v.check_shape(grad, "grad", param.shape)
     if momentum != 0:
         if velocity is None:
             raise ValueError("velocity: a buffer (zeros at the start) is required when momentum > 0")
         velocity = v.out_buffer(velocity, "velocity", param.shape, param.dtype,
-                                inputs=(("param", param), ("grad", grad)))
+                                inputs=(("param", param), ("grad", grad_given)))
     else:
         velocity = None
     return _core.sgd(param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
@@ -242,6 +250,7 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     x (N, F) uint8/float32/float64; rows (n,) integers in [0, N); out (n, F) float32/float64,
     float32 by default for uint8 x, else x's dtype.
     """
+    x_given = x
     if type(x) is not np.ndarray:
         x = np.asarray(x)
     if x.dtype.char not in "Bfd":
@@ -258,5 +267,5 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     shift = v.finite_number(shift, "shift")
     default = np.dtype(np.float32) if x.dtype.char == "B" else x.dtype
     dtype = out.dtype if isinstance(out, np.ndarray) and out.dtype.char in "fd" else default
-    out = v.out_buffer(out, "out", (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x),))
+    out = v.out_buffer(out, "out", (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x_given),))
     return _core.gather(x, rows, out, scale, shift)

@@ -80,9 +80,14 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
     out->seen = 0;
     out->failed_step = -1;
 
+    fnn_barrier barrier = {0, 0, 1};
     FNN_PARALLEL(nt)
     {
         const int tid = FNN_THREAD_ID(), nth = FNN_THREAD_COUNT();
+#if FASTNN_OPENMP
+#pragma omp single
+        barrier.n = nth; /* the implied barrier publishes it to the team */
+#endif
         REAL *part[FNN_MLP_MAX_THREADS];
         for (ptrdiff_t step = first_step; step < stop_step; step++) {
             const ptrdiff_t begin = step * (ptrdiff_t)batch;
@@ -105,7 +110,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 else
                     GATHER_OTHER(src->x, rows_idx, x0, nr, d[0], src->scale, src->shift, 1);
             }
-            FNN_BARRIER();
+            fnn_barrier_wait(&barrier);
 
             /* Forward. Thread t owns rows [i0, i1) of every weight matrix and never reads the
                others: a[l] @ W splits along the shared dimension into per-thread partial products
@@ -120,11 +125,11 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                                (REAL *)m->w[l] + i0 * n_out, n_out, 0, mine, n_out);
                 else
                     memset(mine, 0, sizeof(REAL) * (size_t)rows * n_out);
-                FNN_BARRIER();
+                fnn_barrier_wait(&barrier);
                 for (int t = 0; t < nth; t++)
                     part[t] = t == 0 ? (REAL *)m->a[l + 1] : scratch + (size_t)(t - 1) * batch * widest;
                 if (nr > 0) NAME(finish_layer)(T, part, nth, (REAL *)m->b[l], m->acts[l], r0, r1, n_out);
-                FNN_BARRIER();
+                fnn_barrier_wait(&barrier);
             }
 
             double loss_part = 0.0;
@@ -141,7 +146,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
             }
             partial_loss[tid] = loss_part;
             partial_correct[tid] = correct_part;
-            FNN_BARRIER();
+            fnn_barrier_wait(&barrier);
 
             double total = 0.0;
             for (int t = 0; t < nth; t++) total += partial_loss[t];
@@ -182,7 +187,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                            c1 - c0, (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->bias_weight_decay,
                            opt->nesterov);
                 }
-                FNN_BARRIER();
+                fnn_barrier_wait(&barrier);
             }
             if (tid == 0) {
                 out->loss_sum += total;

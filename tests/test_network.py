@@ -8,7 +8,8 @@ from fastnn import ops
 from fastnn.layers import Dropout, Linear, ReLU, ScaledTanh, Sigmoid, Tanh
 from fastnn.losses import MSE, BinaryCrossEntropy
 from fastnn.network import Network
-from fastnn.optim import SGD
+from fastnn.optim import SGD, Adam
+from fastnn._native import core as _core
 
 ACT = {
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
@@ -100,6 +101,7 @@ def test_fused_blocks_call_fused_kernels(monkeypatch):
                  "relu_backward", "softmax_cross_entropy"):
         _spy(monkeypatch, name, calls)
     net = Network([Linear(6, 5), Sigmoid(), Linear(5, 4), ReLU(), Linear(4, 3)], seed=0)
+    net._native_epoch = None  # the layer-by-layer path (the native loop calls no ops)
     X, y = small_data()
     net.fit(X, y, epochs=1, batch_size=64, progress=False, seed=0)
     names = [c[0] for c in calls]
@@ -111,6 +113,43 @@ def test_fused_blocks_call_fused_kernels(monkeypatch):
     assert acts == ["sigmoid", "relu", None]
     need_dx = [c[1][5] for c in calls if c[0] == "linear_backward"]
     assert need_dx == [True, True, False]  # backward runs last block first; first layer: no dx
+
+
+def _mlp(dtype, seed=0):
+    return Network([Linear(6, 5), Sigmoid(), Linear(5, 4), ReLU(), Linear(4, 3)],
+                   dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", [dict(lr=0.1), dict(lr=0.1, momentum=0.9),
+                                       dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)])
+def test_native_epoch_matches_layer_by_layer(dtype, optimizer):
+    """The native whole-epoch loop and the op-by-op path train to the same weights."""
+    X, y = small_data()
+    fast, slow = _mlp(dtype), _mlp(dtype)
+    assert fast._native_epoch is not None
+    slow._native_epoch = None
+    for net in (fast, slow):
+        h = net.fit(X, y, epochs=3, batch_size=16, optimizer=SGD(**optimizer), progress=False, seed=1)
+    rtol = 2e-4 if dtype == "float32" else 1e-10
+    for a, b in zip(fast.parameters(), slow.parameters()):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+    assert fast.optimizer.state_dict()["arrays"].keys() == slow.optimizer.state_dict()["arrays"].keys()
+
+
+def test_native_epoch_is_used_only_where_it_applies(monkeypatch):
+    calls = []
+    real = _core.mlp_sgd_steps
+    monkeypatch.setattr(_core, "mlp_sgd_steps", lambda *a: calls.append(1) or real(*a))
+    X, y = small_data()
+    _mlp("float32").fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
+    assert calls
+    calls.clear()
+    _mlp("float32").fit(X, y, epochs=1, batch_size=32, optimizer=Adam(), progress=False, seed=0)
+    dropout = Network([Linear(6, 5), ReLU(), Dropout(0.2), Linear(5, 3)], seed=0)
+    dropout.fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
+    assert not calls
+    assert dropout._native_epoch is None
 
 
 def test_unfusable_orders_use_unfused_ops(monkeypatch):

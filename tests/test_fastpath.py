@@ -1,0 +1,100 @@
+"""The native whole-epoch loop: reproducibility, divergence, and the adaptive thread choice."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn._fastpath import ThreadChooser
+from fastnn.errors import TrainingDivergedError
+
+
+def _data(seed=0, n=600):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, size=(n, 20), dtype=np.uint8)
+    y = (X[:, :5].sum(axis=1) > 5 * 127).astype(np.int64) + 2 * (X[:, 5] > 127)
+    return X, y
+
+
+def _train(threads, seed=3):
+    fastnn.set_num_threads(threads)
+    net = fastnn.Network([fastnn.Linear(20, 16), fastnn.Tanh(), fastnn.Linear(16, 4)],
+                         input_scale=1 / 255, seed=seed)
+    X, y = _data()
+    net.fit(X, y, epochs=3, batch_size=32, optimizer=fastnn.SGD(lr=0.1, momentum=0.9),
+            progress=False, seed=seed)
+    return [p.copy() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_same_seed_and_thread_count_repeat_bit_for_bit(n, threads):
+    first, second = _train(n), _train(n)
+    for a, b in zip(first, second):
+        assert np.array_equal(a, b)
+
+
+def test_one_and_two_threads_agree_to_rounding(threads):
+    for a, b in zip(_train(1), _train(2)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_native_loop_stops_at_a_non_finite_loss():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=600)
+    X = (rng.standard_normal((3, 20)) * 3)[y] + rng.standard_normal((600, 20))
+    net = fastnn.Network([fastnn.Linear(20, 32), fastnn.ReLU(), fastnn.Linear(32, 3)], seed=0)
+    assert net._native_epoch is not None
+    with pytest.raises(TrainingDivergedError, match=r"epoch \d+, step \d+.*lower learning rate"):
+        net.fit(X, y, epochs=5, batch_size=32, optimizer=fastnn.SGD(lr=1e3, momentum=0.9),
+                progress=False, seed=0)
+    assert all(np.isfinite(p).all() for p in net.parameters())
+
+
+def test_pinned_thread_count_is_always_used():
+    chooser = ThreadChooser()
+    chooser.start(2, pinned=True)
+    for _ in range(5):
+        assert chooser.next() == (2, False)
+        chooser.record(2, 1.0)
+
+
+def test_chooser_measures_both_then_keeps_the_faster():
+    chooser = ThreadChooser()
+    chooser.start(2, pinned=False)
+    assert chooser.next() == (2, True)
+    chooser.record(2, 10e-6)
+    assert chooser.next() == (1, True)
+    chooser.record(1, 18e-6)
+    assert chooser.next() == (2, False)  # two threads measured faster
+
+
+def test_chooser_falls_back_to_one_thread_when_two_are_slow_and_backs_off():
+    chooser = ThreadChooser()
+    chooser.start(2, pinned=False)
+    chooser.record(*(chooser.next()[0], 5e-3))  # 2 threads under contention
+    chooser.record(*(chooser.next()[0], 2e-4))  # 1 thread
+    assert chooser.next() == (1, False)
+    probes, calls = [], 0
+    while len(probes) < 3:
+        threads, probing = chooser.next()
+        if probing:
+            probes.append(calls)
+            chooser.record(threads, 5e-3)  # the probe of 2 threads loses again
+        else:
+            assert threads == 1
+            chooser.record(threads, 2e-4)
+        calls += 1
+    gaps = np.diff(probes)
+    assert gaps[1] > gaps[0]  # the interval between probes grows
+
+
+def test_chooser_switches_back_when_the_probe_wins():
+    chooser = ThreadChooser()
+    chooser.start(2, pinned=False)
+    chooser.record(*(chooser.next()[0], 5e-3))
+    chooser.record(*(chooser.next()[0], 2e-4))
+    while True:
+        threads, probing = chooser.next()
+        if probing:
+            chooser.record(threads, 1e-4)  # contention gone: 2 threads win
+            break
+        chooser.record(threads, 2e-4)
+    assert chooser.next() == (2, False)
