@@ -7,6 +7,7 @@ Environment switches:
 * ``FASTNN_DEBUG=1``     turn Cython bounds checks on and build with ``-O0 -g``.
 * ``FASTNN_SANITIZE=address`` build with AddressSanitizer (implies debug).
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -66,6 +67,7 @@ def extensions():
         "fastnn._core",
         sources=["src_c/_core.pyx", "src_c/kernels.c", "src_c/mlp.c"],
         include_dirs=["src_c", numpy.get_include()],
+        depends=sorted(glob.glob("src_c/*.h") + glob.glob("src_c/*.pxi")),
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=[

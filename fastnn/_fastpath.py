@@ -88,7 +88,7 @@ class NativeMLP:
                         grads[0::2], grads[1::2], acts, grad_bufs, scratch, self.activations,
                         X, y, order, labels, first, stop, batch_size,
                         net.input_scale, net.input_shift, optimizer.lr, optimizer.momentum,
-                        optimizer.weight_decay, optimizer.nesterov)
+                        optimizer.weight_decay, optimizer.nesterov, self.threads.configured)
                 finally:
                     _core.set_kernel_threads(self.threads.configured)
                 self.threads.record(threads, (time.perf_counter() - t0) / (stop - first))

@@ -21,9 +21,10 @@ def set_num_threads(n):
 
     Small arrays still run on one thread: starting threads would cost more than it saves.
     The BLAS limit goes through threadpoolctl and covers numpy's and scipy's OpenBLAS alike.
-    Until this is called, fastnn uses every core but lets the training loop fall back to one
-    thread while the machine is busy (see :func:`threads_pinned`); after it, the count is fixed,
-    and training with the same seed and thread count repeats bit for bit.
+    Until this is called, fastnn uses every core but lets the native training loop run on one
+    thread while the machine is busy (see :func:`threads_pinned`); after it, exactly ``n``
+    threads run. Either way the work is cut by the configured count, so training with the same
+    seed and thread count repeats bit for bit.
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")

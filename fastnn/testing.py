@@ -4,6 +4,13 @@ import numpy as np
 __all__ = ["check_grad", "numerical_grad"]
 
 
+# rtol/atol for comparing the compiled ops with their NumPy twins, per dtype. atol covers values
+# near zero (cancellation in 1 - y*y, different but equally valid rounding orders).
+TWIN_TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
+    np.dtype(np.float64): {"rtol": 1e-12, "atol": 1e-13},
+}
+
 def _require_float64(name, a):
     if not isinstance(a, np.ndarray) or a.dtype != np.float64:
         got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__

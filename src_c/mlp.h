@@ -1,11 +1,12 @@
 /* Whole runs of SGD steps of a plain MLP (Linear + activation blocks, softmax cross-entropy),
  * in one OpenMP region so that Python is not re-entered between steps.
  *
- * Threading: thread t owns a block of rows of every weight matrix (and of bias entries) and is
- * the only one to read or write them, so weights never move between cores' caches; products
- * a @ W are split along the shared dimension and summed, elementwise work is split by batch
- * rows. BLAS must run with one thread meanwhile (fastnn.network arranges it): the threads here
- * are the only ones working.
+ * Threading: the work of a step is cut into n_parts parts. Part p owns a block of rows of every
+ * weight matrix (and of bias entries) and only its thread reads or writes them, so weights never
+ * move between cores' caches; products a @ W are split along the shared dimension and summed,
+ * elementwise work is split by batch rows. Threads take parts round-robin, and the parts do not
+ * depend on how many threads run them: any n_threads <= n_parts gives the same bits. BLAS must
+ * run with one thread meanwhile (fastnn._fastpath arranges it).
  */
 #ifndef FASTNN_MLP_H
 #define FASTNN_MLP_H
@@ -58,10 +59,10 @@ typedef struct {
 
 /* Returns 0, or -1 when scratch memory could not be allocated (nothing was run). */
 int fnn_mlp_sgd_steps_f32(const fnn_mlp *m, const fnn_batch_source *src, const fnn_sgd_config *opt,
-                           ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_threads,
+                           ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_parts, int n_threads,
                            fnn_steps_result *out);
 int fnn_mlp_sgd_steps_f64(const fnn_mlp *m, const fnn_batch_source *src, const fnn_sgd_config *opt,
-                           ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_threads,
+                           ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_parts, int n_threads,
                            fnn_steps_result *out);
 
 #endif

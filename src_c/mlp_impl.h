@@ -58,21 +58,22 @@ static void NAME(finish_layer)(const TABLE_TYPE *T, REAL **part, int n_parts, co
 }
 
 int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn_sgd_config *opt,
-                            ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_threads,
+                            ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_parts, int n_threads,
                             fnn_steps_result *out)
 {
     const TABLE_TYPE *T = TABLE_CURRENT();
     const int L = m->n_layers, K = m->dims[m->n_layers];
     const int *d = m->dims;
+    const int parts = n_parts < 1 ? 1 : (n_parts > FNN_MLP_MAX_THREADS ? FNN_MLP_MAX_THREADS : n_parts);
+    const int nt = n_threads < 1 ? 1 : (n_threads > parts ? parts : n_threads);
     double partial_loss[FNN_MLP_MAX_THREADS];
     ptrdiff_t partial_correct[FNN_MLP_MAX_THREADS];
-    int nt = n_threads < 1 ? 1 : (n_threads > FNN_MLP_MAX_THREADS ? FNN_MLP_MAX_THREADS : n_threads);
     int widest = 0;
     for (int l = 1; l <= L; l++) widest = d[l] > widest ? d[l] : widest;
-    /* Partial products of threads 1.. (thread 0 writes straight into the layer's output). */
+    /* Partial products of parts 1.. (part 0 writes straight into the layer's output). */
     REAL *scratch = NULL;
-    if (nt > 1) {
-        scratch = (REAL *)malloc(sizeof(REAL) * (size_t)(nt - 1) * (size_t)batch * (size_t)widest);
+    if (parts > 1) {
+        scratch = (REAL *)malloc(sizeof(REAL) * (size_t)(parts - 1) * (size_t)batch * (size_t)widest);
         if (!scratch) return -1;
     }
     out->loss_sum = 0.0;
@@ -89,18 +90,21 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
         barrier.n = nth; /* the implied barrier publishes it to the team */
 #endif
         REAL *part[FNN_MLP_MAX_THREADS];
+        for (int p = 0; p < parts; p++)
+            part[p] = p == 0 ? NULL : scratch + (size_t)(p - 1) * batch * widest;
+        ptrdiff_t b0, b1;
         for (ptrdiff_t step = first_step; step < stop_step; step++) {
             const ptrdiff_t begin = step * (ptrdiff_t)batch;
             if (begin >= src->n_order) break;
             const int rows = (int)(src->n_order - begin < batch ? src->n_order - begin : batch);
-            ptrdiff_t r0, r1;
-            split_range(rows, nth, tid, 1, &r0, &r1);
-            const int nr = (int)(r1 - r0);
 
-            if (nr > 0) { /* this thread's rows of the batch, and their labels */
-                const int64_t *rows_idx = src->order + begin + r0;
-                for (int i = 0; i < nr; i++) src->label_buf[r0 + i] = src->y[rows_idx[i]];
-                REAL *x0 = (REAL *)m->a[0] + r0 * d[0];
+            for (int p = tid; p < parts; p += nth) { /* the batch's rows and labels */
+                split_range(rows, parts, p, 1, &b0, &b1);
+                const int nr = (int)(b1 - b0);
+                if (nr <= 0) continue;
+                const int64_t *rows_idx = src->order + begin + b0;
+                for (int i = 0; i < nr; i++) src->label_buf[b0 + i] = src->y[rows_idx[i]];
+                REAL *x0 = (REAL *)m->a[0] + b0 * d[0];
                 if (src->x_kind == 0)
                     T->gather_u8((const uint8_t *)src->x, rows_idx, x0, nr, d[0], (REAL)src->scale,
                                  (REAL)src->shift);
@@ -112,86 +116,92 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
             }
             fnn_barrier_wait(&barrier);
 
-            /* Forward. Thread t owns rows [i0, i1) of every weight matrix and never reads the
-               others: a[l] @ W splits along the shared dimension into per-thread partial products
-               that are summed row by row. W's cache lines stay with the core that updates them. */
+            /* Forward. Part p owns rows [i0, i1) of every weight matrix and only its thread reads
+               or writes them: a[l] @ W splits along the shared dimension into per-part products
+               summed row by row, so W's cache lines stay with the core that updates them. The
+               parts are fixed by n_parts, not by the threads running them: 1 or n threads make
+               the same BLAS calls and give the same bits. */
             for (int l = 0; l < L; l++) {
                 const int n_in = d[l], n_out = d[l + 1];
-                ptrdiff_t i0, i1;
-                split_range(n_in, nth, tid, 1, &i0, &i1);
-                REAL *mine = tid == 0 ? (REAL *)m->a[l + 1] : scratch + (size_t)(tid - 1) * batch * widest;
-                if (i1 > i0)
-                    NAME(gemm)(0, 0, rows, n_out, (int)(i1 - i0), (REAL *)m->a[l] + i0, n_in,
-                               (REAL *)m->w[l] + i0 * n_out, n_out, 0, mine, n_out);
-                else
-                    memset(mine, 0, sizeof(REAL) * (size_t)rows * n_out);
+                part[0] = (REAL *)m->a[l + 1];
+                for (int p = tid; p < parts; p += nth) {
+                    split_range(n_in, parts, p, 1, &b0, &b1);
+                    if (b1 > b0)
+                        NAME(gemm)(0, 0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
+                                   (REAL *)m->w[l] + b0 * n_out, n_out, 0, part[p], n_out);
+                    else
+                        memset(part[p], 0, sizeof(REAL) * (size_t)rows * n_out);
+                }
                 fnn_barrier_wait(&barrier);
-                for (int t = 0; t < nth; t++)
-                    part[t] = t == 0 ? (REAL *)m->a[l + 1] : scratch + (size_t)(t - 1) * batch * widest;
-                if (nr > 0) NAME(finish_layer)(T, part, nth, (REAL *)m->b[l], m->acts[l], r0, r1, n_out);
+                for (int p = tid; p < parts; p += nth) {
+                    split_range(rows, parts, p, 1, &b0, &b1);
+                    if (b1 > b0) NAME(finish_layer)(T, part, parts, (REAL *)m->b[l], m->acts[l], b0, b1, n_out);
+                }
                 fnn_barrier_wait(&barrier);
             }
 
-            double loss_part = 0.0;
-            ptrdiff_t correct_part = 0;
-            if (nr > 0) {
-                REAL *logits = (REAL *)m->a[L] + r0 * K;
-                int64_t *labels = src->label_buf + r0;
-                loss_part = T->softmax_xent(logits, labels, NULL, (REAL *)m->g[L] + r0 * K, NULL, nr, K,
-                                            1.0 / rows);
-                correct_part = NAME(count_correct)(logits, labels, nr, K);
+            for (int p = tid; p < parts; p += nth) { /* loss and its gradient, per block of rows */
+                split_range(rows, parts, p, 1, &b0, &b1);
+                const int nr = (int)(b1 - b0);
+                partial_loss[p] = 0.0;
+                partial_correct[p] = 0;
+                if (nr <= 0) continue;
+                REAL *logits = (REAL *)m->a[L] + b0 * K;
+                int64_t *labels = src->label_buf + b0;
+                partial_loss[p] = T->softmax_xent(logits, labels, NULL, (REAL *)m->g[L] + b0 * K, NULL, nr,
+                                                  K, 1.0 / rows);
+                partial_correct[p] = NAME(count_correct)(logits, labels, nr, K);
                 if (m->acts[L - 1]) /* an activation on the logits layer itself */
-                    T->act_backward(m->acts[L - 1], (REAL *)m->a[L] + r0 * K, (REAL *)m->g[L] + r0 * K,
-                                    (REAL *)m->dz[L - 1] + r0 * K, (ptrdiff_t)nr * K);
+                    T->act_backward(m->acts[L - 1], (REAL *)m->a[L] + b0 * K, (REAL *)m->g[L] + b0 * K,
+                                    (REAL *)m->dz[L - 1] + b0 * K, (ptrdiff_t)nr * K);
             }
-            partial_loss[tid] = loss_part;
-            partial_correct[tid] = correct_part;
             fnn_barrier_wait(&barrier);
 
             double total = 0.0;
-            for (int t = 0; t < nth; t++) total += partial_loss[t];
+            for (int p = 0; p < parts; p++) total += partial_loss[p];
             if (!isfinite(total)) { /* every thread sees the same total and stops here */
                 if (tid == 0) out->failed_step = step;
                 break;
             }
 
-            /* Backward: dz of layer l is complete here. Each thread computes, for its own weight
+            /* Backward: dz of layer l is complete here. Each part computes, for its own weight
                rows, dx columns (from the weights before the update), dW, and the update. */
             for (int l = L - 1; l >= 0; l--) {
                 const int n_in = d[l], n_out = d[l + 1];
                 const REAL *dz = m->acts[l] ? (REAL *)m->dz[l] : (REAL *)m->g[l + 1];
-                ptrdiff_t i0, i1, c0, c1;
-                split_range(n_in, nth, tid, 1, &i0, &i1);
-                if (i1 > i0) {
-                    REAL *w = (REAL *)m->w[l] + i0 * n_out;
-                    REAL *gw = (REAL *)m->gw[l] + i0 * n_out;
-                    if (l > 0) {
-                        REAL *gx = (REAL *)m->g[l] + i0;
-                        NAME(gemm)(0, 1, rows, (int)(i1 - i0), n_out, dz, n_out, w, n_out, 0, gx, n_in);
-                        if (m->acts[l - 1]) { /* dz of the layer below, for the columns owned here */
-                            for (int r = 0; r < rows; r++)
-                                T->act_backward(m->acts[l - 1], (REAL *)m->a[l] + (ptrdiff_t)r * n_in + i0,
-                                                gx + (ptrdiff_t)r * n_in,
-                                                (REAL *)m->dz[l - 1] + (ptrdiff_t)r * n_in + i0, i1 - i0);
+                for (int p = tid; p < parts; p += nth) {
+                    split_range(n_in, parts, p, 1, &b0, &b1);
+                    if (b1 > b0) {
+                        REAL *w = (REAL *)m->w[l] + b0 * n_out;
+                        REAL *gw = (REAL *)m->gw[l] + b0 * n_out;
+                        if (l > 0) {
+                            REAL *gx = (REAL *)m->g[l] + b0;
+                            NAME(gemm)(0, 1, rows, (int)(b1 - b0), n_out, dz, n_out, w, n_out, 0, gx, n_in);
+                            if (m->acts[l - 1]) { /* dz of the layer below, for the columns owned here */
+                                for (int r = 0; r < rows; r++)
+                                    T->act_backward(m->acts[l - 1], (REAL *)m->a[l] + (ptrdiff_t)r * n_in + b0,
+                                                    gx + (ptrdiff_t)r * n_in,
+                                                    (REAL *)m->dz[l - 1] + (ptrdiff_t)r * n_in + b0, b1 - b0);
+                            }
                         }
+                        NAME(gemm)(1, 0, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out, 0,
+                                   gw, n_out);
+                        T->sgd(w, gw, m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL, (b1 - b0) * n_out,
+                               (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->weight_decay, opt->nesterov);
                     }
-                    NAME(gemm)(1, 0, (int)(i1 - i0), n_out, rows, (REAL *)m->a[l] + i0, n_in, dz, n_out, 0,
-                               gw, n_out);
-                    T->sgd(w, gw, m->vw[l] ? (REAL *)m->vw[l] + i0 * n_out : NULL, (i1 - i0) * n_out,
-                           (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->weight_decay, opt->nesterov);
-                }
-                split_range(n_out, nth, tid, 1, &c0, &c1);
-                if (c1 > c0) {
-                    NAME(column_sums)(dz, (REAL *)m->gb[l], rows, n_out, c0, c1);
-                    T->sgd((REAL *)m->b[l] + c0, (REAL *)m->gb[l] + c0, m->vb[l] ? (REAL *)m->vb[l] + c0 : NULL,
-                           c1 - c0, (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->bias_weight_decay,
-                           opt->nesterov);
+                    split_range(n_out, parts, p, 1, &b0, &b1);
+                    if (b1 > b0) {
+                        NAME(column_sums)(dz, (REAL *)m->gb[l], rows, n_out, b0, b1);
+                        T->sgd((REAL *)m->b[l] + b0, (REAL *)m->gb[l] + b0, m->vb[l] ? (REAL *)m->vb[l] + b0 : NULL,
+                               b1 - b0, (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->bias_weight_decay,
+                               opt->nesterov);
+                    }
                 }
                 fnn_barrier_wait(&barrier);
             }
             if (tid == 0) {
                 out->loss_sum += total;
-                for (int t = 0; t < nth; t++) out->correct += partial_correct[t];
+                for (int p = 0; p < parts; p++) out->correct += partial_correct[p];
                 out->seen += rows;
             }
         }

@@ -16,12 +16,7 @@ settings.load_profile("fastnn")
 
 SEED = 20240521
 
-# rtol/atol for comparing the compiled ops with the NumPy twin, per dtype. atol covers values
-# near zero (cancellation in 1 - y*y, different but equally valid rounding orders).
-TOLERANCES = {
-    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
-    np.dtype(np.float64): {"rtol": 1e-12, "atol": 1e-13},
-}
+from fastnn.testing import TWIN_TOLERANCES as TOLERANCES
 
 
 @pytest.fixture

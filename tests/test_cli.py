@@ -188,9 +188,11 @@ def test_train_is_deterministic_with_the_default_seed():
      {"nesterov": True, "weight_decay": 1e-4, "schedule": "step", "scaling": "standardize",
       "threads": 1}),
     (["--activation", "sigmoid", "--schedule", "exponential", "--batch-size", "64", "--lr", "0.2"],
-     {"activation": "sigmoid", "schedule": "exponential", "batch_size": 64, "lr": 0.2}),
+     {"activation": "sigmoid", "schedule": "exponential", "batch_size": 64, "lr": 0.2,
+      "adaptive_threads": True}),
+    (["--threads", "auto", "--schedule", "none"], {"adaptive_threads": True, "schedule": "none"}),
 ], ids=["softmax-regression", "two-hidden-tanh", "adam-dropout-float64", "nesterov-standardize",
-        "sigmoid-exponential"])
+        "sigmoid-exponential", "auto-threads"])
 def test_train_options_reach_the_run(options, config):
     result = last_json_line(run_cli("train", "--limit", "1000", "--epochs", "2", *options,
                                     "--json", "--quiet"))
@@ -298,6 +300,8 @@ def test_info_json():
     (["train", "--lr", "nan"], "--lr"),
     (["train", "--lr", "-0.1"], "--lr"),
     (["train", "--threads", "0"], "--threads"),
+    (["train", "--threads", "many"], "--threads"),
+    (["evaluate", "model.npz", "--threads", "auto"], "--threads"),
     (["train", "--batch-size", "0"], "--batch-size"),
     (["train", "--activation", "swish"], "--activation"),
     (["train", "--init", "zeros"], "--init"),

@@ -36,6 +36,40 @@ def test_one_and_two_threads_agree_to_rounding(threads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def _native_run(kernel_threads, parts):
+    """Three epochs straight through _core.mlp_sgd_steps with the work cut into ``parts``."""
+    from fastnn._native import core
+    rng = np.random.default_rng(5)
+    X, y = _data()
+    dims = [20, 24, 16, 4]
+    w = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32) for a, b in zip(dims, dims[1:])]
+    b = [np.zeros(n, np.float32) for n in dims[1:]]
+    vw, vb = [np.zeros_like(a) for a in w], [np.zeros_like(a) for a in b]
+    gw, gb = [np.empty_like(a) for a in w], [np.empty_like(a) for a in b]
+    acts = [np.empty((32, n), np.float32) for n in dims]
+    grads = [None] + [np.empty((32, n), np.float32) for n in dims[1:]]
+    dz = [np.empty((32, n), np.float32) for n in dims[1:]]
+    labels = np.empty(32, np.int64)
+    previous = core.get_kernel_threads()
+    core.set_kernel_threads(kernel_threads)
+    try:
+        for epoch in range(3):
+            order = rng.permutation(len(X)).astype(np.int64)
+            core.mlp_sgd_steps(w, b, vw, vb, gw, gb, acts, grads, dz, [1, 2, 0], X, y, order, labels,
+                               0, -(-len(X) // 32), 32, 1 / 255, 0.0, 0.1, 0.9, 1e-4, False, parts)
+    finally:
+        core.set_kernel_threads(previous)
+    return w + b
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_the_parts_not_the_threads_decide_the_bits(parts):
+    one = _native_run(1, parts)
+    for threads in range(2, parts + 1):
+        for a, b in zip(one, _native_run(threads, parts)):
+            assert np.array_equal(a, b)
+
+
 def test_native_loop_stops_at_a_non_finite_loss():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, size=600)

@@ -7,7 +7,7 @@ from hypothesis.extra import numpy as hnp
 
 from fastnn import ops, reference
 
-from conftest import TOLERANCES
+from fastnn.testing import TWIN_TOLERANCES as TOLERANCES
 
 FORWARD_OPS = ["sigmoid", "relu", "tanh", "scaled_tanh"]
 BACKWARD_OPS = [name + "_backward" for name in FORWARD_OPS]
