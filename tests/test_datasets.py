@@ -3,6 +3,7 @@ import gzip
 import hashlib
 import os
 import re
+import threading
 import tracemalloc
 
 import numpy as np
@@ -183,6 +184,89 @@ def test_empty_array_with_unrepresentable_shape(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         read_idx(tmp_path / "nothing-here")
+
+
+# --- reading straight into the result: large files, chunk boundaries, memory ----------------------
+
+LARGE_ELEMENTS = 300_001  # several read chunks for every type wider than a byte, and not a multiple of one
+
+
+def large_array(dtype):
+    values = np.arange(LARGE_ELEMENTS, dtype=np.int64) * 7919 - 12345
+    return values.astype(dtype).reshape(LARGE_ELEMENTS, 1)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "int32", "float32", "float64"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_large_multi_byte_round_trip(tmp_path, dtype, gz):
+    array = large_array(dtype)
+    result = read_idx(write_file(tmp_path / "large.idx", idx_bytes(array), gz=gz))
+    assert result.dtype == np.dtype(dtype) and result.dtype.isnative
+    assert result.flags.c_contiguous and result.flags.writeable
+    np.testing.assert_array_equal(result, array)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_reading_makes_no_second_copy(tmp_path, gz):
+    array = np.arange(1_000_003, dtype=np.float64)  # 8 MB
+    path = write_file(tmp_path / "large.idx", idx_bytes(array), gz=gz)
+    tracemalloc.start()
+    try:
+        result = read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The array itself plus a read chunk or two; a decompressed or byte-swapped copy would double it.
+    assert peak < 1.5 * result.nbytes
+    np.testing.assert_array_equal(result, array)
+
+
+@pytest.mark.parametrize("cut", [1, 8, 2**20 + 3])
+@pytest.mark.parametrize("gz", [False, True])
+def test_large_truncated_file(tmp_path, cut, gz):
+    content = idx_bytes(large_array("float64"))
+    path = write_file(tmp_path / "cut-large", content[:-cut], gz=gz)
+    with pytest.raises(DatasetError, match=f"cut-large: truncated file: .* the file has {len(content) - cut} bytes"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("extra", [1, 2**20 + 5])
+@pytest.mark.parametrize("gz", [False, True])
+def test_large_trailing_garbage(tmp_path, extra, gz):
+    content = idx_bytes(large_array("int32")) + b"\x07" * extra
+    path = write_file(tmp_path / "long-large", content, gz=gz)
+    with pytest.raises(DatasetError, match=f"long-large: trailing garbage: {extra} bytes"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_header_promising_more_than_the_file_can_hold(tmp_path, gz):
+    # 2**64 float64s: allocating them first would fail with MemoryError instead of naming the problem.
+    content = bytes([0, 0, 0x0E, 2]) + b"\xff\xff\xff\xff" * 2 + b"\x00" * 40
+    path = write_file(tmp_path / "boastful", content, gz=gz)
+    with pytest.raises(DatasetError, match="boastful: truncated file: .* the file has 52 bytes"):
+        read_idx(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_from_a_pipe(tmp_path, gz):
+    array = large_array("int16")
+    content = idx_bytes(array)
+    content = gzip.compress(content, mtime=0) if gz else content
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+
+    def feed():
+        with open(path, "wb") as f:
+            f.write(content)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        np.testing.assert_array_equal(read_idx(path), array)
+    finally:
+        writer.join()
 
 
 # --- fuzzing: only DatasetError may come out, and a returned array always matches its header -------
@@ -370,6 +454,56 @@ def test_load_idx_checks_sha256_of_decompressed_bytes(tmp_path, rng):
         load_idx(tmp_path, sha256=MNIST_SHA256)
 
 
+def test_load_idx_sha256_is_checked_before_the_structure(tmp_path, rng):
+    arrays = small_dataset(rng)
+    damaged = idx_bytes(arrays[TEST_LABELS])[:-1]
+    write_dataset(tmp_path, arrays, overrides={TEST_LABELS: damaged})
+    right = {name: hashlib.sha256(idx_bytes(array)).hexdigest() for name, array in arrays.items()}
+    with pytest.raises(DatasetError, match=f"{TEST_LABELS}.gz: SHA-256 of the decompressed content"):
+        load_idx(tmp_path, sha256=right)
+    # With the digest of the damaged bytes themselves, the structural problem is what is reported.
+    matching = dict(right, **{TEST_LABELS: hashlib.sha256(damaged).hexdigest()})
+    with pytest.raises(DatasetError, match=f"{TEST_LABELS}.gz: truncated file"):
+        load_idx(tmp_path, sha256=matching)
+
+
+# --- load_idx(subset=...) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_idx_subsets_match_all(tmp_path, rng, gz):
+    directory = write_dataset(tmp_path, small_dataset(rng), gz=gz)
+    train, test = load_idx(directory)
+    for subset, expected in [("train", train), ("test", test)]:
+        x, y = load_idx(directory, subset=subset)
+        assert x.dtype == np.uint8 and x.flags.c_contiguous and x.flags.writeable
+        assert y.dtype == np.int64
+        np.testing.assert_array_equal(x, expected[0])
+        np.testing.assert_array_equal(y, expected[1])
+    (x_train, _), (x_test, _) = load_idx(directory, subset="all")
+    np.testing.assert_array_equal(x_train, train[0])
+    np.testing.assert_array_equal(x_test, test[0])
+
+
+@pytest.mark.parametrize("subset, other_files", [("train", (TEST_IMAGES, TEST_LABELS)), ("test", (TRAIN_IMAGES, TRAIN_LABELS))])
+def test_load_idx_subset_reads_only_its_files(tmp_path, rng, subset, other_files):
+    arrays = small_dataset(rng)
+    overrides = {name: b"not an IDX file" for name in other_files}
+    directory = write_dataset(tmp_path, arrays, overrides=overrides)
+    (directory / (other_files[1] + ".gz")).unlink()
+    sha256 = {name: "0" * 64 for name in other_files}  # would fail if these files were read
+    x, y = load_idx(directory, subset=subset, sha256=sha256)
+    assert len(x) == len(y) == len(arrays[TRAIN_LABELS if subset == "train" else TEST_LABELS])
+
+
+def test_load_idx_unknown_subset(tmp_path, rng):
+    directory = write_dataset(tmp_path, small_dataset(rng))
+    for subset in ["validation", "Train", None, ""]:
+        with pytest.raises(ValueError, match="unknown subset .*expected one of 'all', 'train', 'test'"):
+            load_idx(directory, subset=subset)
+
+
+
 # --- the shipped MNIST ---------------------------------------------------------------------------
 
 
@@ -423,6 +557,54 @@ def test_load_mnist_without_download_rejects_download_options(tmp_path):
         load_mnist(cache_dir=tmp_path)
     with pytest.raises(ValueError, match="only used with download=True"):
         load_mnist(mirror="http://127.0.0.1:1/")
+
+
+@pytest.mark.parametrize("subset, index", [("train", 0), ("test", 1)])
+def test_load_mnist_subset(mnist, subset, index):
+    x, y = load_mnist(subset=subset)
+    np.testing.assert_array_equal(x, mnist[index][0])
+    np.testing.assert_array_equal(y, mnist[index][1])
+    assert x.dtype == np.uint8 and x.flags.c_contiguous and x.flags.writeable and y.dtype == np.int64
+
+
+def test_load_mnist_unknown_subset():
+    with pytest.raises(ValueError, match="unknown subset 'validation'"):
+        load_mnist(subset="validation")
+    with pytest.raises(ValueError, match="unknown subset"):
+        load_mnist(download=True, subset="validation")  # refused before any download
+
+
+def test_load_mnist_subset_downloads_only_its_files(tmp_path, monkeypatch):
+    import shutil
+
+    from fastnn.datasets import mnist as mnist_module
+
+    requested = []
+
+    def fake_download(mirror, cache_dir, files):
+        requested.extend(files)
+        for name in files:
+            shutil.copy(os.path.join(mnist_module.SHIPPED_DIR, name), cache_dir)
+        return cache_dir
+
+    monkeypatch.setattr(mnist_module, "download_files", fake_download)
+    x_test, y_test = load_mnist(download=True, cache_dir=str(tmp_path), mirror="http://127.0.0.1:1/", subset="test")
+    assert sorted(requested) == sorted([TEST_IMAGES + ".gz", TEST_LABELS + ".gz"])
+    assert x_test.shape == (10000, 784) and y_test.shape == (10000,)
+
+
+def test_load_mnist_peak_memory():
+    tracemalloc.start()
+    try:
+        (x_train, y_train), (x_test, y_test) = load_mnist()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    arrays = x_train.nbytes + y_train.nbytes + x_test.nbytes + y_test.nbytes
+    assert arrays > 55_000_000
+    # Decompressed straight into the result: about the arrays themselves, never a second copy of the images.
+    assert peak < 75_000_000
+
 
 
 # --- pixel_scaling -------------------------------------------------------------------------------

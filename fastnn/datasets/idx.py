@@ -9,18 +9,27 @@ An IDX file is a short header followed by the array, every number big-endian:
     the rest         the elements in C order
 
 A file may be gzipped; compression is recognised by the gzip magic bytes, never by the file name.
-Every problem with a file raises ``DatasetError`` naming the file, so a bad download or a damaged
-copy can never turn into a silently wrong array.
+Files are decompressed straight into the preallocated result, so reading one costs little more
+memory than the array itself. Every problem with a file raises ``DatasetError`` naming the file,
+so a bad download or a damaged copy can never turn into a silently wrong array.
 """
 import gzip
 import hashlib
 import math
 import os
+import stat
 import zlib
 
 import numpy as np
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+
+# Bytes decompressed per read: GzipFile builds a temporary bytes object of each read's size.
+_CHUNK_SIZE = 1 << 20
+
+# Deflate never expands its input by more than this, which bounds what a gzipped file can hold.
+_MAX_DEFLATE_RATIO = 1032
 
 # IDX element type code -> big-endian numpy type.
 IDX_TYPES = {
@@ -32,11 +41,12 @@ IDX_TYPES = {
     0x0E: np.dtype(">f8"),
 }
 
-# (images, labels) file names of the training and test splits of an IDX dataset laid out like MNIST.
-SPLIT_FILES = (
-    ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-)
+# (images, labels) file names of each split of an IDX dataset laid out like MNIST.
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SUBSETS = ("all", "train", "test")
 
 
 class DatasetError(ValueError):
@@ -51,14 +61,7 @@ def read_idx(path):
     writable. Raises ``DatasetError`` naming the file if it is malformed, ``FileNotFoundError`` if
     it does not exist.
     """
-    return parse_idx(read_content(path), name=os.fspath(path))
-
-
-def read_content(path):
-    """Return the bytes of the file at ``path``, decompressed if they start with the gzip magic bytes."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    return decompress(raw, name=os.fspath(path))
+    return _read_checked(path, None)
 
 
 def decompress(raw, name):
@@ -70,54 +73,149 @@ def decompress(raw, name):
         return raw
     try:
         return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+    except _GZIP_ERRORS as exc:
         raise DatasetError(f"{name}: corrupt gzip stream ({exc})") from exc
 
 
-def parse_idx(content, name):
-    """Parse the complete bytes of an IDX file into a new native-endian array (see ``read_idx``).
+class _Source:
+    """The decompressed bytes of one file, read in order, counted and optionally hashed.
 
-    ``name`` is the file the bytes came from, used in error messages.
+    ``limit`` is an upper bound on how many bytes the stream can hold, or None if unknown.
     """
-    if len(content) < 4:
-        raise DatasetError(f"{name}: truncated header: {len(content)} bytes, an IDX header has at least 4")
-    if content[0] != 0 or content[1] != 0:
-        raise DatasetError(
-            f"{name}: bad magic number 0x{bytes(content[:4]).hex()}: an IDX file starts with two zero bytes"
-        )
-    type_code, ndim = content[2], content[3]
-    if type_code not in IDX_TYPES:
-        raise DatasetError(f"{name}: unknown IDX type code 0x{type_code:02x}")
-    header_size = 4 + 4 * ndim
-    if len(content) < header_size:
-        raise DatasetError(
-            f"{name}: truncated header: {ndim} dimensions need {header_size} header bytes, "
-            f"the file has {len(content)}"
-        )
-    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = IDX_TYPES[type_code]
+
+    def __init__(self, stream, name, limit, expected_sha256):
+        self.stream = stream
+        self.name = name
+        self.limit = limit
+        self.expected_sha256 = expected_sha256
+        self.hasher = hashlib.sha256() if expected_sha256 is not None else None
+        self.position = 0
+
+    def fill(self, view):
+        """Read into the byte memoryview ``view`` until it is full or the stream ends; return the count."""
+        filled = 0
+        while filled < len(view):
+            chunk = view[filled : filled + _CHUNK_SIZE]
+            try:
+                count = self.stream.readinto(chunk)
+            except _GZIP_ERRORS as exc:
+                raise DatasetError(f"{self.name}: corrupt gzip stream ({exc})") from exc
+            if not count:
+                break
+            if self.hasher is not None:
+                self.hasher.update(chunk[:count])
+            filled += count
+        self.position += filled
+        return filled
+
+    def read(self, size):
+        """Return the next ``size`` bytes, fewer only at the end of the stream."""
+        buffer = bytearray(size)
+        return bytes(buffer[: self.fill(memoryview(buffer))])
+
+    def drain(self):
+        """Read the rest of the stream; return how many bytes it had."""
+        start = self.position
+        scratch = memoryview(bytearray(_CHUNK_SIZE))
+        while self.fill(scratch):
+            pass
+        return self.position - start
+
+    def check_digest(self):
+        """Raise ``DatasetError`` if a digest is expected and what was read does not have it."""
+        if self.hasher is None:
+            return
+        digest = self.hasher.hexdigest()
+        if digest != self.expected_sha256:
+            raise DatasetError(
+                f"{self.name}: SHA-256 of the decompressed content is {digest}, expected {self.expected_sha256}"
+            )
+
+    def fail(self, problem):
+        """Raise ``DatasetError`` for ``problem``, unless the content's hash is wrong, which is reported instead."""
+        if self.hasher is not None:
+            self.drain()
+            self.check_digest()
+        raise DatasetError(f"{self.name}: {problem}")
+
+
+def _read_checked(path, expected_sha256):
+    name = os.fspath(path)
+    with open(path, "rb") as raw:
+        limit = _file_size(raw)
+        if raw.peek(2)[:2] != _GZIP_MAGIC:
+            return _parse(_Source(raw, name, limit, expected_sha256))
+        limit = None if limit is None else limit * _MAX_DEFLATE_RATIO
+        with gzip.GzipFile(fileobj=raw) as stream:
+            return _parse(_Source(stream, name, limit, expected_sha256))
+
+
+def _file_size(f):
+    """The size of the open file ``f``, or None if it is not a regular file (a pipe, say)."""
+    info = os.fstat(f.fileno())
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _parse(source):
+    """Read the IDX content of ``source`` into a new native-endian array (see ``read_idx``)."""
+    header, shape, dtype = _read_header(source)
     count = math.prod(shape)  # Python integers: a hostile header cannot overflow this
-    expected_size = header_size + count * dtype.itemsize
-    if len(content) < expected_size:
-        raise DatasetError(
-            f"{name}: truncated file: the header promises shape {shape} of {dtype.name} "
-            f"({expected_size} bytes in all) but the file has {len(content)} bytes"
+    expected_size = len(header) + count * dtype.itemsize
+    if source.limit is not None and expected_size > source.limit:
+        # Too big for the file: count its bytes for the message instead of allocating the array.
+        source.drain()
+        _truncated(source, shape, dtype, expected_size, source.position)
+    flat = np.empty(count, dtype=dtype)
+    filled = source.fill(memoryview(flat.view(np.uint8)))
+    if filled < flat.nbytes:
+        _truncated(source, shape, dtype, expected_size, source.position)
+    trailing = source.drain()
+    if trailing:
+        source.fail(f"trailing garbage: {trailing} bytes after the {expected_size} bytes the header promises")
+    source.check_digest()
+    return _native_array(flat, shape, source.name)
+
+
+def _read_header(source):
+    """Read and check the IDX header; return ``(header bytes, shape, big-endian dtype)``."""
+    header = source.read(4)
+    if len(header) < 4:
+        source.fail(f"truncated header: {len(header)} bytes, an IDX header has at least 4")
+    if header[0] != 0 or header[1] != 0:
+        source.fail(f"bad magic number 0x{header.hex()}: an IDX file starts with two zero bytes")
+    type_code, ndim = header[2], header[3]
+    if type_code not in IDX_TYPES:
+        source.fail(f"unknown IDX type code 0x{type_code:02x}")
+    header += source.read(4 * ndim)
+    if len(header) < 4 + 4 * ndim:
+        source.fail(
+            f"truncated header: {ndim} dimensions need {4 + 4 * ndim} header bytes, the file has {len(header)}"
         )
-    if len(content) > expected_size:
-        raise DatasetError(
-            f"{name}: trailing garbage: {len(content) - expected_size} bytes after the "
-            f"{expected_size} bytes the header promises"
-        )
-    big_endian = np.frombuffer(content, dtype=dtype, count=count, offset=header_size)
+    shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return header, shape, IDX_TYPES[type_code]
+
+
+def _truncated(source, shape, dtype, expected_size, actual_size):
+    source.fail(
+        f"truncated file: the header promises shape {shape} of {dtype.name} "
+        f"({expected_size} bytes in all) but the file has {actual_size} bytes"
+    )
+
+
+def _native_array(flat, shape, name):
+    """Turn the big-endian ``flat`` into a native-endian array of ``shape``, in place."""
+    if not flat.dtype.isnative:
+        flat.byteswap(inplace=True)
+        flat = flat.view(flat.dtype.newbyteorder("="))
     try:
-        # astype copies, which also makes the result writable and independent of ``content``.
-        return big_endian.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+        return flat.reshape(shape)
     except ValueError as exc:
-        # Only an empty array can get here, e.g. shape (0, 2**32 - 1, 2**32 - 1) or more than 64 dimensions.
+        # More than 64 dimensions, or an empty array whose shape is too big to describe,
+        # e.g. (0, 2**32 - 1, 2**32 - 1); any other shape passed the size checks.
         raise DatasetError(f"{name}: shape {shape} cannot be held in a numpy array ({exc})") from exc
 
 
-def load_idx(directory, *, num_classes=10, sha256=None):
+def load_idx(directory, *, num_classes=10, sha256=None, subset="all"):
     """Load a classification dataset stored as the four IDX files of MNIST's layout.
 
     ``directory`` holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -129,20 +227,36 @@ def load_idx(directory, *, num_classes=10, sha256=None):
     ``sha256``, if given, maps file names (without ``.gz``) to the SHA-256 hex digest of their
     decompressed bytes; a file whose digest differs raises ``DatasetError``.
 
-    Returns ``((x_train, y_train), (x_test, y_test))``: images as uint8 arrays of shape
-    (count, rows * columns), C-contiguous; labels as int64 arrays of shape (count,).
+    ``subset`` chooses what is read: ``"all"`` (the default) returns
+    ``((x_train, y_train), (x_test, y_test))``; ``"train"`` or ``"test"`` returns just ``(x, y)``
+    of that split, and only its two files are opened. Images are uint8 arrays of shape
+    (count, rows * columns), C-contiguous and writable; labels are int64 arrays of shape (count,).
     """
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     expected = sha256 or {}
-    splits = []
-    for images_stem, labels_stem in SPLIT_FILES:
-        images_path = _find_file(directory, images_stem)
-        labels_path = _find_file(directory, labels_stem)
-        images = _read_checked(images_path, expected.get(images_stem))
-        labels = _read_checked(labels_path, expected.get(labels_stem))
-        splits.append(_images_and_labels(images, labels, images_path, labels_path, num_classes))
-    return tuple(splits)
+    splits = tuple(
+        _load_split(directory, SPLIT_FILES[split], num_classes, expected) for split in subset_splits(subset)
+    )
+    return splits if subset == "all" else splits[0]
+
+
+def subset_splits(subset):
+    """The split names (keys of ``SPLIT_FILES``) that ``subset`` stands for."""
+    if subset == "all":
+        return tuple(SPLIT_FILES)
+    if subset in SPLIT_FILES:
+        return (subset,)
+    raise ValueError(f"unknown subset {subset!r}; expected one of {', '.join(map(repr, SUBSETS))}")
+
+
+def _load_split(directory, stems, num_classes, expected):
+    images_stem, labels_stem = stems
+    images_path = _find_file(directory, images_stem)
+    labels_path = _find_file(directory, labels_stem)
+    images = _read_checked(images_path, expected.get(images_stem))
+    labels = _read_checked(labels_path, expected.get(labels_stem))
+    return _images_and_labels(images, labels, images_path, labels_path, num_classes)
 
 
 def _find_file(directory, stem):
@@ -152,18 +266,6 @@ def _find_file(directory, stem):
     if os.path.isfile(plain + ".gz"):
         return plain + ".gz"
     raise FileNotFoundError(f"neither {stem} nor {stem}.gz found in {directory}")
-
-
-def _read_checked(path, expected_sha256):
-    # One decompression serves both the hash and the parse.
-    content = read_content(path)
-    if expected_sha256 is not None:
-        digest = hashlib.sha256(content).hexdigest()
-        if digest != expected_sha256:
-            raise DatasetError(
-                f"{path}: SHA-256 of the decompressed content is {digest}, expected {expected_sha256}"
-            )
-    return parse_idx(content, name=path)
 
 
 def _images_and_labels(images, labels, images_path, labels_path, num_classes):

@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from .download import download_files
-from .idx import load_idx
+from .idx import SPLIT_FILES, load_idx, subset_splits
 
 # SHA-256 of each MNIST file's decompressed bytes.
 MNIST_SHA256 = {
@@ -26,8 +26,8 @@ SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "
 _HISTOGRAM_CHUNK = 1 << 20
 
 
-def load_mnist(download=False, cache_dir=None, mirror=None):
-    """Load MNIST, checking the SHA-256 of every file.
+def load_mnist(download=False, cache_dir=None, mirror=None, *, subset="all"):
+    """Load MNIST, checking the SHA-256 of every file read.
 
     With ``download=False`` (the default) the copy shipped inside the package is read and
     ``cache_dir`` and ``mirror`` must be left as None. With ``download=True`` the four gzipped files
@@ -38,18 +38,22 @@ def load_mnist(download=False, cache_dir=None, mirror=None):
     Returns ``((x_train, y_train), (x_test, y_test))``: x_train uint8 (60000, 784), y_train int64
     (60000,), x_test uint8 (10000, 784), y_test int64 (10000,); images are C-contiguous rows of
     28x28 pixels, 0 (background) to 255 (ink).
+
+    ``subset="train"`` or ``subset="test"`` reads (and downloads) only that split's two files and
+    returns just its ``(x, y)``, e.g. ``x_test, y_test = load_mnist(subset="test")``.
     """
+    splits = subset_splits(subset)
     if not download:
         if cache_dir is not None or mirror is not None:
             raise ValueError("cache_dir and mirror are only used with download=True")
-        return load_idx(SHIPPED_DIR, sha256=MNIST_SHA256)
+        return load_idx(SHIPPED_DIR, sha256=MNIST_SHA256, subset=subset)
     if mirror is None:
         mirror = os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
     if cache_dir is None:
         cache_dir = default_cache_dir()
-    files = {stem + ".gz": digest for stem, digest in MNIST_SHA256.items()}
+    files = {stem + ".gz": MNIST_SHA256[stem] for split in splits for stem in SPLIT_FILES[split]}
     download_files(mirror, cache_dir, files)
-    return load_idx(cache_dir, sha256=MNIST_SHA256)
+    return load_idx(cache_dir, sha256=MNIST_SHA256, subset=subset)
 
 
 def default_cache_dir():
