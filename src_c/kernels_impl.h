@@ -139,29 +139,79 @@ static FNN_TARGET double NAME(row_sum)(const REAL *x, ptrdiff_t k)
     return total;
 }
 
+#define FNN_XENT_BLOCK 64
+#define FNN_XENT_FLAT 2048 /* elements per block of short rows */
+
+/* Loss of row i from its label term (x[label] - max) and sum of exponentials, then the row's
+   gradient scale; shared by both row layouts below. */
+static FNN_TARGET double NAME(xent_finish)(const double *sums, const double *label_terms, const REAL *weights,
+                                           double scale, double *row_loss, REAL *factor, int n)
+{
+    double logs[FNN_XENT_BLOCK], total = 0.0;
+    for (int i = 0; i < n; i++) logs[i] = fnn_log_d(sums[i]); /* vectorised, unlike a libm call */
+    for (int i = 0; i < n; i++) {
+        const double w = weights ? (double)weights[i] : 1.0;
+        const double loss = w * (logs[i] - label_terms[i]);
+        total += loss;
+        if (row_loss) row_loss[i] = loss;
+        factor[i] = (REAL)(w * scale / sums[i]);
+    }
+    return total;
+}
+
 static FNN_TARGET double NAME(softmax_xent)(const REAL *logits, const int64_t *labels, const REAL *weights,
                                             REAL *grad, double *row_loss, ptrdiff_t rows, ptrdiff_t k,
                                             double scale)
 {
+    double sums[FNN_XENT_BLOCK], label_terms[FNN_XENT_BLOCK];
+    REAL factor[FNN_XENT_BLOCK];
     double total = 0.0;
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const REAL *x = logits + r * k;
-        REAL *gr = grad + r * k;
-        const int64_t label = labels[r];
-        const REAL m = NAME(row_max)(x, k);
-        const double x_label = (double)x[label]; /* read before gr (maybe x itself) is written */
+    /* Short rows (K = 10 for digits) go a block at a time as one flat array, so the exponentials
+       run in one long vector loop instead of many with scalar tails. */
+    const int short_rows = k * 8 <= FNN_XENT_FLAT;
+    const int block = short_rows ? (int)(FNN_XENT_FLAT / k < FNN_XENT_BLOCK ? FNN_XENT_FLAT / k : FNN_XENT_BLOCK)
+                                 : FNN_XENT_BLOCK;
+    REAL per_element[FNN_XENT_FLAT];
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += block) {
+        const int n = (int)(rows - r0 < block ? rows - r0 : block);
+        const REAL *x = logits + r0 * k;
+        REAL *gr = grad + r0 * k;
+        const ptrdiff_t flat = (ptrdiff_t)n * k;
+        for (int i = 0; i < n; i++) {
+            const REAL m = NAME(row_max)(x + i * k, k);
+            /* In double, read before gr (maybe x itself) is written: for [3e38, 0, -3e38] the
+               label term is -6e38, beyond float's range. */
+            label_terms[i] = (double)x[i * k + labels[r0 + i]] - (double)m;
+            if (short_rows) {
+                for (ptrdiff_t c = 0; c < k; c++) per_element[i * k + c] = m;
+            } else {
 #pragma GCC ivdep
-        for (ptrdiff_t c = 0; c < k; c++) gr[c] = EXP(x[c] - m);
-        const double s = NAME(row_sum)(gr, k);
-        const double w = weights ? (double)weights[r] : 1.0;
-        /* In double: for [3e38, 0, -3e38] the label term is -6e38, beyond float's range. */
-        const double loss = w * (log(s) - (x_label - (double)m));
-        total += loss;
-        if (row_loss) row_loss[r] = loss;
-        const REAL f = (REAL)(w * scale / s);
+                for (ptrdiff_t c = 0; c < k; c++) gr[i * k + c] = EXP(x[i * k + c] - m);
+                sums[i] = NAME(row_sum)(gr + i * k, k);
+            }
+        }
+        if (short_rows) {
 #pragma GCC ivdep
-        for (ptrdiff_t c = 0; c < k; c++) gr[c] *= f;
-        gr[label] -= (REAL)(w * scale);
+            for (ptrdiff_t j = 0; j < flat; j++) gr[j] = EXP(x[j] - per_element[j]);
+            for (int i = 0; i < n; i++) sums[i] = NAME(row_sum)(gr + i * k, k);
+        }
+        total += NAME(xent_finish)(sums, label_terms, weights ? weights + r0 : NULL, scale,
+                                   row_loss ? row_loss + r0 : NULL, factor, n);
+        if (short_rows) {
+            for (int i = 0; i < n; i++)
+                for (ptrdiff_t c = 0; c < k; c++) per_element[i * k + c] = factor[i];
+#pragma GCC ivdep
+            for (ptrdiff_t j = 0; j < flat; j++) gr[j] *= per_element[j];
+        } else {
+            for (int i = 0; i < n; i++) {
+#pragma GCC ivdep
+                for (ptrdiff_t c = 0; c < k; c++) gr[i * k + c] *= factor[i];
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            const double w = weights ? (double)weights[r0 + i] : 1.0;
+            gr[i * k + labels[r0 + i]] -= (REAL)(w * scale);
+        }
     }
     return total;
 }
