@@ -77,20 +77,16 @@ class NativeMLP:
             first = 0
             while first < n_steps:
                 threads, probing = self.threads.next()
-                # A probe only needs a few steps: under contention a slow choice costs milliseconds per step.
+                # A probe needs only a few steps: under contention a slow choice costs ms per step.
                 stop = min(first + (min(chunk, _PROBE_STEPS) if probing else chunk), n_steps)
-                _core.set_kernel_threads(threads)
                 t0 = time.perf_counter()
-                try:
-                    loss_sum, c, s, failed = _core.mlp_sgd_steps(
-                        params[0::2], params[1::2],
-                        velocity[0::2] if velocity else [], velocity[1::2] if velocity else [],
-                        grads[0::2], grads[1::2], acts, grad_bufs, scratch, self.activations,
-                        X, y, order, labels, first, stop, batch_size,
-                        net.input_scale, net.input_shift, optimizer.lr, optimizer.momentum,
-                        optimizer.weight_decay, optimizer.nesterov, self.threads.configured)
-                finally:
-                    _core.set_kernel_threads(self.threads.configured)
+                loss_sum, c, s, failed = _core.mlp_sgd_steps(
+                    params[0::2], params[1::2],
+                    velocity[0::2] if velocity else [], velocity[1::2] if velocity else [],
+                    grads[0::2], grads[1::2], acts, grad_bufs, scratch, self.activations,
+                    X, y, order, labels, first, stop, batch_size,
+                    net.input_scale, net.input_shift, optimizer.lr, optimizer.momentum,
+                    optimizer.weight_decay, optimizer.nesterov, self.threads.configured, threads)
                 self.threads.record(threads, (time.perf_counter() - t0) / (stop - first))
                 total, correct, seen = total + loss_sum, correct + c, seen + s
                 if failed >= 0:

@@ -1,5 +1,6 @@
 """One thread count for fastnn: OpenMP in the elementwise kernels and the BLAS libraries."""
 import os
+import threading
 
 from ._native import core as _core
 
@@ -51,26 +52,40 @@ _core.set_kernel_threads(_default_threads())
 
 
 class blas_threads_limited:
-    """Context manager: every loaded BLAS library runs with at most ``n`` threads inside.
+    """Context manager: every loaded BLAS library runs with one thread inside.
 
     The native training loop uses it so that BLAS does not start threads of its own beside
-    fastnn's (two pools on two cores make each other many times slower).
+    fastnn's (two pools on two cores make each other many times slower). BLAS thread counts are
+    process-wide, so concurrent users share one limit: the first to enter applies it, the last to
+    leave restores what was there before.
     """
 
+    _lock = threading.Lock()
+    _users = 0
+    _limiter = None
     _controller = None
 
-    def __init__(self, n):
-        self.n = n
-        self._limiter = None
+    def __init__(self, n=1):
+        if n != 1:
+            raise ValueError("n: only a limit of 1 thread is supported")
 
     def __enter__(self):
-        if blas_threads_limited._controller is None:
-            from threadpoolctl import ThreadpoolController
+        cls = blas_threads_limited
+        with cls._lock:
+            if cls._users == 0:
+                if cls._controller is None:
+                    from threadpoolctl import ThreadpoolController
 
-            blas_threads_limited._controller = ThreadpoolController()
-        self._limiter = blas_threads_limited._controller.limit(limits=self.n, user_api="blas")
+                    cls._controller = ThreadpoolController()
+                cls._limiter = cls._controller.limit(limits=1, user_api="blas")
+            cls._users += 1
         return self
 
     def __exit__(self, *exc):
-        self._limiter.restore_original_limits()
+        cls = blas_threads_limited
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0:
+                cls._limiter.restore_original_limits()
+                cls._limiter = None
         return False

@@ -4,11 +4,17 @@ Arguments are parsed and checked with the standard library only; numpy and the c
 are imported afterwards, so ``fastnn --help`` and argument errors answer at once. User errors
 (bad values, missing or damaged files, diverged training) print one line starting with
 ``fastnn: error:`` to stderr and exit with status 2; anything else is a bug and keeps its traceback.
+
+Interrupting ``fastnn train --save PATH`` (Ctrl-C, SIGINT or SIGTERM) writes a checkpoint of the
+last completed epoch to PATH and exits with status 130 (143 for SIGTERM); ``fastnn train --resume
+PATH`` continues it and, with the same thread count, ends with the weights of an uninterrupted run.
 """
 import argparse
+import hashlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 
@@ -37,10 +43,30 @@ STEP_GAMMA = 0.5  # --schedule step halves the rate ...
 STEP_FRACTION = 3  # ... every third of the epochs
 EXPONENTIAL_GAMMA = 0.9  # --schedule exponential: x0.9 per epoch
 AUTO_THREADS = "auto"
+CHECKPOINT_FORMAT = "fastnn-train-checkpoint"
+CHECKPOINT_VERSION = 1
+# The options of `fastnn train` a checkpoint records; `--resume` runs with them again.
+RUN_OPTIONS = ("dataset", "data_dir", "limit", "val_split", "scaling", "hidden", "activation",
+               "init", "dropout", "dtype", "epochs", "batch_size", "optimizer", "lr", "momentum",
+               "nesterov", "weight_decay", "schedule", "early_stopping", "seed")
+# For the tests only: raise KeyboardInterrupt at the end of this (1-based) epoch, as a Ctrl-C would.
+TEST_INTERRUPT_ENV = "FASTNN_TEST_INTERRUPT_AFTER_EPOCH"
 
 
 class UserError(Exception):
     """A problem with what the user asked for: reported as one line, exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training was interrupted; ``message`` says what was saved, ``status`` is the exit status."""
+
+    def __init__(self, message, status=130):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that it is handled like Ctrl-C."""
 
 
 # -- argument types: each returns the value or raises ArgumentTypeError ---------------------------
@@ -202,7 +228,15 @@ def _add_train(commands):
                                "repeats bit for bit for the same --seed and thread count")
 
     output = p.add_argument_group("output")
-    output.add_argument("--save", metavar="PATH", help="save the trained model (fastnn.load reads it)")
+    output.add_argument("--save", metavar="PATH",
+                        help="save the trained model (fastnn.load reads it); if the run is "
+                             "interrupted (Ctrl-C), a checkpoint of the last completed epoch is "
+                             "saved there instead, for --resume")
+    output.add_argument("--resume", metavar="CHECKPOINT",
+                        help="continue the interrupted run saved in CHECKPOINT with its own options "
+                             "(only --data-dir, --threads, --save, --plot, --json and --quiet may be "
+                             "given; other options must match); the model is saved to CHECKPOINT "
+                             "unless --save says otherwise")
     output.add_argument("--plot", metavar="PATH",
                         help="write loss and accuracy curves as a PNG (needs matplotlib)")
     _add_output_flags(output, "the result (test accuracy, loss, timings, the configuration)")
@@ -281,62 +315,118 @@ def _check_writable_location(option, path):
 # -- commands -------------------------------------------------------------------------------------
 
 def run_train(args, started):
+    resumed = _prepare_resume(args) if args.resume else None
     check_train_args(args)
     if args.plot:
         from .plotting import require_matplotlib  # fail before training, not after
         require_matplotlib()
     human = _human_stream(args)
+    with _sigterm_as_interrupt():
+        return _train(args, started, human, resumed)
 
-    import fastnn
-    # Data first: its transient decompression buffers are freed before the compiled core and
-    # BLAS load, which keeps the peak memory lower.
-    (x_train, y_train), (x_test, y_test) = _load_data(args.data_dir)
-    _set_threads(args.threads)
-    if args.limit is not None:
-        if args.limit > len(x_train):
-            raise UserError(f"--limit {args.limit} is larger than the {len(x_train)} training "
-                            "images")
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-    scale, shift = fastnn.datasets.pixel_scaling(x_train, args.scaling)
 
-    network = fastnn.Network(_layers(args, x_train.shape[1]), dtype=args.dtype,
-                             input_scale=scale, input_shift=shift, seed=args.seed)
-    optimizer = _optimizer(args)
+def _train(args, started, human, resumed):
+    (x_train, y_train), (x_test, y_test), (scale, shift) = _training_data(args)
+    fingerprint = _data_fingerprint(x_train, y_train, scale, shift) if args.save else None
+    if resumed is None:
+        import fastnn
+        network = fastnn.Network(_layers(args, x_train.shape[1]), dtype=args.dtype,
+                                 input_scale=scale, input_shift=shift, seed=args.seed)
+        optimizer, state, history = _optimizer(args), None, fastnn.History()
+        seconds_before = 0.0
+    else:
+        network, optimizer, state, history = _restore(args, resumed, fingerprint)
+        seconds_before = resumed["train_seconds"]
+    checkpointer = (_Checkpointer(args, network, optimizer, fingerprint, history, seconds_before)
+                    if args.save else None)
     if human:
-        print(f"training {_describe(network)} ({network.n_parameters():,} parameters) on "
-              f"{len(x_train):,} images: {_describe_training(args)}, "
-              f"{fastnn.get_num_threads()} threads"
-              f"{' (auto)' if args.threads in (None, AUTO_THREADS) else ''}", file=human, flush=True)
+        print(_training_line(args, network, len(x_train), history.epochs), file=human, flush=True)
+    callbacks = ([checkpointer] if checkpointer else []) + (
+        [_epoch_printer(args.epochs, human)] if human else []) + _test_interrupt()
 
     fit_started = time.perf_counter()
-    history = network.fit(
-        x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-        validation_split=args.val_split, early_stopping=args.early_stopping, seed=args.seed,
-        callbacks=[_epoch_printer(args.epochs, human)] if human else (),
-        progress=_show_progress(args), schedule=_schedule(args))
-    train_seconds = time.perf_counter() - fit_started
-    test_loss, test_accuracy = network.evaluate(x_test, y_test)
+    try:
+        history.extend(network.fit(
+            x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+            optimizer=optimizer, validation_split=args.val_split,
+            early_stopping=args.early_stopping, seed=args.seed, callbacks=callbacks,
+            progress=_show_progress(args), schedule=_schedule(args), resume=state))
+        train_seconds = time.perf_counter() - fit_started + seconds_before
+        test_loss, test_accuracy = network.evaluate(x_test, y_test)
+        _write_outputs(args, network, history, test_accuracy)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(args, checkpointer, exc) from None
 
-    if args.save:
-        network.save(args.save)
-    if args.plot:
-        from .plotting import save_learning_curves
-        save_learning_curves(history, args.plot, title=f"{_describe(network)}: test accuracy "
-                                                        f"{100 * test_accuracy:.2f}%")
     total_seconds = time.perf_counter() - started
     result = {
         "test_accuracy": test_accuracy, "test_loss": test_loss, "epochs": history.epochs,
-        "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / history.epochs,
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / history.epochs if history.epochs else 0.0,
         "total_seconds": total_seconds, "parameters": network.n_parameters(),
         "train_samples": len(x_train), "test_samples": len(x_test),
         "best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
         "config": _config_dict(args),
         "history": history.as_dict(),
     }
+    if resumed is not None:
+        result["resumed_from_epoch"] = state["epoch"]
     _report(args, result, f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}  "
                           f"({_plural(history.epochs, 'epoch')} in {train_seconds:.1f} s, "
                           f"{total_seconds:.1f} s in all)")
     return 0
+
+
+def _training_data(args):
+    """((x_train, y_train), (x_test, y_test), (input_scale, input_shift)) as the options ask."""
+    from .datasets import pixel_scaling
+    # Data first: its transient decompression buffers are freed before the compiled core and
+    # BLAS load, which keeps the peak memory lower.
+    (x_train, y_train), test = _load_data(args.data_dir)
+    _set_threads(args.threads)
+    if args.limit is not None:
+        if args.limit > len(x_train):
+            raise UserError(f"--limit {args.limit} is larger than the {len(x_train)} training "
+                            "images")
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    _check_data(args, x_train, test[0])
+    try:
+        scaling = pixel_scaling(x_train, args.scaling)
+    except ValueError as exc:  # e.g. standardizing images that are all one colour
+        raise UserError(f"--scaling {args.scaling}: {exc}") from None
+    return (x_train, y_train), test, scaling
+
+
+def _write_outputs(args, network, history, test_accuracy):
+    if args.save:
+        network.save(args.save)
+    if args.plot:
+        from .plotting import save_learning_curves
+        save_learning_curves(history, args.plot, title=f"{_describe(network)}: test accuracy "
+                                                       f"{100 * test_accuracy:.2f}%")
+
+
+def _check_data(args, x_train, x_test):
+    """UserError for data that cannot be trained or tested on as asked."""
+    where = args.data_dir or "the MNIST copy"
+    if len(x_train) == 0:
+        raise UserError(f"no training images in {where}")
+    if len(x_test) == 0:
+        raise UserError(f"no test images in {where}")
+    # The same count Network.fit holds out.
+    if args.val_split and max(1, int(len(x_train) * args.val_split)) >= len(x_train):
+        raise UserError(f"--val-split {args.val_split:g} leaves no training images out of "
+                        f"{len(x_train)}")
+
+
+def _training_line(args, network, n_train, done):
+    import fastnn
+    threads = (f"{fastnn.get_num_threads()} threads"
+               f"{' (auto)' if args.threads in (None, AUTO_THREADS) else ''}")
+    what = f"{_describe(network)} ({network.n_parameters():,} parameters)"
+    if args.resume:
+        return (f"resuming {what} from {args.resume} after epoch {done}/{args.epochs}: "
+                f"{_describe_training(args)}, {threads}")
+    return f"training {what} on {n_train:,} images: {_describe_training(args)}, {threads}"
 
 
 def run_evaluate(args, started):
@@ -348,6 +438,8 @@ def run_evaluate(args, started):
     _set_threads(args.threads)
     network = fastnn.load(args.model)
     _, (x_test, y_test) = _load_data(args.data_dir)
+    if len(x_test) == 0:
+        raise UserError(f"no test images in {args.data_dir or 'the MNIST copy'}")
     _check_model_fits(network, x_test)
     test_loss, test_accuracy = network.evaluate(x_test, y_test)
     result = {"test_accuracy": test_accuracy, "test_loss": test_loss, "model": args.model,
@@ -365,6 +457,216 @@ def run_info(args, started):
     else:
         _config.show_config()
     return 0
+
+
+# -- interruption and resuming ------------------------------------------------------------------
+
+class _Checkpointer:
+    """An epoch-end callback keeping in memory what a checkpoint of that epoch needs (weights,
+    optimizer state, generator states, history), so that an interrupted run can save the last
+    completed epoch rather than the half-trained weights of the current one."""
+
+    def __init__(self, args, network, optimizer, fingerprint, previous, seconds_before):
+        self.args, self.network, self.optimizer = args, network, optimizer
+        self.fingerprint = fingerprint
+        self.history = _copy_history(previous)
+        self.started = time.perf_counter()
+        self.seconds_before = seconds_before
+        self.snapshot = None
+
+    def __call__(self, epoch_index, logs, network):
+        self.history.append(logs)
+        snapshot = {
+            "epoch": epoch_index + 1,
+            "params": [p.copy() for p in network.parameters()],
+            "optimizer": self.optimizer.state_dict(),
+            "state": network.training_state(),
+            "history": self.history.as_dict(),
+            "train_seconds": self.seconds_before + time.perf_counter() - self.started,
+        }
+        self.snapshot = snapshot  # one assignment: an interrupt never leaves it half-made
+
+    def write(self, path):
+        """Save the last snapshot to ``path`` (atomically); returns its epoch."""
+        from .optim import optimizer_from_state
+        snap = self.snapshot
+        for dst, src in zip(self.network.parameters(), snap["params"]):
+            _copyto(dst, src)
+        config = {name: getattr(self.args, name) for name in RUN_OPTIONS}
+        if config["data_dir"] is not None:
+            config["data_dir"] = os.path.abspath(config["data_dir"])
+        from ._threads import get_num_threads
+        extra = {"checkpoint": {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config,
+            "threads": get_num_threads(),
+            "adaptive_threads": self.args.threads in (None, AUTO_THREADS),
+            "data": self.fingerprint, "state": snap["state"], "history": snap["history"],
+            "train_seconds": snap["train_seconds"],
+        }}
+        self.network.save(path, optimizer=optimizer_from_state(snap["optimizer"]), extra=extra)
+        return snap["epoch"]
+
+
+def _copyto(dst, src):
+    import numpy as np
+    np.copyto(dst, src)
+
+
+def _copy_history(history):
+    from .history import History
+    return History.from_dict(history.as_dict())
+
+
+def _interrupted(args, checkpointer, exc):
+    """The Interrupted exception to exit with, after saving a checkpoint when one can be."""
+    status = 143 if isinstance(exc, _Terminated) else 130
+    what = "terminated" if status == 143 else "interrupted"
+    if checkpointer is None:
+        return Interrupted(f"{what}; nothing saved (with --save PATH an interrupted run saves a "
+                           "checkpoint to resume)", status)
+    if checkpointer.snapshot is None:
+        return Interrupted(f"{what} before the first epoch ended; nothing saved", status)
+    with _signals_ignored():  # a second Ctrl-C must not cut the checkpoint short
+        epoch = checkpointer.write(args.save)
+    return Interrupted(f"{what}; saved a checkpoint of epoch {epoch}/{args.epochs} to {args.save}; "
+                       f"continue with: {PROG} train --resume {_quote(args.save)}", status)
+
+
+class _signals_ignored:
+    """Within the block SIGINT and SIGTERM are ignored (main thread only)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, signal.SIG_IGN) for s in self.SIGNALS} \
+            if _in_main_thread() else {}
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def _quote(path):
+    import shlex
+    return shlex.quote(path)
+
+
+class _sigterm_as_interrupt:
+    """Within the block, SIGTERM raises _Terminated (main thread only), like Ctrl-C raises
+    KeyboardInterrupt, so that `kill` also leaves a checkpoint."""
+
+    def __enter__(self):
+        self.previous = None
+        if _in_main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise _Terminated()
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
+def _in_main_thread():
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _test_interrupt():
+    """The test hook: a callback raising KeyboardInterrupt after epoch $FASTNN_TEST_INTERRUPT_AFTER_EPOCH."""
+    value = os.environ.get(TEST_INTERRUPT_ENV)
+    if not value:
+        return []
+    after = int(value)
+
+    def interrupt(index, logs, network):
+        if index + 1 == after:
+            raise KeyboardInterrupt
+    return [interrupt]
+
+
+def _data_fingerprint(x, y, scale, shift):
+    """What identifies the training data of a run: count, SHA-256 of images and labels, scaling."""
+    import numpy as np
+    digest = hashlib.sha256()
+    for a in (x, y):
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(memoryview(a).cast("B"))
+    return {"train_samples": int(len(x)), "sha256": digest.hexdigest(),
+            "input_scale": float(scale), "input_shift": float(shift)}
+
+
+def _prepare_resume(args):
+    """Read the checkpoint named by --resume and put its options into ``args``; returns it."""
+    path = args.resume
+    if not os.path.isfile(path):
+        raise UserError(f"--resume: checkpoint not found: {path}")
+    from .serialization import load_checkpoint
+    network, optimizer, extra = load_checkpoint(path)
+    ckpt = (extra or {}).get("checkpoint")
+    if (not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or optimizer is None
+            or not isinstance(ckpt.get("config"), dict)):
+        raise UserError(f"--resume: {path} is a model but not a training checkpoint (those are "
+                        "written when a run with --save is interrupted)")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise UserError(f"--resume: {path} is a checkpoint of version {ckpt.get('version')!r}; "
+                        f"this fastnn reads version {CHECKPOINT_VERSION}")
+    config = ckpt["config"]
+    given = getattr(args, "given", set())
+    for name in RUN_OPTIONS:
+        if name not in config:
+            raise UserError(f"--resume: {path} lacks the option {name!r}")
+        if name in given and name != "data_dir":
+            value = getattr(args, name)
+            if name == "hidden" and value == [0]:
+                value = []
+            if value != config[name]:
+                raise UserError(f"--resume: --{name.replace('_', '-')} {_show(value)} differs from "
+                                f"the checkpoint's {_show(config[name])}; a resumed run keeps its "
+                                "options")
+        if name != "data_dir" or "data_dir" not in given:
+            setattr(args, name, config[name])
+    if args.threads is None and not ckpt.get("adaptive_threads", True):
+        args.threads = ckpt.get("threads")
+    if args.save is None:
+        args.save = path
+    return {"path": path, "network": network, "optimizer": optimizer, "checkpoint": ckpt,
+            "train_seconds": float(ckpt.get("train_seconds") or 0.0)}
+
+
+def _show(value):
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _restore(args, resumed, fingerprint):
+    """(network, optimizer, training state, History so far) of the checkpoint, once the data
+    is known to be what the run was trained on."""
+    from .history import History
+    ckpt = resumed["checkpoint"]
+    if fingerprint != ckpt.get("data"):
+        raise UserError(f"--resume: the training data differs from the data the run in "
+                        f"{resumed['path']} was trained on (different files, --limit or "
+                        "--scaling)")
+    ckpt_threads = ckpt.get("threads")
+    if args.threads in (None, AUTO_THREADS) and isinstance(ckpt_threads, int) and ckpt_threads > 0:
+        # Same work split as before (the results depend on it), still adaptive.
+        from ._native import core
+        core.set_kernel_threads(ckpt_threads)
+    try:
+        previous = History.from_dict(ckpt.get("history"))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"--resume: {resumed['path']}: damaged history ({exc})") from None
+    state = ckpt.get("state")
+    if not isinstance(state, dict) or state.get("epoch") != previous.epochs:
+        raise UserError(f"--resume: {resumed['path']}: the training state does not match its history")
+    return resumed["network"], resumed["optimizer"], state, previous
 
 
 # -- pieces of the commands -----------------------------------------------------------------------
@@ -528,18 +830,24 @@ def main(argv=None):
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     started = time.perf_counter()
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else 2
+    if args.command == "train":
+        args.given = _given_options(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
         _print_error("a command is required: train, evaluate or info (see 'fastnn --help')")
         return 2
     try:
         return COMMANDS[args.command](args, started)
+    except Interrupted as exc:
+        print(f"{PROG}: {exc.message}", file=sys.stderr, flush=True)
+        return exc.status
     except KeyboardInterrupt:
-        _print_error("interrupted")
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
         return 130
     except Exception as exc:
         message = _user_error_message(exc)
@@ -547,6 +855,17 @@ def main(argv=None):
             raise
         _print_error(message)
         return 2
+
+
+def _given_options(argv):
+    """The dests of the options given explicitly on the command line (parsed again with every
+    default suppressed, so an option is present only when it was typed)."""
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:
+        for sub in action.choices.values():
+            for option in sub._actions:
+                option.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
 
 
 def _user_error_message(exc):

@@ -7,7 +7,9 @@ not following a Linear/activation pair) run on their own through the unfused ops
 (``ops.sigmoid``/``ops.sigmoid_backward``, ...), so every order works. Buffers are allocated
 once per batch size; a training step allocates no numpy arrays.
 """
+import copy
 import math
+import numbers
 import time
 
 import numpy as np
@@ -191,11 +193,16 @@ class Network:
         self.dtype = check_float_dtype(dtype)
         self.input_scale = check_real(input_scale, "input_scale")
         self.input_shift = check_real(input_shift, "input_shift")
-        self.seed = seed
+        limit = float(np.finfo(self.dtype).max)
+        for name, value in (("input_scale", self.input_scale), ("input_shift", self.input_shift)):
+            if abs(value) > limit:
+                raise ValueError(f"{name}: {value!r} does not fit {self.dtype.name}")
+        self.seed = _check_seed(seed, "seed")
         self._rng = np.random.default_rng(seed)
         self.optimizer = None  # the last optimizer used by fit (or loaded)
         self.extra = None  # the 'extra' dict of a loaded file
         self._epoch = 0
+        self._fit_state = None
 
         self._widths = self._check_widths()
         self.n_features = next(l for l in layers if isinstance(l, Linear)).in_features
@@ -398,7 +405,7 @@ class Network:
 
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             validation_split=0.0, early_stopping=None, shuffle=True, seed=None, callbacks=(),
-            progress=True, schedule=None):
+            progress=True, schedule=None, initial_epoch=0, resume=None):
         """Train on X (N, n_features) uint8/float and targets y; returns a History.
 
         batch_size larger than the training set is clamped to it; the last batch of an epoch may
@@ -408,10 +415,21 @@ class Network:
         callbacks: callables f(epoch_index, logs, network), epoch_index 0-based; returning "stop"
         ends training after that epoch. schedule: sets optimizer.lr per epoch. seed: shuffling
         and split RNG (default: drawn from the network's RNG). progress: a tqdm bar per epoch.
+
+        initial_epoch: epochs already done; training runs epochs initial_epoch+1 .. epochs (the
+        schedule, the logs and the History count from there). resume: ``training_state()`` of an
+        earlier fit (taken after one of its epochs, e.g. saved in a checkpoint with the
+        optimizer): continues that run exactly, with its shuffling and dropout generators,
+        schedule position and early-stopping record; give it the same data, arguments and the
+        saved optimizer. initial_epoch then defaults to the state's epoch.
         Raises TrainingDivergedError when the loss or a gradient becomes non-finite.
         """
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
+        shuffle = _check_bool(shuffle, "shuffle")
+        seed = _check_seed(seed, "seed")
+        resume = _check_resume(resume, seed)
+        initial_epoch = _check_initial_epoch(initial_epoch, resume, epochs)
         X = self._check_X(X, "X")
         Y = self._check_targets(y, len(X), "y", "X")
         split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
@@ -419,26 +437,44 @@ class Network:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer: expected an Optimizer such as SGD(...), got {optimizer!r}")
         stopper = _as_early_stopping(early_stopping)
+        if resume is not None and (resume["early_stopping"] is None) != (stopper is None):
+            raise ValueError("resume: the state was saved from a run "
+                             f"{'with' if stopper is None else 'without'} early stopping; "
+                             "give the same early_stopping")
         callbacks = _as_callbacks(callbacks)
         if schedule is not None and not callable(getattr(schedule, "lr_at", None)):
             raise TypeError(f"schedule: expected an object with lr_at(epoch, base_lr), got {schedule!r}")
-        rng = np.random.default_rng(self._rng.integers(2 ** 63) if seed is None else seed)
+        if resume is not None:
+            fit_seed = resume["seed"]
+        else:
+            fit_seed = int(self._rng.integers(2 ** 63)) if seed is None else seed
+        rng = np.random.default_rng(fit_seed)
 
         train_rows, val = self._validation_rows(X, Y, validation_data, split, rng)
         n_train = len(X) if train_rows is None else len(train_rows)
         batch_size = min(batch_size, n_train)
         if stopper is not None:
             stopper.reset(has_validation=val is not None)
+        base_lr = optimizer.lr
+        stopped = False
+        if resume is not None:
+            _set_generator_state(rng, resume["shuffle_rng"], "shuffle_rng")
+            _set_generator_state(self._rng, resume["network_rng"], "network_rng")
+            base_lr, stopped = resume["base_lr"], resume["stopped"]
+            if stopper is not None:
+                stopper.load_state_dict(resume["early_stopping"])
 
         self.optimizer = optimizer
         self._fit_params = self.parameters()
-        base_lr = optimizer.lr
-        history = History()
+        state = self._fit_state = _FitState(fit_seed, rng, base_lr, stopper)
+        state.capture(self, initial_epoch, stopped)
+        history = History(initial_epoch=initial_epoch)
         n_steps = -(-n_train // batch_size)
         # Safety net for a pathological overflow inside the update itself (the per-step checks
         # stop any update computed from a non-finite loss or gradient).
         snapshot = [np.empty_like(p) for p in self._fit_params]
-        for e in range(epochs):
+        last_epoch = initial_epoch if stopped else epochs  # a stopped run has nothing left
+        for e in range(initial_epoch, last_epoch):
             self._epoch = e + 1
             if schedule is not None:
                 optimizer.lr = schedule.lr_at(e, base_lr)
@@ -474,19 +510,36 @@ class Network:
                 if bar is not None:
                     bar.close()
             history.append(logs)
-            stop = False
+            # Early stopping records this epoch before the callbacks run, so that a callback
+            # saving training_state() saves the whole epoch.
+            stop = stopper is not None and stopper.update(e, logs, self)
+            state.capture(self, e + 1, stop)
             for cb in callbacks:
                 if cb(e, dict(logs), self) == "stop":
                     stop = True
-            if stopper is not None and stopper.update(e, logs, self):
-                stop = True
             if stop:
                 history.stopped_early = e + 1 < epochs
                 break
+        if stopped:
+            history.stopped_early = initial_epoch < epochs
         if stopper is not None:
             stopper.restore(self)
             history._best_epoch = stopper.best_epoch
         return history
+
+    def training_state(self):
+        """Where the current (or last) fit stands after its last completed epoch, for
+        ``fit(resume=...)``: {"epoch" (epochs done), "seed" (of the shuffling and split
+        generator), "shuffle_rng" and "network_rng" (bit-generator states; the network's drives
+        dropout), "base_lr" (what the schedule scales), "stopped" (early stopping ended the run
+        at that epoch), "early_stopping" (None or EarlyStopping.state_dict(), holding copies of
+        the best weights as arrays)}. Everything but those arrays is JSON-able; Network.save(
+        extra=...) stores the arrays too. Call it from a callback or after fit.
+        """
+        if self._fit_state is None:
+            raise RuntimeError("training_state() needs a fit() first (call it from a callback "
+                               "or after fit)")
+        return self._fit_state.as_dict()
 
     def _validation_rows(self, X, Y, validation_data, split, rng):
         """(training row indices or None for all rows, (X_val, Y_val, val rows or None) or None)."""
@@ -552,7 +605,10 @@ class Network:
     # -- validation ---------------------------------------------------------------------------
 
     def _check_X(self, X, argname):
-        X = np.asarray(X)
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+            raise ValueError(f"{argname}: cannot be read as a 2-D array ({exc})") from None
         if X.ndim != 2:
             raise ValueError(f"{argname}: expected a 2-D array (n_samples, {self.n_features}), "
                              f"got shape {X.shape}")
@@ -568,7 +624,34 @@ class Network:
         X = np.ascontiguousarray(X)
         if X.dtype.kind == "f":
             _check_finite(X, argname)
+        self._check_scaled_range(X, argname)
         return X
+
+    def _check_scaled_range(self, X, argname):
+        """Raise ValueError when x * input_scale + input_shift overflows the network dtype for
+        some x of X (e.g. float64 data beyond float32's range): that would reach training as
+        Inf and look like divergence."""
+        scale, shift = self.input_scale, self.input_shift
+        if X.dtype == self.dtype and scale == 1.0 and shift == 0.0:
+            return
+        limit = float(np.finfo(self.dtype).max)
+        # x * scale + shift is monotonic in x, so the extremes of X give the extremes of it.
+        lo, hi = (0.0, 255.0) if X.dtype == np.uint8 else (float(X.min()), float(X.max()))
+        if all(abs(v * scale + shift) <= limit for v in (lo, hi)):
+            return
+        flat = X.reshape(-1)
+        n_bad, first, chunk = 0, None, 1 << 22
+        for start in range(0, flat.size, chunk):
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled = flat[start:start + chunk].astype(np.float64) * scale + shift
+            bad = ~(np.abs(scaled) <= limit)
+            count = int(np.count_nonzero(bad))
+            if count and first is None:
+                first = start + int(np.argmax(bad))
+            n_bad += count
+        row, col = divmod(first, X.shape[1])
+        raise ValueError(f"{argname}: {n_bad} value(s) overflow {self.dtype.name} once scaled "
+                         f"(x * input_scale + input_shift); the first at row {row}, column {col}")
 
     def _check_targets(self, y, n, argname, xname):
         t = self.loss.prepare_targets(y, self.n_outputs, self.dtype, argname)
@@ -603,7 +686,8 @@ class Network:
     def save(self, path, include_optimizer=False, *, optimizer=None, extra=None):
         """Write the network to ``path`` (.npz + JSON header, atomically). include_optimizer
         stores the state of ``optimizer`` (default: the one of the last fit); extra: a JSON-able
-        dict stored as is (checkpoint info)."""
+        dict stored as is (checkpoint info, e.g. ``{"state": self.training_state()}``); numpy
+        arrays inside it are stored as arrays and come back as arrays."""
         from .serialization import save
         save(self, path, include_optimizer=include_optimizer, optimizer=optimizer, extra=extra)
 
@@ -621,6 +705,94 @@ def _check_finite(X, argname, chunk=1 << 22):
     if n_bad:
         row, col = divmod(first, X.shape[1])
         raise ValueError(f"{argname}: {n_bad} NaN/Inf value(s); the first at row {row}, column {col}")
+
+
+class _FitState:
+    """The resumable state of a fit, captured at the start and after every epoch."""
+
+    def __init__(self, seed, rng, base_lr, stopper):
+        self.seed, self.rng, self.base_lr, self.stopper = seed, rng, base_lr, stopper
+        self.captured = None
+
+    def capture(self, network, epoch, stopped):
+        # Generator states only change inside an epoch, so this is exact for "after epoch".
+        self.captured = {"epoch": epoch, "seed": self.seed,
+                         "shuffle_rng": self.rng.bit_generator.state,
+                         "network_rng": network._rng.bit_generator.state,
+                         "base_lr": self.base_lr, "stopped": bool(stopped)}
+
+    def as_dict(self):
+        d = copy.deepcopy(self.captured)
+        # The stopper only changes at epoch ends (update) and after the loop (restore, which
+        # leaves its record alone), so its current record belongs to the captured epoch.
+        d["early_stopping"] = None if self.stopper is None else self.stopper.state_dict()
+        return d
+
+
+_RESUME_KEYS = ("epoch", "seed", "shuffle_rng", "network_rng", "base_lr", "stopped", "early_stopping")
+
+
+def _check_resume(resume, seed):
+    """Validate a training_state() dict (None passes); returns it."""
+    if resume is None:
+        return None
+    if not isinstance(resume, dict) or any(k not in resume for k in _RESUME_KEYS):
+        raise TypeError("resume: expected the dict of Network.training_state() with keys "
+                        f"{', '.join(_RESUME_KEYS)}")
+    _check_seed(resume["seed"], "resume['seed']")
+    if resume["seed"] is None:
+        raise ValueError("resume['seed']: expected a non-negative integer, got None")
+    if seed is not None and seed != resume["seed"]:
+        raise ValueError(f"seed: {seed} differs from the resumed run's seed {resume['seed']}")
+    check_real(resume["base_lr"], "resume['base_lr']", low=0.0)
+    if not isinstance(resume["stopped"], bool):
+        raise TypeError(f"resume['stopped']: expected True or False, got {resume['stopped']!r}")
+    for key in ("shuffle_rng", "network_rng"):
+        if not isinstance(resume[key], dict):
+            raise TypeError(f"resume['{key}']: expected a bit-generator state dict")
+    return resume
+
+
+def _check_initial_epoch(initial_epoch, resume, epochs):
+    if isinstance(initial_epoch, (bool, np.bool_)) or not isinstance(initial_epoch, numbers.Integral):
+        raise TypeError(f"initial_epoch: expected a non-negative integer, got {initial_epoch!r}")
+    initial_epoch = int(initial_epoch)
+    if resume is not None:
+        done = resume["epoch"]
+        if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+            raise ValueError(f"resume['epoch']: expected a non-negative integer, got {done!r}")
+        if initial_epoch not in (0, done):
+            raise ValueError(f"initial_epoch: {initial_epoch} differs from the resumed state's "
+                             f"epoch {done}")
+        initial_epoch = done
+    if not 0 <= initial_epoch <= epochs:
+        raise ValueError(f"initial_epoch: expected an integer in [0, epochs={epochs}], got {initial_epoch}")
+    return initial_epoch
+
+
+def _set_generator_state(rng, state, name):
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"resume['{name}']: not a state of this {type(rng.bit_generator).__name__} "
+                         f"generator ({exc})") from None
+
+
+def _check_bool(value, argname):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argname}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_seed(seed, argname):
+    """None or a non-negative integer (what np.random.default_rng takes as a plain seed)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{argname}: expected None or a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{argname}: expected None or a non-negative integer, got {seed}")
+    return int(seed)
 
 
 def _as_early_stopping(value):

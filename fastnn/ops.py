@@ -132,7 +132,6 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
         raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
     labels = _class_labels(labels, n, k)
     weights = None
-    total_weight = float(n)
     if sample_weight is not None:
         weights = np.asarray(sample_weight)
         if weights.dtype.kind not in "fiu":
@@ -142,17 +141,28 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
         weights = np.ascontiguousarray(weights, dtype=logits.dtype)
         if not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError("sample_weight: expected finite, non-negative weights")
-        total_weight = float(weights.sum(dtype=np.float64))
-        if reduction == "mean" and total_weight <= 0:
-            raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
+        if reduction == "mean":
+            weights = _normalized(weights)
     grad = v.out_buffer(grad_out, "grad_out", logits.shape, logits.dtype, may_alias=(logits_given,),
                         inputs=(("labels", labels), ("sample_weight", weights)))
-    scale = 1.0 / total_weight if reduction == "mean" else 1.0
+    # For a weighted mean the weights arrive already divided by their sum (1/sum(w) itself can
+    # overflow when the sum is tiny).
+    scale = 1.0 / n if reduction == "mean" and weights is None else 1.0
     row_loss = np.empty(n, dtype=np.float64) if reduction == "none" else None
     total = _core.softmax_xent(logits, labels, weights, grad, row_loss, scale)
     if reduction == "none":
         return row_loss, grad
-    return (total / total_weight if reduction == "mean" else total), grad
+    return (total / n if reduction == "mean" and weights is None else total), grad
+
+
+def _normalized(weights):
+    """weights / sum(weights) in the weights' dtype, computed without overflow (float64, by way
+    of the largest weight); a zero sum is a ValueError."""
+    largest = float(weights.max())
+    if largest <= 0:
+        raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
+    relative = weights.astype(np.float64) / largest
+    return (relative / relative.sum()).astype(weights.dtype)
 
 
 def linear_forward(x, w, b, activation=None, out=None):

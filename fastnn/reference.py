@@ -348,6 +348,11 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
         np.divide(grad, row_sum[:, None], out=grad, casting="same_kind")
         grad[rows, labels] -= 1
 
+        if weights is not None and reduction == "mean":
+            # Divide by the sum first (by way of the largest weight): w * loss / sum(w) would
+            # lose every bit of a subnormal weight, and 1/sum(w) can overflow.
+            weights = weights / weights.max()
+            weights /= weights.sum()
         if weights is not None:
             losses *= weights
         if reduction == "none":
@@ -359,12 +364,11 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
             if weights is not None:
                 np.multiply(grad, weights[:, None], out=grad, casting="same_kind")
             return loss, grad
-        total_weight = float(n_rows) if weights is None else float(weights.sum())
         if weights is None:
-            np.divide(grad, total_weight, out=grad)
-        else:
-            np.multiply(grad, (weights / total_weight)[:, None], out=grad, casting="same_kind")
-        return loss / total_weight, grad
+            np.divide(grad, n_rows, out=grad)
+            return loss / n_rows, grad
+        np.multiply(grad, weights[:, None], out=grad, casting="same_kind")
+        return loss, grad
 
 
 # --------------------------------------------------------------------------------------------

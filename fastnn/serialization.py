@@ -3,9 +3,11 @@
 Header keys: format ("fastnn-model"), format_version (1), dtype, input_scale, input_shift,
 n_features, n_outputs, loss {type, config}, layers [{type, config, params?}], arrays
 {name: {shape, dtype}}, sha256 (over every array, in header order, with its name), optimizer
-(null or {type, config, scalars, arrays {state name: array name}}), extra (JSON-able dict).
+(null or {type, config, scalars, arrays {state name: array name}}), extra (JSON-able dict; numpy
+arrays inside it are stored as arrays "extra.<i>" and referenced as {"__ndarray__": name}).
 Files are written atomically and read with allow_pickle=False; anything wrong with a file raises
-ModelFormatError naming it, and nothing is returned half-built.
+ModelFormatError naming it, and nothing is returned half-built. No array is allocated before its
+size has been checked against the file's.
 """
 import hashlib
 import json
@@ -23,6 +25,10 @@ from .optim import Optimizer, optimizer_from_state
 FORMAT = "fastnn-model"
 FORMAT_VERSION = 1
 _ZIP_MAGIC = b"PK\x03\x04"
+_ARRAY_REF = "__ndarray__"
+_EXTRA_PREFIX = "extra."
+# Deflate never expands its input more than this: a member cannot hold more than the file times it.
+_MAX_DEFLATE_RATIO = 1032
 
 
 def _digest(names, arrays):
@@ -62,6 +68,9 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
 
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra: expected a dict or None, got {type(extra).__name__}")
+    extra_arrays = {}
+    extra = _arrays_out(extra, extra_arrays, "extra")
+    arrays.update(extra_arrays)
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "dtype": network.dtype.name,
@@ -84,6 +93,37 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
         np.savez(f, **members)
 
 
+def _arrays_out(value, arrays, where):
+    """``value`` with each ndarray replaced by a reference to a new entry of ``arrays``."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject or value.dtype.kind not in "biufc":
+            raise TypeError(f"{where}: arrays in extra must be numeric, got dtype {value.dtype}")
+        name = f"{_EXTRA_PREFIX}{len(arrays)}"
+        arrays[name] = np.ascontiguousarray(value)
+        return {_ARRAY_REF: name}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _arrays_out(v, arrays, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_arrays_out(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _arrays_in(path, value, data):
+    """Inverse of _arrays_out: references become the arrays read from the file."""
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY_REF}:
+            name = value[_ARRAY_REF]
+            if not isinstance(name, str) or not name.startswith(_EXTRA_PREFIX) or name not in data:
+                raise ModelFormatError(path, f"extra refers to a missing array {name!r}")
+            return data[name]
+        return {k: _arrays_in(path, v, data) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_arrays_in(path, v, data) for v in value]
+    return value
+
+
 def load(path):
     """Read a network saved by ``Network.save``. Its ``optimizer`` attribute holds the saved
     optimizer (or None); ``extra`` the saved extra dict (or None)."""
@@ -98,8 +138,8 @@ def load_checkpoint(path):
         return _build(path, header, data)
     except ModelFormatError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise ModelFormatError(path, f"invalid model description: {exc}") from exc
+    except Exception as exc:  # whatever a hand-edited header provokes, it is the file's fault
+        raise ModelFormatError(path, f"invalid model description ({type(exc).__name__}: {exc})") from exc
 
 
 def _read(path):
@@ -107,11 +147,12 @@ def _read(path):
         if f.read(4) != _ZIP_MAGIC:
             raise ModelFormatError(path, "not a fastnn model file (not an .npz archive)")
         f.seek(0)
+        file_size = os.fstat(f.fileno()).st_size
         try:
             with np.load(f, allow_pickle=False) as z:
                 if not hasattr(z, "files") or "__header__" not in z.files:
                     raise ModelFormatError(path, "not a fastnn model file (no __header__ array)")
-                raw = z["__header__"]
+                raw = _member(path, z, "__header__", file_size)
                 if raw.dtype != np.uint8 or raw.ndim != 1:
                     raise ModelFormatError(path, "__header__ is not a uint8 vector")
                 header = json.loads(raw.tobytes().decode("utf-8"))
@@ -120,7 +161,7 @@ def _read(path):
                 for name, spec in header["arrays"].items():
                     if name not in z.files:
                         raise ModelFormatError(path, f"array {name!r} is missing")
-                    data[name] = np.array(z[name], copy=True, order="C")
+                    data[name] = np.array(_member(path, z, name, file_size), copy=True, order="C")
         except ModelFormatError:
             raise
         except Exception as exc:  # every parse failure of an untrusted file is a format error
@@ -134,6 +175,32 @@ def _read(path):
         raise ModelFormatError(path, "checksum mismatch: the arrays do not match their SHA-256 "
                                      "(the file is damaged)")
     return header, data
+
+
+def _member(path, z, name, file_size):
+    """Array ``name`` of the open .npz ``z``, read only once its .npy header promises no more
+    bytes than the member holds and the member no more than the file can (a damaged shape must
+    not make numpy allocate gigabytes before it finds the data missing)."""
+    info = z.zip.getinfo(name + ".npy")
+    if info.file_size > _MAX_DEFLATE_RATIO * file_size:
+        raise ModelFormatError(path, f"array {name!r} claims {info.file_size} bytes, more than "
+                                     f"the {file_size}-byte file can hold")
+    with z.zip.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ModelFormatError(path, f"array {name!r}: unsupported .npy version {version}")
+        header_size = member.tell()
+    if dtype.hasobject:
+        raise ModelFormatError(path, f"array {name!r} holds Python objects")
+    if math.prod(shape) * dtype.itemsize != info.file_size - header_size:
+        raise ModelFormatError(path, f"array {name!r}: its header promises {dtype}{shape}, "
+                                     f"which does not match the {info.file_size - header_size} "
+                                     "bytes stored")
+    return z[name]
 
 
 def _check_header(path, h):
@@ -170,10 +237,17 @@ def _build(path, h, data):
     dtype = np.dtype(h["dtype"])
     layers = []
     for i, entry in enumerate(h["layers"]):
-        layer = layer_from_config(entry["type"], dict(entry.get("config", {})))
-        if isinstance(layer, Linear):
+        config = dict(entry.get("config", {}))
+        if entry["type"] == "Linear":
+            # Linear() draws weights of the configured size: check it against the stored ones
+            # first, so a damaged header cannot ask for an arbitrary allocation.
             w_name, b_name = entry["params"]
             W, b = data[w_name], data[b_name]
+            if W.ndim != 2 or (config.get("in_features"), config.get("out_features")) != W.shape:
+                raise ModelFormatError(path, f"layers[{i}]: config {config} does not match its "
+                                             f"weights of shape {W.shape}")
+        layer = layer_from_config(entry["type"], config)
+        if isinstance(layer, Linear):
             want = ((layer.in_features, layer.out_features), (layer.out_features,))
             if (W.shape, b.shape) != want or W.dtype != dtype or b.dtype != dtype:
                 raise ModelFormatError(path, f"layers[{i}]: parameters are {W.dtype.name}{W.shape} and "
@@ -205,6 +279,7 @@ def _build(path, h, data):
     extra = h.get("extra")
     if extra is not None and not isinstance(extra, dict):
         raise ModelFormatError(path, "'extra' is not a dict")
+    extra = _arrays_in(path, extra, data)
     net.optimizer = optimizer
     net.extra = extra
     return net, optimizer, extra

@@ -74,14 +74,14 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
                   cnp.ndarray x, cnp.ndarray y, cnp.ndarray order, cnp.ndarray label_buf,
                   Py_ssize_t first_step, Py_ssize_t stop_step, int batch_size,
                   double scale, double shift, double lr, double momentum, double weight_decay,
-                  bint nesterov, int n_parts=0, double bias_weight_decay=-1.0):
+                  bint nesterov, int n_parts=0, int n_threads=0, double bias_weight_decay=-1.0):
     """Run SGD steps [first_step, stop_step) of an epoch over the rows ``order`` of (x, y).
 
     Step s trains on rows order[s*batch_size:(s+1)*batch_size] (the last batch may be short).
     Returns (loss_sum, correct, seen, failed_step): failed_step is -1, or the step whose loss
     was not finite (nothing of that step was applied). bias_weight_decay < 0: weight_decay.
     n_parts: how the work is cut (the same parts give the same bits for any thread count);
-    0 means one part per kernel thread.
+    n_threads: threads to run them (at most n_parts). 0 means the kernel thread count for either.
     """
     cdef int L = len(weights), l
     cdef list dims = [weights[0].shape[0]] + [w.shape[1] for w in weights] if L else []
@@ -131,7 +131,7 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     cdef fnn_steps_result res
     cdef int *dim_arr = <int*>malloc(sizeof(int) * (L + 1))
     cdef int *act_arr = <int*>malloc(sizeof(int) * L)
-    cdef int nt = _n_threads, status = 0
+    cdef int nt = n_threads if n_threads > 0 else _n_threads, status = 0
     cdef int parts = n_parts if n_parts > 0 else nt
     cdef bint f32 = dtype.char == "f"
     cdef int xt = cnp.PyArray_TYPE(x)

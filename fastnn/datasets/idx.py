@@ -232,6 +232,8 @@ def load_idx(directory, *, num_classes=10, sha256=None, subset="all"):
     of that split, and only its two files are opened. Images are uint8 arrays of shape
     (count, rows * columns), C-contiguous and writable; labels are int64 arrays of shape (count,).
     """
+    if not isinstance(directory, (str, bytes, os.PathLike)):
+        raise TypeError(f"directory: expected a path (str or os.PathLike), got {type(directory).__name__}")
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     expected = sha256 or {}
