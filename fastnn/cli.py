@@ -437,7 +437,7 @@ def run_evaluate(args, started):
     import fastnn
     _set_threads(args.threads)
     network = fastnn.load(args.model)
-    _, (x_test, y_test) = _load_data(args.data_dir)
+    x_test, y_test = _load_data(args.data_dir, subset="test")
     if len(x_test) == 0:
         raise UserError(f"no test images in {args.data_dir or 'the MNIST copy'}")
     _check_model_fits(network, x_test)
@@ -692,11 +692,12 @@ def _set_threads(threads):
         _threads.set_num_threads(threads)
 
 
-def _load_data(data_dir):
+def _load_data(data_dir, subset="all"):
+    """MNIST or the IDX dataset in data_dir: both splits, or only subset="train"/"test"."""
     from . import datasets
     if data_dir is None:
-        return datasets.load_mnist()
-    return datasets.load_idx(data_dir, num_classes=NUM_CLASSES)
+        return datasets.load_mnist(subset=subset)
+    return datasets.load_idx(data_dir, num_classes=NUM_CLASSES, subset=subset)
 
 
 def _layers(args, n_inputs):
