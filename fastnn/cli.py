@@ -154,6 +154,7 @@ def build_parser():
     _add_train(commands)
     _add_evaluate(commands)
     _add_info(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -262,6 +263,20 @@ def _add_info(commands):
         description="Show what fastnn runs on: version, build flags, SIMD path, OpenMP, "
                     "threads and BLAS libraries.")
     p.add_argument("--json", action="store_true", help="print the configuration as one JSON object")
+
+
+def _add_bench(commands):
+    from . import bench  # standard library only at import: --help stays instant
+
+    p = commands.add_parser(
+        "bench", help="time fastnn against its NumPy twins, a NumPy network and PyTorch")
+    bench.add_arguments(p)
+
+
+def run_bench(args, started):
+    from . import bench
+
+    return bench.run(args)
 
 
 def _add_output_flags(group, what):
@@ -824,7 +839,7 @@ def _finite_or_null(value):
 
 # -- entry point ----------------------------------------------------------------------------------
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "info": run_info}
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "info": run_info, "bench": run_bench}
 
 
 def main(argv=None):
@@ -840,7 +855,7 @@ def main(argv=None):
         args.given = _given_options(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _print_error("a command is required: train, evaluate or info (see 'fastnn --help')")
+        _print_error("a command is required: train, evaluate, info or bench (see 'fastnn --help')")
         return 2
     try:
         return COMMANDS[args.command](args, started)

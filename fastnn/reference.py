@@ -539,7 +539,7 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
 
 
 # --------------------------------------------------------------------------------------------
-# End-to-end reference network (for the benchmarks): to be added here later.
+# End-to-end reference network: the NumPy baseline of fastnn.bench and benchmarks/
 # --------------------------------------------------------------------------------------------
 
 class ReferenceMLP:

@@ -151,7 +151,7 @@ cdef enum:
 
 
 cdef void linear_forward_impl(const real *x, const real *w, const real *b, real *out,
-                              int batch, int n_in, int n_out, int act, int nt) noexcept nogil:
+                              int batch, int n_in, int n_out, int act) noexcept nogil:
     cdef int start = 0, rows = batch
     cdef Py_ssize_t row_bytes = <Py_ssize_t>n_out * sizeof(real)
     if row_bytes > 0 and <Py_ssize_t>batch * row_bytes > _BLOCK_BYTES:
@@ -163,13 +163,15 @@ cdef void linear_forward_impl(const real *x, const real *w, const real *b, real 
             rows = batch - start
         gemm_rowmajor(False, False, rows, n_out, n_in, <real>1, x + <Py_ssize_t>start * n_in, n_in,
                       w, n_out, <real>0, out + <Py_ssize_t>start * n_out, n_out)
-        bias_act(act, out + <Py_ssize_t>start * n_out, b, rows, n_out, nt)
+        # One thread: the pass is small next to the product, and OpenMP threads still spinning
+        # after it would take a core from BLAS's own threads in the next product.
+        bias_act(act, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)
         start += rows
 
 
 cdef int linear_backward_impl(const real *x, const real *w, const real *g, const real *y, int act,
                               real *dw, real *db, real *dx, real *dz_scratch,
-                              int batch, int n_in, int n_out, int nt) noexcept nogil:
+                              int batch, int n_in, int n_out) noexcept nogil:
     """dz = g * act'(y); db = colsum(dz); dw = x^T dz; dx = dz w^T (dx may be NULL).
 
     dz_scratch (batch, n_out) may be NULL: it is then allocated here when an activation needs it.
@@ -184,10 +186,11 @@ cdef int linear_backward_impl(const real *x, const real *w, const real *g, const
             if dz == NULL:
                 return -1
             own = True
+    # One thread, as in linear_forward_impl: BLAS threads do the heavy part next.
     if real is float:
-        fnn_act_grad_colsum_f32(act, y, g, dz if act != 0 else NULL, db, batch, n_out, nt)
+        fnn_act_grad_colsum_f32(act, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
     else:
-        fnn_act_grad_colsum_f64(act, y, g, dz if act != 0 else NULL, db, batch, n_out, nt)
+        fnn_act_grad_colsum_f64(act, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
     gemm_rowmajor(True, False, n_in, n_out, batch, <real>1, x, n_in, dz, n_out, <real>0, dw, n_out)
     if dx != NULL:
         gemm_rowmajor(False, True, batch, n_in, n_out, <real>1, dz, n_out, w, n_out, <real>0, dx, n_in)
@@ -267,7 +270,6 @@ def softmax_xent(cnp.ndarray logits, cnp.ndarray labels, object weights, cnp.nda
 
 def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray out):
     cdef int batch = <int>x.shape[0], n_in = <int>x.shape[1], n_out = <int>w.shape[1]
-    cdef int nt = _n_threads
     cdef bint f32 = _is_f32(x)
     cdef void *xp = _ptr(x)
     cdef void *wp = _ptr(w)
@@ -276,17 +278,17 @@ def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray 
     with nogil:
         if f32:
             linear_forward_impl[float](<float*>xp, <float*>wp, <float*>bp, <float*>op,
-                                       batch, n_in, n_out, act, nt)
+                                       batch, n_in, n_out, act)
         else:
             linear_forward_impl[double](<double*>xp, <double*>wp, <double*>bp, <double*>op,
-                                        batch, n_in, n_out, act, nt)
+                                        batch, n_in, n_out, act)
     return out
 
 
 def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int act,
                     cnp.ndarray dw, cnp.ndarray db, object dx):
     cdef int batch = <int>x.shape[0], n_in = <int>x.shape[1], n_out = <int>w.shape[1]
-    cdef int nt = _n_threads, status
+    cdef int status
     cdef bint f32 = _is_f32(x)
     cdef void *xp = _ptr(x)
     cdef void *wp = _ptr(w)
@@ -299,11 +301,11 @@ def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int a
         if f32:
             status = linear_backward_impl[float](<float*>xp, <float*>wp, <float*>gp, <float*>yp, act,
                                                  <float*>dwp, <float*>dbp, <float*>dxp, NULL,
-                                                 batch, n_in, n_out, nt)
+                                                 batch, n_in, n_out)
         else:
             status = linear_backward_impl[double](<double*>xp, <double*>wp, <double*>gp, <double*>yp, act,
                                                   <double*>dwp, <double*>dbp, <double*>dxp, NULL,
-                                                  batch, n_in, n_out, nt)
+                                                  batch, n_in, n_out)
     if status != 0:
         raise MemoryError("linear_backward: could not allocate the (batch, out) scratch buffer")
 

@@ -376,3 +376,20 @@ def test_default_training_reaches_98_percent_on_mnist():
     result = last_json_line(run_cli("train", "--json", "--quiet"))
     assert result["test_accuracy"] >= 0.98
     assert result["train_samples"] == 60000 and result["test_samples"] == 10000
+
+
+def test_bench_prints_one_json_object_with_the_kernel_ratios():
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnn", "bench", "--quick", "--only", "kernels", "--threads", "1",
+         "--repeats", "1", "--no-torch", "--json"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["status"] == 0
+    assert report["machine"]["cores"] >= 1 and report["machine"]["simd_path"]
+    rows = report["kernels"]
+    assert {row["op"] for row in rows} >= {"sigmoid", "softmax_cross_entropy"}
+    for row in rows:
+        assert row["threads"] == 1
+        assert row["fastnn"] > 0 and row["reference"] > 0
+        assert row["ratio"] == pytest.approx(row["reference"] / row["fastnn"])
