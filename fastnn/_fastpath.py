@@ -111,20 +111,21 @@ class ThreadChooser:
     core, each meeting waits for the scheduler and one thread is then many times faster. So,
     unless the count was pinned with fastnn.set_num_threads, the loop times each call, uses
     the faster of ``configured`` and 1 thread, and tries the other again after a number of
-    calls that doubles each time it loses (back to the minimum when it wins).
+    calls that doubles each time it loses (back to the minimum when it wins). The first call
+    with each count only warms up (thread start, first touch of the buffers) and is not counted.
     """
 
     MIN_INTERVAL, MAX_INTERVAL = 8, 256
 
     def __init__(self):
         self.configured, self.pinned = 1, True
-        self.per_step = {}
+        self.per_step, self.warmed = {}, set()
         self.current, self.interval, self.since_probe = 1, self.MIN_INTERVAL, 0
 
     def start(self, configured, pinned):
         if (configured, pinned) != (self.configured, self.pinned):
             self.configured, self.pinned = configured, pinned
-            self.per_step = {}
+            self.per_step, self.warmed = {}, set()
             self.current, self.interval, self.since_probe = configured, self.MIN_INTERVAL, 0
 
     def next(self):
@@ -140,6 +141,9 @@ class ThreadChooser:
 
     def record(self, threads, seconds_per_step):
         if self.pinned or self.configured == 1:
+            return
+        if threads not in self.warmed:
+            self.warmed.add(threads)
             return
         previous = self.per_step.get(threads)
         # A probe's figure replaces the old one (the load may have changed since); the count in

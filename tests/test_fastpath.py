@@ -90,21 +90,24 @@ def test_pinned_thread_count_is_always_used():
         chooser.record(2, 1.0)
 
 
+def _measure_both(chooser, two, one):
+    """Feed the chooser's first probes: a warm-up and a measurement for each count."""
+    for expected, seconds in ((2, 1.0), (2, two), (1, 1.0), (1, one)):
+        assert chooser.next() == (expected, True)
+        chooser.record(expected, seconds)
+
+
 def test_chooser_measures_both_then_keeps_the_faster():
     chooser = ThreadChooser()
     chooser.start(2, pinned=False)
-    assert chooser.next() == (2, True)
-    chooser.record(2, 10e-6)
-    assert chooser.next() == (1, True)
-    chooser.record(1, 18e-6)
+    _measure_both(chooser, two=10e-6, one=18e-6)  # the 1.0 s warm-ups are not counted
     assert chooser.next() == (2, False)  # two threads measured faster
 
 
 def test_chooser_falls_back_to_one_thread_when_two_are_slow_and_backs_off():
     chooser = ThreadChooser()
     chooser.start(2, pinned=False)
-    chooser.record(*(chooser.next()[0], 5e-3))  # 2 threads under contention
-    chooser.record(*(chooser.next()[0], 2e-4))  # 1 thread
+    _measure_both(chooser, two=5e-3, one=2e-4)  # 2 threads under contention
     assert chooser.next() == (1, False)
     probes, calls = [], 0
     while len(probes) < 3:
@@ -123,8 +126,7 @@ def test_chooser_falls_back_to_one_thread_when_two_are_slow_and_backs_off():
 def test_chooser_switches_back_when_the_probe_wins():
     chooser = ThreadChooser()
     chooser.start(2, pinned=False)
-    chooser.record(*(chooser.next()[0], 5e-3))
-    chooser.record(*(chooser.next()[0], 2e-4))
+    _measure_both(chooser, two=5e-3, one=2e-4)
     while True:
         threads, probing = chooser.next()
         if probing:
