@@ -19,74 +19,18 @@
 #define FNN_HAVE_AVX2_PATH 0
 #endif
 
-/* ---- instantiation ---- */
+/* ---- instantiation: kernels_impl.h for float and double, per SIMD path ---- */
 
 #define FNN_TARGET
 #define PATH generic
-
-#define REAL float
-#define SUF f32
-#define EXP fnn_exp_f
-#define EXPM1_NEG fnn_expm1_neg_f
-#define FABS __builtin_fabsf
-#define COPYSIGN __builtin_copysignf
-#include "kernels_impl.h"
-#undef REAL
-#undef SUF
-#undef EXP
-#undef EXPM1_NEG
-#undef FABS
-#undef COPYSIGN
-
-#define REAL double
-#define SUF f64
-#define EXP fnn_exp_d
-#define EXPM1_NEG fnn_expm1_neg_d
-#define FABS __builtin_fabs
-#define COPYSIGN __builtin_copysign
-#include "kernels_impl.h"
-#undef REAL
-#undef SUF
-#undef EXP
-#undef EXPM1_NEG
-#undef FABS
-#undef COPYSIGN
-
+#include "kernels_types.h"
 #undef FNN_TARGET
 #undef PATH
 
 #if FNN_HAVE_AVX2_PATH
 #define FNN_TARGET __attribute__((target("avx2,fma")))
 #define PATH avx2
-
-#define REAL float
-#define SUF f32
-#define EXP fnn_exp_f
-#define EXPM1_NEG fnn_expm1_neg_f
-#define FABS __builtin_fabsf
-#define COPYSIGN __builtin_copysignf
-#include "kernels_impl.h"
-#undef REAL
-#undef SUF
-#undef EXP
-#undef EXPM1_NEG
-#undef FABS
-#undef COPYSIGN
-
-#define REAL double
-#define SUF f64
-#define EXP fnn_exp_d
-#define EXPM1_NEG fnn_expm1_neg_d
-#define FABS __builtin_fabs
-#define COPYSIGN __builtin_copysign
-#include "kernels_impl.h"
-#undef REAL
-#undef SUF
-#undef EXP
-#undef EXPM1_NEG
-#undef FABS
-#undef COPYSIGN
-
+#include "kernels_types.h"
 #undef FNN_TARGET
 #undef PATH
 #endif

@@ -40,9 +40,14 @@ def _copy_package_without_core(tmp_path, broken=False):
 @pytest.mark.parametrize("broken", [False, True])
 def test_missing_or_broken_core_gives_a_readable_import_error(tmp_path, broken):
     root = _copy_package_without_core(tmp_path, broken)
-    code = "import fastnn; fastnn.__version__; import fastnn.ops"
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(root)})
+    # An editable install maps "fastnn" to its source tree ahead of PYTHONPATH: drop that finder
+    # so the copy is the package imported.
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if not getattr(f, '__module__', '').startswith('__editable__')]; "
+            "import fastnn; assert fastnn.__file__.startswith(sys.argv[1]), fastnn.__file__; "
+            "import fastnn.ops")
+    result = subprocess.run([sys.executable, "-c", code, str(root)], cwd=root, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert result.returncode != 0
     assert "ImportError" in result.stderr
     assert "fastnn._core" in result.stderr and "pip install" in result.stderr

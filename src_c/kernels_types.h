@@ -1,0 +1,31 @@
+/* Includes kernels_impl.h once for float and once for double, with the FNN_TARGET and PATH
+ * the includer defined (kernels.c does so once per SIMD path). No include guard: meant to be
+ * included several times. */
+
+#define REAL float
+#define SUF f32
+#define EXP fnn_exp_f
+#define EXPM1_NEG fnn_expm1_neg_f
+#define FABS __builtin_fabsf
+#define COPYSIGN __builtin_copysignf
+#include "kernels_impl.h"
+#undef REAL
+#undef SUF
+#undef EXP
+#undef EXPM1_NEG
+#undef FABS
+#undef COPYSIGN
+
+#define REAL double
+#define SUF f64
+#define EXP fnn_exp_d
+#define EXPM1_NEG fnn_expm1_neg_d
+#define FABS __builtin_fabs
+#define COPYSIGN __builtin_copysign
+#include "kernels_impl.h"
+#undef REAL
+#undef SUF
+#undef EXP
+#undef EXPM1_NEG
+#undef FABS
+#undef COPYSIGN
