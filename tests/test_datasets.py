@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from byte_mutations import mutate
 from fastnn.datasets import (
     MNIST_SHA256,
     DatasetError,
@@ -309,21 +310,6 @@ def test_fuzz_plausible_headers(fuzz_path, content):
     check_read_idx_on(fuzz_path, content)
 
 
-def mutate(data, edits):
-    data = bytearray(data)
-    for kind, position, value in edits:
-        position = position % (len(data) + 1)
-        if kind == "flip" and position < len(data):
-            data[position] = value
-        elif kind == "insert":
-            data.insert(position, value)
-        elif kind == "delete" and position < len(data):
-            del data[position]
-        elif kind == "truncate":
-            del data[position:]
-    return bytes(data)
-
-
 def valid_idx_contents():
     def build(args):
         type_code, shape = args
@@ -338,7 +324,7 @@ def valid_idx_contents():
 
 
 EDITS = st.lists(
-    st.tuples(st.sampled_from(["flip", "insert", "delete", "truncate"]), st.integers(0, 400), st.integers(0, 255)),
+    st.tuples(st.sampled_from(["set", "insert", "delete", "truncate"]), st.integers(0, 400), st.integers(0, 255)),
     min_size=1,
     max_size=4,
 )

@@ -15,6 +15,8 @@ import fastnn
 from fastnn import Adam, Dropout, Linear, ModelFormatError, Network, Sigmoid
 from fastnn.serialization import _digest
 
+from byte_mutations import mutate
+
 # Deterministic: the same examples on every run. About 2 ms per example.
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=300,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -76,25 +78,6 @@ def test_random_bytes(fuzz_path, content):
 
 EDITS = st.lists(st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "append"]),
                            st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=4)
-
-
-def mutate(data, edits):
-    data = bytearray(data)
-    for kind, position, value in edits:
-        position %= len(data) + 1
-        if kind == "flip" and position < len(data):
-            data[position] ^= 1 << (value % 8)
-        elif kind == "set" and position < len(data):
-            data[position] = value
-        elif kind == "insert":
-            data.insert(position, value)
-        elif kind == "delete" and position < len(data):
-            del data[position]
-        elif kind == "truncate":
-            del data[position:]
-        elif kind == "append":
-            data += bytes([value]) * (1 + position % 64)
-    return bytes(data)
 
 
 @FUZZ
