@@ -27,6 +27,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from ._argtypes import non_negative_int, positive_int, share
+
 MNIST_DIMS = (784, 128, 10)
 HIDDEN_ACTIVATION = "sigmoid"
 LEARNING_RATE = 0.1
@@ -859,24 +861,6 @@ def format_report(result):
 # ------------------------------------------------------------------------------------------
 # Command line
 
-def _int_at_least(text, low):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
-    return value
-
-
-def _positive_int(text):
-    return _int_at_least(text, 1)
-
-
-def _non_negative_int(text):
-    return _int_at_least(text, 0)
-
-
 def add_arguments(parser):
     """Add the options of ``fastnn bench`` to an argparse parser."""
     parser.description = (
@@ -890,18 +874,18 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true",
                         help="print the result as one JSON object on the last line of stdout "
                              "(the table goes to stderr)")
-    parser.add_argument("--threads", type=_positive_int, nargs="+", metavar="N",
+    parser.add_argument("--threads", type=positive_int, nargs="+", metavar="N",
                         help="thread counts to measure (default: 1 2; with --quick: 2)")
-    parser.add_argument("--batch-sizes", type=_positive_int, nargs="+", metavar="B",
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", metavar="B",
                         help=f"epoch batch sizes (default: {' '.join(map(str, BATCH_SIZES))}; "
                              f"with --quick: {' '.join(map(str, QUICK_BATCH_SIZES))})")
-    parser.add_argument("--repeats", type=_positive_int, metavar="R",
+    parser.add_argument("--repeats", type=positive_int, metavar="R",
                         help="timed repeats per comparison (default: kernels 11 and epochs 5; "
                              "with --quick: 5 and 3)")
-    parser.add_argument("--retries", type=_non_negative_int, metavar="N",
+    parser.add_argument("--retries", type=non_negative_int, metavar="N",
                         help="measure a comparison again, up to N times, while other processes "
                              "use more than --max-other-load of the CPUs (default: 2; --quick: 0)")
-    parser.add_argument("--max-other-load", type=_share, default=0.05, metavar="SHARE",
+    parser.add_argument("--max-other-load", type=share, default=0.05, metavar="SHARE",
                         help="share of the CPUs other processes may use during a comparison "
                              "before it is measured again (default: 0.05)")
     parser.add_argument("--only", choices=("kernels", "epochs"),
@@ -924,16 +908,6 @@ def _cleanest(measure, retries, max_other_load):
             best = again
     best["attempts"] = attempts
     return best
-
-
-def _share(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
-    return value
 
 
 def _progress(message):

@@ -18,6 +18,9 @@ import signal
 import sys
 import time
 
+from ._argtypes import (non_negative_float, non_negative_int, positive_float, positive_int,
+                        unit_interval)
+
 PROG = "fastnn"
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "scaled_tanh")
 INITS = ("lecun", "he", "xavier", "uniform")
@@ -71,62 +74,9 @@ class _Terminated(KeyboardInterrupt):
 
 # -- argument types: each returns the value or raises ArgumentTypeError ---------------------------
 
-def _integer(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def positive_int(text):
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text):
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _finite(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text):
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
 def thread_count(text):
     """A positive integer, or "auto"."""
     return AUTO_THREADS if text == AUTO_THREADS else positive_int(text)
-
-
-def unit_interval(text):
-    """A number in [0, 1)."""
-    value = _finite(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
 
 
 # -- the parser ----------------------------------------------------------------------------------
