@@ -3,7 +3,8 @@
 
 The ``def`` functions here check nothing: :mod:`fastnn.ops` validates every argument first
 (dtypes, shapes, contiguity, label ranges, aliasing) and only then calls them. The ``cdef``
-functions run without the GIL and are shared with the native training loop (``_train.pxi``).
+functions run without the GIL; the native training loop itself is C (``mlp.c``), driven from
+``train.pxi``.
 """
 import numpy as np
 
@@ -170,22 +171,18 @@ cdef void linear_forward_impl(const real *x, const real *w, const real *b, real 
 
 
 cdef int linear_backward_impl(const real *x, const real *w, const real *g, const real *y, int act,
-                              real *dw, real *db, real *dx, real *dz_scratch,
+                              real *dw, real *db, real *dx,
                               int batch, int n_in, int n_out) noexcept nogil:
     """dz = g * act'(y); db = colsum(dz); dw = x^T dz; dx = dz w^T (dx may be NULL).
 
-    dz_scratch (batch, n_out) may be NULL: it is then allocated here when an activation needs it.
-    Returns -1 when that allocation fails, 0 otherwise.
+    With an activation, dz needs a (batch, n_out) scratch buffer, allocated here (g is never
+    written). Returns -1 when that allocation fails, 0 otherwise.
     """
     cdef real *dz = <real*>g
-    cdef bint own = False
     if act != 0:
-        dz = dz_scratch
+        dz = <real*>malloc(<size_t>batch * <size_t>n_out * sizeof(real) + 1)
         if dz == NULL:
-            dz = <real*>malloc(<size_t>batch * <size_t>n_out * sizeof(real) + 1)
-            if dz == NULL:
-                return -1
-            own = True
+            return -1
     # One thread, as in linear_forward_impl: BLAS threads do the heavy part next.
     if real is float:
         fnn_act_grad_colsum_f32(act, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
@@ -194,7 +191,7 @@ cdef int linear_backward_impl(const real *x, const real *w, const real *g, const
     gemm_rowmajor(True, False, n_in, n_out, batch, <real>1, x, n_in, dz, n_out, <real>0, dw, n_out)
     if dx != NULL:
         gemm_rowmajor(False, True, batch, n_in, n_out, <real>1, dz, n_out, w, n_out, <real>0, dx, n_in)
-    if own:
+    if act != 0:
         free(dz)
     return 0
 
@@ -300,11 +297,11 @@ def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int a
     with nogil:
         if f32:
             status = linear_backward_impl[float](<float*>xp, <float*>wp, <float*>gp, <float*>yp, act,
-                                                 <float*>dwp, <float*>dbp, <float*>dxp, NULL,
+                                                 <float*>dwp, <float*>dbp, <float*>dxp,
                                                  batch, n_in, n_out)
         else:
             status = linear_backward_impl[double](<double*>xp, <double*>wp, <double*>gp, <double*>yp, act,
-                                                  <double*>dwp, <double*>dbp, <double*>dxp, NULL,
+                                                  <double*>dwp, <double*>dbp, <double*>dxp,
                                                   batch, n_in, n_out)
     if status != 0:
         raise MemoryError("linear_backward: could not allocate the (batch, out) scratch buffer")
