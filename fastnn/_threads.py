@@ -1,10 +1,11 @@
 """One thread count for fastnn: OpenMP in the elementwise kernels and the BLAS libraries."""
+import contextlib
 import os
 import threading
 
 from ._native import core as _core
 
-_state = {"blas_limiter": None, "pinned": False}
+_state = {"pinned": False}
 
 
 def _default_threads():
@@ -27,15 +28,41 @@ def set_num_threads(n):
     threads run. Either way the work is cut by the configured count, so training with the same
     seed and thread count repeats bit for bit.
     """
+    _check_count(n)
+    _core.set_kernel_threads(n)
+    _state["pinned"] = True
+    _limit_blas(n)
+
+
+def _check_count(n):
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected a positive int, got {n}")
-    _core.set_kernel_threads(n)
-    _state["pinned"] = True
+
+
+def _limit_blas(n):
+    """Limit every loaded BLAS to ``n`` threads now; returns the limiter (it can restore)."""
     from threadpoolctl import threadpool_limits
 
-    _state["blas_limiter"] = threadpool_limits(limits=n, user_api="blas")
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Run the block with ``n`` threads as :func:`set_num_threads` sets them, then restore the
+    previous kernel thread count, BLAS limits and pinned state."""
+    _check_count(n)
+    before, pinned = _core.get_kernel_threads(), _state["pinned"]
+    limiter = _limit_blas(n)  # first: it records the limits to restore
+    _core.set_kernel_threads(n)
+    _state["pinned"] = True
+    try:
+        yield
+    finally:
+        limiter.restore_original_limits()
+        _core.set_kernel_threads(before)
+        _state["pinned"] = pinned
 
 
 def threads_pinned():

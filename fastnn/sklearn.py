@@ -77,18 +77,10 @@ def _thread_count(n):
     if n is None:
         yield
         return
-    from . import _threads
-    from ._native import core
+    from ._threads import num_threads
 
-    before, state = core.get_kernel_threads(), dict(_threads._state)
-    _threads.set_num_threads(n)
-    limiter = _threads._state["blas_limiter"]
-    try:
+    with num_threads(n):
         yield
-    finally:
-        limiter.restore_original_limits()
-        core.set_kernel_threads(before)
-        _threads._state.update(state)
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
