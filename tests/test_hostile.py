@@ -7,6 +7,7 @@ naming the argument, or the right answer (checked against fastnn.reference or Nu
 dangerous calls also run in a fresh interpreter, whose exit status must be 0.
 (tests/test_validation.py covers the dtype and out-buffer checks of each op argument by argument.)
 """
+import functools
 import gzip
 import os
 import re
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 import fastnn
+import synthetic
 from fastnn import (MSE, SGD, BinaryCrossEntropy, Linear, Network, ReLU, TrainingDivergedError,
                     ops, reference)
 from fastnn.datasets import DatasetError, load_idx
@@ -331,12 +333,7 @@ def test_out_overlapping_an_input_is_refused(op, source, out, shape, shift):
 # Network.fit / evaluate / predict
 # =============================================================================================
 
-def blobs(n=200, f=6, k=3, seed=0):
-    """(X float32 (n, f), y int64 (n,)): k noisy clusters."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((k, f)) * 3
-    y = rng.integers(0, k, n)
-    return (centres[y] + rng.standard_normal((n, f))).astype(np.float32), y
+blobs = functools.partial(synthetic.blobs, n=200, f=6)
 
 
 def small_net(seed=0, **kwargs):

@@ -4,6 +4,7 @@ checkpoints written by the CLI on Ctrl-C / SIGTERM, and `fastnn train --resume`.
 The promise: a run interrupted after epoch k and resumed ends with bit-identical weights to a run
 that was never interrupted (same seed, same thread count).
 """
+import functools
 import gzip
 import json
 import os
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 import fastnn
+import synthetic
 from fastnn import (EarlyStopping, History, Linear, Network, ReLU, SGD, Adam, CosineLR, Dropout,
                     StepLR, Tanh)
 from fastnn.serialization import load_checkpoint
@@ -32,12 +34,7 @@ def one_thread():
     fastnn.set_num_threads(previous)
 
 
-def blobs(n=300, f=10, k=3, seed=0):
-    """(X float32 (n, f), y int64 (n,)): k noisy clusters."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((k, f)) * 2
-    y = rng.integers(0, k, n)
-    return (centres[y] + rng.standard_normal((n, f))).astype(np.float32), y
+blobs = functools.partial(synthetic.blobs, n=300, f=10)
 
 
 def same_parameters(a, b):

@@ -1,9 +1,11 @@
 """Training end to end: accuracy, determinism, validation, early stopping, callbacks, divergence."""
+import functools
 import re
 
 import numpy as np
 import pytest
 
+import synthetic
 from fastnn.errors import TrainingDivergedError
 from fastnn.history import EarlyStopping, History
 from fastnn.layers import Dropout, Linear, ReLU, Sigmoid, Tanh
@@ -32,12 +34,7 @@ def one_thread():
         set_num_threads(previous)
 
 
-def blobs(n=600, f=20, k=3, seed=0):
-    """k well-separated Gaussian clusters: (X float32 (n, f), y int64 (n,))."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((k, f)) * 3
-    y = rng.integers(0, k, n)
-    return (centres[y] + rng.standard_normal((n, f))).astype(np.float32), y
+blobs = functools.partial(synthetic.blobs, n=600, f=20)
 
 
 def mlp(seed=0, **kwargs):
