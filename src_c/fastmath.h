@@ -1,8 +1,9 @@
-/* exp and expm1 written so that GCC vectorises loops calling them (no libm calls, no branches).
+/* exp and expm1 of non-positive arguments (all the kernels need), and log, written so that GCC
+ * vectorises loops calling them (no libm calls, no branches).
  *
- * Range reduction x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite, two-part ln2), a Taylor polynomial
- * for expm1(r), and 2^n rebuilt from bits in two factors so that results in the subnormal range
- * and overflow to inf come out as IEEE arithmetic gives them. NaN propagates.
+ * Range reduction x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite, two-part ln2), a polynomial for
+ * exp(r) or expm1(r), and 2^n rebuilt from bits so that results in the subnormal range come out as IEEE
+ * arithmetic gives them. NaN propagates.
  *
  * Accuracy, measured by tests/test_extremes.py against float64 / long double references:
  * float: max relative error below 4e-7 (about 3 ulp); double: below 1e-14.
@@ -38,21 +39,32 @@ FNN_INLINE float fnn_expm1_reduced_f(float r)
 #define FNN_LN2_HI_F 0.693359375f /* few mantissa bits: n * LN2_HI is exact */
 #define FNN_LN2_LO_F -2.12194440e-4f
 
-FNN_INLINE float fnn_exp_f(float x)
+/* exp(r) * 2^-64 for |r| <= ln2/2. The polynomial is the degree-6 Chebyshev interpolant of exp on
+ * that interval in monomial form, coefficients rounded to float (relative error 2e-8, below half
+ * an ulp); the 2^-64 rides on the coefficients, exactly, so that exp_neg needs one multiply. */
+FNN_INLINE float fnn_exp_reduced_scaled_f(float r)
+{
+    float p = 0x1p-64f * 1.394858118e-3f;
+    p = p * r + 0x1p-64f * 8.375128731e-3f;
+    p = p * r + 0x1p-64f * 4.166621715e-2f;
+    p = p * r + 0x1p-64f * 1.666641533e-1f;
+    p = p * r + 0x1p-64f * 0.5f;
+    p = p * r + 0x1p-64f;
+    return p * r + 0x1p-64f;
+}
+
+/* exp(x) for x <= 0 or NaN, the only arguments the kernels pass (sigmoid of -|v|, softmax of
+ * x - max). 2^n (n in [-150, 0]) is built as 2^(n+64), a normal number, and the 2^-64 comes with
+ * the polynomial: results in the subnormal range get the one rounding IEEE arithmetic gives. */
+FNN_INLINE float fnn_exp_neg_f(float x)
 {
     x = x < -104.0f ? -104.0f : x; /* below: exp underflows to 0 anyway */
-    x = x > 89.0f ? 89.0f : x;     /* above: exp overflows to inf anyway */
     float t = x * FNN_LOG2E_F + FNN_MAGIC_F;
     float n = t - FNN_MAGIC_F;
     float r = x - n * FNN_LN2_HI_F;
     r = r - n * FNN_LN2_LO_F;
-    /* n + 256 >= 0 here, so unsigned shifts split it into two halves that are valid exponents. */
-    uint32_t biased = fnn_float_to_bits(t) - fnn_float_to_bits(FNN_MAGIC_F) + 256u;
-    uint32_t half1 = biased >> 1;
-    uint32_t half2 = biased - half1;
-    float s1 = fnn_bits_to_float((half1 - 1u) << 23);
-    float s2 = fnn_bits_to_float((half2 - 1u) << 23);
-    return ((1.0f + fnn_expm1_reduced_f(r)) * s1) * s2;
+    uint32_t biased = fnn_float_to_bits(t) + (64u + 127u - fnn_float_to_bits(FNN_MAGIC_F));
+    return fnn_exp_reduced_scaled_f(r) * fnn_bits_to_float(biased << 23);
 }
 
 /* expm1(x) for x <= 0 (all the kernels need): exact near 0 in relative terms. */
@@ -98,20 +110,36 @@ FNN_INLINE double fnn_expm1_reduced_d(double r)
 #define FNN_LN2_HI_D 6.93147180369123816490e-01 /* trailing zero bits: n * LN2_HI is exact */
 #define FNN_LN2_LO_D 1.90821492927058770002e-10
 
-FNN_INLINE double fnn_exp_d(double x)
+/* exp(r) * 2^-128 for |r| <= ln2/2: Taylor to degree 13 (truncation below 1e-17 relative), the
+ * 2^-128 on the coefficients as for float. */
+FNN_INLINE double fnn_exp_reduced_scaled_d(double r)
+{
+    double p = 0x1p-128 / 6227020800.0;
+    p = p * r + 0x1p-128 / 479001600.0;
+    p = p * r + 0x1p-128 / 39916800.0;
+    p = p * r + 0x1p-128 / 3628800.0;
+    p = p * r + 0x1p-128 / 362880.0;
+    p = p * r + 0x1p-128 / 40320.0;
+    p = p * r + 0x1p-128 / 5040.0;
+    p = p * r + 0x1p-128 / 720.0;
+    p = p * r + 0x1p-128 / 120.0;
+    p = p * r + 0x1p-128 / 24.0;
+    p = p * r + 0x1p-128 / 6.0;
+    p = p * r + 0x1p-128 / 2.0;
+    p = p * r + 0x1p-128;
+    return p * r + 0x1p-128;
+}
+
+/* exp(x) for x <= 0 or NaN; 2^n (n in [-1076, 0]) as 2^(n+128) times the scaled polynomial. */
+FNN_INLINE double fnn_exp_neg_d(double x)
 {
     x = x < -746.0 ? -746.0 : x;
-    x = x > 710.0 ? 710.0 : x;
     double t = x * FNN_LOG2E_D + FNN_MAGIC_D;
     double n = t - FNN_MAGIC_D;
     double r = x - n * FNN_LN2_HI_D;
     r = r - n * FNN_LN2_LO_D;
-    uint64_t biased = fnn_double_to_bits(t) - fnn_double_to_bits(FNN_MAGIC_D) + 4096u;
-    uint64_t half1 = biased >> 1;
-    uint64_t half2 = biased - half1;
-    double s1 = fnn_bits_to_double((half1 - 1025u) << 52);
-    double s2 = fnn_bits_to_double((half2 - 1025u) << 52);
-    return ((1.0 + fnn_expm1_reduced_d(r)) * s1) * s2;
+    uint64_t biased = fnn_double_to_bits(t) + (128u + 1023u - fnn_double_to_bits(FNN_MAGIC_D));
+    return fnn_exp_reduced_scaled_d(r) * fnn_bits_to_double(biased << 52);
 }
 
 FNN_INLINE double fnn_expm1_neg_d(double x)

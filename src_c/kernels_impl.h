@@ -1,7 +1,7 @@
 /* Serial kernel bodies, included by kernels.c once per (element type, SIMD path).
  *
  * Expects: REAL (float or double), SUF (f32/f64), PATH (generic/avx2), FNN_TARGET (a function
- * attribute or nothing), EXP / EXPM1_NEG (from fastmath.h), FABS, COPYSIGN.
+ * attribute or nothing), EXP_NEG / EXPM1_NEG (from fastmath.h), FABS, COPYSIGN.
  * Each function works on a contiguous range; kernels.c splits ranges across threads.
  * "#pragma GCC ivdep": elementwise loops may run in place (out == in exactly); partial overlap is
  * refused in Python, so the assumed-dependence check GCC would add is not needed.
@@ -16,9 +16,8 @@
 
 FNN_INLINE REAL NAME(sigmoid1)(REAL v)
 {
-    REAL e = EXP(-FABS(v));
-    REAL s = (REAL)1 / ((REAL)1 + e);
-    return v >= 0 ? s : e * s;
+    REAL e = EXP_NEG(-FABS(v));
+    return (v >= 0 ? (REAL)1 : e) / ((REAL)1 + e);
 }
 
 FNN_INLINE REAL NAME(tanh1)(REAL v)
@@ -107,8 +106,9 @@ static FNN_TARGET void NAME(act_grad_colsum)(int act, const REAL *y, const REAL 
     }
 }
 
-/* Eight independent partial results keep the order fixed (deterministic) and let GCC vectorise
- * a reduction it may not reorder by itself. */
+/* Independent partial results keep the order fixed (deterministic) and let GCC vectorise
+ * reductions it may not reorder by itself: 8 for short rows; long rows (k >= 64) use 32 for the
+ * max and 16 for the sum, so that the loops do not wait on the latency of one vector's max or add. */
 static FNN_TARGET REAL NAME(row_max)(const REAL *x, ptrdiff_t k)
 {
     REAL m[8];
@@ -128,12 +128,44 @@ static FNN_TARGET REAL NAME(row_max)(const REAL *x, ptrdiff_t k)
     return best;
 }
 
+static FNN_TARGET REAL NAME(row_max_long)(const REAL *x, ptrdiff_t k)
+{
+    REAL m[32];
+    ptrdiff_t c;
+    if (k < 64) return NAME(row_max)(x, k);
+    for (int j = 0; j < 32; j++) m[j] = x[j];
+    for (c = 32; c + 32 <= k; c += 32)
+        for (int j = 0; j < 32; j++) m[j] = x[c + j] > m[j] ? x[c + j] : m[j];
+    for (int j = 0; j < 8; j++) {
+        m[j] = m[j + 8] > m[j] ? m[j + 8] : m[j];
+        m[j] = m[j + 16] > m[j] ? m[j + 16] : m[j];
+        m[j] = m[j + 24] > m[j] ? m[j + 24] : m[j];
+    }
+    REAL best = m[0];
+    for (int j = 1; j < 8; j++) best = m[j] > best ? m[j] : best;
+    for (; c < k; c++) best = x[c] > best ? x[c] : best;
+    return best;
+}
+
 static FNN_TARGET double NAME(row_sum)(const REAL *x, ptrdiff_t k)
 {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t c = 0;
     for (; c + 8 <= k; c += 8)
         for (int j = 0; j < 8; j++) s[j] += (double)x[c + j];
+    double total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (; c < k; c++) total += (double)x[c];
+    return total;
+}
+
+static FNN_TARGET double NAME(row_sum_long)(const REAL *x, ptrdiff_t k)
+{
+    double s[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t c = 0;
+    if (k < 64) return NAME(row_sum)(x, k);
+    for (; c + 16 <= k; c += 16)
+        for (int j = 0; j < 16; j++) s[j] += (double)x[c + j];
+    for (int j = 0; j < 8; j++) s[j] += s[j + 8];
     double total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
     for (; c < k; c++) total += (double)x[c];
     return total;
@@ -167,7 +199,8 @@ static FNN_TARGET double NAME(softmax_xent)(const REAL *logits, const int64_t *l
     REAL factor[FNN_XENT_BLOCK];
     double total = 0.0;
     /* Short rows (K = 10 for digits) go a block at a time as one flat array, so the exponentials
-       run in one long vector loop instead of many with scalar tails. */
+       run in one long vector loop instead of many with scalar tails. Long rows are finished one
+       at a time while they are in L1; only the logs of the loss wait for the block. */
     const int short_rows = k * 8 <= FNN_XENT_FLAT;
     const int block = short_rows ? (int)(FNN_XENT_FLAT / k < FNN_XENT_BLOCK ? FNN_XENT_FLAT / k : FNN_XENT_BLOCK)
                                  : FNN_XENT_BLOCK;
@@ -178,21 +211,26 @@ static FNN_TARGET double NAME(softmax_xent)(const REAL *logits, const int64_t *l
         REAL *gr = grad + r0 * k;
         const ptrdiff_t flat = (ptrdiff_t)n * k;
         for (int i = 0; i < n; i++) {
-            const REAL m = NAME(row_max)(x + i * k, k);
+            const REAL m = short_rows ? NAME(row_max)(x + i * k, k) : NAME(row_max_long)(x + i * k, k);
             /* In double, read before gr (maybe x itself) is written: for [3e38, 0, -3e38] the
                label term is -6e38, beyond float's range. */
             label_terms[i] = (double)x[i * k + labels[r0 + i]] - (double)m;
             if (short_rows) {
                 for (ptrdiff_t c = 0; c < k; c++) per_element[i * k + c] = m;
             } else {
+                const double w = weights ? (double)weights[r0 + i] : 1.0;
 #pragma GCC ivdep
-                for (ptrdiff_t c = 0; c < k; c++) gr[i * k + c] = EXP(x[i * k + c] - m);
-                sums[i] = NAME(row_sum)(gr + i * k, k);
+                for (ptrdiff_t c = 0; c < k; c++) gr[i * k + c] = EXP_NEG(x[i * k + c] - m);
+                sums[i] = NAME(row_sum_long)(gr + i * k, k);
+                const REAL f = (REAL)(w * scale / sums[i]);
+#pragma GCC ivdep
+                for (ptrdiff_t c = 0; c < k; c++) gr[i * k + c] *= f;
+                gr[i * k + labels[r0 + i]] -= (REAL)(w * scale);
             }
         }
         if (short_rows) {
 #pragma GCC ivdep
-            for (ptrdiff_t j = 0; j < flat; j++) gr[j] = EXP(x[j] - per_element[j]);
+            for (ptrdiff_t j = 0; j < flat; j++) gr[j] = EXP_NEG(x[j] - per_element[j]);
             for (int i = 0; i < n; i++) sums[i] = NAME(row_sum)(gr + i * k, k);
         }
         total += NAME(xent_finish)(sums, label_terms, weights ? weights + r0 : NULL, scale,
@@ -202,15 +240,10 @@ static FNN_TARGET double NAME(softmax_xent)(const REAL *logits, const int64_t *l
                 for (ptrdiff_t c = 0; c < k; c++) per_element[i * k + c] = factor[i];
 #pragma GCC ivdep
             for (ptrdiff_t j = 0; j < flat; j++) gr[j] *= per_element[j];
-        } else {
             for (int i = 0; i < n; i++) {
-#pragma GCC ivdep
-                for (ptrdiff_t c = 0; c < k; c++) gr[i * k + c] *= factor[i];
+                const double w = weights ? (double)weights[r0 + i] : 1.0;
+                gr[i * k + labels[r0 + i]] -= (REAL)(w * scale);
             }
-        }
-        for (int i = 0; i < n; i++) {
-            const double w = weights ? (double)weights[r0 + i] : 1.0;
-            gr[i * k + labels[r0 + i]] -= (REAL)(w * scale);
         }
     }
     return total;
@@ -221,7 +254,7 @@ static FNN_TARGET void NAME(softmax_rows)(const REAL *logits, REAL *out, ptrdiff
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *x = logits + r * k;
         REAL *o = out + r * k;
-        const REAL m = NAME(row_max)(x, k);
+        const REAL m = NAME(row_max_long)(x, k);
         if (log_) {
 #pragma GCC ivdep
             for (ptrdiff_t c = 0; c < k; c++) o[c] = x[c] - m;
@@ -229,16 +262,16 @@ static FNN_TARGET void NAME(softmax_rows)(const REAL *logits, REAL *out, ptrdiff
             double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             ptrdiff_t c = 0;
             for (; c + 8 <= k; c += 8)
-                for (int j = 0; j < 8; j++) s[j] += (double)EXP(o[c + j]);
+                for (int j = 0; j < 8; j++) s[j] += (double)EXP_NEG(o[c + j]);
             double total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-            for (; c < k; c++) total += (double)EXP(o[c]);
+            for (; c < k; c++) total += (double)EXP_NEG(o[c]);
             const REAL lse = (REAL)log(total);
 #pragma GCC ivdep
             for (c = 0; c < k; c++) o[c] -= lse;
         } else {
 #pragma GCC ivdep
-            for (ptrdiff_t c = 0; c < k; c++) o[c] = EXP(x[c] - m);
-            const REAL inv = (REAL)(1.0 / NAME(row_sum)(o, k));
+            for (ptrdiff_t c = 0; c < k; c++) o[c] = EXP_NEG(x[c] - m);
+            const REAL inv = (REAL)(1.0 / NAME(row_sum_long)(o, k));
 #pragma GCC ivdep
             for (ptrdiff_t c = 0; c < k; c++) o[c] *= inv;
         }

@@ -4,28 +4,28 @@
 
 #define REAL float
 #define SUF f32
-#define EXP fnn_exp_f
+#define EXP_NEG fnn_exp_neg_f
 #define EXPM1_NEG fnn_expm1_neg_f
 #define FABS __builtin_fabsf
 #define COPYSIGN __builtin_copysignf
 #include "kernels_impl.h"
 #undef REAL
 #undef SUF
-#undef EXP
+#undef EXP_NEG
 #undef EXPM1_NEG
 #undef FABS
 #undef COPYSIGN
 
 #define REAL double
 #define SUF f64
-#define EXP fnn_exp_d
+#define EXP_NEG fnn_exp_neg_d
 #define EXPM1_NEG fnn_expm1_neg_d
 #define FABS __builtin_fabs
 #define COPYSIGN __builtin_copysign
 #include "kernels_impl.h"
 #undef REAL
 #undef SUF
-#undef EXP
+#undef EXP_NEG
 #undef EXPM1_NEG
 #undef FABS
 #undef COPYSIGN
