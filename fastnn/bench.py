@@ -270,11 +270,15 @@ class KernelCase:
     """One op on one shape. ``build(module)`` returns a zero-argument callable running the op of
     ``module`` (fastnn.ops or fastnn.reference) once on fixed float32 inputs with preallocated
     ``out=`` buffers, returning its result. ``target``: minimum reference/fastnn time ratio
-    at 1 thread, or None."""
+    at 1 thread, or None. ``gemm_only``: for the linear ops, a builder of the same inputs'
+    matrix products alone through ``np.matmul`` (the reference's BLAS); reference / gemm_only is
+    the ceiling of the ratio that any implementation whose products run at that speed can reach,
+    however cheap the rest."""
     op: str
     shape: str
     target: object
     build: object
+    gemm_only: object = None
     rtol: float = 1e-5
     atol: float = 1e-6
 
@@ -336,6 +340,16 @@ def _linear_forward_builder(batch, n_in, n_out):
     return build
 
 
+def _linear_forward_gemm_builder(batch, n_in, n_out):
+    def build():
+        import numpy as np
+
+        _, x, w, _ = _linear_arrays(batch, n_in, n_out)
+        out = np.empty((batch, n_out), np.float32)
+        return lambda: np.matmul(x, w, out=out)
+    return build
+
+
 def _linear_backward_builder(batch, n_in, n_out):
     def build(module):
         import numpy as np
@@ -350,6 +364,22 @@ def _linear_backward_builder(batch, n_in, n_out):
     return build
 
 
+def _linear_backward_gemm_builder(batch, n_in, n_out):
+    def build():
+        import numpy as np
+
+        rng, x, w, _ = _linear_arrays(batch, n_in, n_out)
+        dz = rng.standard_normal((batch, n_out), dtype=np.float32) / np.float32(batch)
+        dw = np.empty_like(w)
+        dx = np.empty_like(x)
+
+        def products():
+            np.matmul(x.T, dz, out=dw)
+            np.matmul(dz, w.T, out=dx)
+        return products
+    return build
+
+
 def kernel_cases(with_target_only=False):
     """The kernel comparisons (list of KernelCase), in report order; ``with_target_only``:
     just the cases that have a speed target (what ``--quick`` runs)."""
@@ -358,13 +388,16 @@ def kernel_cases(with_target_only=False):
     cases += [KernelCase("softmax_cross_entropy", f"({r}, {k})", t, _softmax_xent_builder(r, k))
               for (r, k), t in (((32, 10), None), ((128, 10), 6.0), ((4096, 1000), 4.0))]
     linear_targets = {("forward", 128, 784): 1.3, ("backward", 128, 784): 1.15}
-    for kind, builder in (("forward", _linear_forward_builder), ("backward", _linear_backward_builder)):
+    linear = (("forward", _linear_forward_builder, _linear_forward_gemm_builder),
+              ("backward", _linear_backward_builder, _linear_backward_gemm_builder))
+    for kind, builder, gemm_builder in linear:
         for n_in, n_out in ((784, 128), (1024, 1024)):
             for batch in (32, 128):
                 # GEMMs summing 784-1024 float32 terms in another order: looser tolerances.
                 cases.append(KernelCase(f"linear_{kind}+sigmoid", f"B={batch} {n_in}->{n_out}",
                                         linear_targets.get((kind, batch, n_in)),
-                                        builder(batch, n_in, n_out), rtol=1e-4, atol=1e-5))
+                                        builder(batch, n_in, n_out), rtol=1e-4, atol=1e-5,
+                                        gemm_only=gemm_builder(batch, n_in, n_out)))
     return [c for c in cases if c.target is not None] if with_target_only else cases
 
 
@@ -389,18 +422,23 @@ def measure_kernel(case, repeats, min_seconds, pause=0.0):
 
     Returns {"fastnn": s, "reference": s (median per call), "ratio": reference/fastnn,
     "calls": [calls per measurement], "repeats": n, "other_load": share of the CPUs used by
-    other processes meanwhile}.
+    other processes meanwhile}; for cases with ``gemm_only`` also "gemm_only": s and
+    "ceiling": reference/gemm_only, timed in the same interleaved rounds.
     """
     from . import ops, reference
 
     calls = {"fastnn": case.build(ops), "reference": case.build(reference)}
     assert_same_result(calls["fastnn"](), calls["reference"](), case.rtol, case.atol, case.name)
+    if case.gemm_only is not None:
+        calls["gemm_only"] = case.gemm_only()
     numbers = {name: _calls_per_measurement(call, min_seconds) for name, call in calls.items()}
     load = OtherLoad()
     times = interleaved({name: _repeat_calls(call, numbers[name]) for name, call in calls.items()},
                         repeats, pause)
     result = {name: median(times[name]) / numbers[name] for name in calls}
     result["ratio"] = result["reference"] / result["fastnn"]
+    if "gemm_only" in result:
+        result["ceiling"] = result["reference"] / result["gemm_only"]
     result["calls"] = [numbers["fastnn"], numbers["reference"]]
     result["repeats"] = repeats
     result["other_load"] = load.share()
@@ -782,7 +820,8 @@ def evaluate_targets(kernels, epochs):
         if row["target"] is not None and row["threads"] == TARGET_THREADS_KERNELS:
             out.append({"what": f"kernel {row['op']} {row['shape']}: reference/fastnn",
                         "threads": row["threads"], "target": f">= {row['target']}x",
-                        "measured": row["ratio"], "met": row["ratio"] >= row["target"]})
+                        "measured": row["ratio"], "met": row["ratio"] >= row["target"],
+                        "ceiling": row.get("ceiling"), "target_ratio": row["target"]})
     for batch, who, bound in EPOCH_TARGETS:
         row = next((r for r in epochs if r["batch_size"] == batch
                     and r["threads"] == TARGET_THREADS_EPOCHS), None)
@@ -820,16 +859,18 @@ def format_report(result):
                          + (f"  [{b['path']}]" if b["path"] else ""))
     if result["kernels"]:
         lines += ["", "Kernels, float32: median time per call (out= buffers on both sides); "
-                      "ratio = reference / fastnn"]
+                      "ratio = reference / fastnn",
+                  "ceiling = reference / its matrix products alone (np.matmul): the largest ratio "
+                  "reachable with products that fast"]
         header = (f"{'op':<24} {'shape':<17} {'thr':>3} {'fastnn':>10} {'reference':>10} {'ratio':>8} "
-                  f"{'other':>5}  target")
+                  f"{'ceiling':>8} {'other':>5}  target")
         lines += [header, "-" * len(header)]
         for r in result["kernels"]:
             target = "" if r["target"] is None else (
                 f">= {r['target']}x" + ("" if r["threads"] == TARGET_THREADS_KERNELS else " (at 1 thr)"))
             lines.append(f"{r['op']:<24} {r['shape']:<17} {r['threads']:>3} {_fmt_time(r['fastnn']):>10} "
                          f"{_fmt_time(r['reference']):>10} {_fmt_ratio(r['ratio']):>8} "
-                         f"{_fmt_share(r['other_load']):>5}  {target}")
+                         f"{_fmt_ratio(r.get('ceiling')):>8} {_fmt_share(r['other_load']):>5}  {target}")
     if result["epochs"]:
         dims = "-".join(map(str, MNIST_DIMS))
         lines += ["", f"Epochs: MNIST {dims} ({HIDDEN_ACTIVATION}, softmax-CE, SGD lr {LEARNING_RATE} "
@@ -851,6 +892,9 @@ def format_report(result):
         lines += ["", "Targets (kernels at 1 thread, epochs at 2 threads):"]
         for t in result["targets"]:
             verdict = "met" if t["met"] else "MISSED"
+            ceiling = t.get("ceiling")
+            if not t["met"] and ceiling is not None and ceiling < t["target_ratio"]:
+                verdict += f" (out of reach: ceiling {ceiling:.2f}x)"
             lines.append(f"  {t['what']:<58} {t['target']:>8}  measured {t['measured']:.2f}x  {verdict}")
     lines.append(f"\n'other': share of the CPUs that other processes used during that comparison "
                  f"(over a few % means the row is not clean). Whole run: "

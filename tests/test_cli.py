@@ -393,3 +393,9 @@ def test_bench_prints_one_json_object_with_the_kernel_ratios():
         assert row["threads"] == 1
         assert row["fastnn"] > 0 and row["reference"] > 0
         assert row["ratio"] == pytest.approx(row["reference"] / row["fastnn"])
+        if row["op"].startswith("linear_"):
+            # The reference's products alone, timed in the same rounds, bound what is reachable.
+            assert row["gemm_only"] > 0
+            assert row["ceiling"] == pytest.approx(row["reference"] / row["gemm_only"])
+        else:
+            assert "ceiling" not in row
