@@ -54,6 +54,8 @@ def _build_options():
     if openmp:
         compile_args.append("-fopenmp")
         link_args.append("-fopenmp")
+    elif _compiler_accepts(["-fopenmp-simd"]):
+        compile_args.append("-fopenmp-simd")  # "omp simd" loops only; needs no OpenMP runtime
     return compile_args, link_args, openmp, debug or bool(sanitize)
 
 

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from . import ops
+from ._native import core as _core
 from .history import EarlyStopping, History
 from .initializers import default_init
 from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
@@ -622,21 +623,24 @@ class Network:
         if X.dtype not in _INPUT_DTYPES:
             X = X.astype(self.dtype)
         X = np.ascontiguousarray(X)
-        if X.dtype.kind == "f":
-            _check_finite(X, argname)
-        self._check_scaled_range(X, argname)
+        if X.dtype == np.uint8:
+            lo, hi = 0.0, 255.0
+        else:  # one compiled pass for NaN/Inf and the extremes
+            nonfinite, lo, hi = _core.finite_range(X)
+            if nonfinite:
+                _check_finite(X, argname)  # raises, naming the count and the first position
+        self._check_scaled_range(X, argname, lo, hi)
         return X
 
-    def _check_scaled_range(self, X, argname):
+    def _check_scaled_range(self, X, argname, lo, hi):
         """Raise ValueError when x * input_scale + input_shift overflows the network dtype for
-        some x of X (e.g. float64 data beyond float32's range): that would reach training as
-        Inf and look like divergence."""
+        some x of X, whose least and greatest entries are lo and hi (e.g. float64 data beyond
+        float32's range): that would reach training as Inf and look like divergence."""
         scale, shift = self.input_scale, self.input_shift
         if X.dtype == self.dtype and scale == 1.0 and shift == 0.0:
             return
         limit = float(np.finfo(self.dtype).max)
         # x * scale + shift is monotonic in x, so the extremes of X give the extremes of it.
-        lo, hi = (0.0, 255.0) if X.dtype == np.uint8 else (float(X.min()), float(X.max()))
         if all(abs(v * scale + shift) <= limit for v in (lo, hi)):
             return
         flat = X.reshape(-1)

@@ -43,8 +43,8 @@ from .optim import SGD, Adam
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _sk_validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
-    def _sk_validate_data(est, *args, **kwargs):
-        return est._validate_data(*args, **kwargs)
+    def _sk_validate_data(est, *args, ensure_all_finite=True, **kwargs):
+        return est._validate_data(*args, force_all_finite=ensure_all_finite, **kwargs)
 
 __all__ = ["MLPClassifier"]
 
@@ -200,17 +200,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # float32, float64 and uint8 inputs are used as they are: the network converts each batch
     # as it gathers it, which saves a copy of X (slow for large X). Others become ``dtype``.
+    # NaN/Inf are left to the network, whose one compiled pass also finds X's range.
     @staticmethod
     def _input_dtypes(dtype):
         return [dtype] + [d for d in (np.float32, np.float64, np.uint8) if d != dtype]
 
     def _validate_X(self, X, reset, dtype):
         return _sk_validate_data(self, X, reset=reset, dtype=self._input_dtypes(dtype),
-                                 order="C")
+                                 ensure_all_finite=False, order="C")
 
     def _validate_Xy(self, X, y, reset, dtype):
         X, y = _sk_validate_data(self, X, y, reset=reset, dtype=self._input_dtypes(dtype),
-                                 order="C")
+                                 ensure_all_finite=False, order="C")
         check_classification_targets(y)
         return X, y
 

@@ -51,6 +51,8 @@ cdef extern from "kernels.h" nogil:
                         Py_ssize_t f, double scale, double shift, int nt)
     void fnn_gather_f64(const double *x, const int64_t *rows, double *out, Py_ssize_t n_rows,
                         Py_ssize_t f, double scale, double shift, int nt)
+    int fnn_finite_range_f32(const float *x, Py_ssize_t n, double *lo, double *hi, int nt)
+    int fnn_finite_range_f64(const double *x, Py_ssize_t n, double *lo, double *hi, int nt)
     void fnn_gather_f64_to_f32(const double *x, const int64_t *rows, float *out, Py_ssize_t n_rows,
                                Py_ssize_t f, double scale, double shift, int nt)
     void fnn_gather_f32_to_f64(const float *x, const int64_t *rows, double *out, Py_ssize_t n_rows,
@@ -349,6 +351,23 @@ def gather(cnp.ndarray x, cnp.ndarray rows, cnp.ndarray out, double scale, doubl
             else:
                 fnn_gather_f64(<double*>xp, r, <double*>op, n_rows, f, scale, shift, nt)
     return out
+
+
+def finite_range(cnp.ndarray x):
+    """(whether the C-contiguous float32/float64 array ``x`` holds NaN or inf, its least entry,
+    its greatest entry), in one pass; (False, inf, -inf) when empty."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef int bad
+    cdef double lo = 0.0, hi = 0.0
+    cdef int nt = _n_threads
+    cdef bint f32 = _is_f32(x)
+    cdef void *xp = _ptr(x)
+    with nogil:
+        if f32:
+            bad = fnn_finite_range_f32(<float*>xp, n, &lo, &hi, nt)
+        else:
+            bad = fnn_finite_range_f64(<double*>xp, n, &lo, &hi, nt)
+    return bool(bad), lo, hi
 
 
 def first_out_of_range(cnp.ndarray idx, int64_t upper):

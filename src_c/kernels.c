@@ -42,7 +42,7 @@
         act_forward_##SUF##_##PATH, act_backward_##SUF##_##PATH, bias_act_##SUF##_##PATH,          \
             act_grad_colsum_##SUF##_##PATH, softmax_xent_##SUF##_##PATH,                           \
             softmax_rows_##SUF##_##PATH, sgd_##SUF##_##PATH, gather_u8_##SUF##_##PATH,             \
-            gather_##SUF##_##PATH                                                                  \
+            gather_##SUF##_##PATH, finite_range_##SUF##_##PATH                                     \
     }
 
 static const fnn_table_f32 table_f32_generic = FNN_TABLE_INIT(f32, generic);
@@ -251,6 +251,37 @@ static int threads_for(ptrdiff_t work, int n_threads)
         FNN_SPLIT(n_rows, nt, 1,                                                                   \
                   T->gather(x, rows + b, out + b * features, e - b, features, (REAL)scale,         \
                             (REAL)shift));                                                         \
+    }                                                                                              \
+    int fnn_finite_range_##SUF(const REAL *x, ptrdiff_t n, double *lo, double *hi, int n_threads)   \
+    {                                                                                              \
+        int nt = threads_for(n, n_threads);                                                        \
+        int bad[256] = {0};                                                                        \
+        REAL mn[256], mx[256];                                                                     \
+        if (nt > 256) nt = 256;                                                                    \
+        for (int t = 0; t < nt; t++) {                                                             \
+            mn[t] = (REAL)(1.0 / 0.0);                                                             \
+            mx[t] = -mn[t];                                                                        \
+        }                                                                                          \
+        if (nt <= 1) {                                                                             \
+            bad[0] = T->finite_range(x, n, &mn[0], &mx[0]);                                        \
+        } else {                                                                                   \
+            FNN_PARALLEL(nt)                                                                       \
+            {                                                                                      \
+                ptrdiff_t b, e;                                                                    \
+                int tid = FNN_THREAD_ID();                                                         \
+                split_range(n, FNN_THREAD_COUNT(), tid, 16, &b, &e);                               \
+                if (b < e) bad[tid] = T->finite_range(x + b, e - b, &mn[tid], &mx[tid]);           \
+            }                                                                                      \
+        }                                                                                          \
+        int any_bad = 0;                                                                           \
+        *lo = (double)mn[0];                                                                       \
+        *hi = (double)mx[0];                                                                       \
+        for (int t = 0; t < nt; t++) {                                                             \
+            any_bad |= bad[t];                                                                     \
+            *lo = (double)mn[t] < *lo ? (double)mn[t] : *lo;                                       \
+            *hi = (double)mx[t] > *hi ? (double)mx[t] : *hi;                                       \
+        }                                                                                          \
+        return any_bad;                                                                            \
     }
 
 FNN_DEFINE(float, f32, T32)

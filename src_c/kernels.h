@@ -61,7 +61,10 @@ int fnn_openmp_max_threads(void);
     void fnn_gather_u8_##SUF(const uint8_t *x, const int64_t *rows, REAL *out, ptrdiff_t n_rows,  \
                              ptrdiff_t features, double scale, double shift, int n_threads);      \
     void fnn_gather_##SUF(const REAL *x, const int64_t *rows, REAL *out, ptrdiff_t n_rows,        \
-                          ptrdiff_t features, double scale, double shift, int n_threads);
+                          ptrdiff_t features, double scale, double shift, int n_threads);         \
+    /* 1 when x's n entries hold a NaN or an infinity, else 0; *lo, *hi: the least and        \
+       greatest entries (+inf and -inf when n is 0; meaningless when 1 is returned). */           \
+    int fnn_finite_range_##SUF(const REAL *x, ptrdiff_t n, double *lo, double *hi, int n_threads);
 
 FNN_DECLARE(float, f32)
 FNN_DECLARE(double, f64)

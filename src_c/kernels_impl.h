@@ -323,6 +323,25 @@ static FNN_TARGET void NAME(gather)(const REAL *x, const int64_t *rows, REAL *ou
     }
 }
 
+/* 1 when x holds a NaN or an infinity, else 0; *lo and *hi receive the least and greatest entries
+ * (+inf and -inf when n is 0). One pass: v - v is 0 exactly when v is finite, so a non-finite
+ * entry turns the sum into NaN. "omp simd" lets the reductions run in vector lanes (the order of
+ * a min, a max and a sum of zeros or NaN does not change the results). */
+static FNN_TARGET int NAME(finite_range)(const REAL *x, ptrdiff_t n, REAL *lo, REAL *hi)
+{
+    REAL least = (REAL)(1.0 / 0.0), greatest = -least, nonfinite = 0;
+#pragma omp simd reduction(min : least) reduction(max : greatest) reduction(+ : nonfinite)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const REAL v = x[i];
+        nonfinite += v - v;
+        least = v < least ? v : least;
+        greatest = v > greatest ? v : greatest;
+    }
+    *lo = least;
+    *hi = greatest;
+    return nonfinite != 0;
+}
+
 #undef NAME
 #undef FNN_CAT3
 #undef FNN_CAT3_

@@ -34,6 +34,7 @@
         void (*gather_u8)(const uint8_t *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL,   \
                           REAL);                                                                   \
         void (*gather)(const REAL *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL, REAL);  \
+        int (*finite_range)(const REAL *, ptrdiff_t, REAL *, REAL *);                              \
     } fnn_table_##SUF;
 
 FNN_TABLE(float, f32)

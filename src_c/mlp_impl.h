@@ -15,6 +15,42 @@ static void NAME(gemm)(int trans_a, int trans_b, int m, int n, int k, const REAL
     GEMM_FN(&ta, &tb, &n, &m, &k, &one, (REAL *)b, &ldb, (REAL *)a, &lda, &beta, c, &ldc);
 }
 
+/* The same product in tiles of m_tile x n_tile outputs (whole k each), no BLAS call doing more
+   than FNN_SMALL_GEMM_MNK multiply-adds when a tiling reaches that, for products of up to
+   FNN_SMALL_GEMM_MAX_SPLIT times that (see mlp.c). Each output is
+   still one BLAS dot product over all of k: the tiling is fixed by the shape, so results stay
+   the same run to run and for any thread count. Used for op(B) = B only (trans_b == 0). */
+static void NAME(gemm_small)(int trans_a, int m, int n, int k, const REAL *a, int lda, const REAL *b,
+                             int ldb, REAL *c, int ldc)
+{
+    int m_tile = m, n_tile = n;
+    if ((double)m * n * k > FNN_SMALL_GEMM_MAX_SPLIT * FNN_SMALL_GEMM_MNK) { /* big: packing pays */
+        NAME(gemm)(trans_a, 0, m, n, k, a, lda, b, ldb, 0, c, ldc);
+        return;
+    }
+    while ((double)m_tile * n_tile * k > FNN_SMALL_GEMM_MNK) {
+        if (n_tile >= m_tile && n_tile > 16)
+            n_tile = (n_tile + 1) / 2;
+        else if (m_tile > 16)
+            m_tile = (m_tile + 1) / 2;
+        else
+            break;
+    }
+    if ((double)m_tile * n_tile * k > FNN_SMALL_GEMM_MNK) { /* no small tiling: one call */
+        NAME(gemm)(trans_a, 0, m, n, k, a, lda, b, ldb, 0, c, ldc);
+        return;
+    }
+    for (int r = 0; r < m; r += m_tile) {
+        const int rows = m - r < m_tile ? m - r : m_tile;
+        /* row r of op(A): row r of A, or column r of A when it is transposed */
+        const REAL *a_rows = trans_a ? a + r : a + (ptrdiff_t)r * lda;
+        for (int col = 0; col < n; col += n_tile) {
+            const int cols = n - col < n_tile ? n - col : n_tile;
+            NAME(gemm)(trans_a, 0, rows, cols, k, a_rows, lda, b + col, ldb, 0, c + (ptrdiff_t)r * ldc + col, ldc);
+        }
+    }
+}
+
 static ptrdiff_t NAME(count_correct)(const REAL *logits, const int64_t *labels, ptrdiff_t rows, int k)
 {
     ptrdiff_t correct = 0;
@@ -98,23 +134,26 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
             if (begin >= src->n_order) break;
             const int rows = (int)(src->n_order - begin < batch ? src->n_order - begin : batch);
 
-            for (int p = tid; p < parts; p += nth) { /* the batch's rows and labels */
-                split_range(rows, parts, p, 1, &b0, &b1);
-                const int nr = (int)(b1 - b0);
-                if (nr <= 0) continue;
-                const int64_t *rows_idx = src->order + begin + b0;
-                for (int i = 0; i < nr; i++) src->label_buf[b0 + i] = src->y[rows_idx[i]];
-                REAL *x0 = (REAL *)m->a[0] + b0 * d[0];
-                if (src->x_kind == 0)
-                    T->gather_u8((const uint8_t *)src->x, rows_idx, x0, nr, d[0], (REAL)src->scale,
-                                 (REAL)src->shift);
-                else if (src->x_kind == SAME_KIND)
-                    T->gather((const REAL *)src->x, rows_idx, x0, nr, d[0], (REAL)src->scale,
-                              (REAL)src->shift);
-                else
-                    GATHER_OTHER(src->x, rows_idx, x0, nr, d[0], src->scale, src->shift, 1);
+            /* The batch, by columns: part p gathers the input columns its forward product and
+               its weight gradient read (its rows of W0), so no thread waits for another here. */
+            for (int p = tid; p < parts; p += nth) {
+                split_range(d[0], parts, p, 1, &b0, &b1);
+                const int width = (int)(b1 - b0);
+                if (width <= 0) continue;
+                for (int i = 0; i < rows; i++) {
+                    const ptrdiff_t offset = src->order[begin + i] * (ptrdiff_t)d[0] + b0;
+                    REAL *x0 = (REAL *)m->a[0] + (ptrdiff_t)i * d[0] + b0;
+                    /* One row at a time: the source row pointer itself, row index 0. */
+                    if (src->x_kind == 0)
+                        T->gather_u8((const uint8_t *)src->x + offset, &fnn_row_zero, x0, 1, width,
+                                     (REAL)src->scale, (REAL)src->shift);
+                    else if (src->x_kind == SAME_KIND)
+                        T->gather((const REAL *)src->x + offset, &fnn_row_zero, x0, 1, width, (REAL)src->scale,
+                                  (REAL)src->shift);
+                    else
+                        GATHER_OTHER(src->x, offset, x0, width, src->scale, src->shift);
+                }
             }
-            fnn_barrier_wait(&barrier);
 
             /* Forward. Part p owns rows [i0, i1) of every weight matrix and only its thread reads
                or writes them: a[l] @ W splits along the shared dimension into per-part products
@@ -127,8 +166,8 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 for (int p = tid; p < parts; p += nth) {
                     split_range(n_in, parts, p, 1, &b0, &b1);
                     if (b1 > b0)
-                        NAME(gemm)(0, 0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
-                                   (REAL *)m->w[l] + b0 * n_out, n_out, 0, part[p], n_out);
+                        NAME(gemm_small)(0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
+                                         (REAL *)m->w[l] + b0 * n_out, n_out, part[p], n_out);
                     else
                         memset(part[p], 0, sizeof(REAL) * (size_t)rows * n_out);
                 }
@@ -137,7 +176,8 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                     split_range(rows, parts, p, 1, &b0, &b1);
                     if (b1 > b0) NAME(finish_layer)(T, part, parts, (REAL *)m->b[l], m->acts[l], b0, b1, n_out);
                 }
-                fnn_barrier_wait(&barrier);
+                /* The loss below reads only the logit rows its own part finished. */
+                if (l < L - 1) fnn_barrier_wait(&barrier);
             }
 
             for (int p = tid; p < parts; p += nth) { /* loss and its gradient, per block of rows */
@@ -148,6 +188,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 if (nr <= 0) continue;
                 REAL *logits = (REAL *)m->a[L] + b0 * K;
                 int64_t *labels = src->label_buf + b0;
+                for (int i = 0; i < nr; i++) labels[i] = src->y[src->order[begin + b0 + i]];
                 partial_loss[p] = T->softmax_xent(logits, labels, NULL, (REAL *)m->g[L] + b0 * K, NULL, nr,
                                                   K, 1.0 / rows);
                 partial_correct[p] = NAME(count_correct)(logits, labels, nr, K);
@@ -184,8 +225,8 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                                                     (REAL *)m->dz[l - 1] + (ptrdiff_t)r * n_in + b0, b1 - b0);
                             }
                         }
-                        NAME(gemm)(1, 0, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out, 0,
-                                   gw, n_out);
+                        NAME(gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,
+                                         gw, n_out);
                         T->sgd(w, gw, m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL, (b1 - b0) * n_out,
                                (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->weight_decay, opt->nesterov);
                     }

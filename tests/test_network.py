@@ -360,3 +360,21 @@ def test_batch_larger_than_data_is_clamped(net):
 def test_integer_and_bool_inputs_are_converted(net):
     X = np.random.default_rng(0).integers(-3, 3, (20, 6))
     np.testing.assert_allclose(net.forward(X), net.forward(X.astype(np.float32)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 100_003])
+def test_one_pass_scan_finds_every_bad_value_and_the_range(dtype, n, threads):
+    # The compiled scan behind the check above (vector lanes, split over threads): one bad value
+    # anywhere, including the tails that the lanes do not cover, must be found.
+    from fastnn._native import core
+    rng = np.random.default_rng(n)
+    X = (rng.standard_normal(n) * 1e3).astype(dtype)
+    assert core.finite_range(X) == (False, float(X.min()), float(X.max()))
+    positions = range(n) if n < 100 else [0, 1, n // 2, n - 9, n - 1]
+    for bad in (np.nan, np.inf, -np.inf):
+        for i in positions:
+            Y = X.copy()
+            Y[i] = bad
+            assert core.finite_range(Y)[0] is True, (bad, i)
+    assert core.finite_range(np.empty(0, dtype)) == (False, np.inf, -np.inf)

@@ -141,3 +141,25 @@ def test_rejects_inconsistent_layers():
         ReferenceMLP([w0, w1], [b0], ["sigmoid", None])
     with pytest.raises(TypeError, match="float32 or float64"):
         ReferenceMLP([w0, w1], [b0, b1], ["sigmoid", None], dtype=np.int32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_products_split_into_small_blas_calls_train_the_same(rng, dtype, threads):
+    # 784 inputs and 128 hidden units at batch 32: the native loop cuts x @ W0 and x.T @ dz into
+    # tiles of at most 100^3 multiply-adds (FNN_SMALL_GEMM_MNK in src_c/mlp.c); the tiles' edges
+    # must neither drop nor repeat a row or column.
+    n_features, hidden = 784, 128
+    X = rng.integers(0, 256, (96, n_features), dtype=np.uint8)
+    y = rng.integers(0, N_CLASSES, 96)
+    net = fastnn.Network([fastnn.Linear(n_features, hidden), fastnn.Sigmoid(),
+                          fastnn.Linear(hidden, N_CLASSES)], dtype=dtype, input_scale=SCALE, seed=3)
+    assert net._native_epoch is not None
+    optimizer = fastnn.SGD(lr=0.1, momentum=0.9)
+    ref = _reference_like(net, "sigmoid", 1, **optimizer.get_config())
+    history = net.fit(X, y, epochs=2, batch_size=32, optimizer=optimizer, seed=11, progress=False)
+    order_rng = np.random.default_rng(11)
+    ref_losses = [ref.epoch(X, y, order_rng.permutation(len(X)), 32)[0] / len(X) for _ in range(2)]
+    tol = TOLERANCES[np.dtype(dtype)]
+    np.testing.assert_allclose(ref_losses, history.train_loss, **tol)
+    for got, want in zip(ref.parameters(), net.parameters()):
+        np.testing.assert_allclose(want, got, **tol)
