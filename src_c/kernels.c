@@ -23,16 +23,21 @@
 
 #define FNN_TARGET
 #define PATH generic
+#define FNN_AVX2_INTRINSICS 0
 #include "kernels_types.h"
 #undef FNN_TARGET
 #undef PATH
+#undef FNN_AVX2_INTRINSICS
 
 #if FNN_HAVE_AVX2_PATH
+#include <immintrin.h>
 #define FNN_TARGET __attribute__((target("avx2,fma")))
 #define PATH avx2
+#define FNN_AVX2_INTRINSICS 1 /* the few kernels GCC does not vectorise by itself */
 #include "kernels_types.h"
 #undef FNN_TARGET
 #undef PATH
+#undef FNN_AVX2_INTRINSICS
 #endif
 
 /* ---- dispatch tables (types in kernels_internal.h) ---- */
@@ -42,7 +47,7 @@
         act_forward_##SUF##_##PATH, act_backward_##SUF##_##PATH, bias_act_##SUF##_##PATH,          \
             act_grad_colsum_##SUF##_##PATH, softmax_xent_##SUF##_##PATH,                           \
             softmax_rows_##SUF##_##PATH, sgd_##SUF##_##PATH, gather_u8_##SUF##_##PATH,             \
-            gather_##SUF##_##PATH, finite_range_##SUF##_##PATH                                     \
+            gather_##SUF##_##PATH, finite_range_##SUF##_##PATH, transpose_##SUF##_##PATH           \
     }
 
 static const fnn_table_f32 table_f32_generic = FNN_TABLE_INIT(f32, generic);
@@ -282,6 +287,10 @@ static int threads_for(ptrdiff_t work, int n_threads)
             *hi = (double)mx[t] > *hi ? (double)mx[t] : *hi;                                       \
         }                                                                                          \
         return any_bad;                                                                            \
+    }                                                                                              \
+    void fnn_transpose_##SUF(const REAL *src, REAL *dst, ptrdiff_t rows, ptrdiff_t cols)           \
+    {                                                                                              \
+        T->transpose(src, dst, rows, cols);                                                        \
     }
 
 FNN_DEFINE(float, f32, T32)

@@ -64,7 +64,9 @@ int fnn_openmp_max_threads(void);
                           ptrdiff_t features, double scale, double shift, int n_threads);         \
     /* 1 when x's n entries hold a NaN or an infinity, else 0; *lo, *hi: the least and        \
        greatest entries (+inf and -inf when n is 0; meaningless when 1 is returned). */           \
-    int fnn_finite_range_##SUF(const REAL *x, ptrdiff_t n, double *lo, double *hi, int n_threads);
+    int fnn_finite_range_##SUF(const REAL *x, ptrdiff_t n, double *lo, double *hi, int n_threads); \
+    /* dst (cols, rows) = transpose of src (rows, cols); one thread. */                           \
+    void fnn_transpose_##SUF(const REAL *src, REAL *dst, ptrdiff_t rows, ptrdiff_t cols);
 
 FNN_DECLARE(float, f32)
 FNN_DECLARE(double, f64)

@@ -342,6 +342,48 @@ static FNN_TARGET int NAME(finite_range)(const REAL *x, ptrdiff_t n, REAL *lo, R
     return nonfinite != 0;
 }
 
+#if FNN_AVX2_INTRINSICS && FNN_IS_F32
+/* dst (8 rows, stride ld_dst) = transpose of src (8 rows, stride ld_src), with AVX shuffles. */
+static FNN_TARGET void NAME(transpose_8x8)(const float *src, ptrdiff_t ld_src, float *dst, ptrdiff_t ld_dst)
+{
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * ld_src);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(dst + i * ld_dst, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (i + 4) * ld_dst, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+#endif
+
+/* dst (cols, rows) = transpose of src (rows, cols), in 8x8 blocks. */
+static FNN_TARGET void NAME(transpose)(const REAL *src, REAL *dst, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += 8) {
+        const ptrdiff_t r1 = rows - r0 < 8 ? rows : r0 + 8;
+        for (ptrdiff_t c0 = 0; c0 < cols; c0 += 8) {
+            const ptrdiff_t c1 = cols - c0 < 8 ? cols : c0 + 8;
+#if FNN_AVX2_INTRINSICS && FNN_IS_F32
+            if (r1 - r0 == 8 && c1 - c0 == 8) {
+                NAME(transpose_8x8)(src + r0 * cols + c0, cols, dst + c0 * rows + r0, rows);
+                continue;
+            }
+#endif
+            for (ptrdiff_t r = r0; r < r1; r++)
+                for (ptrdiff_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
 #undef NAME
 #undef FNN_CAT3
 #undef FNN_CAT3_

@@ -35,6 +35,7 @@
                           REAL);                                                                   \
         void (*gather)(const REAL *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL, REAL);  \
         int (*finite_range)(const REAL *, ptrdiff_t, REAL *, REAL *);                              \
+        void (*transpose)(const REAL *, REAL *, ptrdiff_t, ptrdiff_t);                             \
     } fnn_table_##SUF;
 
 FNN_TABLE(float, f32)

@@ -4,6 +4,7 @@
 
 #define REAL float
 #define SUF f32
+#define FNN_IS_F32 1
 #define EXP_NEG fnn_exp_neg_f
 #define EXPM1_NEG fnn_expm1_neg_f
 #define FABS __builtin_fabsf
@@ -15,9 +16,11 @@
 #undef EXPM1_NEG
 #undef FABS
 #undef COPYSIGN
+#undef FNN_IS_F32
 
 #define REAL double
 #define SUF f64
+#define FNN_IS_F32 0
 #define EXP_NEG fnn_exp_neg_d
 #define EXPM1_NEG fnn_expm1_neg_d
 #define FABS __builtin_fabs
@@ -29,3 +32,4 @@
 #undef EXPM1_NEG
 #undef FABS
 #undef COPYSIGN
+#undef FNN_IS_F32

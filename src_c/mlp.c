@@ -7,6 +7,7 @@
 
 #include "kernels.h"
 #include "kernels_internal.h"
+#include "small_gemm.h"
 
 #define FNN_MLP_MAX_THREADS 256
 
@@ -48,16 +49,6 @@ static void fnn_barrier_wait(fnn_barrier *b)
             sched_yield();
     }
 }
-
-/* OpenBLAS (scipy's build, SkylakeX and Haswell-class kernels) runs products of at most 100^3
- * multiply-adds through kernels that skip packing; at the training loop's shapes (batch 16-128,
- * 784 inputs) they are about 1.5x faster than one packed call (measured with scipy's sgemm:
- * 32x392x128 in 46 us, as two 32x392x64 calls in 29 us). Other BLAS libraries lose little by the
- * split. Products whose tiles would fall below 16 rows or columns run as one call, and so do
- * products of more than 16 such tiles (batch 512: re-reading the operands per tile costs more
- * than packing them once, measured at 2 threads). */
-#define FNN_SMALL_GEMM_MNK 1000000.0
-#define FNN_SMALL_GEMM_MAX_SPLIT 16.0
 
 /* The row index handed to the gather kernels when they copy one row from its own pointer. */
 static const int64_t fnn_row_zero = 0;

@@ -15,28 +15,12 @@ static void NAME(gemm)(int trans_a, int trans_b, int m, int n, int k, const REAL
     GEMM_FN(&ta, &tb, &n, &m, &k, &one, (REAL *)b, &ldb, (REAL *)a, &lda, &beta, c, &ldc);
 }
 
-/* The same product in tiles of m_tile x n_tile outputs (whole k each), no BLAS call doing more
-   than FNN_SMALL_GEMM_MNK multiply-adds when a tiling reaches that, for products of up to
-   FNN_SMALL_GEMM_MAX_SPLIT times that (see mlp.c). Each output is
-   still one BLAS dot product over all of k: the tiling is fixed by the shape, so results stay
-   the same run to run and for any thread count. Used for op(B) = B only (trans_b == 0). */
+/* C = op(A) B as tiles of whole-k BLAS calls (small_gemm.h), or one call. */
 static void NAME(gemm_small)(int trans_a, int m, int n, int k, const REAL *a, int lda, const REAL *b,
                              int ldb, REAL *c, int ldc)
 {
-    int m_tile = m, n_tile = n;
-    if ((double)m * n * k > FNN_SMALL_GEMM_MAX_SPLIT * FNN_SMALL_GEMM_MNK) { /* big: packing pays */
-        NAME(gemm)(trans_a, 0, m, n, k, a, lda, b, ldb, 0, c, ldc);
-        return;
-    }
-    while ((double)m_tile * n_tile * k > FNN_SMALL_GEMM_MNK) {
-        if (n_tile >= m_tile && n_tile > 16)
-            n_tile = (n_tile + 1) / 2;
-        else if (m_tile > 16)
-            m_tile = (m_tile + 1) / 2;
-        else
-            break;
-    }
-    if ((double)m_tile * n_tile * k > FNN_SMALL_GEMM_MNK) { /* no small tiling: one call */
+    int m_tile, n_tile;
+    if (!fnn_small_gemm_tiles(trans_a, m, n, k, &m_tile, &n_tile)) {
         NAME(gemm)(trans_a, 0, m, n, k, a, lda, b, ldb, 0, c, ldc);
         return;
     }

@@ -15,7 +15,10 @@ ELEMENTWISE_OPS = FORWARD_OPS + BACKWARD_OPS
 ELEMENTWISE_SHAPES = [(1,), (1, 1), (7, 13), (3, 4, 5), (1000,)]
 SOFTMAX_SHAPES = [(1, 1), (1, 7), (7, 13), (64, 2), (16, 1000), (5, 1)]
 # (batch, n_in, n_out)
-LINEAR_SHAPES = [(1, 1, 1), (1, 7, 13), (7, 13, 5), (16, 1000, 2), (3, 2, 1000), (64, 33, 17)]
+# (128, 784, 128) and (37, 999, 61) are cut into small BLAS calls (src_c/small_gemm.h), the second
+# with ragged tiles and a ragged 8x8-block transpose of w.
+LINEAR_SHAPES = [(1, 1, 1), (1, 7, 13), (7, 13, 5), (16, 1000, 2), (3, 2, 1000), (64, 33, 17),
+                 (128, 784, 128), (37, 999, 61)]
 REDUCTIONS = ["mean", "sum", "none"]
 
 
