@@ -158,34 +158,46 @@ cdef enum:
     _BLOCK_BYTES = 1 << 20
 
 
+cdef void gemm_tile(bint trans_a, int r, int col, int m_tile, int n_tile, int m, int n, int k,
+                    const real *a, int lda, const real *b, int ldb, real *c, int ldc) noexcept nogil:
+    """The tile of C = op(A) @ B whose first output is (r, col)."""
+    cdef int rows = min(m_tile, m - r), cols = min(n_tile, n - col)
+    # row r of op(A): row r of A, or column r of A when it is transposed
+    cdef const real *a_rows = a + r if trans_a else a + <Py_ssize_t>r * lda
+    gemm_rowmajor(trans_a, False, rows, cols, k, <real>1, a_rows, lda, b + col, ldb, <real>0,
+                  c + <Py_ssize_t>r * ldc + col, ldc)
+
+
+cdef bint small_tiles(bint trans_a, int m, int n, int k, int *m_tile, int *n_tile) noexcept nogil:
+    """Whether to cut C = op(A) @ B into small BLAS calls (small_gemm.h): only when fastnn runs one
+    thread. Small calls run on one thread each, and calls made from several threads at once into
+    an OpenBLAS that has its own threads are many times slower (measured: 10 ms instead of 0.5),
+    so with more threads one multithreaded BLAS call does better."""
+    return _n_threads == 1 and fnn_small_gemm_tiles(trans_a, m, n, k, m_tile, n_tile)
+
+
 cdef void gemm_small(bint trans_a, int m, int n, int k, const real *a, int lda, const real *b, int ldb,
                      real *c, int ldc) noexcept nogil:
-    """C (m, n) = op(A) @ B in tiles of whole-k BLAS calls where small_gemm.h finds that faster."""
-    cdef int m_tile, n_tile, r, col, rows, cols
-    cdef const real *a_rows
-    if not fnn_small_gemm_tiles(trans_a, m, n, k, &m_tile, &n_tile):
+    """C (m, n) = op(A) @ B, as small BLAS calls where small_tiles says so, else as one call."""
+    cdef int m_tile, n_tile, r = 0, col
+    if not small_tiles(trans_a, m, n, k, &m_tile, &n_tile):
         gemm_rowmajor(trans_a, False, m, n, k, <real>1, a, lda, b, ldb, <real>0, c, ldc)
         return
-    r = 0
     while r < m:
-        rows = min(m_tile, m - r)
-        # row r of op(A): row r of A, or column r of A when it is transposed
-        a_rows = a + r if trans_a else a + <Py_ssize_t>r * lda
         col = 0
         while col < n:
-            cols = min(n_tile, n - col)
-            gemm_rowmajor(trans_a, False, rows, cols, k, <real>1, a_rows, lda, b + col, ldb, <real>0,
-                          c + <Py_ssize_t>r * ldc + col, ldc)
+            gemm_tile(trans_a, r, col, m_tile, n_tile, m, n, k, a, lda, b, ldb, c, ldc)
             col += n_tile
         r += m_tile
 
 
 cdef void linear_forward_impl(const real *x, const real *w, const real *b, real *out,
                               int batch, int n_in, int n_out, int act) noexcept nogil:
-    cdef int start = 0, rows = batch, m_tile, n_tile
+    cdef int start = 0, rows = batch, m_tile, n_tile, col
     cdef Py_ssize_t row_bytes = <Py_ssize_t>n_out * sizeof(real)
-    if fnn_small_gemm_tiles(False, batch, n_out, n_in, &m_tile, &n_tile):
-        rows = m_tile  # the epilogue follows each block of m_tile rows
+    cdef bint tiled = small_tiles(False, batch, n_out, n_in, &m_tile, &n_tile)
+    if tiled:
+        rows = m_tile  # bias and activation follow each block of m_tile rows
     elif row_bytes > 0 and <Py_ssize_t>batch * row_bytes > _BLOCK_BYTES:
         rows = <int>((_BLOCK_BYTES // 2) // row_bytes)
         if rows < 128:
@@ -193,8 +205,15 @@ cdef void linear_forward_impl(const real *x, const real *w, const real *b, real 
     while start < batch:
         if rows > batch - start:
             rows = batch - start
-        gemm_small(False, rows, n_out, n_in, x + <Py_ssize_t>start * n_in, n_in, w, n_out,
-                   out + <Py_ssize_t>start * n_out, n_out)
+        if tiled:
+            col = 0
+            while col < n_out:
+                gemm_tile(False, start, col, m_tile, n_tile, start + rows, n_out, n_in, x, n_in, w,
+                          n_out, out, n_out)
+                col += n_tile
+        else:
+            gemm_rowmajor(False, False, rows, n_out, n_in, <real>1, x + <Py_ssize_t>start * n_in, n_in,
+                          w, n_out, <real>0, out + <Py_ssize_t>start * n_out, n_out)
         # One thread: the pass is small next to the product, and OpenMP threads still spinning
         # after it would take a core from BLAS's own threads in the next product.
         bias_act(act, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)
@@ -233,7 +252,7 @@ cdef void input_gradient(const real *dz, const real *w, real *dx, int batch, int
     (an 8x8-block transpose costs 11 us for 784x128 floats against 40 us gained)."""
     cdef int m_tile, n_tile
     cdef real *w_t = NULL
-    if fnn_small_gemm_tiles(False, batch, n_in, n_out, &m_tile, &n_tile):
+    if small_tiles(False, batch, n_in, n_out, &m_tile, &n_tile):
         w_t = <real*>malloc(<size_t>n_in * <size_t>n_out * sizeof(real))
     if w_t == NULL:  # one packed call (also when the scratch cannot be allocated)
         gemm_rowmajor(False, True, batch, n_in, n_out, <real>1, dz, n_out, w, n_out, <real>0, dx, n_in)
