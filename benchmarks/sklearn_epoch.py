@@ -1,12 +1,13 @@
 """MNIST epochs of fastnn.sklearn.MLPClassifier vs sklearn.neural_network.MLPClassifier.
 
-Both estimators get the same settings (solver="sgd", Nesterov momentum, the same lr, alpha,
-batch size, hidden layer and random_state) and the same inputs scaled to [0, 1] (float32 by
-default). Each fit is timed as a whole (input validation included) and followed by the test
-accuracy.
+Both estimators get the same settings (solver="sgd" with Nesterov momentum by default, or
+--solver adam; the same lr, alpha, batch size, hidden layer and random_state) and the same
+inputs scaled to [0, 1] (float32 by default). Each fit is timed as a whole (input validation
+included) and followed by the test accuracy.
 
     python benchmarks/sklearn_epoch.py               # 1 epoch, then 3 epochs; seeds 0 1 2
     python benchmarks/sklearn_epoch.py --epochs 1 --seeds 0 1 2 3 4
+    python benchmarks/sklearn_epoch.py --solver adam --lr 0.001 --epochs 1
 
 Not a pytest file (pytest collects test_*.py only). Run it on a quiet machine (see `uptime`).
 """
@@ -24,7 +25,7 @@ if __name__ == "__main__":  # run from a checkout: use the fastnn built in place
 
 
 def _settings(args, epochs, seed):
-    return dict(hidden_layer_sizes=(args.hidden,), activation="relu", solver="sgd",
+    return dict(hidden_layer_sizes=(args.hidden,), activation="relu", solver=args.solver,
                 alpha=1e-4, batch_size=args.batch_size, learning_rate_init=args.lr,
                 momentum=0.9, nesterovs_momentum=True, max_iter=epochs, shuffle=True,
                 random_state=seed, n_iter_no_change=10 ** 6)
@@ -47,6 +48,7 @@ def main(argv=None):
                         help="one timed fit of each library per seed")
     parser.add_argument("--hidden", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--solver", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--input-dtype", choices=["float32", "float64"], default="float32",
                         help="dtype of the scaled images given to both estimators (fastnn's "
@@ -71,7 +73,8 @@ def main(argv=None):
     print(f"fastnn {fastnn.__version__}, scikit-learn {sklearn.__version__}, numpy "
           f"{np.__version__}, {os.cpu_count()} CPUs")
     print(f"MNIST {X.shape} {dtype.name} in [0, 1]; fastnn {fast_extra}; "
-          f"hidden=({args.hidden},) relu, sgd lr={args.lr} momentum=0.9 nesterov, alpha=1e-4, "
+          f"hidden=({args.hidden},) relu, {args.solver} lr={args.lr}"
+          f"{' momentum=0.9 nesterov' if args.solver == 'sgd' else ''}, alpha=1e-4, "
           f"batch={args.batch_size}, random_state in {args.seeds}")
     libraries = {"fastnn": lambda settings: FastMLP(**settings, **fast_extra),
                  "scikit-learn": lambda settings: SkMLP(**settings)}

@@ -1,10 +1,11 @@
 """Whole runs of training steps in one native call, for the networks that allow it.
 
 A plain MLP (Linear + optional activation blocks, no Dropout, softmax cross-entropy on the last
-Linear's outputs) trained with SGD runs through ``_core.mlp_sgd_steps``: the batch gather,
+Linear's outputs) trained with SGD or Adam runs through ``_core.mlp_sgd_steps``: the batch gather,
 forward, loss, backward and update of many steps happen in C without returning to Python. The
-parameters, gradient buffers and optimizer velocities are the same arrays the layer-by-layer
-path uses, so the two paths can take turns (and checkpoints do not care which one ran).
+parameters, gradient buffers and optimizer states (SGD's velocities, Adam's moments and step
+count) are the ones the layer-by-layer path uses, so the two paths can take turns (and
+checkpoints do not care which one ran).
 """
 import time
 
@@ -13,7 +14,7 @@ import numpy as np
 from ._native import core as _core
 from ._threads import blas_threads_limited, get_num_threads, threads_pinned
 from .losses import SoftmaxCrossEntropy
-from .optim import SGD
+from .optim import SGD, Adam, _check_state
 
 _ACTIVATION_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "scaled_tanh": 4}
 _STEP_ELEMENTS = 1 << 23  # input values per native call: progress about every 0.05 s
@@ -45,7 +46,7 @@ class NativeMLP:
 
     @staticmethod
     def applies(optimizer):
-        return type(optimizer) is SGD
+        return type(optimizer) in (SGD, Adam)
 
     def _batch_buffers(self, batch, dtype):
         bufs = self._buffers.get(batch)
@@ -63,9 +64,19 @@ class NativeMLP:
         path. ``on_diverged(step)`` builds the error raised at a non-finite loss (1-based step)."""
         net = self.network
         params = net._fit_params
-        if optimizer.momentum != 0.0 and not _velocity_matches(optimizer, params):
-            optimizer._velocity = [np.zeros_like(p) for p in params]
-        velocity = optimizer._velocity if optimizer.momentum != 0.0 else None
+        adam = type(optimizer) is Adam
+        if adam:
+            # The state Adam.step keeps: moments m and v, and its step count t.
+            if not (_check_state(optimizer._m, params, "m") and _check_state(optimizer._v, params, "v")):
+                optimizer._m = [np.zeros_like(p) for p in params]
+                optimizer._v = [np.zeros_like(p) for p in params]
+                optimizer.t = 0
+            first_moment, second_moment = optimizer._m, optimizer._v
+        else:
+            if optimizer.momentum != 0.0 and not _velocity_matches(optimizer, params):
+                optimizer._velocity = [np.zeros_like(p) for p in params]
+            first_moment = optimizer._velocity if optimizer.momentum != 0.0 else None
+            second_moment = None
         acts, grad_bufs, scratch, labels = self._batch_buffers(batch_size, net.dtype)
         order = np.ascontiguousarray(order, dtype=np.int64)
         y = np.ascontiguousarray(y, dtype=np.int64)
@@ -82,11 +93,14 @@ class NativeMLP:
                 t0 = time.perf_counter()
                 loss_sum, c, s, failed = _core.mlp_sgd_steps(
                     params[0::2], params[1::2],
-                    velocity[0::2] if velocity else [], velocity[1::2] if velocity else [],
+                    first_moment[0::2] if first_moment else [], first_moment[1::2] if first_moment else [],
                     grads[0::2], grads[1::2], acts, grad_bufs, scratch, self.activations,
                     X, y, order, labels, first, stop, batch_size,
-                    net.input_scale, net.input_shift, optimizer.lr, optimizer.momentum,
-                    optimizer.weight_decay, optimizer.nesterov, self.threads.configured, threads)
+                    net.input_scale, net.input_shift, optimizer.lr, 0.0 if adam else optimizer.momentum,
+                    optimizer.weight_decay, False if adam else optimizer.nesterov,
+                    self.threads.configured, threads, **self._adam_arguments(optimizer, second_moment))
+                if adam:  # the steps applied (a failed step applies nothing)
+                    optimizer.t += (failed if failed >= 0 else stop) - first
                 self.threads.record(threads, (time.perf_counter() - t0) / (stop - first))
                 total, correct, seen = total + loss_sum, correct + c, seen + s
                 if failed >= 0:
@@ -96,6 +110,15 @@ class NativeMLP:
                     bar.set_postfix_str(f"loss={total / seen:.4f}", refresh=False)
                 first = stop
         return total, correct, seen
+
+
+    @staticmethod
+    def _adam_arguments(optimizer, second_moment):
+        if second_moment is None:
+            return {}
+        return {"adam_second_w": second_moment[0::2], "adam_second_b": second_moment[1::2],
+                "beta1": optimizer.beta1, "beta2": optimizer.beta2, "eps": optimizer.eps,
+                "adam_steps_before": optimizer.t}
 
 
 def _velocity_matches(optimizer, params):

@@ -2,8 +2,8 @@
 
 Needs scikit-learn (``pip install fastnn[sklearn]``); ``import fastnn`` never imports it.
 
-The estimator trains a Network of Linear [+ activation] blocks with SoftmaxCrossEntropy, so
-solver="sgd" runs through fastnn's native whole-epoch loop. How scikit-learn's parameters map:
+The estimator trains a Network of Linear [+ activation] blocks with SoftmaxCrossEntropy, so both
+solvers ("sgd" and "adam") run through fastnn's native whole-epoch loop. How scikit-learn's parameters map:
 
 * alpha: scikit-learn adds alpha * W / batch_size to each batch's coefficient gradient (its
   loss has + alpha/2 * ||W||^2 / batch_size), so fastnn gets weight_decay = alpha / batch_size.

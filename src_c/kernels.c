@@ -46,7 +46,8 @@
     {                                                                                              \
         act_forward_##SUF##_##PATH, act_backward_##SUF##_##PATH, bias_act_##SUF##_##PATH,          \
             act_grad_colsum_##SUF##_##PATH, softmax_xent_##SUF##_##PATH,                           \
-            softmax_rows_##SUF##_##PATH, sgd_##SUF##_##PATH, gather_u8_##SUF##_##PATH,             \
+            softmax_rows_##SUF##_##PATH, sgd_##SUF##_##PATH, adam_##SUF##_##PATH,                  \
+            gather_u8_##SUF##_##PATH,                                                              \
             gather_##SUF##_##PATH, finite_range_##SUF##_##PATH, transpose_##SUF##_##PATH           \
     }
 

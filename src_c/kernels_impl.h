@@ -1,7 +1,7 @@
 /* Serial kernel bodies, included by kernels.c once per (element type, SIMD path).
  *
  * Expects: REAL (float or double), SUF (f32/f64), PATH (generic/avx2), FNN_TARGET (a function
- * attribute or nothing), EXP_NEG / EXPM1_NEG (from fastmath.h), FABS, COPYSIGN.
+ * attribute or nothing), EXP_NEG / EXPM1_NEG (from fastmath.h), FABS, COPYSIGN, SQRT.
  * Each function works on a contiguous range; kernels.c splits ranges across threads.
  * "#pragma GCC ivdep": elementwise loops may run in place (out == in exactly); partial overlap is
  * refused in Python, so the assumed-dependence check GCC would add is not needed.
@@ -300,6 +300,24 @@ static FNN_TARGET void NAME(sgd)(REAL *p, const REAL *g, REAL *v, ptrdiff_t n, R
             v[i] = vi;
             p[i] -= lr * (gi + mu * vi);
         }
+    }
+}
+
+/* One Adam step in place (fastnn.optim.Adam's formulas): g' = g + wd * p; m = b1 m + (1 - b1) g';
+ * v = b2 v + (1 - b2) g'^2; p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), where
+ * step_size = lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t). */
+static FNN_TARGET void NAME(adam)(REAL *p, const REAL *g, REAL *m, REAL *v, ptrdiff_t n, REAL step_size,
+                                  REAL inv_sqrt_bc2, REAL b1, REAL b2, REAL eps, REAL wd)
+{
+    const REAL c1 = (REAL)1 - b1, c2 = (REAL)1 - b2;
+#pragma GCC ivdep
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const REAL gi = wd != 0 ? p[i] * wd + g[i] : g[i];
+        const REAL mi = m[i] * b1 + gi * c1;
+        const REAL vi = v[i] * b2 + gi * gi * c2;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= mi / (SQRT(vi) * inv_sqrt_bc2 + eps) * step_size;
     }
 }
 

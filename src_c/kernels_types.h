@@ -9,6 +9,7 @@
 #define EXPM1_NEG fnn_expm1_neg_f
 #define FABS __builtin_fabsf
 #define COPYSIGN __builtin_copysignf
+#define SQRT __builtin_sqrtf
 #include "kernels_impl.h"
 #undef REAL
 #undef SUF
@@ -16,6 +17,7 @@
 #undef EXPM1_NEG
 #undef FABS
 #undef COPYSIGN
+#undef SQRT
 #undef FNN_IS_F32
 
 #define REAL double
@@ -25,6 +27,7 @@
 #define EXPM1_NEG fnn_expm1_neg_d
 #define FABS __builtin_fabs
 #define COPYSIGN __builtin_copysign
+#define SQRT __builtin_sqrt
 #include "kernels_impl.h"
 #undef REAL
 #undef SUF
@@ -32,4 +35,5 @@
 #undef EXPM1_NEG
 #undef FABS
 #undef COPYSIGN
+#undef SQRT
 #undef FNN_IS_F32

@@ -1,4 +1,4 @@
-/* Whole runs of SGD steps of a plain MLP (Linear + activation blocks, softmax cross-entropy),
+/* Whole runs of SGD or Adam steps of a plain MLP (Linear + activation blocks, softmax cross-entropy),
  * in one OpenMP region so that Python is not re-entered between steps.
  *
  * Threading: the work of a step is cut into n_parts parts. Part p owns a block of rows of every
@@ -28,7 +28,8 @@ typedef struct {
     const int *dims; /* n_layers + 1 widths */
     const int *acts; /* activation code after each Linear (the last is 0: logits) */
     void **w, **b;   /* (dims[l], dims[l+1]) and (dims[l+1],) */
-    void **vw, **vb; /* velocities, or NULL entries without momentum */
+    void **vw, **vb; /* SGD's velocities (NULL entries without momentum), or Adam's first moments */
+    void **sw, **sb; /* Adam's second moments (unused by SGD) */
     void **gw, **gb; /* gradient buffers of the same shapes */
     void **a;        /* a[l]: (batch, dims[l]); a[0] receives the batch */
     void **g;        /* g[l]: (batch, dims[l]) for l >= 1: dL/da[l] */
@@ -48,6 +49,9 @@ typedef struct {
 typedef struct {
     double lr, momentum, weight_decay, bias_weight_decay;
     int nesterov;
+    int adam;                   /* 0: SGD (lr, momentum, nesterov); 1: Adam (lr, beta1, beta2, eps) */
+    double beta1, beta2, eps;
+    int64_t adam_steps_before;  /* Adam steps taken before first_step (its bias correction) */
 } fnn_sgd_config;
 
 typedef struct {

@@ -35,6 +35,21 @@ static void NAME(gemm_small)(int trans_a, int m, int n, int k, const REAL *a, in
     }
 }
 
+/* The optimizer's step on n parameters p with gradient g (state: first and second, see fnn_mlp);
+   adam_step: the 1-based Adam step count of this training step. */
+static void NAME(update)(const TABLE_TYPE *T, const fnn_sgd_config *opt, int64_t adam_step, REAL *p,
+                         const REAL *g, REAL *first, REAL *second, ptrdiff_t n, double weight_decay)
+{
+    if (opt->adam) {
+        const double step_size = opt->lr / (1.0 - pow(opt->beta1, (double)adam_step));
+        const double inv_sqrt_bc2 = 1.0 / sqrt(1.0 - pow(opt->beta2, (double)adam_step));
+        T->adam(p, g, first, second, n, (REAL)step_size, (REAL)inv_sqrt_bc2, (REAL)opt->beta1,
+                (REAL)opt->beta2, (REAL)opt->eps, (REAL)weight_decay);
+    } else {
+        T->sgd(p, g, first, n, (REAL)opt->lr, (REAL)opt->momentum, (REAL)weight_decay, opt->nesterov);
+    }
+}
+
 static ptrdiff_t NAME(count_correct)(const REAL *logits, const int64_t *labels, ptrdiff_t rows, int k)
 {
     ptrdiff_t correct = 0;
@@ -189,6 +204,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 break;
             }
 
+            const int64_t adam_step = opt->adam_steps_before + (step - first_step) + 1;
             /* Backward: dz of layer l is complete here. Each part computes, for its own weight
                rows, dx columns (from the weights before the update), dW, and the update. */
             for (int l = L - 1; l >= 0; l--) {
@@ -211,15 +227,16 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                         }
                         NAME(gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,
                                          gw, n_out);
-                        T->sgd(w, gw, m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL, (b1 - b0) * n_out,
-                               (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->weight_decay, opt->nesterov);
+                        NAME(update)(T, opt, adam_step, w, gw, m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL,
+                                     m->sw[l] ? (REAL *)m->sw[l] + b0 * n_out : NULL, (b1 - b0) * n_out,
+                                     opt->weight_decay);
                     }
                     split_range(n_out, parts, p, 1, &b0, &b1);
                     if (b1 > b0) {
                         NAME(column_sums)(dz, (REAL *)m->gb[l], rows, n_out, b0, b1);
-                        T->sgd((REAL *)m->b[l] + b0, (REAL *)m->gb[l] + b0, m->vb[l] ? (REAL *)m->vb[l] + b0 : NULL,
-                               b1 - b0, (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->bias_weight_decay,
-                               opt->nesterov);
+                        NAME(update)(T, opt, adam_step, (REAL *)m->b[l] + b0, (REAL *)m->gb[l] + b0,
+                                     m->vb[l] ? (REAL *)m->vb[l] + b0 : NULL, m->sb[l] ? (REAL *)m->sb[l] + b0 : NULL,
+                                     b1 - b0, opt->bias_weight_decay);
                     }
                 }
                 fnn_barrier_wait(&barrier);

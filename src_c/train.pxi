@@ -1,4 +1,5 @@
-# Native training loop for a plain MLP: Linear(+activation) blocks, softmax cross-entropy, SGD.
+# Native training loop for a plain MLP: Linear(+activation) blocks, softmax cross-entropy, SGD or
+# Adam.
 #
 # At batch 32 a step of 784-128-10 has about 30 us of work besides its matrix products; calling
 # the ops one by one from Python costs more than that, so whole runs of steps happen in C
@@ -19,6 +20,8 @@ cdef extern from "mlp.h" nogil:
         void **b
         void **vw
         void **vb
+        void **sw
+        void **sb
         void **gw
         void **gb
         void **a
@@ -39,6 +42,11 @@ cdef extern from "mlp.h" nogil:
         double weight_decay
         double bias_weight_decay
         int nesterov
+        int adam
+        double beta1
+        double beta2
+        double eps
+        int64_t adam_steps_before
     ctypedef struct fnn_steps_result:
         double loss_sum
         Py_ssize_t correct
@@ -74,8 +82,15 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
                   cnp.ndarray x, cnp.ndarray y, cnp.ndarray order, cnp.ndarray label_buf,
                   Py_ssize_t first_step, Py_ssize_t stop_step, int batch_size,
                   double scale, double shift, double lr, double momentum, double weight_decay,
-                  bint nesterov, int n_parts=0, int n_threads=0, double bias_weight_decay=-1.0):
+                  bint nesterov, int n_parts=0, int n_threads=0, double bias_weight_decay=-1.0,
+                  list adam_second_w=None, list adam_second_b=None, double beta1=0.0, double beta2=0.0,
+                  double eps=0.0, Py_ssize_t adam_steps_before=-1):
     """Run SGD steps [first_step, stop_step) of an epoch over the rows ``order`` of (x, y).
+
+    adam_steps_before >= 0 makes the steps Adam's (beta1, beta2, eps; lr and weight_decay as for
+    SGD; momentum and nesterov unused): vel_w / vel_b then hold the first moments and
+    adam_second_w / adam_second_b the second, and adam_steps_before counts the Adam steps taken
+    before first_step.
 
     Step s trains on rows order[s*batch_size:(s+1)*batch_size] (the last batch may be short).
     Returns (loss_sum, correct, seen, failed_step): failed_step is -1, or the step whose loss
@@ -92,9 +107,15 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     dtype = weights[0].dtype
     if dtype.char not in "fd":
         raise TypeError("mlp_sgd_steps: float32 or float64 weights expected")
-    use_velocity = momentum != 0
+    cdef bint adam = adam_steps_before >= 0
+    use_velocity = momentum != 0 or adam
     if use_velocity and (len(vel_w) != L or len(vel_b) != L):
-        raise ValueError("mlp_sgd_steps: velocities are required with momentum")
+        raise ValueError("mlp_sgd_steps: velocities are required with momentum (first moments with Adam)")
+    if adam:
+        if adam_second_w is None or adam_second_b is None or len(adam_second_w) != L or len(adam_second_b) != L:
+            raise ValueError("mlp_sgd_steps: Adam needs second moments for every layer")
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0 and eps > 0.0):
+            raise ValueError("mlp_sgd_steps: Adam needs beta1, beta2 in [0, 1) and eps > 0")
     for l in range(L):
         _require(weights[l], "weights", (dims[l], dims[l + 1]), dtype)
         _require(biases[l], "biases", (dims[l + 1],), dtype)
@@ -104,6 +125,9 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
         if use_velocity:
             _require(vel_w[l], "vel_w", (dims[l], dims[l + 1]), dtype)
             _require(vel_b[l], "vel_b", (dims[l + 1],), dtype)
+        if adam:
+            _require(adam_second_w[l], "adam_second_w", (dims[l], dims[l + 1]), dtype)
+            _require(adam_second_b[l], "adam_second_b", (dims[l + 1],), dtype)
         if not 0 <= activations[l] <= 4:
             raise ValueError("mlp_sgd_steps: unknown activation code")
     for l in range(L + 1):
@@ -138,7 +162,7 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     m.n_layers = L
     m.dims = dim_arr
     m.acts = act_arr
-    m.w = m.b = m.vw = m.vb = m.gw = m.gb = m.a = m.g = m.dz = NULL
+    m.w = m.b = m.vw = m.vb = m.sw = m.sb = m.gw = m.gb = m.a = m.g = m.dz = NULL
     src.x = cnp.PyArray_DATA(x)
     src.x_kind = 0 if xt == cnp.NPY_UINT8 else (1 if xt == cnp.NPY_FLOAT32 else 2)
     src.y = <int64_t*>cnp.PyArray_DATA(y)
@@ -152,6 +176,11 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     opt.weight_decay = weight_decay
     opt.bias_weight_decay = weight_decay if bias_weight_decay < 0 else bias_weight_decay
     opt.nesterov = nesterov
+    opt.adam = adam
+    opt.beta1 = beta1
+    opt.beta2 = beta2
+    opt.eps = eps
+    opt.adam_steps_before = adam_steps_before if adam else 0
     try:
         if dim_arr == NULL or act_arr == NULL:
             raise MemoryError()
@@ -163,6 +192,8 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
         m.b = _pointers(biases, L, False)
         m.vw = _pointers(vel_w if use_velocity else [None] * L, L, True)
         m.vb = _pointers(vel_b if use_velocity else [None] * L, L, True)
+        m.sw = _pointers(adam_second_w if adam else [None] * L, L, True)
+        m.sb = _pointers(adam_second_b if adam else [None] * L, L, True)
         m.gw = _pointers(grad_w, L, False)
         m.gb = _pointers(grad_b, L, False)
         m.a = _pointers(acts, L + 1, False)
@@ -176,7 +207,7 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     finally:
         free(dim_arr)
         free(act_arr)
-        free(m.w); free(m.b); free(m.vw); free(m.vb); free(m.gw); free(m.gb)
+        free(m.w); free(m.b); free(m.vw); free(m.vb); free(m.sw); free(m.sb); free(m.gw); free(m.gb)
         free(m.a); free(m.g); free(m.dz)
     if status != 0:
         raise MemoryError("mlp_sgd_steps: could not allocate the per-thread partial products")

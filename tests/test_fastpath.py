@@ -134,3 +134,45 @@ def test_chooser_switches_back_when_the_probe_wins():
             break
         chooser.record(threads, 2e-4)
     assert chooser.next() == (2, False)
+
+
+def _adam_fit(dtype, paths, weight_decay=1e-3):
+    """Train one epoch per entry of ``paths`` ("native" or "python") with one Adam; returns the
+    parameters, the epoch losses and the optimizer."""
+    X, y = _data()
+    net = fastnn.Network([fastnn.Linear(20, 24), fastnn.Tanh(), fastnn.Linear(24, 4)],
+                         input_scale=1 / 255, seed=3, dtype=dtype)
+    native = net._native_epoch
+    assert native is not None
+    optimizer = fastnn.Adam(lr=0.01, weight_decay=weight_decay)
+    losses = []
+    for epoch, path in enumerate(paths):
+        net._native_epoch = native if path == "native" else None
+        history = net.fit(X, y, epochs=1, batch_size=32, optimizer=optimizer, seed=epoch, progress=False)
+        losses += history.train_loss
+    return net.parameters(), losses, optimizer
+
+
+ADAM_TOLERANCE = {np.float32: {"rtol": 1e-4, "atol": 1e-5}, np.float64: {"rtol": 1e-12, "atol": 1e-14}}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_adam_on_the_native_loop_matches_the_layer_by_layer_path(dtype, threads):
+    native, native_losses, native_opt = _adam_fit(dtype, ["native"] * 2)
+    python, python_losses, python_opt = _adam_fit(dtype, ["python"] * 2)
+    assert native_opt.t == python_opt.t == 2 * 19  # 600 rows in batches of 32, twice
+    np.testing.assert_allclose(native_losses, python_losses, **ADAM_TOLERANCE[dtype])
+    for a, b in zip(native + native_opt._m + native_opt._v, python + python_opt._m + python_opt._v):
+        np.testing.assert_allclose(a, b, **ADAM_TOLERANCE[dtype])
+
+
+def test_adam_state_carries_over_between_the_two_paths(threads):
+    # One epoch natively then one layer by layer (and the reverse) equals two of either: the
+    # moments and the step count (Adam's bias correction) are shared.
+    mixed, _, opt = _adam_fit(np.float64, ["native", "python"])
+    reverse, _, _ = _adam_fit(np.float64, ["python", "native"])
+    python, _, _ = _adam_fit(np.float64, ["python", "python"])
+    assert opt.t == 38
+    for a, b, c in zip(mixed, reverse, python):
+        np.testing.assert_allclose(a, c, **ADAM_TOLERANCE[np.float64])
+        np.testing.assert_allclose(b, c, **ADAM_TOLERANCE[np.float64])

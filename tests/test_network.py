@@ -140,12 +140,14 @@ def test_native_epoch_matches_layer_by_layer(dtype, optimizer):
 def test_native_epoch_is_used_only_where_it_applies(monkeypatch):
     calls = []
     real = _core.mlp_sgd_steps
-    monkeypatch.setattr(_core, "mlp_sgd_steps", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(_core, "mlp_sgd_steps", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     X, y = small_data()
     _mlp("float32").fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
     assert calls
     calls.clear()
     _mlp("float32").fit(X, y, epochs=1, batch_size=32, optimizer=Adam(), progress=False, seed=0)
+    assert calls  # SGD and Adam both run natively
+    calls.clear()
     dropout = Network([Linear(6, 5), ReLU(), Dropout(0.2), Linear(5, 3)], seed=0)
     dropout.fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
     assert not calls
