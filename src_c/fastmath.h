@@ -110,25 +110,8 @@ FNN_INLINE double fnn_expm1_reduced_d(double r)
 #define FNN_LN2_HI_D 6.93147180369123816490e-01 /* trailing zero bits: n * LN2_HI is exact */
 #define FNN_LN2_LO_D 1.90821492927058770002e-10
 
-/* exp(r) * 2^-128 for |r| <= ln2/2: Taylor to degree 13 (truncation below 1e-17 relative), the
- * 2^-128 on the coefficients as for float. */
-FNN_INLINE double fnn_exp_reduced_scaled_d(double r)
-{
-    double p = 0x1p-128 / 6227020800.0;
-    p = p * r + 0x1p-128 / 479001600.0;
-    p = p * r + 0x1p-128 / 39916800.0;
-    p = p * r + 0x1p-128 / 3628800.0;
-    p = p * r + 0x1p-128 / 362880.0;
-    p = p * r + 0x1p-128 / 40320.0;
-    p = p * r + 0x1p-128 / 5040.0;
-    p = p * r + 0x1p-128 / 720.0;
-    p = p * r + 0x1p-128 / 120.0;
-    p = p * r + 0x1p-128 / 24.0;
-    p = p * r + 0x1p-128 / 6.0;
-    p = p * r + 0x1p-128 / 2.0;
-    p = p * r + 0x1p-128;
-    return p * r + 0x1p-128;
-}
+/* exp(r) * 2^-128 for |r| <= ln2/2, from the expm1 polynomial above (exact scaling). */
+FNN_INLINE double fnn_exp_reduced_scaled_d(double r) { return (1.0 + fnn_expm1_reduced_d(r)) * 0x1p-128; }
 
 /* exp(x) for x <= 0 or NaN; 2^n (n in [-1076, 0]) as 2^(n+128) times the scaled polynomial. */
 FNN_INLINE double fnn_exp_neg_d(double x)
