@@ -63,6 +63,12 @@ cdef extern from "kernels.h" nogil:
 cdef extern from "small_gemm.h" nogil:
     int fnn_small_gemm_tiles(int trans_a, int m, int n, int k, int *m_tile, int *n_tile)
 
+cdef extern from "mlp.h" nogil:
+    void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int lda, const float *b,
+                            int ldb, float *c, int ldc)
+    void fnn_gemm_small_f64(int trans_a, int m, int n, int k, const double *a, int lda, const double *b,
+                            int ldb, double *c, int ldc)
+
 ctypedef fused real:
     float
     double
@@ -158,16 +164,6 @@ cdef enum:
     _BLOCK_BYTES = 1 << 20
 
 
-cdef void gemm_tile(bint trans_a, int r, int col, int m_tile, int n_tile, int m, int n, int k,
-                    const real *a, int lda, const real *b, int ldb, real *c, int ldc) noexcept nogil:
-    """The tile of C = op(A) @ B whose first output is (r, col)."""
-    cdef int rows = min(m_tile, m - r), cols = min(n_tile, n - col)
-    # row r of op(A): row r of A, or column r of A when it is transposed
-    cdef const real *a_rows = a + r if trans_a else a + <Py_ssize_t>r * lda
-    gemm_rowmajor(trans_a, False, rows, cols, k, <real>1, a_rows, lda, b + col, ldb, <real>0,
-                  c + <Py_ssize_t>r * ldc + col, ldc)
-
-
 cdef bint small_tiles(bint trans_a, int m, int n, int k, int *m_tile, int *n_tile) noexcept nogil:
     """Whether to cut C = op(A) @ B into small BLAS calls (small_gemm.h): only when fastnn runs one
     thread. Small calls run on one thread each, and calls made from several threads at once into
@@ -179,24 +175,20 @@ cdef bint small_tiles(bint trans_a, int m, int n, int k, int *m_tile, int *n_til
 cdef void gemm_small(bint trans_a, int m, int n, int k, const real *a, int lda, const real *b, int ldb,
                      real *c, int ldc) noexcept nogil:
     """C (m, n) = op(A) @ B, as small BLAS calls where small_tiles says so, else as one call."""
-    cdef int m_tile, n_tile, r = 0, col
+    cdef int m_tile, n_tile
     if not small_tiles(trans_a, m, n, k, &m_tile, &n_tile):
         gemm_rowmajor(trans_a, False, m, n, k, <real>1, a, lda, b, ldb, <real>0, c, ldc)
-        return
-    while r < m:
-        col = 0
-        while col < n:
-            gemm_tile(trans_a, r, col, m_tile, n_tile, m, n, k, a, lda, b, ldb, c, ldc)
-            col += n_tile
-        r += m_tile
+    elif real is float:
+        fnn_gemm_small_f32(trans_a, m, n, k, a, lda, b, ldb, c, ldc)
+    else:
+        fnn_gemm_small_f64(trans_a, m, n, k, a, lda, b, ldb, c, ldc)
 
 
 cdef void linear_forward_impl(const real *x, const real *w, const real *b, real *out,
                               int batch, int n_in, int n_out, int act) noexcept nogil:
-    cdef int start = 0, rows = batch, m_tile, n_tile, col
+    cdef int start = 0, rows = batch, m_tile, n_tile
     cdef Py_ssize_t row_bytes = <Py_ssize_t>n_out * sizeof(real)
-    cdef bint tiled = small_tiles(False, batch, n_out, n_in, &m_tile, &n_tile)
-    if tiled:
+    if small_tiles(False, batch, n_out, n_in, &m_tile, &n_tile):
         rows = m_tile  # bias and activation follow each block of m_tile rows
     elif row_bytes > 0 and <Py_ssize_t>batch * row_bytes > _BLOCK_BYTES:
         rows = <int>((_BLOCK_BYTES // 2) // row_bytes)
@@ -205,15 +197,8 @@ cdef void linear_forward_impl(const real *x, const real *w, const real *b, real 
     while start < batch:
         if rows > batch - start:
             rows = batch - start
-        if tiled:
-            col = 0
-            while col < n_out:
-                gemm_tile(False, start, col, m_tile, n_tile, start + rows, n_out, n_in, x, n_in, w,
-                          n_out, out, n_out)
-                col += n_tile
-        else:
-            gemm_rowmajor(False, False, rows, n_out, n_in, <real>1, x + <Py_ssize_t>start * n_in, n_in,
-                          w, n_out, <real>0, out + <Py_ssize_t>start * n_out, n_out)
+        gemm_small(False, rows, n_out, n_in, x + <Py_ssize_t>start * n_in, n_in, w, n_out,
+                   out + <Py_ssize_t>start * n_out, n_out)
         # One thread: the pass is small next to the product, and OpenMP threads still spinning
         # after it would take a core from BLAS's own threads in the next product.
         bias_act(act, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)

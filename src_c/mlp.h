@@ -23,6 +23,14 @@ typedef void (*fnn_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
 /* The BLAS routines to call (scipy's, handed over by the Cython module at import). */
 void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm);
 
+/* C (m, n) = op(A) (m, k) @ B (k, n) for row-major operands (op(A) = A, or A's transpose when
+ * trans_a), through those BLAS routines: cut into small calls where small_gemm.h finds that
+ * faster, else one call. Each call runs on one BLAS thread when BLAS is limited to one. */
+void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                        float *c, int ldc);
+void fnn_gemm_small_f64(int trans_a, int m, int n, int k, const double *a, int lda, const double *b, int ldb,
+                        double *c, int ldc);
+
 typedef struct {
     int n_layers;
     const int *dims; /* n_layers + 1 widths */

@@ -15,9 +15,10 @@ static void NAME(gemm)(int trans_a, int trans_b, int m, int n, int k, const REAL
     GEMM_FN(&ta, &tb, &n, &m, &k, &one, (REAL *)b, &ldb, (REAL *)a, &lda, &beta, c, &ldc);
 }
 
-/* C = op(A) B as tiles of whole-k BLAS calls (small_gemm.h), or one call. */
-static void NAME(gemm_small)(int trans_a, int m, int n, int k, const REAL *a, int lda, const REAL *b,
-                             int ldb, REAL *c, int ldc)
+/* C (m, n) = op(A) (m, k) B (k, n), row-major, beta 0: as tiles of whole-k BLAS calls where
+   small_gemm.h finds that faster, else as one call (declared in mlp.h). */
+void NAME(fnn_gemm_small)(int trans_a, int m, int n, int k, const REAL *a, int lda, const REAL *b, int ldb,
+                          REAL *c, int ldc)
 {
     int m_tile, n_tile;
     if (!fnn_small_gemm_tiles(trans_a, m, n, k, &m_tile, &n_tile)) {
@@ -165,7 +166,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 for (int p = tid; p < parts; p += nth) {
                     split_range(n_in, parts, p, 1, &b0, &b1);
                     if (b1 > b0)
-                        NAME(gemm_small)(0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
+                        NAME(fnn_gemm_small)(0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
                                          (REAL *)m->w[l] + b0 * n_out, n_out, part[p], n_out);
                     else
                         memset(part[p], 0, sizeof(REAL) * (size_t)rows * n_out);
@@ -225,7 +226,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                                                     (REAL *)m->dz[l - 1] + (ptrdiff_t)r * n_in + b0, b1 - b0);
                             }
                         }
-                        NAME(gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,
+                        NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,
                                          gw, n_out);
                         NAME(update)(T, opt, adam_step, w, gw, m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL,
                                      m->sw[l] ? (REAL *)m->sw[l] + b0 * n_out : NULL, (b1 - b0) * n_out,
