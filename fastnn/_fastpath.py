@@ -111,9 +111,9 @@ class NativeMLP:
                 first = stop
         return total, correct, seen
 
-
     @staticmethod
     def _adam_arguments(optimizer, second_moment):
+        """The keyword arguments of mlp_sgd_steps that make its steps Adam's (none for SGD)."""
         if second_moment is None:
             return {}
         return {"adam_second_w": second_moment[0::2], "adam_second_b": second_moment[1::2],
