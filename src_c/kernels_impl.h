@@ -1,7 +1,9 @@
 /* Serial kernel bodies, included by kernels.c once per (element type, SIMD path).
  *
- * Expects: REAL (float or double), SUF (f32/f64), PATH (generic/avx2), FNN_TARGET (a function
- * attribute or nothing), EXP_NEG / EXPM1_NEG (from fastmath.h), FABS, COPYSIGN, SQRT.
+ * Expects: REAL (float or double), SUF (f32/f64), FNN_IS_F32, PATH (generic/avx2), FNN_TARGET (a
+ * function attribute or nothing), FNN_AVX2_INTRINSICS, EXP_NEG / EXPM1_NEG (from fastmath.h),
+ * FABS, COPYSIGN, SQRT. The per-type ones (REAL ... SQRT, not PATH, FNN_TARGET and
+ * FNN_AVX2_INTRINSICS) are undefined at the end, ready for the next type.
  * Each function works on a contiguous range; kernels.c splits ranges across threads.
  * "#pragma GCC ivdep": elementwise loops may run in place (out == in exactly); partial overlap is
  * refused in Python, so the assumed-dependence check GCC would add is not needed.
@@ -407,3 +409,11 @@ static FNN_TARGET void NAME(transpose)(const REAL *src, REAL *dst, ptrdiff_t row
 #undef FNN_CAT3_
 #undef SCALED_A
 #undef SCALED_B
+#undef REAL
+#undef SUF
+#undef FNN_IS_F32
+#undef EXP_NEG
+#undef EXPM1_NEG
+#undef FABS
+#undef COPYSIGN
+#undef SQRT

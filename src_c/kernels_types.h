@@ -1,6 +1,6 @@
 /* Includes kernels_impl.h once for float and once for double, with the FNN_TARGET and PATH
- * the includer defined (kernels.c does so once per SIMD path). No include guard: meant to be
- * included several times. */
+ * the includer defined (kernels.c does so once per SIMD path); kernels_impl.h undefines the
+ * per-type macros below after each use. No include guard: meant to be included several times. */
 
 #define REAL float
 #define SUF f32
@@ -11,14 +11,6 @@
 #define COPYSIGN __builtin_copysignf
 #define SQRT __builtin_sqrtf
 #include "kernels_impl.h"
-#undef REAL
-#undef SUF
-#undef EXP_NEG
-#undef EXPM1_NEG
-#undef FABS
-#undef COPYSIGN
-#undef SQRT
-#undef FNN_IS_F32
 
 #define REAL double
 #define SUF f64
@@ -29,11 +21,3 @@
 #define COPYSIGN __builtin_copysign
 #define SQRT __builtin_sqrt
 #include "kernels_impl.h"
-#undef REAL
-#undef SUF
-#undef EXP_NEG
-#undef EXPM1_NEG
-#undef FABS
-#undef COPYSIGN
-#undef SQRT
-#undef FNN_IS_F32
