@@ -1,16 +1,10 @@
 """What fastnn runs on: version, build, SIMD path, threads and the BLAS actually called."""
-import os
 import platform
 import sys
 
+from . import _machine
 from ._native import core as _core
 from ._threads import get_num_threads
-
-
-def _blas_libraries():
-    from threadpoolctl import threadpool_info
-
-    return [info for info in threadpool_info() if info.get("user_api") == "blas"]
 
 
 def config():
@@ -20,14 +14,14 @@ def config():
 
     from . import __version__
 
-    blas = _blas_libraries()
-    # fastnn calls BLAS through scipy.linalg.cython_blas, i.e. the library scipy loaded.
-    called = [b for b in blas
-              if os.path.basename(os.path.dirname(b.get("filepath", ""))).startswith("scipy")]
+    blas = _machine.blas_libraries()
+    gemm, gemm_source = _machine.gemm_strategy()
     return {
         "fastnn": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": _machine.cpu_model(),
+        "vector_extensions": _machine.vector_extensions(),
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "simd_path": _core.get_simd_path(),
@@ -35,7 +29,9 @@ def config():
         "openmp": _core.openmp_enabled(),
         "threads": get_num_threads(),
         "build_flags": _core.build_flags(),
-        "blas_called": called or blas[:1],
+        "gemm_strategy": gemm,
+        "gemm_strategy_source": gemm_source,
+        "blas_called": _machine.blas_called(blas),
         "blas_loaded": blas,
     }
 
@@ -46,10 +42,12 @@ def show_config(file=None):
     lines = [
         f"fastnn {cfg['fastnn']}  (python {cfg['python']}, numpy {cfg['numpy']}, scipy {cfg['scipy']})",
         f"platform:    {cfg['platform']}",
+        f"CPU:         {cfg['cpu']} (vector extensions: {', '.join(cfg['vector_extensions']) or 'none found'})",
         f"SIMD path:   {cfg['simd_path']} (available: {', '.join(cfg['simd_paths_available'])})",
         f"OpenMP:      {'yes' if cfg['openmp'] else 'no (kernels run serially)'}",
         f"threads:     {cfg['threads']}",
         f"build flags: {cfg['build_flags']}",
+        f"products:    {cfg['gemm_strategy']} ({cfg['gemm_strategy_source']})",
     ]
     for title, libs in (("BLAS called", cfg["blas_called"]), ("BLAS loaded", cfg["blas_loaded"])):
         for lib in libs:

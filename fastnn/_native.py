@@ -18,3 +18,7 @@ except ImportError as exc:
     built = [name for name in os.listdir(here) if name.startswith("_core.")]
     reason = f"{exc}" if built else "the extension has not been built"
     raise ImportError(_HOW_TO_BUILD.format(reason=reason)) from exc
+
+from ._machine import configure as _configure  # noqa: E402  (needs the loaded core)
+
+_configure(core)

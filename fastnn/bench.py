@@ -79,17 +79,6 @@ def set_threads(n):
         sys.modules["torch"].set_num_threads(n)
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_gib():
     try:
         with open("/proc/meminfo") as f:
@@ -102,11 +91,15 @@ def _memory_gib():
 
 
 def machine_info():
-    """CPU model, cores, memory, load average and fastnn's SIMD path and OpenMP (a dict)."""
+    """CPU model and vector extensions, cores, memory, load average, and fastnn's SIMD path,
+    product strategy and OpenMP (a dict)."""
+    from . import _machine
     from ._native import core
 
     return {
-        "cpu": _cpu_model(),
+        "cpu": _machine.cpu_model(),
+        "vector_extensions": _machine.vector_extensions(),
+        "gemm_strategy": _machine.gemm_strategy()[0],
         "cores": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
@@ -844,8 +837,9 @@ def format_report(result):
     m, v = result["machine"], result["versions"]
     lines = [f"fastnn bench{' --quick' if result['quick'] else ''}  "
              f"({time.strftime('%Y-%m-%d %H:%M', time.localtime(result['started']))})",
-             f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, SIMD path "
-             f"{m['simd_path']}, OpenMP {'on' if m['openmp'] else 'off'}, load average at start "
+             f"machine: {m['cpu']} ({', '.join(m['vector_extensions']) or 'no vector extensions found'}), "
+             f"{m['cores']} cores, {m['memory_gib']} GiB, SIMD path {m['simd_path']}, products "
+             f"{m['gemm_strategy']}, OpenMP {'on' if m['openmp'] else 'off'}, load average at start "
              f"{m['load_average']}",
              "versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None)
              + ("" if v["torch"] else " (torch not installed: its column is empty)")]

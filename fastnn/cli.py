@@ -846,8 +846,8 @@ def _user_error_message(exc):
             return f"{exc.strerror}: {exc.filename}"
         return str(exc)
     from .datasets import DatasetError
-    from .errors import ModelFormatError, TrainingDivergedError
-    if isinstance(exc, (DatasetError, ModelFormatError, TrainingDivergedError)):
+    from .errors import EnvironmentSettingError, ModelFormatError, TrainingDivergedError
+    if isinstance(exc, (DatasetError, ModelFormatError, TrainingDivergedError, EnvironmentSettingError)):
         return str(exc)
     return None
 

@@ -23,3 +23,8 @@ class ModelFormatError(ValueError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class EnvironmentSettingError(ValueError):
+    """An environment variable that fastnn reads (``FASTNN_SIMD``, ``FASTNN_GEMM``, ...) holds a
+    value it does not accept; the message names the variable, the accepted values and the value."""

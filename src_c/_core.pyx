@@ -62,6 +62,8 @@ cdef extern from "kernels.h" nogil:
 
 cdef extern from "small_gemm.h" nogil:
     int fnn_small_gemm_tiles(int trans_a, int m, int n, int k, int *m_tile, int *n_tile)
+    int fnn_small_gemm_enabled
+    void fnn_set_small_gemm(int enabled)
 
 cdef extern from "mlp.h" nogil:
     void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int lda, const float *b,
@@ -114,6 +116,16 @@ def set_simd_path(str name):
 
 def get_simd_path():
     return fnn_simd_current().decode()
+
+
+def set_small_gemm(bint enabled):
+    """Cut products into small BLAS calls (small_gemm.h) or make one call per product.
+    Set once when the core loads (fastnn._machine.configure)."""
+    fnn_set_small_gemm(enabled)
+
+
+def small_gemm_enabled():
+    return bool(fnn_small_gemm_enabled)
 
 
 set_simd_path("auto")

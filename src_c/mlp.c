@@ -53,6 +53,10 @@ static void fnn_barrier_wait(fnn_barrier *b)
 /* The row index handed to the gather kernels when they copy one row from its own pointer. */
 static const int64_t fnn_row_zero = 0;
 
+int fnn_small_gemm_enabled = 1;
+
+void fnn_set_small_gemm(int enabled) { fnn_small_gemm_enabled = enabled != 0; }
+
 static fnn_sgemm_fn blas_sgemm;
 static fnn_dgemm_fn blas_dgemm;
 

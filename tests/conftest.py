@@ -1,4 +1,5 @@
-"""Shared fixtures: seeded generator, float dtypes with tolerances, thread counts, SIMD paths."""
+"""Shared fixtures: seeded generator, float dtypes with tolerances, thread counts, SIMD paths,
+product strategies."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -76,3 +77,17 @@ def simd_path(request):
         yield request.param
     finally:
         _core.set_simd_path(previous)
+
+
+@pytest.fixture(params=["tiled", "plain"])
+def gemm_strategy(request):
+    """Run the test with matrix products cut into small BLAS calls ("tiled") and with one BLAS
+    call per product ("plain"), whichever the machine would choose; then restore."""
+    from fastnn import _core
+
+    previous = _core.small_gemm_enabled()
+    _core.set_small_gemm(request.param == "tiled")
+    try:
+        yield request.param
+    finally:
+        _core.set_small_gemm(previous)

@@ -342,7 +342,7 @@ def test_linear_forward_out_read_only_and_layouts(activation, dtype, tol, simd_p
         assert_matches(ops.linear_forward(x_view, w_view, spaced_b, activation), want, tol)
 
 
-def test_linear_forward_large(dtype, tol, threads, simd_path, rng):
+def test_linear_forward_large(dtype, tol, threads, simd_path, gemm_strategy, rng):
     x, w, b = linear_inputs((512, 256, 384), dtype, rng)
     got = ops.linear_forward(x, w, b, "sigmoid")
     assert_matches(got, reference.linear_forward(x, w, b, "sigmoid"), tol, matmul_atol_scale(256))
@@ -382,6 +382,19 @@ def test_linear_backward_matches_reference(shape, activation, need_dx, with_buff
         np.testing.assert_array_equal(a, a0)  # grad_out (and the rest) not modified
 
 
+@pytest.mark.parametrize("shape", [(128, 784, 128), (37, 999, 61)], ids=str)
+def test_linear_ops_match_reference_with_either_product_strategy(shape, dtype, tol, threads,
+                                                                 gemm_strategy, rng):
+    x, w, b = linear_inputs(shape, dtype, rng)
+    y = ops.linear_forward(x, w, b, "sigmoid")
+    assert_matches(y, reference.linear_forward(x, w, b, "sigmoid"), tol, matmul_atol_scale(shape[1]))
+    grad_out = rng.standard_normal(y.shape).astype(dtype)
+    got = ops.linear_backward(x, w, grad_out, y, "sigmoid")
+    want = reference.linear_backward(x, w, grad_out, y, "sigmoid")
+    for got_part, want_part, inner in zip(got, want, (shape[0], shape[0], shape[2])):
+        assert_matches(got_part, want_part, tol, matmul_atol_scale(inner))
+
+
 @pytest.mark.parametrize("activation", reference.ACTIVATIONS, ids=str)
 def test_linear_backward_read_only_and_layouts(activation, dtype, tol, rng):
     x, w, b = linear_inputs((9, 13, 7), dtype, rng)
@@ -403,7 +416,7 @@ def test_linear_backward_read_only_and_layouts(activation, dtype, tol, rng):
             assert_matches(got_part, want_part, tol, scale)
 
 
-def test_linear_backward_large(dtype, tol, threads, simd_path, rng):
+def test_linear_backward_large(dtype, tol, threads, simd_path, gemm_strategy, rng):
     x, w, b = linear_inputs((512, 256, 384), dtype, rng)
     y = reference.linear_forward(x, w, b, "tanh")
     grad_out = rng.standard_normal(y.shape).astype(dtype)

@@ -144,10 +144,10 @@ def test_rejects_inconsistent_layers():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_products_split_into_small_blas_calls_train_the_same(rng, dtype, threads):
-    # 784 inputs and 128 hidden units at batch 32: the native loop cuts x @ W0 and x.T @ dz into
-    # tiles of at most 100^3 multiply-adds (FNN_SMALL_GEMM_MNK in src_c/mlp.c); the tiles' edges
-    # must neither drop nor repeat a row or column.
+def test_products_split_into_small_blas_calls_train_the_same(rng, dtype, threads, gemm_strategy):
+    # 784 inputs and 128 hidden units at batch 32: with the "tiled" strategy the native loop cuts
+    # x @ W0 and x.T @ dz into tiles of at most 100^3 multiply-adds (src_c/small_gemm.h); the
+    # tiles' edges must neither drop nor repeat a row or column. "plain" makes one call each.
     n_features, hidden = 784, 128
     X = rng.integers(0, 256, (96, n_features), dtype=np.uint8)
     y = rng.integers(0, N_CLASSES, 96)

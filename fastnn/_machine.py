@@ -1,0 +1,122 @@
+"""The machine fastnn runs on, and the two choices the compiled core makes from it once per
+process: the SIMD path of the elementwise kernels and how matrix products are cut into BLAS
+calls.
+
+Both choices are fixed when the core loads (never re-measured), so two runs on one machine with
+the same environment make the same calls and give the same bits. Two environment switches
+override them, for tests and for comparing the paths:
+
+* ``FASTNN_SIMD=auto|avx2_fma|generic``: the kernels' SIMD path (``generic`` runs on any CPU).
+* ``FASTNN_GEMM=auto|tiled|plain``: ``tiled`` cuts products into small whole-k BLAS calls,
+  ``plain`` makes one BLAS call per product; ``auto`` picks ``tiled`` only for BLAS kernels with
+  an unpacked small-matrix path (see ``src_c/small_gemm.h``).
+"""
+import os
+import platform
+
+from .errors import EnvironmentSettingError
+
+SIMD_CHOICES = ("auto", "avx2_fma", "generic")
+GEMM_CHOICES = ("auto", "tiled", "plain")
+
+# OpenBLAS cores (lower case, as openblas_get_corename reports them) whose sgemm/dgemm run
+# small products without packing the operands: its AVX-512 kernels. Elsewhere (Haswell and
+# Zen kernels, ARM, MKL, Accelerate) every call packs, and one call per product is faster.
+UNPACKED_SMALL_GEMM_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+_state = {"gemm": None, "gemm_source": None}
+
+
+def _switch(name, choices):
+    value = os.environ.get(name, "").strip().lower() or "auto"
+    if value not in choices:
+        raise EnvironmentSettingError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def blas_libraries():
+    """threadpoolctl's description of every loaded BLAS library (a list of dicts)."""
+    from threadpoolctl import threadpool_info
+
+    return [info for info in threadpool_info() if info.get("user_api") == "blas"]
+
+
+def blas_called(libraries=None):
+    """The BLAS libraries fastnn's core calls: the one scipy loaded (the core calls BLAS through
+    ``scipy.linalg.cython_blas``); the first loaded one when none is recognisably scipy's."""
+    libraries = blas_libraries() if libraries is None else libraries
+    called = [lib for lib in libraries
+              if os.path.basename(os.path.dirname(lib.get("filepath", ""))).startswith("scipy")]
+    return called or libraries[:1]
+
+
+def gemm_strategy_for(libraries):
+    """``"tiled"`` when the BLAS fastnn calls is an OpenBLAS whose core has the unpacked
+    small-matrix kernels (``UNPACKED_SMALL_GEMM_CORES``), else ``"plain"``.
+
+    ``libraries``: dicts as :func:`blas_libraries` gives them (keys ``internal_api`` and
+    ``architecture``).
+    """
+    for lib in blas_called(libraries):
+        if (lib.get("internal_api") == "openblas"
+                and str(lib.get("architecture", "")).lower() in UNPACKED_SMALL_GEMM_CORES):
+            return "tiled"
+    return "plain"
+
+
+def configure(core):
+    """Apply ``FASTNN_SIMD`` and ``FASTNN_GEMM`` (or the automatic choices) to the loaded core.
+
+    Raises EnvironmentSettingError (a ValueError) naming the variable when one holds an unknown value, or when the SIMD path
+    asked for is not available on this CPU.
+    """
+    simd = _switch("FASTNN_SIMD", SIMD_CHOICES)
+    try:
+        core.set_simd_path(simd)
+    except ValueError as exc:
+        raise EnvironmentSettingError(f"FASTNN_SIMD: {exc}") from None
+    gemm = _switch("FASTNN_GEMM", GEMM_CHOICES)
+    if gemm == "auto":
+        strategy, source = gemm_strategy_for(blas_libraries()), "auto: from the BLAS core"
+    else:
+        strategy, source = gemm, "FASTNN_GEMM"
+    core.set_small_gemm(strategy == "tiled")
+    _state.update(gemm=strategy, gemm_source=source)
+
+
+def gemm_strategy():
+    """``(strategy, what decided it)``: ``"tiled"`` or ``"plain"`` (see the module docstring)."""
+    from ._native import core  # configures on first load
+
+    return ("tiled" if core.small_gemm_enabled() else "plain"), _state["gemm_source"] or "set"
+
+
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what the platform module says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+_VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                 "asimd", "sve", "sve2")
+
+
+def vector_extensions():
+    """The CPU's vector extensions among those that matter for fastnn and its BLAS (a list of
+    names as /proc/cpuinfo spells them: ``avx2``, ``fma``, ``avx512f``, ..., ``asimd``, ``sve``)."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key = line.split(":", 1)[0].strip()
+                if key in ("flags", "Features"):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        return []
+    return [name for name in _VECTOR_FLAGS if name in flags]

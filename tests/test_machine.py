@@ -1,0 +1,111 @@
+"""What the core chooses from the machine: the product strategy from the BLAS core, the SIMD
+path, and the environment switches that override both (fastnn/_machine.py)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastnn import _machine
+
+
+def _openblas(core, directory="scipy.libs"):
+    return {"user_api": "blas", "internal_api": "openblas", "architecture": core,
+            "filepath": f"/site-packages/{directory}/libscipy_openblas.so"}
+
+
+@pytest.mark.parametrize("core, strategy", [
+    ("SkylakeX", "tiled"), ("Cooperlake", "tiled"), ("SapphireRapids", "tiled"),
+    ("Haswell", "plain"), ("Zen", "plain"), ("Sandybridge", "plain"), ("neoversen1", "plain"),
+    ("armv8", "plain"), ("", "plain")])
+def test_strategy_follows_the_blas_core(core, strategy):
+    assert _machine.gemm_strategy_for([_openblas(core)]) == strategy
+
+
+def test_strategy_reads_the_blas_fastnn_calls_not_numpys():
+    numpy_skylake = _openblas("SkylakeX", "numpy.libs")
+    assert _machine.gemm_strategy_for([numpy_skylake, _openblas("Haswell")]) == "plain"
+    assert _machine.gemm_strategy_for([_openblas("SkylakeX"), _openblas("Haswell", "numpy.libs")]) == "tiled"
+
+
+def test_other_blas_libraries_make_one_call_per_product():
+    mkl = {"user_api": "blas", "internal_api": "mkl", "architecture": "SkylakeX",
+           "filepath": "/site-packages/scipy.libs/libmkl_rt.so"}
+    assert _machine.gemm_strategy_for([mkl]) == "plain"
+    assert _machine.gemm_strategy_for([]) == "plain"
+
+
+def test_this_process_chose_from_its_own_blas():
+    strategy, source = _machine.gemm_strategy()
+    if os.environ.get("FASTNN_GEMM", "auto") in ("", "auto"):
+        assert strategy == _machine.gemm_strategy_for(_machine.blas_libraries())
+        assert source.startswith("auto")
+    else:
+        assert strategy == os.environ["FASTNN_GEMM"]
+
+
+TRAIN_AND_REPORT = """
+import json, numpy as np, fastnn
+from fastnn import _machine
+from fastnn._native import core
+rng = np.random.default_rng(0)
+X = rng.integers(0, 256, (160, 784), dtype=np.uint8)
+y = rng.integers(0, 10, 160)
+fastnn.set_num_threads(1)
+net = fastnn.Network([fastnn.Linear(784, 128), fastnn.Sigmoid(), fastnn.Linear(128, 10)],
+                     input_scale=1 / 255, seed=0)
+net.fit(X, y, epochs=1, batch_size=32, optimizer=fastnn.SGD(lr=0.1, momentum=0.9), seed=0, progress=False)
+print(json.dumps({"gemm": _machine.gemm_strategy(), "simd": core.get_simd_path(),
+                  "digest": [float(np.float64(p).sum()) for p in net.parameters()],
+                  "bytes": [p.tobytes().hex()[:64] + str(hash(p.tobytes())) for p in net.parameters()]}))
+"""
+
+
+def _run(env):
+    proc = subprocess.run([sys.executable, "-c", TRAIN_AND_REPORT], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("strategy", ["tiled", "plain"])
+def test_each_forced_strategy_repeats_bit_for_bit_across_processes(strategy):
+    env = {"FASTNN_GEMM": strategy, "PYTHONHASHSEED": "0"}
+    first, second = _run(env), _run(env)
+    assert first["gemm"] == [strategy, "FASTNN_GEMM"]
+    assert first["bytes"] == second["bytes"]
+
+
+def test_the_two_strategies_train_to_the_same_weights_within_rounding():
+    tiled = _run({"FASTNN_GEMM": "tiled"})["digest"]
+    plain = _run({"FASTNN_GEMM": "plain"})["digest"]
+    np.testing.assert_allclose(tiled, plain, rtol=1e-4, atol=1e-3)
+
+
+def test_generic_simd_path_is_forced_by_the_environment():
+    assert _run({"FASTNN_SIMD": "generic"})["simd"] == "generic"
+
+
+@pytest.mark.parametrize("name, value", [("FASTNN_GEMM", "fast"), ("FASTNN_SIMD", "avx9000")])
+def test_unknown_switch_values_are_refused_naming_the_variable(name, value):
+    proc = subprocess.run([sys.executable, "-m", "fastnn", "info"], capture_output=True, text=True,
+                          env={**os.environ, name: value}, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastnn: error:")
+    assert name in lines[0] and value in lines[0]
+
+
+def test_info_names_the_cpu_its_vector_extensions_and_the_strategy():
+    from fastnn._config import config
+
+    cfg = config()
+    assert cfg["cpu"]
+    assert cfg["gemm_strategy"] in ("tiled", "plain")
+    if os.path.exists("/proc/cpuinfo") and _machine.cpu_model() and "x86" in os.uname().machine:
+        flags = open("/proc/cpuinfo").read()
+        assert ("avx2" in cfg["vector_extensions"]) == (" avx2" in flags)
+    for lib in cfg["blas_called"]:
+        assert "architecture" in lib
