@@ -6,6 +6,9 @@ Environment switches:
 * ``FASTNN_NO_OPENMP=1`` build without OpenMP (the kernels then run serially).
 * ``FASTNN_DEBUG=1``     turn Cython bounds checks on and build with ``-O0 -g``.
 * ``FASTNN_SANITIZE=address`` build with AddressSanitizer (implies debug).
+
+``python setup.py --print-c-flags`` prints the C compiler flags the build would use with the
+compiler in ``CC`` (the aarch64 compile check in .ci/cross_compile.sh uses it).
 """
 import glob
 import os
@@ -89,5 +92,7 @@ def extensions():
     return cythonize([ext], compiler_directives=directives, include_path=["src_c"])
 
 
-if __name__ == "__main__" or "setuptools" in sys.modules:
+if __name__ == "__main__" and sys.argv[1:] == ["--print-c-flags"]:
+    print(" ".join(_build_options()[0]))
+elif __name__ == "__main__" or "setuptools" in sys.modules:
     setup(ext_modules=extensions())
