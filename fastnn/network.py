@@ -16,7 +16,7 @@ import numpy as np
 
 from . import ops
 from ._native import core as _core
-from ._threads import blas_threads_limited
+from ._threads import blas_threads_limited, kernels_on_calling_thread
 from .history import EarlyStopping, History
 from .initializers import default_init
 from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
@@ -378,6 +378,10 @@ class Network:
             return self._native_epoch.run_epoch(
                 X, y, order, batch_size, optimizer, bar, self._grads,
                 lambda step: self._diverged(step, _NonFinite("loss", float("nan")), optimizer))
+        with kernels_on_calling_thread():
+            return self._run_epoch_by_layers(X, y, order, batch_size, optimizer, bar)
+
+    def _run_epoch_by_layers(self, X, y, order, batch_size, optimizer, bar):
         total, correct, seen, step = 0.0, 0, 0, 0
         scale, shift = self.input_scale, self.input_shift
         for start in range(0, len(order), batch_size):

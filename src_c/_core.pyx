@@ -78,6 +78,20 @@ ctypedef fused real:
 # Threads for the elementwise kernels; BLAS threads are set separately (fastnn._threads).
 cdef int _n_threads = 1
 
+cdef extern from *:
+    """
+    /* A per-thread override of the kernels' thread count (0: none); see kernel_threads. */
+    static __thread int fnn_calling_thread_kernel_threads = 0;
+    """
+    int fnn_calling_thread_kernel_threads
+
+
+cdef inline int kernel_threads() noexcept nogil:
+    """The thread count for the calling thread's kernels: its own override, else the process's."""
+    if fnn_calling_thread_kernel_threads > 0:
+        return fnn_calling_thread_kernel_threads
+    return _n_threads
+
 ACT_NONE, ACT_SIGMOID, ACT_RELU, ACT_TANH, ACT_SCALED_TANH = 0, 1, 2, 3, 4
 
 
@@ -88,6 +102,16 @@ def set_kernel_threads(int n):
 
 def get_kernel_threads():
     return _n_threads
+
+
+def set_calling_thread_kernel_threads(int n):
+    """Run the calling thread's kernels on ``n`` threads (0: the process-wide count again);
+    returns the previous override. Other threads, and the count the native loop is given, are
+    not affected."""
+    global fnn_calling_thread_kernel_threads
+    previous = fnn_calling_thread_kernel_threads
+    fnn_calling_thread_kernel_threads = n if n > 0 else 0
+    return previous
 
 
 def openmp_enabled():
@@ -181,7 +205,7 @@ cdef bint small_tiles(bint trans_a, int m, int n, int k, int *m_tile, int *n_til
     thread. Small calls run on one thread each, and calls made from several threads at once into
     an OpenBLAS that has its own threads are many times slower (measured: 10 ms instead of 0.5),
     so with more threads one multithreaded BLAS call does better."""
-    return _n_threads == 1 and fnn_small_gemm_tiles(trans_a, m, n, k, m_tile, n_tile)
+    return kernel_threads() == 1 and fnn_small_gemm_tiles(trans_a, m, n, k, m_tile, n_tile)
 
 
 cdef void gemm_small(bint trans_a, int m, int n, int k, const real *a, int lda, const real *b, int ldb,
@@ -270,7 +294,7 @@ cdef inline void* _ptr_or_null(object a):
 
 def act_forward(int act, cnp.ndarray x, cnp.ndarray y):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    cdef int nt = _n_threads
+    cdef int nt = kernel_threads()
     cdef bint f32 = _is_f32(x)
     cdef void *xp = _ptr(x)
     cdef void *yp = _ptr(y)
@@ -284,7 +308,7 @@ def act_forward(int act, cnp.ndarray x, cnp.ndarray y):
 
 def act_backward(int act, cnp.ndarray y, cnp.ndarray g, cnp.ndarray out):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(y)
-    cdef int nt = _n_threads
+    cdef int nt = kernel_threads()
     cdef bint f32 = _is_f32(y)
     cdef void *yp = _ptr(y)
     cdef void *gp = _ptr(g)
@@ -299,7 +323,7 @@ def act_backward(int act, cnp.ndarray y, cnp.ndarray g, cnp.ndarray out):
 
 def softmax(cnp.ndarray logits, cnp.ndarray out, bint log):
     cdef Py_ssize_t rows = logits.shape[0], k = logits.shape[1]
-    cdef int nt = _n_threads
+    cdef int nt = kernel_threads()
     cdef bint f32 = _is_f32(logits)
     cdef void *xp = _ptr(logits)
     cdef void *op = _ptr(out)
@@ -315,7 +339,7 @@ def softmax_xent(cnp.ndarray logits, cnp.ndarray labels, object weights, cnp.nda
                  object row_loss, double scale):
     """Returns sum_i w_i loss_i; labels int64, weights None or the logits' dtype, row_loss None or float64."""
     cdef Py_ssize_t rows = logits.shape[0], k = logits.shape[1]
-    cdef int nt = _n_threads
+    cdef int nt = kernel_threads()
     cdef bint f32 = _is_f32(logits)
     cdef void *xp = _ptr(logits)
     cdef int64_t *lp = <int64_t*>_ptr(labels)
@@ -376,7 +400,7 @@ def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int a
 def sgd(cnp.ndarray p, cnp.ndarray g, object v, double lr, double momentum, double weight_decay,
         bint nesterov):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
-    cdef int nt = _n_threads
+    cdef int nt = kernel_threads()
     cdef bint f32 = _is_f32(p)
     cdef void *pp = _ptr(p)
     cdef void *gp = _ptr(g)
@@ -392,7 +416,7 @@ def sgd(cnp.ndarray p, cnp.ndarray g, object v, double lr, double momentum, doub
 def gather(cnp.ndarray x, cnp.ndarray rows, cnp.ndarray out, double scale, double shift):
     """out[i] = x[rows[i]] * scale + shift; x uint8/float32/float64, out float32/float64, rows int64."""
     cdef Py_ssize_t n_rows = rows.shape[0], f = x.shape[1]
-    cdef int nt = _n_threads
+    cdef int nt = kernel_threads()
     cdef int xt = cnp.PyArray_TYPE(x)
     cdef bint out32 = _is_f32(out)
     cdef const int64_t *r = <int64_t*>_ptr(rows)
@@ -423,7 +447,7 @@ def finite_range(cnp.ndarray x):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef int bad
     cdef double lo = 0.0, hi = 0.0
-    cdef int nt = _n_threads
+    cdef int nt = kernel_threads()
     cdef bint f32 = _is_f32(x)
     cdef void *xp = _ptr(x)
     with nogil:

@@ -176,3 +176,50 @@ def test_adam_state_carries_over_between_the_two_paths(threads):
     for a, b, c in zip(mixed, reverse, python):
         np.testing.assert_allclose(a, c, **ADAM_TOLERANCE[np.float64])
         np.testing.assert_allclose(b, c, **ADAM_TOLERANCE[np.float64])
+
+
+def _train_by_layers(threads, seed=3):
+    """A network with Dropout: it trains on the layer-by-layer path."""
+    fastnn.set_num_threads(threads)
+    net = fastnn.Network([fastnn.Linear(20, 300), fastnn.ReLU(), fastnn.Dropout(0.2),
+                          fastnn.Linear(300, 4)], input_scale=1 / 255, seed=seed)
+    assert net._native_epoch is None or not net._native_epoch.applies(fastnn.SGD(lr=0.1))
+    X, y = _data(n=2000)
+    net.fit(X, y, epochs=2, batch_size=256, optimizer=fastnn.SGD(lr=0.1, momentum=0.9),
+            progress=False, seed=seed)
+    return [p.copy() for p in net.parameters()]
+
+
+def test_layer_by_layer_path_gives_the_same_bits_at_any_thread_count(threads):
+    # Its elementwise kernels run on the calling thread (fastnn._threads.kernels_on_calling_thread),
+    # so no partial sum is split by the thread count; BLAS results do not depend on it either.
+    one, many = _train_by_layers(1), _train_by_layers(3)
+    for a, b in zip(one, many):
+        assert np.array_equal(a, b)
+
+
+def test_calling_thread_override_stays_on_its_thread():
+    import threading
+
+    from fastnn._native import core
+    from fastnn._threads import kernels_on_calling_thread
+
+    fastnn.set_num_threads(2)
+    seen = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def worker():
+        with kernels_on_calling_thread():
+            inside.set()
+            release.wait(10)
+        seen["after"] = core.set_calling_thread_kernel_threads(0)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inside.wait(10)
+    seen["other thread"] = core.set_calling_thread_kernel_threads(0)  # this thread: no override
+    release.set()
+    t.join()
+    assert seen == {"other thread": 0, "after": 0}
+    assert fastnn.get_num_threads() == 2

@@ -260,8 +260,9 @@ def test_training_step_allocates_no_arrays():
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
-    # One activation of this batch is 64*256*4 = 64 KiB; a step must stay far below that.
-    assert peak < 16 * 1024, f"a training epoch allocated {peak} bytes at its peak"
+    # One activation of this batch is 64*256*4 = 64 KiB; a step must stay far below that. The
+    # small Python objects of the calls (tuples, frames) alone reach 16-19 KiB.
+    assert peak < 32 * 1024, f"a training epoch allocated {peak} bytes at its peak"
 
 
 # -- inference --------------------------------------------------------------------------------
