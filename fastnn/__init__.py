@@ -36,6 +36,7 @@ _LAZY = {
     "History": ("history", "History"),
     "load": ("serialization", "load"),
     "TrainingDivergedError": ("errors", "TrainingDivergedError"),
+    "TrainingUnstableWarning": ("errors", "TrainingUnstableWarning"),
     "ModelFormatError": ("errors", "ModelFormatError"),
 }
 

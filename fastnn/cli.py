@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 
 from ._argtypes import (non_negative_float, non_negative_int, positive_float, positive_int,
                         unit_interval)
@@ -808,7 +809,9 @@ def main(argv=None):
         _print_error("a command is required: train, evaluate, info or bench (see 'fastnn --help')")
         return 2
     try:
-        return COMMANDS[args.command](args, started)
+        with warnings.catch_warnings():
+            warnings.showwarning = _print_warning
+            return COMMANDS[args.command](args, started)
     except Interrupted as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr, flush=True)
         return exc.status
@@ -850,6 +853,11 @@ def _user_error_message(exc):
     if isinstance(exc, (DatasetError, ModelFormatError, TrainingDivergedError, EnvironmentSettingError)):
         return str(exc)
     return None
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (an exploding loss, a capped thread count, ...) as one line each on stderr."""
+    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
 def _print_error(message):

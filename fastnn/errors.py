@@ -28,3 +28,9 @@ class ModelFormatError(ValueError):
 class EnvironmentSettingError(ValueError):
     """An environment variable that fastnn reads (``FASTNN_SIMD``, ``FASTNN_GEMM``, ...) holds a
     value it does not accept; the message names the variable, the accepted values and the value."""
+
+
+class TrainingUnstableWarning(RuntimeWarning):
+    """The training loss grew past ``EXPLOSION_FACTOR`` times the loss before training (see
+    ``Network.fit``): the learning rate is most likely too high. Turn it into an error with
+    ``warnings.simplefilter("error", TrainingUnstableWarning)``."""

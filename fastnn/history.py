@@ -43,6 +43,17 @@ class History:
         finite = [(v, i) for i, v in enumerate(losses) if math.isfinite(v)]
         return self.initial_epoch + min(finite)[1] + 1 if finite else None
 
+    @property
+    def history(self):
+        """The per-epoch lists under Keras' names, as a dict: ``loss``, ``accuracy``, ``lr`` and,
+        when validation data was used, ``val_loss`` and ``val_accuracy`` (the lists themselves,
+        not copies)."""
+        d = {"loss": self.train_loss, "accuracy": self.train_accuracy}
+        if self.val_loss:
+            d.update(val_loss=self.val_loss, val_accuracy=self.val_accuracy)
+        d["lr"] = self.lr
+        return d
+
     def append(self, logs):
         """Record one epoch from a logs dict with the FIELDS keys (val_* optional)."""
         for name in self.FIELDS:

@@ -32,6 +32,9 @@ class Loss:
     def __init__(self):
         self._buffers = {}
 
+    def __getstate__(self):  # scratch buffers are rebuilt on use, never pickled
+        return {**self.__dict__, "_buffers": {}}
+
     def _buf(self, key, shape, dtype):
         # Per-shape scratch arrays, allocated once.
         k = (key, shape, dtype)
@@ -101,6 +104,10 @@ class SoftmaxCrossEntropy(Loss):
                              "use BinaryCrossEntropy for one output unit")
 
     def prepare_targets(self, y, n_outputs, dtype, argname="y"):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == n_outputs:
+            raise ValueError(f"{argname}: expected class indices of shape (N,), got shape {y.shape}; "
+                             f"for one-hot targets pass {argname}.argmax(axis=1)")
         return _int_labels(y, n_outputs, argname)
 
     def loss_and_grad(self, outputs, targets, grad_out=None):

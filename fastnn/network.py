@@ -11,6 +11,8 @@ import copy
 import math
 import numbers
 import time
+import warnings
+import weakref
 
 import numpy as np
 
@@ -21,11 +23,20 @@ from .history import EarlyStopping, History
 from .initializers import default_init
 from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
 from .losses import Loss, SoftmaxCrossEntropy, accuracy
-from .errors import TrainingDivergedError
-from .optim import SGD, Optimizer, check_real
+from .errors import TrainingDivergedError, TrainingUnstableWarning
+from .optim import SGD, check_real
+from .optim import get as get_optimizer
 
 _INPUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 _MAX_WORKSPACES = 6
+# fit warns (TrainingUnstableWarning) when an epoch's training loss exceeds this many times the
+# loss before training (measured on up to EXPLOSION_SAMPLE training rows) or 1, whichever is
+# larger: a run resumed from a loss of 1e-4 may wander to 1e-3 without being unstable.
+EXPLOSION_FACTOR = 10.0
+EXPLOSION_SAMPLE = 1024
+# Which network each layer belongs to (layer -> weakref to the network); a layer given to a
+# second network is copied (see Network).
+_LAYER_OWNERS = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,6 +184,10 @@ class Network:
 
     Every layer order is supported: Linear [+ activation] [+ Dropout] runs fused, anything else
     (an activation first or after another one, Dropout first, ...) through the unfused ops.
+
+    A layer belongs to one network: layers that already belong to another one are copied (with
+    their current weights), so that network keeps its own, in its own dtype. ``net.layers``
+    holds the layers this network uses. ``net(x)`` is ``net.forward(x)``.
     """
 
     def __init__(self, layers, loss=None, dtype="float32", input_scale=1.0, input_shift=0.0,
@@ -187,6 +202,7 @@ class Network:
                 raise ValueError(f"layers[{i}]: the same {type(layer).__name__} object appears twice")
         if not any(isinstance(layer, Linear) for layer in layers):
             raise ValueError("layers: expected at least one Linear layer")
+        layers = [self._claim(layer) for layer in layers]
         loss = SoftmaxCrossEntropy() if loss is None else loss
         if not isinstance(loss, Loss):
             raise TypeError(f"loss: expected a Loss such as SoftmaxCrossEntropy(), got {loss!r}")
@@ -214,6 +230,29 @@ class Network:
         self._compile()
 
     # -- construction -------------------------------------------------------------------------
+
+    def _claim(self, layer):
+        """The layer itself when it belongs to no other network, else a copy of it."""
+        owner = _LAYER_OWNERS.get(layer)
+        if owner is not None and owner() is not None and owner() is not self:
+            layer = copy.deepcopy(layer)
+        _LAYER_OWNERS[layer] = weakref.ref(self)
+        return layer
+
+    def __getstate__(self):
+        # Working buffers (per-batch-size workspaces, gradients, the compiled plan) are rebuilt
+        # on use: a pickle holds the model, not the memory its last predict() used.
+        state = dict(self.__dict__)
+        for name in ("_workspaces", "_last_ws", "_steps", "_native_epoch", "_grad_flat", "_grads",
+                     "_fit_params"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for layer in self.layers:
+            _LAYER_OWNERS[layer] = weakref.ref(self)
+        self._compile()
 
     def _check_widths(self):
         widths, width, source = [], None, None
@@ -331,6 +370,11 @@ class Network:
         self._last_ws = ws
         return out.copy()
 
+    def __call__(self, x):
+        """The forward pass in inference mode: ``forward(x)`` (outputs before the loss's own
+        transform, e.g. logits for softmax cross-entropy; ``predict_proba`` gives probabilities)."""
+        return self.forward(x)
+
     def backward(self, grad_outputs):
         """Fill gradients() from dL/doutputs (N, n_outputs) of the last forward(); returns them.
 
@@ -411,16 +455,19 @@ class Network:
 
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             validation_split=0.0, early_stopping=None, shuffle=True, seed=None, callbacks=(),
-            progress=True, schedule=None, initial_epoch=0, resume=None):
+            progress=True, schedule=None, initial_epoch=0, resume=None, verbose=None):
         """Train on X (N, n_features) uint8/float and targets y; returns a History.
 
         batch_size larger than the training set is clamped to it; the last batch of an epoch may
-        be smaller. optimizer: default SGD(lr=0.1, momentum=0.9) (kept as ``self.optimizer``).
+        be smaller. optimizer: an Optimizer, or a name ("sgd", "adam": that class's defaults);
+        default SGD(lr=0.1, momentum=0.9) (kept as ``self.optimizer``).
         validation_data=(X_val, y_val), or validation_split in [0, 1): that fraction of the rows
         (drawn with the fit seed) is held out. early_stopping: patience (int) or EarlyStopping.
         callbacks: callables f(epoch_index, logs, network), epoch_index 0-based; returning "stop"
         ends training after that epoch. schedule: sets optimizer.lr per epoch. seed: shuffling
         and split RNG (default: drawn from the network's RNG). progress: a tqdm bar per epoch.
+        verbose (Keras' setting, overrides progress when given): 0 silent, 1 a progress bar per
+        epoch, 2 one line per epoch on stdout.
 
         initial_epoch: epochs already done; training runs epochs initial_epoch+1 .. epochs (the
         schedule, the logs and the History count from there). resume: ``training_state()`` of an
@@ -428,7 +475,10 @@ class Network:
         optimizer): continues that run exactly, with its shuffling and dropout generators,
         schedule position and early-stopping record; give it the same data, arguments and the
         saved optimizer. initial_epoch then defaults to the state's epoch.
-        Raises TrainingDivergedError when the loss or a gradient becomes non-finite.
+        Raises TrainingDivergedError when the loss or a gradient becomes non-finite, and warns
+        (TrainingUnstableWarning, a RuntimeWarning) once when an epoch's training loss exceeds
+        EXPLOSION_FACTOR (10) times the loss before training (measured on up to 1024 training
+        rows) or 10, whichever is larger: the learning rate is then most likely too high.
         """
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -439,9 +489,8 @@ class Network:
         X = self._check_X(X, "X")
         Y = self._check_targets(y, len(X), "y", "X")
         split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
-        optimizer = SGD(lr=0.1, momentum=0.9) if optimizer is None else optimizer
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer: expected an Optimizer such as SGD(...), got {optimizer!r}")
+        optimizer = SGD(lr=0.1, momentum=0.9) if optimizer is None else get_optimizer(optimizer)
+        progress, epoch_lines = _check_verbose(verbose, progress)
         stopper = _as_early_stopping(early_stopping)
         if resume is not None and (resume["early_stopping"] is None) != (stopper is None):
             raise ValueError("resume: the state was saved from a run "
@@ -480,6 +529,7 @@ class Network:
         # stop any update computed from a non-finite loss or gradient).
         snapshot = [np.empty_like(p) for p in self._fit_params]
         last_epoch = initial_epoch if stopped else epochs  # a stopped run has nothing left
+        loss_before = self._loss_before_training(X, Y, train_rows) if last_epoch > initial_epoch else None
         for e in range(initial_epoch, last_epoch):
             self._epoch = e + 1
             if schedule is not None:
@@ -516,6 +566,14 @@ class Network:
                 if bar is not None:
                     bar.close()
             history.append(logs)
+            if epoch_lines:
+                print(f"Epoch {e + 1}/{epochs} - {_format_logs(logs)} ({logs['seconds']:.2f} s)", flush=True)
+            if loss_before is not None and logs["train_loss"] > EXPLOSION_FACTOR * max(loss_before, 1.0):
+                warnings.warn(f"the training loss grew from {loss_before:.4g} before training to "
+                              f"{logs['train_loss']:.4g} at epoch {e + 1} (more than "
+                              f"{EXPLOSION_FACTOR:g}x): the learning rate (lr={optimizer.lr:g}) is "
+                              "probably too high", TrainingUnstableWarning, stacklevel=2)
+                loss_before = None  # once per fit
             # Early stopping records this epoch before the callbacks run, so that a callback
             # saving training_state() saves the whole epoch.
             stop = stopper is not None and stopper.update(e, logs, self)
@@ -532,6 +590,14 @@ class Network:
             stopper.restore(self)
             history._best_epoch = stopper.best_epoch
         return history
+
+    def _loss_before_training(self, X, Y, train_rows):
+        """Mean loss of the current weights on the first EXPLOSION_SAMPLE training rows (None
+        when it is not finite: the divergence checks handle that)."""
+        rows = np.arange(min(len(X), EXPLOSION_SAMPLE)) if train_rows is None else train_rows[:EXPLOSION_SAMPLE]
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = self._evaluate_prepared(X, Y, rows, EXPLOSION_SAMPLE)[0]
+        return loss if math.isfinite(loss) and loss > 0 else None
 
     def training_state(self):
         """Where the current (or last) fit stands after its last completed epoch, for
@@ -790,6 +856,18 @@ def _set_generator_state(rng, state, name):
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"resume['{name}']: not a state of this {type(rng.bit_generator).__name__} "
                          f"generator ({exc})") from None
+
+
+def _check_verbose(verbose, progress):
+    """(progress bar?, one line per epoch?) from fit's verbose and progress arguments."""
+    if verbose is None:
+        return bool(progress), False
+    if isinstance(verbose, (bool, np.bool_)):
+        verbose = int(verbose)
+    if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose: expected 0 (silent), 1 (progress bar) or 2 (one line per "
+                         f"epoch), got {verbose!r}")
+    return verbose == 1, verbose == 2
 
 
 def _check_bool(value, argname):

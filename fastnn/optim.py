@@ -32,9 +32,17 @@ def check_real(value, name, low=None, high=None, low_open=False, high_open=False
 
 
 class Optimizer:
-    """Base class: ``lr`` (validated, changed by schedules), step, state_dict, load_state_dict."""
+    """Base class: ``lr`` (validated, changed by schedules), step, state_dict, load_state_dict.
 
-    def __init__(self, lr):
+    Every optimizer also takes ``learning_rate=`` (Keras' name) for ``lr``; giving both is a
+    TypeError.
+    """
+
+    def __init__(self, lr, learning_rate=None, default_lr=None):
+        if learning_rate is not None:
+            if lr != default_lr:
+                raise TypeError("give lr or learning_rate (the same setting), not both")
+            lr = learning_rate
         self.lr = lr
 
     @property
@@ -115,8 +123,9 @@ class SGD(Optimizer):
     lr >= 0, momentum in [0, 1), weight_decay >= 0; nesterov needs momentum > 0.
     """
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, *,
+                 learning_rate=None):
+        super().__init__(lr, learning_rate, default_lr=0.01)
         self.momentum = check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
         self.weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
         if not isinstance(nesterov, (bool, np.bool_)):
@@ -157,8 +166,9 @@ class Adam(Optimizer):
     lr >= 0, beta1 and beta2 in [0, 1), eps > 0, weight_decay >= 0.
     """
 
-    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, *,
+                 learning_rate=None):
+        super().__init__(lr, learning_rate, default_lr=1e-3)
         self.beta1 = check_real(beta1, "beta1", 0.0, 1.0, high_open=True)
         self.beta2 = check_real(beta2, "beta2", 0.0, 1.0, high_open=True)
         self.eps = check_real(eps, "eps", low=0.0, low_open=True)
@@ -240,3 +250,22 @@ def optimizer_from_state(state):
     opt = OPTIMIZER_TYPES[state["type"]](**state.get("config", {}))
     opt.load_state_dict(state)
     return opt
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def get(identifier):
+    """An Optimizer from an instance (returned as is) or a name (``"sgd"``, ``"adam"``, in any
+    case; the class's default hyper-parameters). Raises ValueError for an unknown name and
+    TypeError for anything else."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = OPTIMIZERS.get(identifier.strip().lower())
+        if cls is None:
+            raise ValueError(f"optimizer: expected one of {', '.join(map(repr, OPTIMIZERS))} or an "
+                             f"Optimizer such as SGD(lr=0.1), got {identifier!r}")
+        return cls()
+    raise TypeError(f"optimizer: expected an Optimizer such as SGD(...) or a name such as 'adam', "
+                    f"got {identifier!r}")

@@ -166,6 +166,15 @@ def test_train_quiet_prints_only_the_result():
     assert proc.stderr == ""
 
 
+def test_an_exploding_loss_gives_one_warning_line_naming_the_learning_rate():
+    proc = run_cli("train", "--lr", "1e3", "--activation", "relu", "--limit", "2000", "--epochs", "1",
+                   "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastnn: warning: "), proc.stderr
+    assert "lr=1000" in lines[0] and "too high" in lines[0]
+
+
 def test_train_is_deterministic_with_the_default_seed():
     first = last_json_line(run_cli("train", "--limit", "1000", "--epochs", "1", "--hidden", "32",
                                    "--json", "--quiet"))
