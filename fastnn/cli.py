@@ -154,7 +154,7 @@ def _add_train(commands):
     training.add_argument("--batch-size", type=positive_int, default=d["batch_size"], metavar="N",
                           help="examples per gradient step")
     training.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
-                          help="sgd keeps the native fast path; adam runs the Python loop")
+                          help="both run in the compiled training loop (networks with Dropout, MSE or binary cross-entropy train layer by layer)")
     training.add_argument("--lr", type=positive_float, metavar="LR",
                           help=f"learning rate (default: {d['sgd_lr']} for sgd, "
                                f"{d['adam_lr']} for adam)")
