@@ -336,9 +336,11 @@ def _train(args, started, human, resumed):
     }
     if resumed is not None:
         result["resumed_from_epoch"] = state["epoch"]
-    _report(args, result, f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}  "
-                          f"({_plural(history.epochs, 'epoch')} in {train_seconds:.1f} s, "
-                          f"{total_seconds:.1f} s in all)")
+    timing = f"{_plural(history.epochs, 'epoch')} in {train_seconds:.1f} s, {total_seconds:.1f} s in all"
+    if resumed is not None:
+        timing = (f"{_plural(history.epochs, 'epoch')}, {history.epochs - state['epoch']} of them in this "
+                  f"run: {train_seconds:.1f} s of training in all, this command {total_seconds:.1f} s")
+    _report(args, result, f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}  ({timing})")
     return 0
 
 
@@ -589,6 +591,12 @@ def _prepare_resume(args):
     for name in RUN_OPTIONS:
         if name not in config:
             raise UserError(f"--resume: {path} lacks the option {name!r}")
+        if name == "epochs" and name in given:
+            done = (ckpt.get("state") or {}).get("epoch")
+            if isinstance(done, int) and args.epochs < done:
+                raise UserError(f"--resume: --epochs {args.epochs} is fewer than the {done} epochs "
+                                f"{path} has already trained")
+            continue  # a resumed run may be extended to more epochs
         if name in given and name != "data_dir":
             value = getattr(args, name)
             if name == "hidden" and value == [0]:

@@ -309,6 +309,23 @@ def test_a_run_interrupted_twice_resumes_exactly(straight_runs, tmp_path):
     assert resumed["history"]["val_loss"] == straight["history"]["val_loss"]
 
 
+def test_a_resumed_run_extended_to_more_epochs_equals_a_longer_run(tmp_path):
+    # With a constant learning rate nothing depends on the total: resuming epoch 2 of 3 with
+    # --epochs 5 gives the weights of 5 epochs straight.
+    options = ["--limit", "2000", "--hidden", "32", "--threads", "1", "--schedule", "none"]
+    straight = tmp_path / "straight.npz"
+    final_json(cli("train", *options, "--epochs", "5", "--save", straight, "--json", "--quiet"))
+    path = tmp_path / "B.npz"
+    assert_interrupted(cli("train", *options, "--epochs", "3", "--save", path, interrupt_after=2), path, 2)
+    resumed = cli("train", "--resume", path, "--epochs", "5", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "5 epochs, 3 of them in this run" in resumed.stdout
+    assert_same_model(straight, path)
+    assert_interrupted(cli("train", *options, "--epochs", "3", "--save", path, interrupt_after=2), path, 2)
+    fewer = cli("train", "--resume", path, "--epochs", "1")
+    assert fewer.returncode == 2 and "--epochs 1 is fewer than the 2 epochs" in fewer.stderr
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
                          ids=["SIGINT", "SIGTERM"])
 def test_a_real_signal_after_the_first_epoch(straight_runs, tmp_path, signum, status):
@@ -367,11 +384,11 @@ def checkpoint(tmp_path_factory):
 @pytest.mark.parametrize("make_args, fragment", [
     (lambda d, c, s: ["--resume", d / "missing.npz"], "checkpoint not found"),
     (lambda d, c, s: ["--resume", s], "not a training checkpoint"),
-    (lambda d, c, s: ["--resume", c, "--epochs", "5"], "--epochs 5 differs from the checkpoint's 4"),
+    (lambda d, c, s: ["--resume", c, "--lr", "0.5"], "--lr 0.5 differs from the checkpoint's"),
     (lambda d, c, s: ["--resume", c, "--hidden", "64"], "--hidden 64 differs from the checkpoint's 32"),
     (lambda d, c, s: ["--resume", c, "--data-dir", other_dataset(str(d))], "training data differs"),
     (lambda d, c, s: ["--resume", truncated(c, d)], "damaged or truncated"),
-], ids=["missing", "plain-model", "other-epochs", "other-hidden", "other-data", "truncated"])
+], ids=["missing", "plain-model", "other-lr", "other-hidden", "other-data", "truncated"])
 def test_resume_errors_are_one_line(tmp_path, checkpoint, straight_runs, make_args, fragment):
     before = checkpoint.read_bytes()
     proc = cli("train", *make_args(tmp_path, checkpoint, straight_runs["native"][0]))
