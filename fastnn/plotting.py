@@ -1,16 +1,17 @@
 """Learning curves as a PNG, for ``fastnn train --plot``.
 
-matplotlib is an optional extra (``pip install fastnn[plot]``): it is imported only here, only
+matplotlib is an optional extra (``pip install ".[plot]"`` in the repository): it is imported only here, only
 when asked, and drawn with the Agg canvas so no display or pyplot state is involved.
 """
 from ._atomic import atomic_write
-
-INSTALL_HINT = ("--plot needs matplotlib, which is not installed: install matplotlib "
-                "(pip install matplotlib, or pip install 'fastnn[plot]')")
+from .errors import MissingExtra
 
 
-class MatplotlibMissing(ImportError):
+class MatplotlibMissing(MissingExtra):
     """matplotlib cannot be imported; the message says how to install it."""
+
+    def __init__(self):
+        super().__init__("--plot needs matplotlib", "plot")
 
 
 def require_matplotlib():
@@ -19,7 +20,7 @@ def require_matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise MatplotlibMissing(INSTALL_HINT) from exc
+        raise MatplotlibMissing() from exc
     return Figure, FigureCanvasAgg
 
 
