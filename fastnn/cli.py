@@ -625,7 +625,8 @@ class _Checkpointer:
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config,
             "threads": get_num_threads(),
             "adaptive_threads": self.args.threads in (None, AUTO_THREADS),
-            "data": self.fingerprint, "state": snap["state"], "history": snap["history"],
+            "data": self.fingerprint, "state": snap["state"],
+            "history": _finite_or_null(snap["history"]),  # NaN accuracies of a regression
             "train_seconds": snap["train_seconds"],
         }}
         self.network.save(path, optimizer=optimizer_from_state(snap["optimizer"]), extra=extra)

@@ -362,7 +362,10 @@ class TablePreprocessor:
         self.input_range = (np.stack([X.min(axis=0), X.max(axis=0)], axis=1) if X.shape[1]
                             else np.zeros((0, 2)))
         self.n_dropped = int(len(keep) - len(kept))
-        self.n_imputed = int(sum(int(c.missing[kept].sum()) for c in columns))
+        incomplete = np.zeros(len(kept), bool)
+        for c in columns:
+            incomplete |= c.missing[kept]
+        self.n_imputed = int(incomplete.sum())  # rows with a value imputed
         return X, self._encode_target(y_column, kept), kept
 
     def _fit_target(self, column, kept):
