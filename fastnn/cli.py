@@ -915,10 +915,11 @@ def _epoch_printer(epochs, stream):
 
 
 def _check_model_fits(network, x_test):
-    from .losses import SoftmaxCrossEntropy
-    if not isinstance(network.loss, SoftmaxCrossEntropy):
-        raise UserError(f"the model's loss is {type(network.loss).__name__}; evaluate needs a "
-                        "classifier trained with SoftmaxCrossEntropy")
+    from .losses import MSE, SoftmaxCrossEntropy
+    if not isinstance(network.loss, (SoftmaxCrossEntropy, MSE)) or network.n_outputs < 2:
+        raise UserError(f"the model's loss is {type(network.loss).__name__} with "
+                        f"{network.n_outputs} output(s); the {NUM_CLASSES} classes of an IDX "
+                        "dataset need a classifier trained with cross_entropy or mse")
     if network.n_features != x_test.shape[1]:
         raise UserError(f"the model expects {network.n_features} inputs per example but the test "
                         f"images have {x_test.shape[1]} pixels")

@@ -274,7 +274,9 @@ class TablePreprocessor:
     - ``missing`` "drop" | "mean"; ``task`` "classification" | "regression"; ``target`` str;
     - ``classes`` list[str] (label names, in output order) or None for a regression;
     - ``input_range`` float64 ndarray (n_inputs, 2): the least and greatest value of each model
-      input over the training rows.
+      input over the training rows;
+    - ``n_dropped``, ``n_imputed`` (int, from the last fit, not saved): rows left out, and rows
+      kept with a value imputed.
 
     missing and task (None: guessed from the target) are the constructor's arguments.
     """

@@ -323,3 +323,53 @@ def test_accuracy_matches_a_scikit_learn_pipeline(tmp_path, cli, capsys):
     labels = [r[0] for r in read_csv_rows(out.read_text())[1:]]
     assert np.mean(np.array(labels) == frame_test["segment"].to_numpy()) == pytest.approx(
         ours["test_accuracy"])
+
+
+# -- models of arrays (no preprocessor) -----------------------------------------------------------
+
+def _pixel_model(tmp_path):
+    """A model trained in Python with input_scale=1/255 on uint8 "pixels", and its data."""
+    import fastnn
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(400, 16)).astype(np.uint8)
+    y = (x[:, :8].mean(axis=1) > x[:, 8:].mean(axis=1)).astype(np.int64)
+    net = fastnn.Network([fastnn.Linear(16, 16), fastnn.ReLU(), fastnn.Linear(16, 2)],
+                         input_scale=1 / 255, seed=0)
+    net.fit(x, y, epochs=20, progress=False)
+    net.save(tmp_path / "pixels.npz")
+    return tmp_path / "pixels.npz", x, y, net
+
+
+def test_predict_an_npz_with_a_model_of_arrays(tmp_path, cli):
+    model, x, y, net = _pixel_model(tmp_path)
+    data = write({"X": x[:50]}, tmp_path / "x.npz")
+    result = cli("predict", model, "--data", data, "--proba")
+    assert result.returncode == 0 and result.stderr == ""
+    rows = read_csv_rows(result.stdout)
+    assert rows[0] == ["prediction", "proba_0", "proba_1"]
+    assert [int(r[0]) for r in rows[1:]] == net.predict(x[:50]).tolist()
+    report = cli("evaluate", model, "--data", write({"X": x, "y": y}, tmp_path / "xy.npz"), "--json")
+    assert report.json["test_accuracy"] == pytest.approx(net.evaluate(x, y)[1])
+
+
+def test_pixels_divided_by_255_twice_warn_in_one_line(tmp_path, cli):
+    model, x, _, _ = _pixel_model(tmp_path)
+    data = write({"X": x[:20] / 255.0}, tmp_path / "scaled.npz")
+    result = cli("predict", model, "--data", data)
+    assert result.returncode == 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastnn: warning: ")
+    assert "was the data scaled already" in lines[0]
+    assert len(read_csv_rows(result.stdout)) == 21
+
+
+def test_predict_the_test_images_of_an_idx_directory(tmp_path, cli):
+    from test_cli import make_dataset
+    directory = make_dataset(str(tmp_path), compress=False)
+    model = tmp_path / "idx.npz"
+    assert cli("train", "--data", directory, "--epochs", "2", "--hidden", "16", "--save", model,
+               "--quiet").returncode == 0
+    rows = read_csv_rows(cli("predict", model, "--data", directory).stdout)
+    assert len(rows) == 201 and {r[0] for r in rows[1:]} <= {str(k) for k in range(10)}
+    assert_user_error(cli("predict", model, "--data", write(table(5), tmp_path / "t.csv")),
+                      "not trained on a table")
