@@ -453,15 +453,11 @@ class TablePreprocessor:
         offset = len(self.numeric_columns)
         for name, cats in zip(self.categorical_columns, self.categories):
             text = columns[name].as_text()[rows]
-            index = {c: k for k, c in enumerate(cats)}
-            for i, v in enumerate(text):
-                if v is None:
-                    continue  # missing: an all-zero block
-                k = index.get(v)
-                if k is None:
-                    raise TableError(f"column {name!r}: unknown category {v!r} (row "
-                                     f"{int(rows[i]) + 1}); training saw {_list(cats)}")
-                X[i, offset + k] = 1.0
+            present = np.flatnonzero(text != None)  # noqa: E711 (elementwise); missing: all zeros
+            k = _lookup(text[present], cats, rows[present],
+                        lambda v: f"column {name!r}: unknown category {v!r}",
+                        f"training saw {_list(cats)}")
+            X[present, offset + k] = 1.0
             offset += len(cats)
         return X
 
@@ -471,16 +467,11 @@ class TablePreprocessor:
                 raise TableError(f"target column {self.target!r} holds text; the model is a "
                                  "regression")
             return column.values[rows].copy()
-        index = {c: k for k, c in enumerate(self.classes)}
-        text = column.as_text()[rows]
-        y = np.empty(len(rows), np.int64)
-        for i, v in enumerate(text):
-            k = index.get(v)
-            if k is None:
-                raise TableError(f"target column {self.target!r}: unknown class {v!r} (row "
-                                 f"{int(rows[i]) + 1}); the model knows {_list(self.classes)}")
-            y[i] = k
-        return y
+        by_text = sorted(self.classes)  # classes of numbers are in numeric order
+        k = _lookup(column.as_text()[rows], by_text, rows,
+                    lambda v: f"target column {self.target!r}: unknown class {v!r}",
+                    f"the model knows {_list(self.classes)}")
+        return np.array([self.classes.index(c) for c in by_text], np.int64)[k]
 
     def _check_fitted(self):
         if self.target is None:
@@ -531,10 +522,12 @@ class TablePreprocessor:
         if not isinstance(d["categories"], list) or len(d["categories"]) != len(self.categorical_columns):
             raise ValueError("categories do not match categorical_columns")
         self.categories = [strings(c, "categories") for c in d["categories"]]
+        if any(c != sorted(set(c)) or not c for c in self.categories):
+            raise ValueError("categories: each list must be sorted, without repeats")
         if self.task == "classification":
             self.classes = strings(d["classes"], "classes")
-            if len(self.classes) < 2:
-                raise ValueError("classes: expected at least two")
+            if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+                raise ValueError("classes: expected at least two, without repeats")
         elif d["classes"] is not None:
             raise ValueError("classes: a regression has none")
         self.input_range = np.array(d["input_range"], np.float64).reshape(-1, 2)
@@ -548,6 +541,18 @@ class TablePreprocessor:
         return (f"<TablePreprocessor: {self.task} of {self.target!r} from "
                 f"{len(self.numeric_columns)} numeric and {len(self.categorical_columns)} "
                 f"categorical columns, {self.n_inputs} inputs>")
+
+
+def _lookup(values, known, rows, what, hint):
+    """The index in ``known`` (sorted text) of each of ``values`` (an object array of str);
+    TableError naming the first value not in it and its row."""
+    known = np.array(known, dtype=object)
+    k = np.minimum(np.searchsorted(known, values), len(known) - 1)
+    bad = known[k] != values
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise TableError(f"{what(values[i])} (row {int(rows[i]) + 1}); {hint}")
+    return k.astype(np.int64)
 
 
 def _guess_task(column, kept):

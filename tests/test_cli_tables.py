@@ -287,7 +287,7 @@ def test_regression_checkpoint_is_refused_until_finished(tmp_path, cli, monkeypa
 def test_accuracy_matches_a_scikit_learn_pipeline(tmp_path, cli, capsys):
     """Text labels, text features and missing values (generated, seeded): fastnn train --data
     reaches the test accuracy of StandardScaler + OneHotEncoder + MLPClassifier on the same split."""
-    sklearn = pytest.importorskip("sklearn")  # noqa: F841
+    pytest.importorskip("sklearn")
     from sklearn.compose import make_column_transformer
     from sklearn.impute import SimpleImputer
     from sklearn.neural_network import MLPClassifier
