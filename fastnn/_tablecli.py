@@ -50,7 +50,7 @@ def table_training_data(args, human):
     frame = read_table(args.data)
     target = _target_column(args, frame)
     preprocessor = TablePreprocessor(missing=args.missing, task=args.task)
-    X, y, kept = preprocessor.fit_transform(frame, target)
+    X, y, kept = preprocessor.fit_transform(frame, target, ignore=args.ignore or ())
     args.loss = _resolve_loss(args.loss, preprocessor)
     set_default_lr(args)
     classification = preprocessor.task == "classification"

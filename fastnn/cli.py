@@ -58,7 +58,7 @@ RUN_OPTIONS = ("dataset", "data_dir", "limit", "val_split", "scaling", "hidden",
                "init", "dropout", "dtype", "epochs", "batch_size", "optimizer", "lr", "momentum",
                "nesterov", "weight_decay", "schedule", "early_stopping", "seed")
 # Options added later, with the value a checkpoint that lacks them was trained with.
-LATER_RUN_OPTIONS = {"data": None, "target": None, "task": None, "missing": "drop",
+LATER_RUN_OPTIONS = {"data": None, "target": None, "ignore": None, "task": None, "missing": "drop",
                      "test_split": None, "test_data": None, "loss": "cross_entropy"}
 # Paths: a resumed run may find its files elsewhere (the data fingerprint is checked).
 PATH_OPTIONS = ("data_dir", "data", "test_data")
@@ -144,6 +144,8 @@ def _add_train(commands):
                            "and Parquet: pip install \".[tables]\")")
     data.add_argument("--target", metavar="COLUMN",
                       help="the column to predict (required for CSV, TSV and Parquet; y for .npz)")
+    data.add_argument("--ignore", nargs="+", metavar="COLUMN",
+                      help="columns of the table that are not inputs (identifiers, free text)")
     data.add_argument("--task", choices=TASKS,
                       help="default: classification for a text or bool target or one of at most "
                            "20 distinct integers, else regression")
@@ -345,7 +347,7 @@ def _check_table_args(args):
             raise UserError("give --data or --dataset, not both")
         if os.path.isdir(args.data):
             args.data_dir, args.data = args.data, None
-    table_only = [name for name in ("target", "task", "test_split", "test_data")
+    table_only = [name for name in ("target", "ignore", "task", "test_split", "test_data")
                   if getattr(args, name) is not None]
     table_only += ["missing"] if "missing" in given else []
     if args.data is None:
@@ -937,7 +939,8 @@ def _config_dict(args):
         "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum,
         "nesterov": args.nesterov, "weight_decay": args.weight_decay, "schedule": args.schedule,
         "early_stopping": args.early_stopping, "seed": args.seed, "threads": get_num_threads(),
-        "data": args.data, "target": args.target, "task": args.task, "missing": args.missing,
+        "data": args.data, "target": args.target, "ignore": args.ignore, "task": args.task,
+        "missing": args.missing,
         "test_split": args.test_split, "test_data": args.test_data, "loss": args.loss,
         "adaptive_threads": args.threads in (None, AUTO_THREADS),
         "save": args.save, "plot": args.plot,

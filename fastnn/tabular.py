@@ -12,7 +12,8 @@ The preprocessing rules (fixed by ``fit``, stored in the model file by ``to_dict
   and population standard deviation of the training rows, scale 1 for a constant column;
 - a column of text is one-hot encoded, its categories sorted; a value not seen in training is an
   error naming the column and the value;
-- a column holding both numbers and text (e.g. ``1.5`` and ``abc``) is an error;
+- a column holding both numbers and text (e.g. ``1.5`` and ``abc``) is an error, and so is a
+  text column with more than ``MAX_CATEGORIES`` distinct values (leave it out with ``ignore``);
 - ``missing="drop"`` drops every training row with a missing value (and refuses missing values
   at prediction); ``missing="mean"`` replaces a missing number with the training mean (0 after
   scaling) and a missing category with an all-zero one-hot block. Rows whose target is missing
@@ -35,6 +36,9 @@ MISSING = ("drop", "mean")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".npz")
 # An integer target with at most this many distinct values is taken as class labels.
 MAX_CLASSES_GUESSED = 20
+# A text column with more distinct values is refused (an identifier or free text, whose one-hot
+# block would dwarf the table) rather than encoded.
+MAX_CATEGORIES = 1000
 FORMAT = "fastnn-table-preprocessor"
 FORMAT_VERSION = 1
 
@@ -305,16 +309,16 @@ class TablePreprocessor:
 
     # -- fitting --------------------------------------------------------------------------------
 
-    def fit(self, frame, target):
+    def fit(self, frame, target, ignore=()):
         """Learn the columns, their statistics, the task and the classes from ``frame`` (a
-        DataFrame or a dict of 1-D arrays) whose column ``target`` holds the labels; returns
-        self. Raises TableError naming the column for a missing target column, a target with
-        one class, no rows left after dropping missing values, mixed types, a column without
-        values."""
-        self.fit_transform(frame, target)
+        DataFrame or a dict of 1-D arrays) whose column ``target`` holds the labels; the columns
+        named in ``ignore`` are left out. Returns self. Raises TableError naming the column for
+        a missing target column, a target with one class, no rows left after dropping missing
+        values, mixed types, a column without values or with too many categories."""
+        self.fit_transform(frame, target, ignore)
         return self
 
-    def fit_transform(self, frame, target):
+    def fit_transform(self, frame, target, ignore=()):
         """``fit``, then ``(X, y, kept)`` for the training rows: X float64 (n, n_inputs), y the
         encoded targets (int64 class indices, or float64 values for a regression), kept the
         indices of the rows of ``frame`` used (rows with a missing target, and with
@@ -326,8 +330,16 @@ class TablePreprocessor:
             raise TableError(f"the table has only the target column {target!r}; no inputs")
         if n_rows(frame) == 0:
             raise TableError("the table has no rows")
+        ignore = [ignore] if isinstance(ignore, str) else list(ignore)
+        for name in ignore:
+            if name not in names or name == target:
+                raise TableError(f"cannot ignore column {name!r}: "
+                                 + ("it is the target" if name == target else
+                                    f"the table has {_list(names)}"))
         self.target = target
-        self.feature_columns = [n for n in names if n != target]
+        self.feature_columns = [n for n in names if n != target and n not in ignore]
+        if not self.feature_columns:
+            raise TableError("no input columns are left")
         columns = [_Column(frame, n) for n in self.feature_columns]
         y_column = _Column(frame, target)
         keep = ~y_column.missing
@@ -356,8 +368,13 @@ class TablePreprocessor:
                 means.append(mean)
                 scales.append(std if std > 0 and math.isfinite(std) else 1.0)
             else:
+                categories = sorted(set(c.values[kept][present]))
+                if len(categories) > MAX_CATEGORIES:
+                    raise TableError(f"column {c.name!r} has {len(categories):,} distinct texts "
+                                     f"(more than {MAX_CATEGORIES}): an identifier or free text? "
+                                     f"Leave it out (--ignore {c.name})")
                 self.categorical_columns.append(c.name)
-                self.categories.append(sorted(set(c.values[kept][present])))
+                self.categories.append(categories)
         self.means, self.scales = np.array(means, np.float64), np.array(scales, np.float64)
         by_name = {c.name: c for c in columns}
         X = self._encode(by_name, kept)

@@ -373,3 +373,15 @@ def test_predict_the_test_images_of_an_idx_directory(tmp_path, cli):
     assert len(rows) == 201 and {r[0] for r in rows[1:]} <= {str(k) for k in range(10)}
     assert_user_error(cli("predict", model, "--data", write(table(5), tmp_path / "t.csv")),
                       "not trained on a table")
+
+
+def test_ignore_leaves_columns_out(tmp_path, cli):
+    t = table(200)
+    t["name"] = np.array([f"customer {i}" for i in range(200)], dtype=object)
+    data = write(t, tmp_path / "t.csv")
+    model = tmp_path / "m.npz"
+    scores = cli("train", "--data", data, "--target", "segment", "--ignore", "name", "spend",
+                 *FAST, "--save", model, "--json").json
+    assert scores["inputs"] == 2 + 4 + 2 and scores["config"]["ignore"] == ["name", "spend"]
+    new = {k: v for k, v in table(10, seed=4).items() if k not in ("spend", "segment")}
+    assert cli("predict", model, "--data", write(new, tmp_path / "new.csv")).returncode == 0

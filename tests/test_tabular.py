@@ -325,3 +325,17 @@ def test_damaged_preprocessor_in_a_model_file_is_a_format_error(tmp_path):
     net.save(tmp_path / "bad.npz")
     with pytest.raises(fastnn.ModelFormatError, match="preprocessor makes"):
         fastnn.load(tmp_path / "bad.npz")
+
+
+def test_ignored_columns_are_not_inputs_and_identifiers_are_refused():
+    t = table(60)
+    t["name"] = np.array([f"customer {i}" for i in range(60)], dtype=object)
+    p = TablePreprocessor().fit(t, "segment", ignore=["name", "spend"])
+    assert p.feature_columns == ["age", "visits", "city", "plan"]
+    assert p.transform({k: v for k, v in t.items() if k != "name"}).shape == (60, p.n_inputs)
+    with pytest.raises(TableError, match="cannot ignore column 'segment': it is the target"):
+        TablePreprocessor().fit(t, "segment", ignore=["segment"])
+    many = {"id": np.array([f"id{i}" for i in range(1200)], dtype=object),
+            "y": np.array(["a", "b"] * 600)}
+    with pytest.raises(TableError, match="column 'id' has 1,200 distinct texts.*--ignore id"):
+        TablePreprocessor().fit(many, "y")
