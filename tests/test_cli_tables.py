@@ -385,3 +385,12 @@ def test_ignore_leaves_columns_out(tmp_path, cli):
     assert scores["inputs"] == 2 + 4 + 2 and scores["config"]["ignore"] == ["name", "spend"]
     new = {k: v for k, v in table(10, seed=4).items() if k not in ("spend", "segment")}
     assert cli("predict", model, "--data", write(new, tmp_path / "new.csv")).returncode == 0
+
+
+def test_missing_pandas_is_one_line_naming_the_extra(tmp_path):
+    data = write(table(20), tmp_path / "t.csv")
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "pandas.py").write_text("raise ImportError('simulated: no pandas')\n")
+    proc = run_cli("train", "--data", data, "--target", "segment", extra_path=[str(shim)])
+    assert_user_error(proc, 'pip install ".[tables]"', "pandas and pyarrow")
