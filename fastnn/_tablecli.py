@@ -180,7 +180,11 @@ def run_predict(args):
                 header += [f"proba_{name}" for name in names]
                 proba = _probabilities(network, X)
                 columns += [proba[:, k] for k in range(proba.shape[1])]
-    _write_csv(args.output, header, columns)
+    try:
+        _write_csv(args.output, header, columns)
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     if args.output is not None:
         print(f"wrote {len(X):,} predictions to {args.output}", flush=True)
     return 0
