@@ -339,3 +339,30 @@ def test_ignored_columns_are_not_inputs_and_identifiers_are_refused():
             "y": np.array(["a", "b"] * 600)}
     with pytest.raises(TableError, match="column 'id' has 1,200 distinct texts.*--ignore id"):
         TablePreprocessor().fit(many, "y")
+
+
+class _Described:
+    """Stands in for a preprocessor when saving: its to_dict() is whatever the test wants."""
+
+    def __init__(self, description):
+        self.description = description
+
+    def to_dict(self):
+        return self.description
+
+
+@pytest.mark.parametrize("bad", [None, 1, -1.5, "x", [], {}, [[1, 2]], ["a", 3], [None]])
+def test_hand_edited_preprocessors_are_format_errors(tmp_path, bad):
+    p = TablePreprocessor(missing="mean").fit(table(40), "segment")
+    good = p.to_dict()
+    net = fastnn.Network([fastnn.Linear(p.n_inputs, 3)], seed=0)
+    for key in good:
+        net.preprocessor = _Described({**good, key: bad})
+        net.save(tmp_path / "m.npz")
+        try:
+            loaded = fastnn.load(tmp_path / "m.npz")
+        except fastnn.ModelFormatError:
+            continue
+        # Accepted only when the edit changes nothing the preprocessor uses.
+        assert loaded.preprocessor.to_dict() == {**good, key: loaded.preprocessor.to_dict()[key]}
+        np.testing.assert_array_equal(loaded.preprocessor.transform(table(40)), p.transform(table(40)))
