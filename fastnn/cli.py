@@ -222,8 +222,9 @@ def _add_train(commands):
                              "saved there instead, for --resume")
     output.add_argument("--resume", metavar="CHECKPOINT",
                         help="continue the interrupted run saved in CHECKPOINT with its own options "
-                             "(only --data-dir, --threads, --save, --plot, --json and --quiet may be "
-                             "given; other options must match); the model is saved to CHECKPOINT "
+                             "(only --data-dir, --data, --test-data, --threads, --save, --plot, "
+                             "--json and --quiet may be given; other options must match); the "
+                             "model is saved to CHECKPOINT "
                              "unless --save says otherwise")
     output.add_argument("--plot", metavar="PATH",
                         help="write loss and accuracy curves as a PNG (needs matplotlib)")
