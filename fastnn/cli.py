@@ -518,8 +518,12 @@ def _write_outputs(args, network, history, score_text, human):
             print(f"saved to {args.save}", file=human, flush=True)
     if args.plot:
         from .plotting import save_learning_curves
-        save_learning_curves(history, args.plot, title=f"{_describe(network)}: "
-                                                       f"{score_text.split('  ')[0]}")
+        loss_name = {"cross_entropy": "Cross-entropy loss", "bce": "Binary cross-entropy loss",
+                     "mse": "Mean squared error"}[args.loss]
+        if _is_regression(network) and network.preprocessor is not None:
+            loss_name += " (standardised target)"
+        save_learning_curves(history, args.plot, loss_name=loss_name,
+                             title=f"{_describe(network)}: {score_text.split('  ')[0]}")
 
 
 def _check_data(args, x_train, x_test):

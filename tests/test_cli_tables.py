@@ -394,3 +394,19 @@ def test_missing_pandas_is_one_line_naming_the_extra(tmp_path):
     (shim / "pandas.py").write_text("raise ImportError('simulated: no pandas')\n")
     proc = run_cli("train", "--data", data, "--target", "segment", extra_path=[str(shim)])
     assert_user_error(proc, 'pip install ".[tables]"', "pandas and pyarrow")
+
+
+def test_task_override_dtype_and_a_regression_plot(tmp_path, cli):
+    pytest.importorskip("matplotlib")
+    t = table(200)
+    t["rating"] = t["visits"] // 6  # 5 integers: guessed a classification
+    data = write(t, tmp_path / "t.csv")
+    guessed = cli("train", "--data", data, "--target", "rating", *FAST, "--json").json
+    assert guessed["task"] == "classification" and guessed["classes"] == ["0", "1", "2", "3", "4"]
+    png = tmp_path / "curves.png"
+    scores = cli("train", "--data", data, "--target", "rating", "--task", "regression",
+                 "--dtype", "float64", *FAST, "--plot", png, "--json").json
+    assert scores["task"] == "regression" and "test_r2" in scores
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    forced = cli("train", "--data", data, "--target", "spend", "--task", "classification", *FAST)
+    assert_user_error(forced, "each of the", "classes of 'spend' has one row")
