@@ -224,7 +224,7 @@ class _Column:
         if all_text:
             self.kind, self.values = "text", raw.copy()
             self.values[self.missing] = None
-            _check_not_mixed(self.name, present)
+            _check_not_mixed(self.name, present, np.flatnonzero(~self.missing))
             return
         is_number = np.fromiter((isinstance(v, numbers.Real) for v in present), bool, len(present))
         if not is_number.all():
@@ -232,9 +232,10 @@ class _Column:
             if other is not None:
                 raise TableError(f"column {self.name!r}: holds a {type(other).__name__} value "
                                  f"({other!r}); expected numbers or text")
+            row = int(np.flatnonzero(~self.missing)[np.argmax(is_text)]) + 1
             raise TableError(f"column {self.name!r} mixes numbers and text (e.g. "
-                             f"{present[is_number][0]!r} and {present[is_text][0]!r}); make it "
-                             "all numbers or all text")
+                             f"{present[is_number][0]!r} and {present[is_text][0]!r} in row "
+                             f"{row}); make it all numbers or all text")
         self.kind = "number"
         self.values = np.full(len(raw), np.nan)
         self.values[~self.missing] = present.astype(np.float64)
@@ -253,15 +254,16 @@ def _number_text(v):
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
-def _check_not_mixed(name, texts):
+def _check_not_mixed(name, texts, rows):
     """TableError when some values of a text column read as numbers and others do not (a
-    numeric column with stray text, as a CSV reader leaves it)."""
+    numeric column with stray text, as a CSV reader leaves it); rows: the row of each text."""
     uniques = set(texts)
-    numeric = [v for v in uniques if _reads_as_number(v)]
+    numeric = {v for v in uniques if _reads_as_number(v)}
     if numeric and len(numeric) < len(uniques):
-        text = next(v for v in texts if v not in numeric)
-        raise TableError(f"column {name!r} mixes numbers and text (e.g. {numeric[0]!r} and "
-                         f"{text!r}); make it all numbers or all text")
+        i = next(i for i, v in enumerate(texts) if v not in numeric)
+        raise TableError(f"column {name!r} mixes numbers and text (e.g. {min(numeric)!r} and "
+                         f"{texts[i]!r} in row {int(rows[i]) + 1}); make it all numbers or all "
+                         "text")
 
 
 def _reads_as_number(text):
