@@ -85,15 +85,22 @@ def read_table(path):
         raise _read_error(path, suffix, exc) from None
     if len(frame.columns) == 0:
         raise TableError(f"{path}: the table has no columns")
-    if suffix != ".parquet" and any(
-            frame[c].dtype == object and frame[c].map(type).eq(bytes).any() for c in frame.columns):
-        raise TableError(_not_utf8(path, suffix))  # pyarrow keeps such a column as raw bytes
+    if suffix != ".parquet" and any(_holds_bytes(frame[c]) for c in frame.columns):
+        raise TableError(_not_utf8(path, suffix))
     names = [str(c) for c in frame.columns]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise TableError(f"{path}: the column name {dup!r} appears twice")
     frame.columns = names
     return frame
+
+
+def _holds_bytes(column):
+    # pyarrow reads a CSV column that is not valid UTF-8 as binary: every value is bytes.
+    if column.dtype != object:
+        return False
+    first = column.first_valid_index()
+    return first is not None and isinstance(column[first], bytes)
 
 
 def _read_error(path, suffix, exc):
