@@ -48,7 +48,7 @@ def table_training_data(args, human):
     is not used for them), then the rows are split; regression targets are standardised for
     training with the training rows' mean and deviation."""
     frame = read_table(args.data)
-    target = _target_column(args, frame)
+    target = _target_column(args)
     preprocessor = TablePreprocessor(missing=args.missing, task=args.task)
     X, y, kept = preprocessor.fit_transform(frame, target, ignore=args.ignore or ())
     args.loss = _resolve_loss(args.loss, preprocessor)
@@ -78,7 +78,7 @@ def table_training_data(args, human):
     return (x_train, y_train), (x_test, y_test), (1.0, 0.0), table
 
 
-def _target_column(args, frame):
+def _target_column(args):
     if args.target is not None:
         return args.target
     if args.data.lower().endswith(".npz"):
