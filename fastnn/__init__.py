@@ -14,6 +14,7 @@ _LAZY = {
     "reference": ("reference", None),
     "testing": ("testing", None),
     "datasets": ("datasets", None),
+    "tabular": ("tabular", None),
     "set_num_threads": ("_threads", "set_num_threads"),
     "get_num_threads": ("_threads", "get_num_threads"),
     "show_config": ("_config", "show_config"),

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line: ``train``, ``evaluate`` and ``info``.
+"""The ``fastnn`` command line: ``train``, ``evaluate``, ``predict``, ``info`` and ``bench``.
 
 Arguments are parsed and checked with the standard library only; numpy and the compiled core
 are imported afterwards, so ``fastnn --help`` and argument errors answer at once. User errors
@@ -27,7 +27,11 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "scaled_tanh")
 INITS = ("lecun", "he", "xavier", "uniform")
 SCHEDULES = ("none", "step", "exponential", "cosine")
 SCALINGS = ("unit", "standardize")
+LOSSES = ("cross_entropy", "bce", "mse")
+TASKS = ("classification", "regression")
+MISSING = ("drop", "mean")
 NUM_CLASSES = 10
+DEFAULT_TEST_SPLIT = 0.2  # for --data tables without --test-data
 
 # The defaults of `fastnn train`: 98.37 % MNIST test accuracy (seed 0, 2 threads) in ~7 s on 2 cores.
 # Plain SGD with momentum on a Linear+ReLU MLP keeps Network.fit on its native fast path.
@@ -37,6 +41,7 @@ DEFAULTS = {
     "epochs": 15,
     "batch_size": 32,
     "sgd_lr": 0.05,
+    "sgd_mse_lr": 0.01,  # MSE's gradient is not bounded like cross-entropy's: 0.05 diverges
     "adam_lr": 1e-3,
     "momentum": 0.9,
     "schedule": "cosine",
@@ -53,6 +58,11 @@ CHECKPOINT_VERSION = 1
 RUN_OPTIONS = ("dataset", "data_dir", "limit", "val_split", "scaling", "hidden", "activation",
                "init", "dropout", "dtype", "epochs", "batch_size", "optimizer", "lr", "momentum",
                "nesterov", "weight_decay", "schedule", "early_stopping", "seed")
+# Options added later, with the value a checkpoint that lacks them was trained with.
+LATER_RUN_OPTIONS = {"data": None, "target": None, "ignore": None, "task": None, "missing": "drop",
+                     "test_split": None, "test_data": None, "loss": "cross_entropy"}
+# Paths: a resumed run may find its files elsewhere (the data fingerprint is checked).
+PATH_OPTIONS = ("data_dir", "data", "test_data")
 # For the tests only: raise KeyboardInterrupt at the end of this (1-based) epoch, as a Ctrl-C would.
 TEST_INTERRUPT_ENV = "FASTNN_TEST_INTERRUPT_AFTER_EPOCH"
 
@@ -104,6 +114,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(commands)
     _add_evaluate(commands)
+    _add_predict(commands)
     _add_info(commands)
     _add_bench(commands)
     return parser
@@ -112,8 +123,10 @@ def build_parser():
 def _add_train(commands):
     d = DEFAULTS
     p = commands.add_parser(
-        "train", help="train an MLP classifier on MNIST (or an IDX dataset) and test it",
-        description="Train an MLP classifier and report its test accuracy. With no options: "
+        "train", help="train an MLP on MNIST, an IDX dataset or a table (CSV, TSV, Parquet, NPZ) "
+                      "and test it",
+        description="Train an MLP and report its test accuracy (RMSE, MAE and R^2 for a "
+                    "regression). With no options: "
                     f"{_arch_text(d['hidden'])} {d['activation']} MLP, SGD (lr {d['sgd_lr']}, "
                     f"momentum {d['momentum']}), batch {d['batch_size']}, {d['epochs']} epochs, "
                     f"{d['schedule']} schedule, seed {d['seed']}: about 98.4 % on the MNIST test "
@@ -125,6 +138,26 @@ def _add_train(commands):
     data.add_argument("--data-dir", metavar="DIR",
                       help="read the four IDX files of MNIST's layout (train-images-idx3-ubyte, "
                            "..., optionally .gz) from DIR instead; labels 0..9")
+    data.add_argument("--data", metavar="FILE",
+                      help="train on a table: .csv, .tsv, .parquet, or .npz (arrays X and y); "
+                           "a directory is read as --data-dir. Numeric columns are standardised, "
+                           "text columns one-hot encoded (needs pandas and pyarrow for CSV, TSV "
+                           "and Parquet: pip install \".[tables]\")")
+    data.add_argument("--target", metavar="COLUMN",
+                      help="the column to predict (required for CSV, TSV and Parquet; y for .npz)")
+    data.add_argument("--ignore", nargs="+", metavar="COLUMN",
+                      help="columns of the table that are not inputs (identifiers, free text)")
+    data.add_argument("--task", choices=TASKS,
+                      help="default: classification for a text or bool target or one of at most "
+                           "20 distinct integers, else regression")
+    data.add_argument("--missing", choices=MISSING, default="drop",
+                      help="rows with a missing value: drop them, or replace a missing number by "
+                           "the training mean and a missing category by no category")
+    data.add_argument("--test-split", type=unit_interval, metavar="F",
+                      help=f"hold out this fraction of the table's rows for the test (seeded, "
+                           f"stratified for a classification; default {DEFAULT_TEST_SPLIT})")
+    data.add_argument("--test-data", metavar="FILE",
+                      help="test on this table instead of a split of --data")
     data.add_argument("--limit", type=positive_int, metavar="N",
                       help="train on the first N training images only (an error if there are "
                            "fewer than N)")
@@ -147,6 +180,9 @@ def _add_train(commands):
                        help="dropout probability after each hidden activation (slower path)")
     model.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                        help="parameter and computation dtype")
+    model.add_argument("--loss", choices=LOSSES,
+                       help="default: cross_entropy for a classification, mse for a regression; "
+                            "bce is one sigmoid output for a target with two classes")
 
     training = p.add_argument_group("training")
     training.add_argument("--epochs", type=positive_int, default=d["epochs"], metavar="N",
@@ -157,6 +193,7 @@ def _add_train(commands):
                           help="both run in the compiled training loop (networks with Dropout, MSE or binary cross-entropy train layer by layer)")
     training.add_argument("--lr", type=positive_float, metavar="LR",
                           help=f"learning rate (default: {d['sgd_lr']} for sgd, "
+                               f"{d['sgd_mse_lr']} for sgd with --loss mse, "
                                f"{d['adam_lr']} for adam)")
     training.add_argument("--momentum", type=unit_interval, metavar="M",
                           help=f"SGD momentum (default: {d['momentum']})")
@@ -186,8 +223,9 @@ def _add_train(commands):
                              "saved there instead, for --resume")
     output.add_argument("--resume", metavar="CHECKPOINT",
                         help="continue the interrupted run saved in CHECKPOINT with its own options "
-                             "(only --data-dir, --threads, --save, --plot, --json and --quiet may be "
-                             "given; other options must match); the model is saved to CHECKPOINT "
+                             "(only --data-dir, --data, --test-data, --threads, --save, --plot, "
+                             "--json and --quiet may be given; other options must match); the "
+                             "model is saved to CHECKPOINT "
                              "unless --save says otherwise")
     output.add_argument("--plot", metavar="PATH",
                         help="write loss and accuracy curves as a PNG (needs matplotlib)")
@@ -198,14 +236,39 @@ def _add_evaluate(commands):
     p = commands.add_parser(
         "evaluate", help="test a saved model",
         description="Load a model saved by 'fastnn train --save' (or Network.save) and report "
-                    "its accuracy and loss on the test set.")
+                    "its accuracy and loss on the test set (RMSE, MAE and R^2 for a "
+                    "regression).")
     p.add_argument("model", metavar="MODEL", help="model file")
     p.add_argument("--data-dir", metavar="DIR",
                    help="use the test files of the IDX dataset in DIR instead of MNIST's")
+    p.add_argument("--data", metavar="FILE",
+                   help="test on this table (.csv, .tsv, .parquet or .npz with the target "
+                        "column; required for a model trained on a table)")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="threads for fastnn's kernels and BLAS (default: all cores, or "
                         "$FASTNN_NUM_THREADS)")
-    _add_output_flags(p, "test_accuracy and test_loss")
+    _add_output_flags(p, "test_accuracy and test_loss (test_rmse, test_mae, test_r2 and "
+                         "test_loss for a regression)")
+
+
+def _add_predict(commands):
+    p = commands.add_parser(
+        "predict", help="predict the rows of a table with a saved model",
+        description="Load a model saved by 'fastnn train --save' and write one prediction per "
+                    "input row, in order, as CSV: the label names of a classifier, the values of "
+                    "a regression. A model of a table reads its raw columns (the target column "
+                    "may be there or not); other models read an .npz (array X) or the test "
+                    "images of an IDX directory.")
+    p.add_argument("model", metavar="MODEL", help="model file")
+    p.add_argument("--data", metavar="FILE", required=True,
+                   help="the rows to predict: .csv, .tsv, .parquet, .npz or an IDX directory")
+    p.add_argument("--output", metavar="OUT.csv",
+                   help="write the predictions here (atomically) instead of to stdout")
+    p.add_argument("--proba", action="store_true",
+                   help="add one column of probabilities per class (classifiers)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="threads for fastnn's kernels and BLAS (default: all cores, or "
+                        "$FASTNN_NUM_THREADS)")
 
 
 def _add_info(commands):
@@ -251,12 +314,13 @@ def check_train_args(args):
     args.hidden = [] if args.hidden == [0] else args.hidden
     if args.dropout and not args.hidden:
         raise UserError("--dropout needs at least one hidden layer (--hidden 0 has none)")
+    _check_table_args(args)
+    args.default_lr = args.lr is None
+    set_default_lr(args)
     if args.optimizer == "adam":
         if args.momentum is not None or args.nesterov:
             raise UserError("--momentum and --nesterov apply to --optimizer sgd only")
-        args.lr = DEFAULTS["adam_lr"] if args.lr is None else args.lr
     else:
-        args.lr = DEFAULTS["sgd_lr"] if args.lr is None else args.lr
         args.momentum = DEFAULTS["momentum"] if args.momentum is None else args.momentum
         if args.nesterov and args.momentum == 0:
             raise UserError("--nesterov needs --momentum > 0")
@@ -265,6 +329,47 @@ def check_train_args(args):
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path is not None:
             _check_writable_location(option, path)
+
+
+def set_default_lr(args):
+    """The learning rate of the optimizer and loss, unless --lr was given (the loss of a table is
+    known once it has been read: this runs again then)."""
+    if args.default_lr:
+        args.lr = DEFAULTS["adam_lr"] if args.optimizer == "adam" else \
+            DEFAULTS["sgd_mse_lr"] if args.loss == "mse" else DEFAULTS["sgd_lr"]
+
+
+def _check_table_args(args):
+    """The options of --data tables: a directory is an IDX dataset, the others need a table."""
+    given = getattr(args, "given", set())
+    if args.data is not None:
+        if args.data_dir is not None:
+            raise UserError("give --data or --data-dir, not both")
+        if "dataset" in given:
+            raise UserError("give --data or --dataset, not both")
+        if os.path.isdir(args.data):
+            args.data_dir, args.data = args.data, None
+    table_only = [name for name in ("target", "ignore", "task", "test_split", "test_data")
+                  if getattr(args, name) is not None]
+    table_only += ["missing"] if "missing" in given else []
+    if args.data is None:
+        if table_only:
+            raise UserError(f"--{table_only[0].replace('_', '-')} applies to tables (--data FILE)")
+        if args.loss == "bce":
+            raise UserError("--loss bce needs a target with two classes; MNIST and IDX datasets "
+                            "have ten (use cross_entropy or mse)")
+        args.loss = args.loss or "cross_entropy"
+        return
+    for name in ("limit", "scaling"):
+        if name in given:
+            raise UserError(f"--{name} applies to MNIST and IDX datasets, not to tables (a table's "
+                            "numeric columns are standardised)")
+    if args.test_split is not None and args.test_data is not None:
+        raise UserError("give --test-split or --test-data, not both")
+    if args.test_split is not None and args.test_split == 0:
+        raise UserError("--test-split must be more than 0 (or give --test-data FILE)")
+    if args.test_data is None and args.test_split is None:
+        args.test_split = DEFAULT_TEST_SPLIT
 
 
 def _check_writable_location(option, path):
@@ -292,12 +397,15 @@ def run_train(args, started):
 
 
 def _train(args, started, human, resumed):
-    (x_train, y_train), (x_test, y_test), (scale, shift) = _training_data(args)
+    (x_train, y_train), (x_test, y_test), (scale, shift), table = _training_data(args, human)
     fingerprint = _data_fingerprint(x_train, y_train, scale, shift) if args.save else None
     if resumed is None:
         import fastnn
-        network = fastnn.Network(_layers(args, x_train.shape[1]), dtype=args.dtype,
-                                 input_scale=scale, input_shift=shift, seed=args.seed)
+        n_outputs = NUM_CLASSES if table is None else table.n_outputs
+        network = fastnn.Network(_layers(args, x_train.shape[1], n_outputs), loss=_loss(args),
+                                 dtype=args.dtype, input_scale=scale, input_shift=shift,
+                                 seed=args.seed)
+        network.preprocessor = None if table is None else table.preprocessor
         optimizer, state, history = _optimizer(args), None, fastnn.History()
         seconds_before = 0.0
     else:
@@ -318,14 +426,19 @@ def _train(args, started, human, resumed):
             early_stopping=args.early_stopping, seed=args.seed, callbacks=callbacks,
             progress=_show_progress(args), schedule=_schedule(args), resume=state))
         train_seconds = time.perf_counter() - fit_started + seconds_before
-        test_loss, test_accuracy = network.evaluate(x_test, y_test)
-        _write_outputs(args, network, history, test_accuracy)
+        if table is not None:
+            table.finish(network)  # regression: outputs back in the target's units
+        with range_warnings_as_lines():
+            scores, score_text = _test_scores(network, x_test, y_test)
+        if human and args.early_stopping:
+            print(_early_stopping_line(args, history), file=human, flush=True)
+        _write_outputs(args, network, history, score_text, human)
     except KeyboardInterrupt as exc:
         raise _interrupted(args, checkpointer, exc) from None
 
     total_seconds = time.perf_counter() - started
     result = {
-        "test_accuracy": test_accuracy, "test_loss": test_loss, "epochs": history.epochs,
+        **scores, "epochs": history.epochs,
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / history.epochs if history.epochs else 0.0,
         "total_seconds": total_seconds, "parameters": network.n_parameters(),
@@ -334,18 +447,56 @@ def _train(args, started, human, resumed):
         "config": _config_dict(args),
         "history": history.as_dict(),
     }
+    if table is not None:
+        result.update(table.summary())
     if resumed is not None:
         result["resumed_from_epoch"] = state["epoch"]
     timing = f"{_plural(history.epochs, 'epoch')} in {train_seconds:.1f} s, {total_seconds:.1f} s in all"
     if resumed is not None:
         timing = (f"{_plural(history.epochs, 'epoch')}, {history.epochs - state['epoch']} of them in this "
                   f"run: {train_seconds:.1f} s of training in all, this command {total_seconds:.1f} s")
-    _report(args, result, f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}  ({timing})")
+    _report(args, result, f"{score_text}  ({timing})")
     return 0
 
 
-def _training_data(args):
-    """((x_train, y_train), (x_test, y_test), (input_scale, input_shift)) as the options ask."""
+def _test_scores(network, x_test, y_test):
+    """({JSON keys: test scores}, the line saying them): accuracy and loss of a classifier,
+    RMSE, MAE, R^2 (and the MSE as loss) of a regression."""
+    if _is_regression(network):
+        from .tabular import regression_metrics
+        m = regression_metrics(network.predict(x_test), y_test)
+        return ({"test_rmse": m["rmse"], "test_mae": m["mae"], "test_r2": m["r2"],
+                 "test_loss": m["rmse"] ** 2},
+                f"test RMSE {m['rmse']:.4g}  MAE {m['mae']:.4g}  R^2 {m['r2']:.4f}")
+    test_loss, test_accuracy = network.evaluate(x_test, y_test)
+    return ({"test_accuracy": test_accuracy, "test_loss": test_loss},
+            f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}")
+
+
+def _is_regression(network):
+    """A model whose outputs are values, not classes: a regression table, or MSE on one output."""
+    from .losses import MSE
+    if network.preprocessor is not None:
+        return network.preprocessor.task == "regression"
+    return isinstance(network.loss, MSE) and network.n_outputs == 1
+
+
+def _early_stopping_line(args, history):
+    watched = "validation loss" if args.val_split else "training loss"
+    if history.stopped_early:
+        what = (f"early stopping: no lower {watched} for {args.early_stopping} epochs, stopped "
+                f"after epoch {history.epochs}")
+    else:
+        what = f"early stopping: ran all {args.epochs} epochs"
+    return f"{what}; kept the weights of epoch {history.best_epoch} (lowest {watched})"
+
+
+def _training_data(args, human=None):
+    """((x_train, y_train), (x_test, y_test), (input_scale, input_shift), table) as the options
+    ask; table is None for MNIST and IDX data, else the fastnn._tablecli.TableData."""
+    if args.data is not None:
+        from ._tablecli import table_training_data
+        return table_training_data(args, human)
     from .datasets import pixel_scaling
     # Data first: its transient decompression buffers are freed before the compiled core and
     # BLAS load, which keeps the peak memory lower.
@@ -361,16 +512,22 @@ def _training_data(args):
         scaling = pixel_scaling(x_train, args.scaling)
     except ValueError as exc:  # e.g. standardizing images that are all one colour
         raise UserError(f"--scaling {args.scaling}: {exc}") from None
-    return (x_train, y_train), test, scaling
+    return (x_train, y_train), test, scaling, None
 
 
-def _write_outputs(args, network, history, test_accuracy):
+def _write_outputs(args, network, history, score_text, human):
     if args.save:
         network.save(args.save)
+        if human:
+            print(f"saved to {args.save}", file=human, flush=True)
     if args.plot:
         from .plotting import save_learning_curves
-        save_learning_curves(history, args.plot, title=f"{_describe(network)}: test accuracy "
-                                                       f"{100 * test_accuracy:.2f}%")
+        loss_name = {"cross_entropy": "Cross-entropy loss", "bce": "Binary cross-entropy loss",
+                     "mse": "Mean squared error"}[args.loss]
+        if _is_regression(network) and network.preprocessor is not None:
+            loss_name += " (standardised target)"
+        save_learning_curves(history, args.plot, loss_name=loss_name,
+                             title=f"{_describe(network)}: {score_text.split('  ')[0]}")
 
 
 def _check_data(args, x_train, x_test):
@@ -394,7 +551,8 @@ def _training_line(args, network, n_train, done):
     if args.resume:
         return (f"resuming {what} from {args.resume} after epoch {done}/{args.epochs}: "
                 f"{_describe_training(args)}, {threads}")
-    return f"training {what} on {n_train:,} images: {_describe_training(args)}, {threads}"
+    rows = "rows" if args.data is not None else "images"
+    return f"training {what} on {n_train:,} {rows}: {_describe_training(args)}, {threads}"
 
 
 def run_evaluate(args, started):
@@ -402,19 +560,28 @@ def run_evaluate(args, started):
         raise UserError(f"model file not found: {args.model}")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise UserError(f"--data-dir: no such directory: {args.data_dir}")
+    if args.data is not None and args.data_dir is not None:
+        raise UserError("give --data or --data-dir, not both")
+    if args.data is not None and os.path.isdir(args.data):
+        args.data_dir, args.data = args.data, None
     import fastnn
     _set_threads(args.threads)
     network = fastnn.load(args.model)
-    x_test, y_test = _load_data(args.data_dir, subset="test")
-    if len(x_test) == 0:
-        raise UserError(f"no test images in {args.data_dir or 'the MNIST copy'}")
-    _check_model_fits(network, x_test)
-    test_loss, test_accuracy = network.evaluate(x_test, y_test)
-    result = {"test_accuracy": test_accuracy, "test_loss": test_loss, "model": args.model,
+    if args.data is not None or network.preprocessor is not None:
+        from ._tablecli import evaluation_data
+        x_test, y_test, what = evaluation_data(args, network)
+    else:
+        x_test, y_test = _load_data(args.data_dir, subset="test")
+        if len(x_test) == 0:
+            raise UserError(f"no test images in {args.data_dir or 'the MNIST copy'}")
+        _check_model_fits(network, x_test)
+        what = "images"
+    with range_warnings_as_lines():
+        scores, score_text = _test_scores(network, x_test, y_test)
+    result = {**scores, "model": args.model,
               "test_samples": len(x_test), "parameters": network.n_parameters(),
               "seconds": time.perf_counter() - started}
-    _report(args, result, f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}  "
-                          f"({len(x_test):,} images, {_describe(network)})")
+    _report(args, result, f"{score_text}  ({len(x_test):,} {what}, {_describe(network)})")
     return 0
 
 
@@ -460,15 +627,17 @@ class _Checkpointer:
         snap = self.snapshot
         for dst, src in zip(self.network.parameters(), snap["params"]):
             _copyto(dst, src)
-        config = {name: getattr(self.args, name) for name in RUN_OPTIONS}
-        if config["data_dir"] is not None:
-            config["data_dir"] = os.path.abspath(config["data_dir"])
+        config = {name: getattr(self.args, name) for name in RUN_OPTIONS + tuple(LATER_RUN_OPTIONS)}
+        for name in PATH_OPTIONS:
+            if config[name] is not None:
+                config[name] = os.path.abspath(config[name])
         from ._threads import get_num_threads
         extra = {"checkpoint": {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config,
             "threads": get_num_threads(),
             "adaptive_threads": self.args.threads in (None, AUTO_THREADS),
-            "data": self.fingerprint, "state": snap["state"], "history": snap["history"],
+            "data": self.fingerprint, "state": snap["state"],
+            "history": _finite_or_null(snap["history"]),  # NaN accuracies of a regression
             "train_seconds": snap["train_seconds"],
         }}
         self.network.save(path, optimizer=optimizer_from_state(snap["optimizer"]), extra=extra)
@@ -586,9 +755,9 @@ def _prepare_resume(args):
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise UserError(f"--resume: {path} is a checkpoint of version {ckpt.get('version')!r}; "
                         f"this fastnn reads version {CHECKPOINT_VERSION}")
-    config = ckpt["config"]
+    config = {**LATER_RUN_OPTIONS, **ckpt["config"]}
     given = getattr(args, "given", set())
-    for name in RUN_OPTIONS:
+    for name in RUN_OPTIONS + tuple(LATER_RUN_OPTIONS):
         if name not in config:
             raise UserError(f"--resume: {path} lacks the option {name!r}")
         if name == "epochs" and name in given:
@@ -597,7 +766,7 @@ def _prepare_resume(args):
                 raise UserError(f"--resume: --epochs {args.epochs} is fewer than the {done} epochs "
                                 f"{path} has already trained")
             continue  # a resumed run may be extended to more epochs
-        if name in given and name != "data_dir":
+        if name in given and name not in PATH_OPTIONS:
             value = getattr(args, name)
             if name == "hidden" and value == [0]:
                 value = []
@@ -605,7 +774,7 @@ def _prepare_resume(args):
                 raise UserError(f"--resume: --{name.replace('_', '-')} {_show(value)} differs from "
                                 f"the checkpoint's {_show(config[name])}; a resumed run keeps its "
                                 "options")
-        if name != "data_dir" or "data_dir" not in given:
+        if name not in PATH_OPTIONS or name not in given:
             setattr(args, name, config[name])
     if args.threads is None and not ckpt.get("adaptive_threads", True):
         args.threads = ckpt.get("threads")
@@ -674,7 +843,13 @@ def _load_data(data_dir, subset="all"):
     return datasets.load_idx(data_dir, num_classes=NUM_CLASSES, subset=subset)
 
 
-def _layers(args, n_inputs):
+def _loss(args):
+    import fastnn
+    return {"cross_entropy": fastnn.SoftmaxCrossEntropy, "bce": fastnn.BinaryCrossEntropy,
+            "mse": fastnn.MSE}[args.loss]()
+
+
+def _layers(args, n_inputs, n_outputs=NUM_CLASSES):
     import fastnn
     activation = {"relu": fastnn.ReLU, "sigmoid": fastnn.Sigmoid, "tanh": fastnn.Tanh,
                   "scaled_tanh": fastnn.ScaledTanh}[args.activation]
@@ -684,7 +859,7 @@ def _layers(args, n_inputs):
         if args.dropout:
             layers.append(fastnn.Dropout(args.dropout))
         width = size
-    layers.append(fastnn.Linear(width, NUM_CLASSES, init=args.init, dtype=args.dtype))
+    layers.append(fastnn.Linear(width, n_outputs, init=args.init, dtype=args.dtype))
     return layers
 
 
@@ -730,6 +905,12 @@ def _describe_training(args):
         parts.append(f"{args.schedule} schedule")
     if args.val_split:
         parts.append(f"{args.val_split:g} held out for validation")
+    from .initializers import default_init
+    parts += [f"{args.init or default_init(args.activation)} init",
+              f"dropout {args.dropout:g}" if args.dropout else "no dropout", args.dtype,
+              "columns standardised" if args.data is not None else
+              f"pixels {'/255' if args.scaling == 'unit' else 'standardised'}",
+              f"loss {args.loss}"]
     return ", ".join(parts)
 
 
@@ -737,11 +918,13 @@ def _epoch_printer(epochs, stream):
     width = len(str(epochs))
 
     def print_epoch(index, logs, network):
-        parts = [f"epoch {index + 1:>{width}}/{epochs}",
-                 f"loss {logs['train_loss']:.4f}", f"acc {100 * logs['train_accuracy']:.2f}%"]
+        parts = [f"epoch {index + 1:>{width}}/{epochs}", f"loss {logs['train_loss']:.4f}"]
+        if not math.isnan(logs["train_accuracy"]):  # NaN: a regression has no accuracy
+            parts.append(f"acc {100 * logs['train_accuracy']:.2f}%")
         if "val_loss" in logs:
-            parts += [f"val_loss {logs['val_loss']:.4f}",
-                      f"val_acc {100 * logs['val_accuracy']:.2f}%"]
+            parts.append(f"val_loss {logs['val_loss']:.4f}")
+            if not math.isnan(logs["val_accuracy"]):
+                parts.append(f"val_acc {100 * logs['val_accuracy']:.2f}%")
         parts += [f"lr {logs['lr']:.3g}", f"{logs['seconds']:.2f} s"]
         print("  ".join(parts), file=stream, flush=True)
 
@@ -749,10 +932,11 @@ def _epoch_printer(epochs, stream):
 
 
 def _check_model_fits(network, x_test):
-    from .losses import SoftmaxCrossEntropy
-    if not isinstance(network.loss, SoftmaxCrossEntropy):
-        raise UserError(f"the model's loss is {type(network.loss).__name__}; evaluate needs a "
-                        "classifier trained with SoftmaxCrossEntropy")
+    from .losses import MSE, SoftmaxCrossEntropy
+    if not isinstance(network.loss, (SoftmaxCrossEntropy, MSE)) or network.n_outputs < 2:
+        raise UserError(f"the model's loss is {type(network.loss).__name__} with "
+                        f"{network.n_outputs} output(s); the {NUM_CLASSES} classes of an IDX "
+                        "dataset need a classifier trained with cross_entropy or mse")
     if network.n_features != x_test.shape[1]:
         raise UserError(f"the model expects {network.n_features} inputs per example but the test "
                         f"images have {x_test.shape[1]} pixels")
@@ -770,6 +954,9 @@ def _config_dict(args):
         "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum,
         "nesterov": args.nesterov, "weight_decay": args.weight_decay, "schedule": args.schedule,
         "early_stopping": args.early_stopping, "seed": args.seed, "threads": get_num_threads(),
+        "data": args.data, "target": args.target, "ignore": args.ignore, "task": args.task,
+        "missing": args.missing,
+        "test_split": args.test_split, "test_data": args.test_data, "loss": args.loss,
         "adaptive_threads": args.threads in (None, AUTO_THREADS),
         "save": args.save, "plot": args.plot,
     }
@@ -798,7 +985,13 @@ def _finite_or_null(value):
 
 # -- entry point ----------------------------------------------------------------------------------
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "info": run_info, "bench": run_bench}
+def run_predict(args, started):
+    from ._tablecli import run_predict as predict
+    return predict(args)
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict,
+            "info": run_info, "bench": run_bench}
 
 
 def main(argv=None):
@@ -814,7 +1007,8 @@ def main(argv=None):
         args.given = _given_options(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _print_error("a command is required: train, evaluate, info or bench (see 'fastnn --help')")
+        _print_error("a command is required: train, evaluate, predict, info or bench (see "
+                     "'fastnn --help')")
         return 2
     try:
         with warnings.catch_warnings():
@@ -849,8 +1043,8 @@ def _user_error_message(exc):
     """The one-line message for an error caused by the user's input, or None for a bug."""
     if isinstance(exc, UserError):
         return str(exc)
-    from .plotting import MatplotlibMissing
-    if isinstance(exc, MatplotlibMissing):
+    from .errors import MissingExtra, TableError
+    if isinstance(exc, (MissingExtra, TableError)):
         return str(exc)
     if isinstance(exc, OSError):  # missing, unreadable or unwritable files
         if exc.filename is not None and exc.strerror:
@@ -870,3 +1064,25 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
 
 def _print_error(message):
     print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+class range_warnings_as_lines:
+    """Within the block, the RuntimeWarnings of predictions far from the training range are
+    printed once each as one line ``fastnn: warning: ...`` on stderr."""
+
+    def __enter__(self):
+        import warnings
+        self._catcher = warnings.catch_warnings(record=True)
+        self._caught = self._catcher.__enter__()
+        warnings.simplefilter("always", RuntimeWarning)
+        return self
+
+    def __exit__(self, *exc):
+        self._catcher.__exit__(*exc)
+        seen = set()
+        for w in self._caught:
+            text = " ".join(str(w.message).split())
+            if issubclass(w.category, RuntimeWarning) and text not in seen:
+                seen.add(text)
+                print(f"{PROG}: warning: {text}", file=sys.stderr, flush=True)
+        return False

@@ -34,3 +34,17 @@ class TrainingUnstableWarning(RuntimeWarning):
     """The training loss grew past ``EXPLOSION_FACTOR`` times the loss before training (see
     ``Network.fit``): the learning rate is most likely too high. Turn it into an error with
     ``warnings.simplefilter("error", TrainingUnstableWarning)``."""
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+    def __init__(self, what, extra):
+        super().__init__(f"{what}, which is not installed: run pip install \".[{extra}]\" in the "
+                         "fastnn repository")
+        self.extra = extra
+
+
+class TableError(ValueError):
+    """A table cannot be read or used as asked (empty, a column missing or of the wrong type,
+    an unknown category, ...); the message names the file or the column."""

@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-from . import ops
+from . import _range, ops
 from ._native import core as _core
 from ._threads import blas_threads_limited, kernels_on_calling_thread
 from .history import EarlyStopping, History
@@ -219,6 +219,9 @@ class Network:
         self._rng = np.random.default_rng(seed)
         self.optimizer = None  # the last optimizer used by fit (or loaded)
         self.extra = None  # the 'extra' dict of a loaded file
+        # (n_features, 2) least and greatest scaled input seen by fit; predict warns far from it.
+        self.input_range = None
+        self.preprocessor = None  # a fastnn.tabular.TablePreprocessor for a model of a table
         self._epoch = 0
         self._fit_state = None
 
@@ -488,6 +491,8 @@ class Network:
         initial_epoch = _check_initial_epoch(initial_epoch, resume, epochs)
         X = self._check_X(X, "X")
         Y = self._check_targets(y, len(X), "y", "X")
+        self.input_range = _range.union(
+            self.input_range, _range.observed_range(X, self.input_scale, self.input_shift))
         split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
         optimizer = SGD(lr=0.1, momentum=0.9) if optimizer is None else get_optimizer(optimizer)
         progress, epoch_lines = _check_verbose(verbose, progress)
@@ -658,6 +663,8 @@ class Network:
     def _outputs(self, X, batch_size):
         batch_size = check_positive_int(batch_size, "batch_size")
         X = self._check_X(X, "X")
+        if self.input_range is not None:
+            _range.warn_if_far(self, X)
         result = np.empty((len(X), self.n_outputs), self.dtype)
         # One BLAS thread: beside fastnn's own threads a multithreaded OpenBLAS made prediction
         # 4x slower here (MNIST test set, 784-100-10: 80 ms against 20 ms), and its workers keep
@@ -671,12 +678,13 @@ class Network:
 
     def predict(self, X, batch_size=1024):
         """Predictions for X (N, n_features): class labels (N,) for the cross-entropy losses,
-        outputs (N, n_outputs) for MSE."""
+        outputs (N, n_outputs) for MSE. Emits one RuntimeWarning when X lies far from the
+        inputs ``fit`` saw (``input_range``; the rule is in fastnn._range)."""
         return self.loss.predict(self._outputs(X, batch_size))
 
     def predict_proba(self, X, batch_size=1024):
         """Probabilities: softmax (N, K) for SoftmaxCrossEntropy, P(class 1) (N,) for
-        BinaryCrossEntropy, the outputs for MSE."""
+        BinaryCrossEntropy, the outputs for MSE. Warns as ``predict`` does."""
         return self.loss.predict_proba(self._outputs(X, batch_size))
 
     # -- validation ---------------------------------------------------------------------------

@@ -1,16 +1,20 @@
 """Learning curves as a PNG, for ``fastnn train --plot``.
 
-matplotlib is an optional extra (``pip install fastnn[plot]``): it is imported only here, only
-when asked, and drawn with the Agg canvas so no display or pyplot state is involved.
+matplotlib is an optional extra (``pip install ".[plot]"`` in the repository): it is imported
+only here, only when asked, and drawn with the Agg canvas so no display or pyplot state is
+involved.
 """
+import math
+
 from ._atomic import atomic_write
-
-INSTALL_HINT = ("--plot needs matplotlib, which is not installed: install matplotlib "
-                "(pip install matplotlib, or pip install 'fastnn[plot]')")
+from .errors import MissingExtra
 
 
-class MatplotlibMissing(ImportError):
+class MatplotlibMissing(MissingExtra):
     """matplotlib cannot be imported; the message says how to install it."""
+
+    def __init__(self):
+        super().__init__("--plot needs matplotlib", "plot")
 
 
 def require_matplotlib():
@@ -19,26 +23,29 @@ def require_matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise MatplotlibMissing(INSTALL_HINT) from exc
+        raise MatplotlibMissing() from exc
     return Figure, FigureCanvasAgg
 
 
-def save_learning_curves(history, path, title=None):
-    """Write loss and accuracy per epoch (train, and validation when present) to ``path`` as PNG.
+def save_learning_curves(history, path, title=None, loss_name="Cross-entropy loss"):
+    """Write loss and accuracy per epoch (train, and validation when present) to ``path`` as PNG;
+    the loss alone when there is no accuracy (a regression).
 
     history: a fastnn History. The file is replaced atomically.
     """
     Figure, FigureCanvasAgg = require_matplotlib()
-    figure = Figure(figsize=(10, 4), dpi=100)
+    has_accuracy = not all(math.isnan(a) for a in history.train_accuracy)
+    figure = Figure(figsize=(10 if has_accuracy else 5, 4), dpi=100)
     FigureCanvasAgg(figure)
-    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    axes = figure.subplots(1, 2 if has_accuracy else 1)
+    loss_axes, accuracy_axes = axes if has_accuracy else (axes, None)
     epochs = list(range(1, history.epochs + 1))
     marker = "o" if len(epochs) <= 30 else None
 
-    _draw(loss_axes, epochs, history.train_loss, history.val_loss, marker,
-          "loss", "Cross-entropy loss")
-    _draw(accuracy_axes, epochs, [100 * a for a in history.train_accuracy],
-          [100 * a for a in history.val_accuracy], marker, "accuracy (%)", "Accuracy")
+    _draw(loss_axes, epochs, history.train_loss, history.val_loss, marker, "loss", loss_name)
+    if has_accuracy:
+        _draw(accuracy_axes, epochs, [100 * a for a in history.train_accuracy],
+              [100 * a for a in history.val_accuracy], marker, "accuracy (%)", "Accuracy")
     if title:
         figure.suptitle(title)
     figure.tight_layout()

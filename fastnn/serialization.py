@@ -1,10 +1,13 @@
 """Model files: an .npz of named arrays plus a JSON header stored as the uint8 array "__header__".
 
-Header keys: format ("fastnn-model"), format_version (1), dtype, input_scale, input_shift,
+Header keys: format ("fastnn-model"), format_version (2), dtype, input_scale, input_shift,
 n_features, n_outputs, loss {type, config}, layers [{type, config, params?}], arrays
 {name: {shape, dtype}}, sha256 (over every array, in header order, with its name), optimizer
 (null or {type, config, scalars, arrays {state name: array name}}), extra (JSON-able dict; numpy
 arrays inside it are stored as arrays "extra.<i>" and referenced as {"__ndarray__": name}).
+Version 2 adds input_range (null or the name of the float64 (n_features, 2) array of the
+training inputs' range) and preprocessor (null or TablePreprocessor.to_dict()); version 1 files
+load with both None.
 Files are written atomically and read with allow_pickle=False; anything wrong with a file raises
 ModelFormatError naming it, and nothing is returned half-built. No array is allocated before its
 size has been checked against the file's.
@@ -23,7 +26,8 @@ from .losses import LOSS_TYPES
 from .optim import Optimizer, optimizer_from_state
 
 FORMAT = "fastnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_INPUT_RANGE = "input_range"
 _ZIP_MAGIC = b"PK\x03\x04"
 _ARRAY_REF = "__ndarray__"
 _EXTRA_PREFIX = "extra."
@@ -71,6 +75,9 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
     extra_arrays = {}
     extra = _arrays_out(extra, extra_arrays, "extra")
     arrays.update(extra_arrays)
+    if network.input_range is not None:
+        arrays[_INPUT_RANGE] = np.ascontiguousarray(network.input_range, dtype=np.float64)
+    preprocessor = network.preprocessor
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "dtype": network.dtype.name,
@@ -82,6 +89,8 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
         "sha256": _digest(list(arrays), arrays),
         "optimizer": opt_header,
         "extra": extra,
+        "input_range": _INPUT_RANGE if network.input_range is not None else None,
+        "preprocessor": None if preprocessor is None else preprocessor.to_dict(),
     }
     try:
         text = json.dumps(header, allow_nan=False)
@@ -282,4 +291,23 @@ def _build(path, h, data):
     extra = _arrays_in(path, extra, data)
     net.optimizer = optimizer
     net.extra = extra
+    if h.get("input_range") is not None:
+        if h["input_range"] != _INPUT_RANGE:
+            raise ModelFormatError(path, f"input_range refers to {h['input_range']!r}")
+        from ._range import check_range
+        net.input_range = check_range(data[_INPUT_RANGE], net.n_features)
+    if h.get("preprocessor") is not None:
+        net.preprocessor = _preprocessor(path, h["preprocessor"], net)
     return net, optimizer, extra
+
+
+def _preprocessor(path, description, net):
+    from .tabular import TablePreprocessor  # needs neither pandas nor pyarrow
+    try:
+        preprocessor = TablePreprocessor.from_dict(description)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(path, f"invalid table preprocessor ({type(exc).__name__}: {exc})") from None
+    if preprocessor.n_inputs != net.n_features:
+        raise ModelFormatError(path, f"the table preprocessor makes {preprocessor.n_inputs} inputs; "
+                                     f"the network takes {net.n_features}")
+    return preprocessor

@@ -1,6 +1,6 @@
 """A scikit-learn classifier over fastnn.Network: ``fastnn.sklearn.MLPClassifier``.
 
-Needs scikit-learn (``pip install fastnn[sklearn]``); ``import fastnn`` never imports it.
+Needs scikit-learn (``pip install ".[sklearn]"`` in the repository); ``import fastnn`` never imports it.
 
 The estimator trains a Network of Linear [+ activation] blocks with SoftmaxCrossEntropy, so both
 solvers ("sgd" and "adam") run through fastnn's native whole-epoch loop. How scikit-learn's parameters map:
@@ -28,12 +28,18 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted
+
+from .errors import MissingExtra
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets, unique_labels
+    from sklearn.utils.validation import check_is_fitted
+except ImportError as exc:
+    raise MissingExtra("fastnn.sklearn needs scikit-learn", "sklearn") from exc
 
 from .layers import Linear, ReLU, ScaledTanh, Sigmoid, Tanh, check_float_dtype
 from .losses import SoftmaxCrossEntropy

@@ -61,3 +61,21 @@ def test_import_fastnn_alone_does_not_load_the_core(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=os.path.dirname(PACKAGE_DIR))
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_source_folder_shadowing_an_installed_fastnn_says_so(tmp_path):
+    """`pip install .` then Python in the clone: the unbuilt source folder hides the installed
+    package; the error says that and gives the command that fixes it."""
+    root = _copy_package_without_core(tmp_path / "clone")
+    installed = tmp_path / "site" / "fastnn"
+    installed.mkdir(parents=True)
+    (installed / "_core.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if not getattr(f, '__module__', '').startswith('__editable__')]; "
+            "import fastnn.ops")
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert result.returncode != 0
+    assert "has not been built" in result.stderr
+    assert f"hides the built fastnn installed in {installed}" in result.stderr
+    assert "pip install -e ." in result.stderr and "run Python from another folder" in result.stderr

@@ -275,7 +275,7 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path):
     png = tmp_path / "curves.png"
     proc = run_cli("train", "--limit", "1000", "--epochs", "1", "--plot", png,
                    extra_path=[str(shim)])
-    assert_user_error(proc, "install matplotlib (pip install matplotlib")
+    assert_user_error(proc, 'pip install ".[plot]"')
     assert proc.stdout == ""  # not even the "training ..." line: nothing was trained
     assert not png.exists()
 

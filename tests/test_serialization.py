@@ -234,7 +234,7 @@ def bad_dropout(header, arrays):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (edit_header("format_version", 2), "newer fastnn.*format_version 2"),
+    (edit_header("format_version", 3), "newer fastnn.*format_version 3"),
     (edit_header("format_version", "1"), "format_version"),
     (edit_header("format", "keras"), "not a fastnn model"),
     (edit_header("dtype", "float16"), "dtype"),

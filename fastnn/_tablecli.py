@@ -1,0 +1,249 @@
+"""The table side of the command line: the data of ``fastnn train --data``, the test data of
+``fastnn evaluate --data`` and the ``fastnn predict`` command."""
+import csv
+import os
+import sys
+
+import numpy as np
+
+from .cli import (UserError, _check_writable_location, _set_threads, range_warnings_as_lines,
+                  set_default_lr)
+from .tabular import (TablePreprocessor, read_arrays, read_table, stratified_split, target_scaling,
+                      unscale_outputs)
+
+
+class TableData:
+    """What ``fastnn train`` keeps about its table: the fitted preprocessor, the regression
+    target's scaling, and the counts it reports."""
+
+    def __init__(self, preprocessor, loss, n_rows, n_train, n_test, target_mean=0.0,
+                 target_scale=1.0):
+        self.preprocessor, self.loss = preprocessor, loss
+        self.n_rows, self.n_train, self.n_test = n_rows, n_train, n_test
+        self.target_mean, self.target_scale = target_mean, target_scale
+
+    @property
+    def n_outputs(self):
+        if self.preprocessor.task == "regression" or self.loss == "bce":
+            return 1
+        return len(self.preprocessor.classes)
+
+    def finish(self, network):
+        """After training: a regression network, trained on standardised targets, is made to
+        output the target's own units."""
+        if self.preprocessor.task == "regression":
+            unscale_outputs(network, self.target_mean, self.target_scale)
+
+    def summary(self):
+        p = self.preprocessor
+        return {"task": p.task, "target": p.target, "classes": p.classes,
+                "rows_read": self.n_rows, "rows_dropped": p.n_dropped,
+                "rows_imputed": p.n_imputed, "inputs": p.n_inputs}
+
+
+def table_training_data(args, human):
+    """((x_train, y_train), (x_test, y_test), (1.0, 0.0), TableData) for ``fastnn train --data``.
+
+    The preprocessor learns its statistics and categories from every row of --data (the target
+    is not used for them), then the rows are split; regression targets are standardised for
+    training with the training rows' mean and deviation."""
+    frame = read_table(args.data)
+    target = _target_column(args)
+    preprocessor = TablePreprocessor(missing=args.missing, task=args.task)
+    X, y, kept = preprocessor.fit_transform(frame, target, ignore=args.ignore or ())
+    args.loss = _resolve_loss(args.loss, preprocessor)
+    set_default_lr(args)
+    classification = preprocessor.task == "classification"
+    if args.test_data is not None:
+        x_test, y_test, _ = preprocessor.transform_xy(read_table(args.test_data))
+        x_train, y_train = X, y
+    else:
+        train, test = stratified_split(y, args.test_split, args.seed, stratify=classification)
+        if len(train) == 0 or len(test) == 0:
+            why = (f" (each of the {len(preprocessor.classes)} classes of {target!r} has one row)"
+                   if classification and len(test) == 0 else "")
+            raise UserError(f"--test-split {args.test_split:g} of {len(y)} rows leaves "
+                            f"{len(train)} to train on and {len(test)} to test on{why}")
+        x_train, y_train, x_test, y_test = X[train], y[train], X[test], y[test]
+    if args.val_split and max(1, int(len(x_train) * args.val_split)) >= len(x_train):
+        raise UserError(f"--val-split {args.val_split:g} leaves no training rows out of "
+                        f"{len(x_train)}")
+    table = TableData(preprocessor, args.loss, len(kept) + preprocessor.n_dropped, len(x_train),
+                      len(x_test))
+    if preprocessor.task == "regression":
+        table.target_mean, table.target_scale = target_scaling(y_train)
+        y_train = (y_train - table.target_mean) / table.target_scale
+    if human:
+        print(_describe_table(args, table), file=human, flush=True)
+    return (x_train, y_train), (x_test, y_test), (1.0, 0.0), table
+
+
+def _target_column(args):
+    if args.target is not None:
+        return args.target
+    if args.data.lower().endswith(".npz"):
+        return "y"
+    raise UserError("--target COLUMN is required with a table: the column to predict")
+
+
+def _resolve_loss(loss, preprocessor):
+    target = preprocessor.target
+    if preprocessor.task == "regression":
+        if loss not in (None, "mse"):
+            raise UserError(f"--loss {loss} is for classes; the target {target!r} is a regression "
+                            "(use mse, or --task classification)")
+        return "mse"
+    if loss == "bce" and len(preprocessor.classes) != 2:
+        raise UserError(f"--loss bce needs a target with two classes; {target!r} has "
+                        f"{len(preprocessor.classes)} (use cross_entropy or mse)")
+    return loss or "cross_entropy"
+
+
+def _describe_table(args, table):
+    p = table.preprocessor
+    if p.task == "classification":
+        shown = ", ".join(p.classes[:6]) + (", ..." if len(p.classes) > 6 else "")
+        task = f"classification of {p.target!r} ({len(p.classes)} classes: {shown})"
+    else:
+        task = f"regression of {p.target!r}"
+    missing = (f"{p.n_dropped:,} rows dropped for missing values" if args.missing == "drop" else
+               f"{p.n_imputed:,} rows with missing values imputed, {p.n_dropped:,} without a "
+               "target dropped")
+    test = (f"test on {args.test_data}" if args.test_data is not None else
+            f"{args.test_split:g} of the rows held out for the test"
+            f"{' (stratified)' if p.task == 'classification' else ''}")
+    return (f"read {args.data}: {table.n_rows:,} rows; {task}; {len(p.numeric_columns)} numeric "
+            f"and {len(p.categorical_columns)} text columns -> {p.n_inputs} inputs; {missing}; "
+            f"{test}: {table.n_train:,} training and {table.n_test:,} test rows")
+
+
+# -- evaluate and predict -------------------------------------------------------------------------
+
+def _check_usable(network, path):
+    ckpt = (network.extra or {}).get("checkpoint") if isinstance(network.extra, dict) else None
+    if ckpt and network.preprocessor is not None and network.preprocessor.task == "regression":
+        raise UserError(f"{path} is the checkpoint of an interrupted regression run, whose "
+                        "outputs are in standardised units until training ends; finish it with "
+                        f"fastnn train --resume {path}")
+
+
+def evaluation_data(args, network):
+    """(X, y, what) to test ``network`` on: the table of --data through the model's
+    preprocessor, or the X and y of an .npz for a model without one."""
+    _check_usable(network, args.model)
+    if args.data is None:
+        raise UserError(f"{args.model} was trained on a table: give the test table with --data FILE")
+    if network.preprocessor is not None:
+        X, y, _ = network.preprocessor.transform_xy(read_table(args.data))
+        return X, y, "rows"
+    X, y = _model_arrays(args.data, network)
+    if y is None:
+        raise UserError(f"{args.data} has no array y to test against")
+    return X, y, "rows"
+
+
+def _model_arrays(path, network):
+    """(X, y or None) for a model without a preprocessor: the arrays of an .npz."""
+    if not path.lower().endswith(".npz"):
+        raise UserError(f"the model was not trained on a table; give an .npz (array X) or an "
+                        f"IDX directory, not {path}")
+    X, y = read_arrays(path)
+    if X.shape[1] != network.n_features:
+        raise UserError(f"{path}: X has {X.shape[1]} columns; the model takes {network.n_features}")
+    return X, y
+
+
+def run_predict(args):
+    """``fastnn predict MODEL --data FILE [--output OUT.csv] [--proba]``."""
+    if not os.path.isfile(args.model):
+        raise UserError(f"model file not found: {args.model}")
+    if args.output is not None:
+        _check_writable_location("--output", args.output)
+    if not os.path.exists(args.data):
+        raise UserError(f"--data: no such file or directory: {args.data}")
+    import fastnn
+    from .cli import _is_regression
+    _set_threads(args.threads)
+    network = fastnn.load(args.model)
+    _check_usable(network, args.model)
+    X = _prediction_inputs(args, network)
+    header, columns = ["prediction"], []
+    with range_warnings_as_lines():
+        if _is_regression(network):
+            if args.proba:
+                raise UserError("--proba: the model is a regression; it has no classes")
+            columns.append(network.predict(X)[:, 0])
+        else:
+            names = _class_names(network)
+            columns.append(np.asarray(names, dtype=object)[_class_indices(network, X)])
+            if args.proba:
+                header += [f"proba_{name}" for name in names]
+                proba = _probabilities(network, X)
+                columns += [proba[:, k] for k in range(proba.shape[1])]
+    try:
+        _write_csv(args.output, header, columns)
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    if args.output is not None:
+        print(f"wrote {len(X):,} predictions to {args.output}", flush=True)
+    return 0
+
+
+def _prediction_inputs(args, network):
+    if network.preprocessor is not None:
+        if os.path.isdir(args.data):
+            raise UserError(f"the model takes the columns of a table ({args.data} is a directory)")
+        return network.preprocessor.transform(read_table(args.data))
+    if os.path.isdir(args.data):
+        from .datasets import load_idx
+        x, _ = load_idx(args.data, subset="test")
+        if x.shape[1] != network.n_features:
+            raise UserError(f"{args.data}: the images have {x.shape[1]} pixels; the model takes "
+                            f"{network.n_features} inputs")
+        return x
+    return _model_arrays(args.data, network)[0]
+
+
+def _class_names(network):
+    p = network.preprocessor
+    if p is not None:
+        return p.classes
+    return [str(k) for k in range(max(2, network.n_outputs))]
+
+
+def _class_indices(network, X):
+    from .losses import MSE
+    if isinstance(network.loss, MSE):  # a classifier trained with mse: the largest output
+        return np.argmax(network.predict(X), axis=1)
+    return network.predict(X)
+
+
+def _probabilities(network, X):
+    from .losses import MSE, BinaryCrossEntropy
+    if isinstance(network.loss, MSE):
+        raise UserError("--proba: the model was trained with mse, whose outputs are not "
+                        "probabilities (train with --loss cross_entropy or bce)")
+    p = network.predict_proba(X)
+    if isinstance(network.loss, BinaryCrossEntropy):
+        p = np.stack([1 - p, p], axis=1)
+    return p
+
+
+def _write_csv(path, header, columns):
+    """The columns as CSV (numbers in their shortest exact form) to ``path`` atomically, or to
+    stdout when path is None."""
+    from ._atomic import atomic_write
+    text = [[str(v) for v in c] for c in columns]
+
+    def write(f):
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(zip(*text))
+
+    if path is None:
+        write(sys.stdout)
+        sys.stdout.flush()
+        return
+    with atomic_write(path, "w") as f:
+        write(f)

@@ -1,0 +1,368 @@
+"""fastnn.tabular: reading tables, TablePreprocessor's rules and errors, and the training range
+that Network.predict warns about."""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.errors import MissingExtra, TableError
+from fastnn.tabular import (TablePreprocessor, read_table, stratified_split, target_scaling,
+                            unscale_outputs)
+from synthetic import blobs, table
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write(frame, path):
+    """Write a dict of columns as the table type of path's suffix; returns path."""
+    path = str(path)
+    if path.endswith(".npz"):
+        np.savez(path, **frame)
+    elif path.endswith(".parquet"):
+        pd.DataFrame(frame).to_parquet(path)
+    else:
+        pd.DataFrame(frame).to_csv(path, index=False, sep="\t" if path.endswith(".tsv") else ",")
+    return path
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
+def test_text_and_parquet_tables_read_the_same(tmp_path, suffix):
+    t = table(50, missing=0.1)
+    frame = read_table(write(t, tmp_path / f"t{suffix}"))
+    assert list(frame.columns) == list(t)
+    np.testing.assert_allclose(frame["age"].to_numpy(), t["age"], rtol=1e-12)  # NaN == NaN
+    assert frame["city"].isna().sum() == sum(v is None for v in t["city"])
+    assert list(frame["segment"]) == list(t["segment"])
+
+
+def test_npz_table_is_columns_of_x_and_y(tmp_path):
+    X, y = blobs(30, 3)
+    columns = read_table(write({"X": X, "y": y}, tmp_path / "t.npz"))
+    assert list(columns) == ["x0", "x1", "x2", "y"]
+    np.testing.assert_array_equal(columns["x1"], X[:, 1])
+    np.testing.assert_array_equal(columns["y"], y)
+
+
+def test_reading_a_table_does_not_need_pandas_at_import():
+    code = ("import sys, fastnn, fastnn.tabular, fastnn.cli; "
+            "print('pandas' in sys.modules, 'pyarrow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=REPO_ROOT)
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_missing_pandas_names_the_extra(tmp_path, monkeypatch):
+    path = write(table(10), tmp_path / "t.csv")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # makes "import pandas" fail
+    with pytest.raises(MissingExtra, match=r'pip install "\.\[tables\]"'):
+        read_table(path)
+
+
+# -- the preprocessing rules ----------------------------------------------------------------------
+
+def test_numbers_are_standardised_and_text_one_hot_in_the_documented_order():
+    t = table(200)
+    p = TablePreprocessor()
+    X, y, kept = p.fit_transform(t, "segment")
+    assert p.feature_columns == ["age", "visits", "city", "plan", "spend"]
+    assert p.numeric_columns == ["age", "visits", "spend"]
+    assert p.categorical_columns == ["city", "plan"]
+    assert p.categories == [["Lyon", "Oslo", "Porto", "Quito"], ["basic", "pro"]]
+    assert p.task == "classification" and p.classes == ["bronze", "gold", "silver"]
+    for j, name in enumerate(p.numeric_columns):
+        v = np.asarray(t[name], np.float64)
+        assert p.means[j] == pytest.approx(v.mean()) and p.scales[j] == pytest.approx(v.std())
+        np.testing.assert_allclose(X[:, j], (v - v.mean()) / v.std())
+    city = X[:, 3:7]
+    np.testing.assert_array_equal(city.argmax(axis=1), [p.categories[0].index(c) for c in t["city"]])
+    assert (city.sum(axis=1) == 1).all() and X.shape == (200, 3 + 4 + 2) == (200, p.n_inputs)
+    np.testing.assert_array_equal(y, [p.classes.index(s) for s in t["segment"]])
+    np.testing.assert_array_equal(kept, np.arange(200))
+    np.testing.assert_allclose(p.input_range, np.stack([X.min(0), X.max(0)], axis=1))
+
+
+def test_constant_column_has_scale_one():
+    p = TablePreprocessor().fit({"c": np.full(5, 3.0), "y": np.array(["a", "b"] * 2 + ["a"])}, "y")
+    assert p.scales.tolist() == [1.0] and p.means.tolist() == [3.0]
+
+
+def test_missing_mean_imputes_and_drop_drops():
+    t = table(300, missing=0.1)
+    n_missing_rows = int(sum(np.isnan(a) or c is None for a, c in zip(t["age"], t["city"])))
+    dropped = TablePreprocessor(missing="drop")
+    X, _, kept = dropped.fit_transform(t, "segment")
+    assert len(kept) == 300 - n_missing_rows == len(X) and dropped.n_dropped == n_missing_rows
+    imputed = TablePreprocessor(missing="mean")
+    X, _, kept = imputed.fit_transform(t, "segment")
+    assert len(kept) == 300 and imputed.n_imputed == n_missing_rows
+    no_age = np.isnan(t["age"])
+    assert (X[no_age, 0] == 0).all()  # the training mean, after scaling
+    assert imputed.means[0] == pytest.approx(np.nanmean(t["age"]))
+    no_city = np.array([c is None for c in t["city"]])
+    assert (X[no_city, 3:7] == 0).all() and (X[~no_city, 3:7].sum(axis=1) == 1).all()
+
+
+def test_drop_model_refuses_missing_values_at_prediction():
+    t = table(100, missing=0.1)
+    p = TablePreprocessor(missing="drop").fit(t, "segment")
+    with pytest.raises(TableError, match="column 'age': row .* no value.*--missing mean"):
+        p.transform(t)
+
+
+@pytest.mark.parametrize("target, task, classes", [
+    (np.array(["b", "a", "b"]), "classification", ["a", "b"]),
+    (np.array([True, False, True]), "classification", ["0", "1"]),
+    (np.array([10, 2, 1, 2]), "classification", ["1", "2", "10"]),  # numeric order
+    (np.array([1.0, 2.0, 2.0, 1.0]), "classification", ["1", "2"]),
+    (np.arange(21), "regression", None),  # more than 20 integers
+    (np.array([0.5, 1.25, 2.0]), "regression", None),
+])
+def test_task_is_guessed_from_the_target(target, task, classes):
+    p = TablePreprocessor().fit({"x": np.arange(len(target), dtype=float), "t": target}, "t")
+    assert (p.task, p.classes) == (task, classes)
+
+
+def test_task_can_be_overridden():
+    frame = {"x": np.arange(6.0), "t": np.array([1, 2, 3, 1, 2, 3])}
+    assert TablePreprocessor(task="regression").fit(frame, "t").task == "regression"
+    with pytest.raises(TableError, match="target column 't' holds text.*regression needs numbers"):
+        TablePreprocessor(task="regression").fit({"x": np.arange(2.0), "t": np.array(["a", "b"])}, "t")
+
+
+def test_to_dict_is_json_and_round_trips_exactly():
+    t = table(120, missing=0.1)
+    p = TablePreprocessor(missing="mean").fit(t, "spend")
+    d = json.loads(json.dumps(p.to_dict(), allow_nan=False))
+    q = TablePreprocessor.from_dict(d)
+    assert q.to_dict() == p.to_dict()
+    np.testing.assert_array_equal(q.transform(t), p.transform(t))
+    assert q.task == "regression" and q.classes is None and q.target == "spend"
+
+
+def test_from_dict_rejects_inconsistent_descriptions():
+    d = TablePreprocessor().fit(table(50), "segment").to_dict()
+    with pytest.raises(ValueError, match="means/scales"):
+        TablePreprocessor.from_dict({**d, "means": d["means"][:-1]})
+    with pytest.raises(ValueError, match="input_range"):
+        TablePreprocessor.from_dict({**d, "input_range": d["input_range"][:-1]})
+
+
+# -- hostile tables: one clear error each, naming the column --------------------------------------
+
+def _fit_error(frame, target="y", **kwargs):
+    with pytest.raises(TableError) as info:
+        TablePreprocessor(**kwargs).fit(frame, target)
+    return str(info.value)
+
+
+def test_hostile_fits():
+    assert "no target column 'label'" in _fit_error({"x": np.arange(3.0), "y": np.arange(3)}, "label")
+    assert "target column 'y' has one class ('a')" in _fit_error(
+        {"x": np.arange(3.0), "y": np.array(["a", "a", "a"])})
+    message = _fit_error({"x": np.array([np.nan, 1.0]), "z": np.array([2.0, np.nan]),
+                          "y": np.array(["a", "b"])})
+    assert "every row has a missing value" in message and "column 'x'" in message
+    assert "column 'x' has no values" in _fit_error(
+        {"x": np.full(3, np.nan), "y": np.array(["a", "b", "a"])}, missing="mean")
+    assert "column 'x' mixes numbers and text" in _fit_error(
+        {"x": np.array(["1.5", "abc", "2"], dtype=object), "y": np.array(["a", "b", "a"])})
+    assert "column 'x' mixes numbers and text" in _fit_error(
+        {"x": np.array([1.5, "abc", 2], dtype=object), "y": np.array(["a", "b", "a"])})
+    assert "column 'x': row 2 is inf" in _fit_error(
+        {"x": np.array([1.0, np.inf]), "y": np.array(["a", "b"])})
+
+
+def test_hostile_files(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(TableError, match="empty.csv: the file is empty"):
+        read_table(empty)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("x,city,y\n1,Lyon,a\n2,".encode() + "Besançon".encode("latin-1") + b",b\n")
+    with pytest.raises(TableError, match="line 3, column 'city': byte 0xe7 is not UTF-8"):
+        read_table(latin)
+    with pytest.raises(TableError, match="unknown table type '.xlsx'"):
+        read_table(tmp_path / "t.xlsx")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("x,y\n")
+    with pytest.raises(TableError, match="no rows"):
+        TablePreprocessor().fit(read_table(header_only), "y")
+
+
+def test_hostile_predictions():
+    p = TablePreprocessor().fit(table(100), "segment")
+    t = table(10, seed=1)
+    without = {k: v for k, v in t.items() if k != "plan"}
+    with pytest.raises(TableError, match="column 'plan' is missing from the table"):
+        p.transform(without)
+    t["city"] = t["city"].copy()
+    t["city"][4] = "Paris"
+    with pytest.raises(TableError, match="column 'city': unknown category 'Paris' \\(row 5\\)"):
+        p.transform(t)
+    t = table(10, seed=1)
+    t["age"] = np.array(["old"] * 10, dtype=object)
+    with pytest.raises(TableError, match="column 'age': expected numbers, as in training, got text"):
+        p.transform(t)
+
+
+def test_a_column_read_as_numbers_matches_text_categories():
+    frame = {"code": np.array(["1", "2", "x", "1"], dtype=object), "y": np.array(["a", "b"] * 2)}
+    with pytest.raises(TableError, match="mixes numbers and text"):
+        TablePreprocessor().fit(frame, "y")
+    p = TablePreprocessor().fit({"code": np.array(["A1", "B2"] * 2, dtype=object),
+                                 "y": np.array(["a", "b"] * 2)}, "y")
+    assert p.transform({"code": np.array(["B2"], dtype=object)}).tolist() == [[0.0, 1.0]]
+
+
+# -- training helpers -----------------------------------------------------------------------------
+
+def test_stratified_split_keeps_class_shares_and_is_seeded():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    train, test = stratified_split(y, 0.2, seed=3)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(100))
+    assert np.bincount(y[test]).tolist() == [10, 6, 4]
+    again = stratified_split(y, 0.2, seed=3)
+    assert (again[1] == test).all() and not (stratified_split(y, 0.2, seed=4)[1] == test).all()
+    train, test = stratified_split(np.arange(10.0), 0.3, seed=0, stratify=False)
+    assert len(test) == 3 and len(train) == 7
+
+
+def test_unscale_outputs_gives_the_targets_units():
+    net = fastnn.Network([fastnn.Linear(3, 4), fastnn.ReLU(), fastnn.Linear(4, 1)],
+                         loss=fastnn.MSE(), dtype="float64", seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    before = net.predict(X)
+    mean, scale = target_scaling(np.array([10.0, 20.0, 30.0]))
+    unscale_outputs(net, mean, scale)
+    np.testing.assert_allclose(net.predict(X), before * scale + mean)
+
+
+# -- the training range and its warning -----------------------------------------------------------
+
+def _pixels_model():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(300, 16)).astype(np.uint8)
+    y = (x[:, 0] > 127).astype(np.int64)
+    net = fastnn.Network([fastnn.Linear(16, 8), fastnn.ReLU(), fastnn.Linear(8, 2)],
+                         input_scale=1 / 255, seed=0)
+    net.fit(x, y, epochs=1, progress=False)
+    return net, x
+
+
+def _range_warnings(fn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn()
+    return [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def test_training_range_is_recorded_after_input_scaling():
+    net, x = _pixels_model()
+    np.testing.assert_allclose(net.input_range, np.stack([x.min(0), x.max(0)], axis=1) / 255)
+
+
+def test_pixels_divided_twice_warn_once_and_normal_inputs_do_not():
+    net, x = _pixels_model()
+    assert _range_warnings(lambda: net.predict(x[:50])) == []
+    scaled = x[:50] / 255.0
+    messages = _range_warnings(lambda: net.predict(scaled))
+    assert len(messages) == 1 and "was the data scaled already" in messages[0]
+    messages = _range_warnings(lambda: net.predict_proba(x[:1].astype(np.float64) * 100))
+    assert len(messages) == 1 and "far outside the range seen in training" in messages[0]
+
+
+def test_training_range_and_preprocessor_survive_save_and_load(tmp_path):
+    net, x = _pixels_model()
+    net.save(tmp_path / "m.npz")
+    loaded = fastnn.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.input_range, net.input_range)
+    assert loaded.preprocessor is None
+    assert len(_range_warnings(lambda: loaded.predict(x[:3] / 255.0))) == 1
+
+    t = table(80)
+    p = TablePreprocessor().fit(t, "segment")
+    tab = fastnn.Network([fastnn.Linear(p.n_inputs, 3)], seed=0)
+    tab.preprocessor = p
+    tab.save(tmp_path / "t.npz")
+    back = fastnn.load(tmp_path / "t.npz")
+    assert back.preprocessor.to_dict() == p.to_dict()
+
+
+def test_version_1_model_files_still_load(tmp_path):
+    from fastnn import serialization
+    net = fastnn.Network([fastnn.Linear(4, 2)], seed=0)
+    path = tmp_path / "old.npz"
+    header = {"format": "fastnn-model", "format_version": 1, "dtype": "float32",
+              "input_scale": 1.0, "input_shift": 0.0, "n_features": 4, "n_outputs": 2,
+              "loss": {"type": "SoftmaxCrossEntropy", "config": {}},
+              "layers": [{"type": "Linear", "config": net.layers[0].get_config(),
+                          "params": ["layers.0.W", "layers.0.b"]}],
+              "arrays": {"layers.0.W": {"shape": [4, 2], "dtype": "float32"},
+                         "layers.0.b": {"shape": [2], "dtype": "float32"}},
+              "optimizer": None, "extra": None}
+    arrays = {"layers.0.W": net.layers[0].W, "layers.0.b": net.layers[0].b}
+    header["sha256"] = serialization._digest(list(arrays), arrays)
+    np.savez(path, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    old = fastnn.load(path)
+    assert old.input_range is None and old.preprocessor is None
+    np.testing.assert_array_equal(old.layers[0].W, net.layers[0].W)
+
+
+def test_damaged_preprocessor_in_a_model_file_is_a_format_error(tmp_path):
+    p = TablePreprocessor().fit(table(40), "segment")
+    net = fastnn.Network([fastnn.Linear(p.n_inputs + 1, 3)], seed=0)  # one input too many
+    net.preprocessor = p
+    net.save(tmp_path / "bad.npz")
+    with pytest.raises(fastnn.ModelFormatError, match="preprocessor makes"):
+        fastnn.load(tmp_path / "bad.npz")
+
+
+def test_ignored_columns_are_not_inputs_and_identifiers_are_refused():
+    t = table(60)
+    t["name"] = np.array([f"customer {i}" for i in range(60)], dtype=object)
+    p = TablePreprocessor().fit(t, "segment", ignore=["name", "spend"])
+    assert p.feature_columns == ["age", "visits", "city", "plan"]
+    assert p.transform({k: v for k, v in t.items() if k != "name"}).shape == (60, p.n_inputs)
+    with pytest.raises(TableError, match="cannot ignore column 'segment': it is the target"):
+        TablePreprocessor().fit(t, "segment", ignore=["segment"])
+    many = {"id": np.array([f"id{i}" for i in range(1200)], dtype=object),
+            "y": np.array(["a", "b"] * 600)}
+    with pytest.raises(TableError, match="column 'id' has 1,200 distinct texts.*--ignore id"):
+        TablePreprocessor().fit(many, "y")
+
+
+class _Described:
+    """Stands in for a preprocessor when saving: its to_dict() is whatever the test wants."""
+
+    def __init__(self, description):
+        self.description = description
+
+    def to_dict(self):
+        return self.description
+
+
+@pytest.mark.parametrize("bad", [None, 1, -1.5, "x", [], {}, [[1, 2]], ["a", 3], [None]])
+def test_hand_edited_preprocessors_are_format_errors(tmp_path, bad):
+    p = TablePreprocessor(missing="mean").fit(table(40), "segment")
+    good = p.to_dict()
+    net = fastnn.Network([fastnn.Linear(p.n_inputs, 3)], seed=0)
+    for key in good:
+        net.preprocessor = _Described({**good, key: bad})
+        net.save(tmp_path / "m.npz")
+        try:
+            loaded = fastnn.load(tmp_path / "m.npz")
+        except fastnn.ModelFormatError:
+            continue
+        # Accepted only when the edit changes nothing the preprocessor uses.
+        assert loaded.preprocessor.to_dict() == {**good, key: loaded.preprocessor.to_dict()[key]}
+        np.testing.assert_array_equal(loaded.preprocessor.transform(table(40)), p.transform(table(40)))
