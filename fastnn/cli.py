@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line: ``train``, ``evaluate`` and ``info``.
+"""The ``fastnn`` command line: ``train``, ``evaluate``, ``export``, ``info`` and ``bench``.
 
 Arguments are parsed and checked with the standard library only; numpy and the compiled core
 are imported afterwards, so ``fastnn --help`` and argument errors answer at once. User errors
@@ -103,6 +103,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(commands)
     _add_evaluate(commands)
+    _add_export(commands)
     _add_info(commands)
     _add_bench(commands)
     return parser
@@ -205,6 +206,17 @@ def _add_evaluate(commands):
                    help="threads for fastnn's kernels and BLAS (default: all cores, or "
                         "$FASTNN_NUM_THREADS)")
     _add_output_flags(p, "test_accuracy and test_loss")
+
+
+def _add_export(commands):
+    p = commands.add_parser(
+        "export", help="write a saved model as an ONNX graph",
+        description="Convert a model saved by 'fastnn train --save' (or Network.save) to ONNX: "
+                    "the input scaling, the layers and the loss's head (softmax probabilities and "
+                    "the label for classifiers). Needs the onnx extra: pip install \".[onnx]\".")
+    p.add_argument("model", metavar="MODEL", help="model file")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
+    p.add_argument("--output", required=True, metavar="PATH", help="file to write (atomically)")
 
 
 def _add_info(commands):
@@ -412,6 +424,18 @@ def run_evaluate(args, started):
               "seconds": time.perf_counter() - started}
     _report(args, result, f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}  "
                           f"({len(x_test):,} images, {_describe(network)})")
+    return 0
+
+
+def run_export(args, started):
+    if not os.path.isfile(args.model):
+        raise UserError(f"model file not found: {args.model}")
+    _check_writable_location("--output", args.output)
+    from .export_onnx import save_onnx
+    from .serialization import load
+    network = load(args.model)
+    save_onnx(network, args.output)
+    print(f"saved the ONNX graph of {args.model} to {args.output}", flush=True)
     return 0
 
 
@@ -789,7 +813,8 @@ def _finite_or_null(value):
 
 # -- entry point ----------------------------------------------------------------------------------
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "info": run_info, "bench": run_bench}
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "export": run_export, "info": run_info,
+            "bench": run_bench}
 
 
 def main(argv=None):
@@ -805,7 +830,7 @@ def main(argv=None):
         args.given = _given_options(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _print_error("a command is required: train, evaluate, info or bench (see 'fastnn --help')")
+        _print_error("a command is required: train, evaluate, export, info or bench (see 'fastnn --help')")
         return 2
     try:
         return COMMANDS[args.command](args, started)
@@ -840,6 +865,9 @@ def _user_error_message(exc):
         return str(exc)
     from .plotting import MatplotlibMissing
     if isinstance(exc, MatplotlibMissing):
+        return str(exc)
+    from .export_onnx import OnnxMissing
+    if isinstance(exc, OnnxMissing):
         return str(exc)
     if isinstance(exc, OSError):  # missing, unreadable or unwritable files
         if exc.filename is not None and exc.strerror:

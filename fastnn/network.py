@@ -701,6 +701,15 @@ class Network:
         from .serialization import save
         save(self, path, include_optimizer=include_optimizer, optimizer=optimizer, extra=extra)
 
+    def to_onnx(self, path):
+        """Write the network as an ONNX graph to ``path`` (atomically); returns the path.
+
+        Inputs and outputs are described in :mod:`fastnn.export_onnx`. Needs the onnx extra
+        (``pip install ".[onnx]"``; an ImportError saying so otherwise).
+        """
+        from .export_onnx import save_onnx
+        return save_onnx(self, path)
+
 
 def _check_finite(X, argname, chunk=1 << 22):
     """Raise ValueError with the count and first (row, column) of NaN/Inf values in X."""
