@@ -281,6 +281,7 @@ class Network:
         self._native_epoch = NativeMLP.for_network(self, steps, self.loss)
         self._workspaces = {}
         self._last_ws = None
+        self._plan = None  # the compiled inference plan (fastnn._inference), built on first use
 
     def _ws_for(self, n):
         ws = self._workspaces.get(n)
@@ -599,15 +600,39 @@ class Network:
                 result[start:start + len(r)] = self._forward_ws(ws, self._gather(X, r, ws), False)
         return result
 
+    def _infer(self, X, batch_size, method):
+        """loss.<method> of the outputs for X, in one compiled call (fastnn._inference)."""
+        from . import _inference
+        check_positive_int(batch_size, "batch_size")
+        plan = self._plan
+        if plan is None or not plan.current():
+            plan = self._plan = _inference.build_plan(self)
+        if plan is None:
+            return getattr(self.loss, method)(self._outputs(X, batch_size))
+        # The checks of _check_X in a few attribute reads; anything else goes through it.
+        if not (type(X) is np.ndarray and X.ndim == 2 and X.shape[1] == self.n_features
+                and X.shape[0] and X.dtype in _INPUT_DTYPES and X.flags.c_contiguous):
+            X = self._check_X(X, "X")
+        head = _inference.head(self.loss, method)
+        out = _core.infer(plan, X, _core.HEAD_OUTPUTS if head is None else head)
+        if out is None:  # NaN/Inf or overflow once scaled: _check_X says where
+            self._check_X(X, "X")
+            raise AssertionError("infer refused an input that _check_X accepts")
+        return getattr(self.loss, method)(out) if head is None else out
+
     def predict(self, X, batch_size=1024):
         """Predictions for X (N, n_features): class labels (N,) for the cross-entropy losses,
-        outputs (N, n_outputs) for MSE."""
-        return self.loss.predict(self._outputs(X, batch_size))
+        outputs (N, n_outputs) for MSE.
+
+        The whole forward pass runs in one compiled call on the calling thread, in blocks of 64
+        rows (batch_size is checked but no longer needed), and a row's result does not depend on
+        the other rows: it has the same bits alone as in any batch."""
+        return self._infer(X, batch_size, "predict")
 
     def predict_proba(self, X, batch_size=1024):
         """Probabilities: softmax (N, K) for SoftmaxCrossEntropy, P(class 1) (N,) for
-        BinaryCrossEntropy, the outputs for MSE."""
-        return self.loss.predict_proba(self._outputs(X, batch_size))
+        BinaryCrossEntropy, the outputs for MSE; computed as predict() is."""
+        return self._infer(X, batch_size, "predict_proba")
 
     # -- validation ---------------------------------------------------------------------------
 
