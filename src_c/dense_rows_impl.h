@@ -10,8 +10,8 @@
    i = 0..k-1 in order, one multiply-add at a time, starting from 0 when `first` and else from
    out (the sum of the earlier blocks of i: storing it changes no bit). GCC's vector extension
    keeps the sums in registers on both paths. */
-#define DR_BLOCK(NR, CW_VECTORS)                                                                   \
-    static FNN_TARGET void DR_NAME(fnn_dr_block##NR)(const REAL *x, int ldx, const REAL *w, int n,  \
+#define DR_BLOCK(ID, NR, CW_VECTORS)                                                               \
+    static FNN_TARGET void DR_NAME(fnn_dr_block##ID)(const REAL *x, int ldx, const REAL *w, int n,  \
                                                      REAL *out, int ldo, int k, int first)         \
     {                                                                                              \
         typedef REAL vec __attribute__((vector_size(32), aligned(sizeof(REAL))));                  \
@@ -33,8 +33,10 @@
                 *(vec *)(out + (ptrdiff_t)r * ldo + c * DR_LANES) = acc[r][c];                    \
     }
 
-DR_BLOCK(1, 8)
-DR_BLOCK(4, 2)
+DR_BLOCK(4, 4, 2)
+DR_BLOCK(1, 1, 8)
+DR_BLOCK(4_1, 4, 1) /* the whole vectors of columns left over */
+DR_BLOCK(1_1, 1, 1)
 
 /* Columns [j0, n) of `rows` rows, one output at a time (the same sums). The multiply-add is
    spelt out: GCC would otherwise vectorise the products of this loop and add them one by one,
@@ -62,22 +64,29 @@ static FNN_TARGET void DR_NAME(fnn_dr_tail)(const REAL *x, int ldx, const REAL *
 static FNN_TARGET void DR_NAME(fnn_dense_rows)(const REAL *x, const REAL *w, REAL *out, int rows,
                                                int k, int n)
 {
-    const int cw4 = 2 * DR_LANES, cw1 = 8 * DR_LANES, rows4 = rows / 4 * 4;
+    const int rows4 = rows / 4 * 4;
     for (int k0 = 0; k0 < k; k0 += DR_K_BLOCK) { /* k >= 1: a Linear has inputs */
         const int kb = k - k0 < DR_K_BLOCK ? k - k0 : DR_K_BLOCK, first = k0 == 0;
         const REAL *xk = x + k0, *wk = w + (ptrdiff_t)k0 * n;
         int j = 0;
-        for (; j + cw4 <= n; j += cw4)
+        for (; j + 2 * DR_LANES <= n; j += 2 * DR_LANES)
             for (int r = 0; r < rows4; r += 4)
                 DR_NAME(fnn_dr_block4)(xk + (ptrdiff_t)r * k, k, wk + j, n, out + (ptrdiff_t)r * n + j, n, kb,
                                        first);
+        for (; j + DR_LANES <= n; j += DR_LANES)
+            for (int r = 0; r < rows4; r += 4)
+                DR_NAME(fnn_dr_block4_1)(xk + (ptrdiff_t)r * k, k, wk + j, n, out + (ptrdiff_t)r * n + j, n,
+                                         kb, first);
         DR_NAME(fnn_dr_tail)(xk, k, wk, n, out, n, kb, first, rows4, j);
         for (int r = rows4; r < rows; r++) {
+            const REAL *xr = xk + (ptrdiff_t)r * k;
+            REAL *o = out + (ptrdiff_t)r * n;
             j = 0;
-            for (; j + cw1 <= n; j += cw1)
-                DR_NAME(fnn_dr_block1)(xk + (ptrdiff_t)r * k, k, wk + j, n, out + (ptrdiff_t)r * n + j, n, kb,
-                                       first);
-            DR_NAME(fnn_dr_tail)(xk + (ptrdiff_t)r * k, k, wk, n, out + (ptrdiff_t)r * n, n, kb, first, 1, j);
+            for (; j + 8 * DR_LANES <= n; j += 8 * DR_LANES)
+                DR_NAME(fnn_dr_block1)(xr, k, wk + j, n, o + j, n, kb, first);
+            for (; j + DR_LANES <= n; j += DR_LANES)
+                DR_NAME(fnn_dr_block1_1)(xr, k, wk + j, n, o + j, n, kb, first);
+            DR_NAME(fnn_dr_tail)(xr, k, wk, n, o, n, kb, first, 1, j);
         }
     }
 }
