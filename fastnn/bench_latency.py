@@ -8,6 +8,7 @@ contenders run interleaved (a round of calls each, the order rotated every round
 garbage collector off, and p50/p99 of all calls are reported.
 """
 import gc
+import sys
 import time
 
 from .bench import (MNIST_DIMS, OtherLoad, _fastnn_network, _fmt_time, _progress, INIT_SEED,
@@ -30,14 +31,11 @@ def onnxruntime_available():
 
 def contenders(net, use_torch=True, use_onnxruntime=True):
     """{name: f(x) -> probabilities (N, 10)} for fastnn, NumPy, PyTorch and ONNX Runtime."""
-    import numpy as np
-
     out = {"fastnn": net.predict_proba, "numpy": _numpy_forward(net)}
     if use_torch and torch_available():
         out["torch"] = _torch_forward(net)
     if use_onnxruntime and onnxruntime_available():
         out["onnxruntime"] = _onnxruntime_forward(net)
-    del np
     return out
 
 
@@ -173,7 +171,7 @@ def run_latency(args):
         try:
             check_agreement(funcs, x)
         except AssertionError as exc:
-            print(f"fastnn bench: {exc}", file=__import__("sys").stderr)
+            print(f"fastnn bench: {exc}", file=sys.stderr)
             status = 1
             break
         n = calls if rows < 100 else calls // 10
@@ -186,7 +184,7 @@ def run_latency(args):
     result["other_load"] = load.share()
     report = format_latency(result)
     if args.json:
-        print(report, file=__import__("sys").stderr)
+        print(report, file=sys.stderr)
         result["status"] = status
         print(json.dumps(result))
     else:
