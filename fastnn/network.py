@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import ops
+from . import _inference, ops
 from ._native import core as _core
 from ._threads import blas_threads_limited
 from .history import EarlyStopping, History
@@ -602,7 +602,6 @@ class Network:
 
     def _infer(self, X, batch_size, method):
         """loss.<method> of the outputs for X, in one compiled call (fastnn._inference)."""
-        from . import _inference
         check_positive_int(batch_size, "batch_size")
         plan = self._plan
         if plan is None or not plan.current():
