@@ -164,7 +164,14 @@ def _class_names(g, index, classes):
 # -- tabular preprocessing -----------------------------------------------------------------------
 
 def _check_preprocessor(pre, net):
+    columns = list(pre.feature_columns)
     numeric, categorical = list(pre.numeric_columns), list(pre.categorical_columns)
+    if not all(isinstance(c, str) and c for c in columns) or len(set(columns)) != len(columns):
+        raise ValueError(f"preprocessor.feature_columns: expected distinct non-empty names (the "
+                         f"graph's input names), got {columns!r}")
+    if sorted(columns) != sorted(numeric + categorical):
+        raise ValueError("preprocessor: feature_columns must be the numeric_columns and the "
+                         f"categorical_columns, got {columns!r} against {numeric + categorical!r}")
     categories = [list(c) for c in pre.categories]
     means = np.asarray(pre.means, np.float64).reshape(-1)
     scales = np.asarray(pre.scales, np.float64).reshape(-1)
@@ -230,6 +237,7 @@ def to_onnx_model(net):
         x = g.name("input")
         graph_inputs.append(helper.make_tensor_value_info(x, elem, ["N", net.n_features]))
     else:
+        _check_preprocessor(pre, net)
         columns = {}
         numeric = set(pre.numeric_columns)
         for column in pre.feature_columns:

@@ -143,3 +143,14 @@ def test_each_simd_path_is_row_count_independent(path):
             assert all((net.predict_proba(X[i:i + 1]) == batch[i:i + 1]).all() for i in range(23))
     finally:
         core.set_simd_path(before)
+
+
+def test_threads_share_a_network():
+    from concurrent.futures import ThreadPoolExecutor
+    net = _net(fastnn.Sigmoid, fastnn.SoftmaxCrossEntropy, 10, "float32")
+    X = _X("float32", 200)
+    expected = net.predict_proba(X)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: net.predict_proba(X[i:i + 1 + i % 70]), range(120)))
+    for i, got in enumerate(results):
+        assert (got == expected[i:i + 1 + i % 70]).all()

@@ -211,3 +211,34 @@ def test_cli_export_errors(tmp_path, capsys, case):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fastnn: error:"), err
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_tabular_regression_and_binary_heads():
+    net, pre = _tabular("mean", None)
+    pre.task, pre.classes = "regression", None
+    reg = fastnn.Network([fastnn.Linear(7, 4), fastnn.Tanh(), fastnn.Linear(4, 1)], loss=fastnn.MSE(), seed=0)
+    reg.preprocessor = pre
+    feeds = {"age": np.array([[30.0], [50.0]]), "income": np.array([[4e4], [6e4]]),
+             "city": np.array([["Rome"], ["Lyon"]], dtype=object),
+             "pet": np.array([["dog"], ["cat"]], dtype=object)}
+    features = _encode(pre, {c: feeds[c][:, 0] for c in feeds}).astype(np.float32)
+    model = to_onnx_model(reg)
+    assert [o.name for o in model.graph.output] == ["predictions"]
+    (values,) = _session(model).run(None, feeds)
+    np.testing.assert_allclose(values, reg.predict(features), atol=1e-6)
+
+    binary = fastnn.Network([fastnn.Linear(7, 1)], loss=fastnn.BinaryCrossEntropy(), seed=1)
+    pre.task, pre.classes = "classification", ["no", "yes"]
+    binary.preprocessor = pre
+    label, proba = _session(to_onnx_model(binary)).run(None, feeds)
+    np.testing.assert_allclose(proba, binary.predict_proba(features), atol=1e-6)
+    assert label.tolist() == [["no", "yes"][i] for i in binary.predict(features)]
+
+
+@pytest.mark.parametrize("columns", [["age", "city", "income", "age"], ["age", "city", "income", ""],
+                                    ["age", "city", "income", "size"]])
+def test_tabular_column_names_are_checked(columns):
+    net, pre = _tabular("mean", ["a", "b", "c"])
+    pre.feature_columns = columns
+    with pytest.raises(ValueError, match="preprocessor"):
+        to_onnx_model(net)
