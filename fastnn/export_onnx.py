@@ -304,7 +304,10 @@ def _sklearn_converter(scope, operator, container):
     index, proba = _head(g, net, _network_body(g, net, x))
     if np.dtype(in_dtype) != net.dtype:
         proba = g.node("Cast", [proba], "proba_cast", to=_onnx_type(g, in_dtype))
-    label, _ = _class_names(g, index, est.classes_)
+    if container.get_options(est, dict(nocl=False))["nocl"]:
+        label = index  # class indices instead of classes_
+    else:
+        label, _ = _class_names(g, index, est.classes_)
     container.add_node("Identity", [label], [operator.outputs[0].full_name],
                        name=scope.get_unique_operator_name("Identity"))
     container.add_node("Identity", [proba], [operator.outputs[1].full_name],
@@ -314,10 +317,11 @@ def _sklearn_converter(scope, operator, container):
 def register_sklearn_converter():
     """Register fastnn.sklearn.MLPClassifier with skl2onnx, so that ``skl2onnx.to_onnx`` converts
     it (alone or inside a Pipeline); outputs label and probabilities like scikit-learn's
-    classifiers (a ZipMap unless ``options={id(est): {"zipmap": False}}``). Safe to call twice."""
+    classifiers (a ZipMap unless ``options={id(est): {"zipmap": False}}``; ``"nocl": True``
+    gives class indices as labels). Safe to call twice."""
     skl2onnx = _require("skl2onnx")
     from .sklearn import MLPClassifier
     skl2onnx.update_registered_converter(MLPClassifier, SKLEARN_ALIAS, _shape_calculator,
                                          _sklearn_converter,
                                          options={"zipmap": [True, False, "columns"],
-                                                  "nocl": [True, False]})
+                                                  "nocl": [False, True]})

@@ -604,7 +604,7 @@ class Network:
         """loss.<method> of the outputs for X, in one compiled call (fastnn._inference)."""
         check_positive_int(batch_size, "batch_size")
         plan = self._plan
-        if plan is None or not plan.current():
+        if plan is None or not plan.current(self.input_scale, self.input_shift):
             plan = self._plan = _inference.build_plan(self)
         if plan is None:
             return getattr(self.loss, method)(self._outputs(X, batch_size))
@@ -625,7 +625,9 @@ class Network:
 
         The whole forward pass runs in one compiled call on the calling thread, in blocks of 64
         rows (batch_size is checked but no longer needed), and a row's result does not depend on
-        the other rows: it has the same bits alone as in any batch."""
+        the other rows: it has the same bits alone as in any batch. X: uint8, float32 or float64
+        (other real dtypes are converted). Raises ValueError for a wrong shape, NaN/Inf or values
+        that overflow the network dtype once scaled, TypeError for a non-real dtype."""
         return self._infer(X, batch_size, "predict")
 
     def predict_proba(self, X, batch_size=1024):

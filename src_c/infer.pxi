@@ -71,9 +71,12 @@ cdef class InferencePlan:
         free(self.w)
         free(self.b)
 
-    def current(self):
-        """True while every layer still holds the W and b arrays the plan was built from."""
+    def current(self, double scale, double shift):
+        """True while the input scale and shift are still ``scale`` and ``shift`` and every layer
+        holds the W and b arrays the plan was built from."""
         cdef Py_ssize_t i = 0
+        if scale != self.scale or shift != self.shift:
+            return False
         for layer in self.layers:
             while self.arrays[i] is None:
                 i += 2

@@ -154,3 +154,12 @@ def test_threads_share_a_network():
         results = list(pool.map(lambda i: net.predict_proba(X[i:i + 1 + i % 70]), range(120)))
     for i, got in enumerate(results):
         assert (got == expected[i:i + 1 + i % 70]).all()
+
+
+def test_changed_input_scaling_is_used():
+    net = fastnn.Network([fastnn.Linear(3, 2)], loss=fastnn.MSE(), seed=0)
+    X = np.ones((1, 3), np.float32)
+    before = net.predict(X)
+    net.input_scale, net.input_shift = 2.0, 1.0
+    np.testing.assert_allclose(net.predict(X), net.forward(X), rtol=1e-6)
+    assert not np.allclose(net.predict(X), before)

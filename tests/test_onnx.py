@@ -181,6 +181,9 @@ def test_sklearn_pipeline_converts(dtype, names):
     np.testing.assert_allclose(proba, pipe.predict_proba(X), atol=1e-5)
     assert label.tolist() == pipe.predict(X).tolist()
     assert pipe.score(X, y) > 0.8  # a trained model, so the comparison means something
+    indices = skl2onnx.to_onnx(pipe, X[:1], options={id(pipe[-1]): {"zipmap": False, "nocl": True}})
+    label, _ = _session(indices).run(None, {"X": X})
+    assert label.tolist() == np.searchsorted(pipe.classes_, pipe.predict(X)).tolist()
 
 
 # -- command line --------------------------------------------------------------------------------
