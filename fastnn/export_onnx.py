@@ -27,11 +27,10 @@ import numpy as np
 
 from ._atomic import atomic_write
 
-INSTALL_HINT = ('ONNX export needs the onnx package, which is not installed: run '
-                'pip install ".[onnx]" in the fastnn repository')
+INSTALL_HINT = ('ONNX export needs {module}, which is not installed: run pip install ".[onnx]" '
+                'in the fastnn repository')
 OPSET = 17
 ML_OPSET = 3
-FORMATS = ("onnx",)
 SKLEARN_ALIAS = "FastnnMLPClassifier"
 
 
@@ -44,7 +43,7 @@ def _require(module):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise OnnxMissing(INSTALL_HINT.replace("the onnx package", module)) from exc
+        raise OnnxMissing(INSTALL_HINT.format(module=module)) from exc
 
 
 class _Builder:

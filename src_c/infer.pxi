@@ -7,10 +7,6 @@ cdef extern from "dense_rows.h" nogil:
     void fnn_dense_rows_f32(const float *x, const float *w, float *out, int rows, int k, int n)
     void fnn_dense_rows_f64(const double *x, const double *w, double *out, int rows, int k, int n)
 
-cdef extern from "kernels.h" nogil:
-    void fnn_softmax_f32(const float *logits, float *out, Py_ssize_t rows, Py_ssize_t k, int log_, int nt)
-    void fnn_softmax_f64(const double *logits, double *out, Py_ssize_t rows, Py_ssize_t k, int log_, int nt)
-
 from libc.string cimport memcpy
 
 # What infer returns: the outputs (N, n_outputs), softmax probabilities (N, K), argmax labels
@@ -133,6 +129,7 @@ cdef void _layers(InferencePlan p, const void *x, int rows, void *buf0, void *bu
 
 cdef void _head(InferencePlan p, int head, const void *z, int rows, void *out) noexcept nogil:
     cdef int k = p.n_outputs, r, c, best
+    cdef double v, top = 0.0
     cdef Py_ssize_t size = 4 if p.f32 else 8
     if head == 0:
         memcpy(out, z, <size_t>rows * k * size)
@@ -141,22 +138,16 @@ cdef void _head(InferencePlan p, int head, const void *z, int rows, void *out) n
             fnn_softmax_f32(<const float*>z, <float*>out, rows, k, 0, 1)
         else:
             fnn_softmax_f64(<const double*>z, <double*>out, rows, k, 0, 1)
-    elif head == 2:  # argmax, the first of equal maxima (as np.argmax); NaN wins (as np.argmax)
+    elif head == 2:  # argmax: the first of equal maxima, or the first NaN (as np.argmax)
         for r in range(rows):
             best = 0
-            for c in range(1, k):
-                if p.f32:
-                    if (<const float*>z)[r * k + c] > (<const float*>z)[r * k + best] or \
-                            (<const float*>z)[r * k + c] != (<const float*>z)[r * k + c]:
-                        best = c
-                        if (<const float*>z)[r * k + c] != (<const float*>z)[r * k + c]:
-                            break
-                else:
-                    if (<const double*>z)[r * k + c] > (<const double*>z)[r * k + best] or \
-                            (<const double*>z)[r * k + c] != (<const double*>z)[r * k + c]:
-                        best = c
-                        if (<const double*>z)[r * k + c] != (<const double*>z)[r * k + c]:
-                            break
+            for c in range(k):
+                v = (<const float*>z)[r * k + c] if p.f32 else (<const double*>z)[r * k + c]
+                if v != v:
+                    best = c
+                    break
+                if c == 0 or v > top:
+                    best, top = c, v
             (<Py_ssize_t*>out)[r] = best
     elif head == 3:  # the single output column is contiguous
         if p.f32:

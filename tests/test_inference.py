@@ -128,6 +128,10 @@ def test_argmax_ties_and_nan_follow_numpy():
     net.layers[0].W[...] = 0
     net.layers[0].b[...] = [1.0, 3.0, 3.0]
     assert net.predict(np.zeros((2, 2), np.float32)).tolist() == [1, 1]
+    for b in ([np.nan, 3.0, np.nan], [1.0, np.nan, 5.0], [np.inf, -np.inf, np.inf]):
+        net.layers[0].b[...] = b
+        outputs = net.forward(np.zeros((1, 2), np.float32))
+        assert net.predict(np.zeros((1, 2), np.float32)).tolist() == np.argmax(outputs, axis=1).tolist()
 
 
 @pytest.mark.parametrize("path", __import__("fastnn._native", fromlist=["core"]).core.simd_paths_available())
