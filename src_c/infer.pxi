@@ -7,6 +7,7 @@ cdef extern from "dense_rows.h" nogil:
     void fnn_dense_rows_f32(const float *x, const float *w, float *out, int rows, int k, int n)
     void fnn_dense_rows_f64(const double *x, const double *w, double *out, int rows, int k, int n)
 
+from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy
 
 # What infer returns: the outputs (N, n_outputs), softmax probabilities (N, K), argmax labels
@@ -162,12 +163,41 @@ cdef void _head(InferencePlan p, int head, const void *z, int rows, void *out) n
                 (<int64_t*>out)[r] = (<const double*>z)[r] > 0
 
 
+cdef void _block(InferencePlan p, int head, int xt, const void *x, bint direct, Py_ssize_t r0,
+                 int rows, char *scratch, char *out, Py_ssize_t out_row) noexcept nogil:
+    """Rows [r0, r0+rows) of x through the layers and the head, into their rows of out;
+    scratch: _scratch_bytes(p, direct, x's width) bytes."""
+    cdef Py_ssize_t item = 4 if p.f32 else 8, f = p.n_features
+    cdef char *buf1 = scratch + <size_t>_INFER_BLOCK * item * p.widest
+    cdef char *xin = buf1 + <size_t>_INFER_BLOCK * item * p.widest
+    cdef void *last
+    if direct:
+        _layers(p, <const char*>x + r0 * f * item, rows, scratch, buf1, &last)
+    else:
+        _input_rows(p, xt, x, r0, rows, xin)
+        _layers(p, xin, rows, scratch, buf1, &last)
+    _head(p, head, last, rows, out + r0 * out_row)
+
+
+cdef inline size_t _scratch_bytes(InferencePlan p, bint direct) noexcept nogil:
+    return <size_t>_INFER_BLOCK * (4 if p.f32 else 8) * (2 * p.widest + (0 if direct else p.n_features))
+
+
+# Batches of at least this many blocks of rows are shared among fastnn's threads (a few rows
+# always run on the calling thread alone: waking a thread team costs more than they take).
+cdef enum:
+    _PARALLEL_BLOCKS = 8
+
+
 def infer(InferencePlan p, cnp.ndarray x, int head):
     """The head's result for x (N, n_features) C-contiguous uint8/float32/float64 (checked by
     the caller), or None when x holds NaN/Inf or overflows the dtype once scaled (the caller
-    then reports it)."""
-    cdef Py_ssize_t n = x.shape[0], f = x.shape[1], r0
-    cdef int xt = cnp.PyArray_TYPE(x), rows, status = 0
+    then reports it). Rows are independent, so splitting a large batch among threads changes
+    no bit."""
+    cdef Py_ssize_t n = x.shape[0], f = x.shape[1], blk
+    cdef Py_ssize_t n_blocks = (n + _INFER_BLOCK - 1) // _INFER_BLOCK
+    cdef int xt = cnp.PyArray_TYPE(x), status = 0, tid
+    cdef int threads = _n_threads if n_blocks >= _PARALLEL_BLOCKS else 1
     cdef const void *xp = _ptr(x)
     cdef double lo = 0.0, hi = 255.0
     cdef bint direct = (xt == (cnp.NPY_FLOAT32 if p.f32 else cnp.NPY_FLOAT64)
@@ -176,11 +206,8 @@ def infer(InferencePlan p, cnp.ndarray x, int head):
     cdef cnp.npy_intp dims[2]
     cdef cnp.ndarray out
     cdef char *op
-    cdef char *scratch
-    cdef void *last
-    cdef void *buf0
-    cdef void *buf1
-    cdef void *xin
+    cdef char *scratch = NULL
+    cdef size_t per_thread = _scratch_bytes(p, direct)
     cdef Py_ssize_t out_row
     dims[0] = n
     dims[1] = p.n_outputs
@@ -194,33 +221,32 @@ def infer(InferencePlan p, cnp.ndarray x, int head):
         out = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INTP if head == 2 else cnp.NPY_INT64, 0)
         out_row = 8
     op = <char*>_ptr(out)
+    if threads > n_blocks:
+        threads = <int>n_blocks
     with nogil:
         if xt != cnp.NPY_UINT8:
-            if (fnn_finite_range_f32(<const float*>xp, n * f, &lo, &hi, 1) if xt == cnp.NPY_FLOAT32
-                    else fnn_finite_range_f64(<const double*>xp, n * f, &lo, &hi, 1)):
+            if (fnn_finite_range_f32(<const float*>xp, n * f, &lo, &hi, threads) if xt == cnp.NPY_FLOAT32
+                    else fnn_finite_range_f64(<const double*>xp, n * f, &lo, &hi, threads)):
                 status = 1
         if status == 0 and not direct:
             if not (fabs(lo * p.scale + p.shift) <= p.limit and fabs(hi * p.scale + p.shift) <= p.limit):
                 status = 1
         if status == 0:
-            scratch = <char*>malloc(<size_t>_INFER_BLOCK * item * (2 * p.widest + (0 if direct else f)))
+            scratch = <char*>malloc(per_thread * threads)
             if scratch == NULL:
                 status = 2
-        if status == 0:
-            buf0 = scratch
-            buf1 = scratch + <size_t>_INFER_BLOCK * item * p.widest
-            xin = scratch + <size_t>_INFER_BLOCK * item * 2 * p.widest
-            r0 = 0
-            while r0 < n:
-                rows = <int>(n - r0 if n - r0 < _INFER_BLOCK else _INFER_BLOCK)
-                if direct:
-                    _layers(p, <const char*>xp + r0 * f * item, rows, buf0, buf1, &last)
-                else:
-                    _input_rows(p, xt, xp, r0, rows, xin)
-                    _layers(p, xin, rows, buf0, buf1, &last)
-                _head(p, head, last, rows, op + r0 * out_row)
-                r0 += rows
-            free(scratch)
+        if status == 0 and threads == 1:
+            for blk in range(n_blocks):
+                _block(p, head, xt, xp, direct, blk * _INFER_BLOCK,
+                       <int>(n - blk * _INFER_BLOCK if n - blk * _INFER_BLOCK < _INFER_BLOCK else _INFER_BLOCK),
+                       scratch, op, out_row)
+        elif status == 0:
+            for blk in prange(n_blocks, num_threads=threads, schedule="static"):
+                tid = threadid()
+                _block(p, head, xt, xp, direct, blk * _INFER_BLOCK,
+                       <int>(n - blk * _INFER_BLOCK if n - blk * _INFER_BLOCK < _INFER_BLOCK else _INFER_BLOCK),
+                       scratch + per_thread * tid, op, out_row)
+        free(scratch)
     if status == 2:
         raise MemoryError("infer: could not allocate the activation buffers")
     return None if status else out

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastnn
+import fastnn._threads
 from fastnn.losses import SoftmaxCrossEntropy
 
 ACTIVATIONS = [fastnn.Sigmoid, fastnn.ReLU, fastnn.Tanh, fastnn.ScaledTanh]
@@ -167,3 +168,14 @@ def test_changed_input_scaling_is_used():
     net.input_scale, net.input_shift = 2.0, 1.0
     np.testing.assert_allclose(net.predict(X), net.forward(X), rtol=1e-6)
     assert not np.allclose(net.predict(X), before)
+
+
+def test_large_batches_split_among_threads_give_the_same_bits():
+    net = _net(fastnn.Tanh, fastnn.SoftmaxCrossEntropy, 10, "float32", input_scale=0.5)
+    X = _X("float32", 64 * 9 + 5)  # enough blocks of 64 rows for the threads
+    with fastnn._threads.num_threads(1):
+        one = net.predict_proba(X)
+    with fastnn._threads.num_threads(2):
+        two = net.predict_proba(X)
+        assert (net.predict_proba(X[578:579]) == two[578:579]).all()
+    assert (one == two).all()
