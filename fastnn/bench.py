@@ -13,6 +13,9 @@ contenders compute the same thing, so a fast wrong answer cannot pass.
   products alone for the same shapes and steps ("matmul-only": scipy's BLAS, the one fastnn
   calls, preallocated), the limit no implementation of this network can beat.
 
+- Latency (``--latency``, :mod:`fastnn.bench_latency`): one ``predict_proba`` call on 1, 8 and
+  256 rows against a NumPy forward pass, PyTorch and ONNX Runtime, p50 and p99.
+
 The pytest-benchmark suites in ``benchmarks/`` use the same cases and contenders. Heavy modules
 (numpy, fastnn's core, torch) are imported inside the functions so that building the command
 line parser stays instant.

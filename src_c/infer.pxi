@@ -1,7 +1,8 @@
-# Inference in one compiled call: the whole forward pass of a network and its head, on the
-# calling thread (no OpenMP region, no BLAS), with the input checks of Network._check_X done in
-# the same pass. Included by _core.pyx. Every output is computed by dense_rows.h, whose sums do
-# not depend on the number of rows, so a row gives the same bits alone and inside any batch.
+# Inference in one compiled call: the whole forward pass of a network and its head, with the
+# input checks of Network._check_X done in the same pass, and no BLAS. A few rows run on the
+# calling thread (no OpenMP region); large batches are split among fastnn's threads by blocks of
+# rows. Included by _core.pyx. Every output is computed by dense_rows.h, whose sums do not
+# depend on the number of rows, so a row gives the same bits alone and inside any batch.
 
 cdef extern from "dense_rows.h" nogil:
     void fnn_dense_rows_f32(const float *x, const float *w, float *out, int rows, int k, int n)
@@ -40,6 +41,8 @@ cdef class InferencePlan:
         """steps: [(W or None, b or None, activation code, output width)]; layers: the Linear
         layers whose W and b attributes current() compares with the arrays of steps."""
         cdef int i
+        if not steps:
+            raise ValueError("steps: expected at least one step")
         self.n_steps = len(steps)
         self.acts = <int*>malloc(sizeof(int) * (self.n_steps + 1))
         self.widths = <int*>malloc(sizeof(int) * (self.n_steps + 1))
