@@ -269,7 +269,12 @@ def to_onnx_model(net):
     from . import __version__
     model = helper.make_model(graph, opset_imports=opsets, producer_name="fastnn",
                               producer_version=__version__)
-    model.ir_version = min(model.ir_version, 8)  # readable by onnxruntime >= 1.14
+    # IR 8 goes with opset 17; newer onnx releases would stamp their own newest IR version,
+    # which older onnxruntime releases refuse to load.
+    model.ir_version = min(model.ir_version, 8)
+    model.doc_string = repr(net)
+    helper.set_model_props(model, {"fastnn.loss": type(net.loss).__name__,
+                                   "fastnn.dtype": net.dtype.name})
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -64,6 +64,8 @@ def test_to_onnx_writes_a_checked_file(tmp_path):
     label, proba = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": X})
     np.testing.assert_allclose(proba, net.predict_proba(X), atol=1e-6)
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]  # no temporary file left behind
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props == {"fastnn.loss": "SoftmaxCrossEntropy", "fastnn.dtype": "float32"}
 
 
 def test_to_onnx_into_a_missing_directory_keeps_nothing(tmp_path):
