@@ -623,9 +623,10 @@ class Network:
         """Predictions for X (N, n_features): class labels (N,) for the cross-entropy losses,
         outputs (N, n_outputs) for MSE.
 
-        The whole forward pass runs in one compiled call on the calling thread, in blocks of 64
-        rows (batch_size is checked but no longer needed), and a row's result does not depend on
-        the other rows: it has the same bits alone as in any batch. X: uint8, float32 or float64
+        The whole forward pass runs in one compiled call, in blocks of 64 rows (batch_size is
+        checked but no longer needed): on the calling thread, or for 512 rows and more shared
+        among fastnn's threads. A row's result does not depend on the other rows: it has the
+        same bits alone as in any batch. X: uint8, float32 or float64
         (other real dtypes are converted). Raises ValueError for a wrong shape, NaN/Inf or values
         that overflow the network dtype once scaled, TypeError for a non-real dtype."""
         return self._infer(X, batch_size, "predict")
