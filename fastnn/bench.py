@@ -13,6 +13,9 @@ contenders compute the same thing, so a fast wrong answer cannot pass.
   products alone for the same shapes and steps ("matmul-only": scipy's BLAS, the one fastnn
   calls, preallocated), the limit no implementation of this network can beat.
 
+- Latency (``--latency``, :mod:`fastnn.bench_latency`): one ``predict_proba`` call on 1, 8 and
+  256 rows against a NumPy forward pass, PyTorch and ONNX Runtime, p50 and p99.
+
 The pytest-benchmark suites in ``benchmarks/`` use the same cases and contenders. Heavy modules
 (numpy, fastnn's core, torch) are imported inside the functions so that building the command
 line parser stays instant.
@@ -929,6 +932,10 @@ def add_arguments(parser):
     parser.add_argument("--only", choices=("kernels", "epochs"),
                         help="run only the kernel or only the epoch comparisons")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    parser.add_argument("--latency", action="store_true",
+                        help="time one predict_proba call instead: p50 and p99 for 1, 8 and 256 "
+                             "rows of 784-128-10 at 1 thread, against a NumPy forward pass, "
+                             "PyTorch and ONNX Runtime when installed (--quick: fewer calls)")
     return parser
 
 
@@ -955,6 +962,9 @@ def _progress(message):
 def run(args):
     """Run ``fastnn bench`` with parsed arguments; returns the exit status (0, or 1 when a
     contender disagrees with the reference)."""
+    if getattr(args, "latency", False):
+        from .bench_latency import run_latency
+        return run_latency(args)
     started = time.time()
     t0 = time.perf_counter()
     run_load = OtherLoad()

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line: ``train``, ``evaluate``, ``predict``, ``info`` and ``bench``.
+"""The ``fastnn`` command line: ``train``, ``evaluate``, ``predict``, ``export``, ``info`` and ``bench``.
 
 Arguments are parsed and checked with the standard library only; numpy and the compiled core
 are imported afterwards, so ``fastnn --help`` and argument errors answer at once. User errors
@@ -115,6 +115,7 @@ def build_parser():
     _add_train(commands)
     _add_evaluate(commands)
     _add_predict(commands)
+    _add_export(commands)
     _add_info(commands)
     _add_bench(commands)
     return parser
@@ -269,6 +270,17 @@ def _add_predict(commands):
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="threads for fastnn's kernels and BLAS (default: all cores, or "
                         "$FASTNN_NUM_THREADS)")
+
+
+def _add_export(commands):
+    p = commands.add_parser(
+        "export", help="write a saved model as an ONNX graph",
+        description="Convert a model saved by 'fastnn train --save' (or Network.save) to ONNX: "
+                    "the input scaling, the layers and the loss's head (softmax probabilities and "
+                    "the label for classifiers). Needs the onnx extra: pip install \".[onnx]\".")
+    p.add_argument("model", metavar="MODEL", help="model file")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
+    p.add_argument("--output", required=True, metavar="PATH", help="file to write (atomically)")
 
 
 def _add_info(commands):
@@ -582,6 +594,18 @@ def run_evaluate(args, started):
               "test_samples": len(x_test), "parameters": network.n_parameters(),
               "seconds": time.perf_counter() - started}
     _report(args, result, f"{score_text}  ({len(x_test):,} {what}, {_describe(network)})")
+    return 0
+
+
+def run_export(args, started):
+    if not os.path.isfile(args.model):
+        raise UserError(f"model file not found: {args.model}")
+    _check_writable_location("--output", args.output)
+    from .export_onnx import save_onnx
+    from .serialization import load
+    network = load(args.model)
+    save_onnx(network, args.output)
+    print(f"saved the ONNX graph of {args.model} to {args.output}", flush=True)
     return 0
 
 
@@ -991,7 +1015,7 @@ def run_predict(args, started):
 
 
 COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict,
-            "info": run_info, "bench": run_bench}
+            "export": run_export, "info": run_info, "bench": run_bench}
 
 
 def main(argv=None):
@@ -1007,7 +1031,7 @@ def main(argv=None):
         args.given = _given_options(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _print_error("a command is required: train, evaluate, predict, info or bench (see "
+        _print_error("a command is required: train, evaluate, predict, export, info or bench (see "
                      "'fastnn --help')")
         return 2
     try:

@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-from . import _range, ops
+from . import _inference, _range, ops
 from ._native import core as _core
 from ._threads import blas_threads_limited, kernels_on_calling_thread
 from .history import EarlyStopping, History
@@ -247,7 +247,7 @@ class Network:
         # on use: a pickle holds the model, not the memory its last predict() used.
         state = dict(self.__dict__)
         for name in ("_workspaces", "_last_ws", "_steps", "_native_epoch", "_grad_flat", "_grads",
-                     "_fit_params"):
+                     "_fit_params", "_plan"):
             state.pop(name, None)
         return state
 
@@ -323,6 +323,7 @@ class Network:
         self._native_epoch = NativeMLP.for_network(self, steps, self.loss)
         self._workspaces = {}
         self._last_ws = None
+        self._plan = None  # the compiled inference plan (fastnn._inference), built on first use
 
     def _ws_for(self, n):
         ws = self._workspaces.get(n)
@@ -676,16 +677,45 @@ class Network:
                 result[start:start + len(r)] = self._forward_ws(ws, self._gather(X, r, ws), False)
         return result
 
+    def _infer(self, X, batch_size, method):
+        """loss.<method> of the outputs for X, in one compiled call (fastnn._inference)."""
+        check_positive_int(batch_size, "batch_size")
+        plan = self._plan
+        if plan is None or not plan.current(self.input_scale, self.input_shift):
+            plan = self._plan = _inference.build_plan(self)
+        if plan is None:
+            return getattr(self.loss, method)(self._outputs(X, batch_size))
+        # The checks of _check_X in a few attribute reads; anything else goes through it.
+        if not (type(X) is np.ndarray and X.ndim == 2 and X.shape[1] == self.n_features
+                and X.shape[0] and X.dtype in _INPUT_DTYPES and X.flags.c_contiguous):
+            X = self._check_X(X, "X")
+        head = _inference.head(self.loss, method)
+        out = _core.infer(plan, X, _core.HEAD_OUTPUTS if head is None else head)
+        if out is None:  # NaN/Inf or overflow once scaled: _check_X says where
+            self._check_X(X, "X")
+            raise AssertionError("infer refused an input that _check_X accepts")
+        if self.input_range is not None:
+            _range.warn_if_far(self, X)
+        return getattr(self.loss, method)(out) if head is None else out
+
     def predict(self, X, batch_size=1024):
         """Predictions for X (N, n_features): class labels (N,) for the cross-entropy losses,
-        outputs (N, n_outputs) for MSE. Emits one RuntimeWarning when X lies far from the
-        inputs ``fit`` saw (``input_range``; the rule is in fastnn._range)."""
-        return self.loss.predict(self._outputs(X, batch_size))
+        outputs (N, n_outputs) for MSE.
+
+        The whole forward pass runs in one compiled call, in blocks of 64 rows (batch_size is
+        checked but no longer needed): on the calling thread, or for 512 rows and more shared
+        among fastnn's threads. A row's result does not depend on the other rows: it has the
+        same bits alone as in any batch. X: uint8, float32 or float64
+        (other real dtypes are converted). Raises ValueError for a wrong shape, NaN/Inf or values
+        that overflow the network dtype once scaled, TypeError for a non-real dtype. Emits one
+        RuntimeWarning when X lies far from the inputs ``fit`` saw (``input_range``; the rule is
+        in fastnn._range)."""
+        return self._infer(X, batch_size, "predict")
 
     def predict_proba(self, X, batch_size=1024):
         """Probabilities: softmax (N, K) for SoftmaxCrossEntropy, P(class 1) (N,) for
-        BinaryCrossEntropy, the outputs for MSE. Warns as ``predict`` does."""
-        return self.loss.predict_proba(self._outputs(X, batch_size))
+        BinaryCrossEntropy, the outputs for MSE; computed (and warned about) as predict() is."""
+        return self._infer(X, batch_size, "predict_proba")
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -778,6 +808,15 @@ class Network:
         arrays inside it are stored as arrays and come back as arrays."""
         from .serialization import save
         save(self, path, include_optimizer=include_optimizer, optimizer=optimizer, extra=extra)
+
+    def to_onnx(self, path):
+        """Write the network as an ONNX graph to ``path`` (atomically); returns the path.
+
+        Inputs and outputs are described in :mod:`fastnn.export_onnx`. Needs the onnx extra
+        (``pip install ".[onnx]"``; an ImportError saying so otherwise).
+        """
+        from .export_onnx import save_onnx
+        return save_onnx(self, path)
 
 
 def _check_finite(X, argname, chunk=1 << 22):

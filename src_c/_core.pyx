@@ -10,6 +10,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint8_t
+from libc.math cimport fabs
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -505,3 +506,4 @@ def first_out_of_range(cnp.ndarray idx, int64_t upper):
 
 
 include "train.pxi"
+include "infer.pxi"

@@ -410,3 +410,33 @@ def test_task_override_dtype_and_a_regression_plot(tmp_path, cli):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     forced = cli("train", "--data", data, "--target", "spend", "--task", "classification", *FAST)
     assert_user_error(forced, "each of the", "classes of 'spend' has one row")
+
+
+def test_a_table_model_exports_to_onnx_taking_raw_columns(tmp_path, cli):
+    # The real TablePreprocessor (numeric and text columns, missing values imputed), through
+    # fastnn train / export / predict, against ONNX Runtime fed the raw columns.
+    ort = pytest.importorskip("onnxruntime")
+    data = write(table(300, seed=0, missing=0.1), tmp_path / "t.csv")
+    model, graph = tmp_path / "m.npz", tmp_path / "m.onnx"
+    assert cli("train", "--data", data, "--target", "segment", "--missing", "mean", "--ignore",
+               "spend", *FAST, "--save", model).returncode == 0
+    assert cli("export", model, "--output", graph).returncode == 0
+    new = table(25, seed=3, missing=0.1)
+    out = tmp_path / "pred.csv"
+    assert cli("predict", model, "--data", write(new, tmp_path / "new.csv"), "--proba",
+               "--output", out).returncode == 0
+    rows = read_csv_rows(out.read_text())
+    expected_labels = [r[0] for r in rows[1:]]
+    expected_proba = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for node in session.get_inputs():
+        values = new[node.name]
+        if node.type == "tensor(string)":
+            feeds[node.name] = np.array([["" if v is None else v] for v in values], dtype=object)
+        else:
+            feeds[node.name] = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    label, proba = session.run(None, feeds)
+    assert label.tolist() == expected_labels
+    np.testing.assert_allclose(proba, expected_proba, atol=1e-5)

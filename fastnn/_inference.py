@@ -1,0 +1,57 @@
+"""predict / predict_proba in one compiled call (``_core.infer``, src_c/infer.pxi).
+
+A network's forward pass is turned once into an InferencePlan (pointers to the weights,
+widths, activation codes) and rebuilt only when a layer's W or b is replaced by another array.
+Each call then checks the input's type and shape in a few attribute reads, and the compiled
+call does the rest on the calling thread: NaN/Inf and overflow checks, scaling, every layer,
+the head. No BLAS and no thread pool are involved, so one row costs a few microseconds, and the
+products are summed in an order that does not depend on the number of rows (dense_rows.h): a
+row gives the same bits alone and inside any batch.
+"""
+import numpy as np
+
+from ._native import core as _core
+from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+from .ops import _ACTIVATION_CODES
+
+# (exact loss type, method) -> the compiled head; other losses get the outputs and apply their own.
+_HEADS = {
+    (SoftmaxCrossEntropy, "predict"): _core.HEAD_ARGMAX,
+    (SoftmaxCrossEntropy, "predict_proba"): _core.HEAD_SOFTMAX,
+    (BinaryCrossEntropy, "predict"): _core.HEAD_POSITIVE,
+    (BinaryCrossEntropy, "predict_proba"): _core.HEAD_SIGMOID,
+    (MSE, "predict"): _core.HEAD_OUTPUTS,
+    (MSE, "predict_proba"): _core.HEAD_OUTPUTS,
+}
+
+
+def head(loss, method):
+    """The compiled head for ``loss.<method>`` (method "predict" or "predict_proba"), or None."""
+    return _HEADS.get((type(loss), method))
+
+
+def _usable(a, shape, dtype):
+    return (type(a) is np.ndarray and a.shape == shape and a.dtype == dtype
+            and a.flags.c_contiguous)
+
+
+def build_plan(network):
+    """The InferencePlan of ``network``'s current layers, or None when a parameter array is not
+    what the plan needs (C-contiguous, the network dtype and the layer's shape): the layer-by-
+    layer path then runs, and its checks say what is wrong."""
+    steps, linears = [], []
+    for step in network._steps:
+        kind = type(step).__name__
+        if kind == "_Dense":
+            lin = step.linear
+            if not (_usable(lin.W, (lin.in_features, lin.out_features), network.dtype)
+                    and _usable(lin.b, (lin.out_features,), network.dtype)):
+                return None
+            steps.append((lin.W, lin.b, _ACTIVATION_CODES[step.act], lin.out_features))
+            linears.append(lin)
+        elif kind == "_Act":
+            steps.append((None, None, _ACTIVATION_CODES[step.name], step.width))
+        # _Drop: the identity at inference
+    limit = float(np.finfo(network.dtype).max)
+    return _core.InferencePlan(steps, network.n_features, network.dtype == np.float32,
+                               network.input_scale, network.input_shift, limit, linears)
