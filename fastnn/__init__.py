@@ -16,6 +16,7 @@ _LAZY = {
     "datasets": ("datasets", None),
     "set_num_threads": ("_threads", "set_num_threads"),
     "get_num_threads": ("_threads", "get_num_threads"),
+    "num_threads": ("_threads", "num_threads"),
     "show_config": ("_config", "show_config"),
     "Network": ("network", "Network"),
     "Linear": ("layers", "Linear"),

@@ -4,7 +4,7 @@ import platform
 import sys
 
 from ._native import core as _core
-from ._threads import get_num_threads
+from ._threads import get_num_threads, thread_source
 
 
 def _blas_libraries():
@@ -34,6 +34,7 @@ def config():
         "simd_paths_available": _core.simd_paths_available(),
         "openmp": _core.openmp_enabled(),
         "threads": get_num_threads(),
+        "threads_source": thread_source(),
         "build_flags": _core.build_flags(),
         "blas_called": called or blas[:1],
         "blas_loaded": blas,
@@ -48,7 +49,7 @@ def show_config(file=None):
         f"platform:    {cfg['platform']}",
         f"SIMD path:   {cfg['simd_path']} (available: {', '.join(cfg['simd_paths_available'])})",
         f"OpenMP:      {'yes' if cfg['openmp'] else 'no (kernels run serially)'}",
-        f"threads:     {cfg['threads']}",
+        f"threads:     {cfg['threads']} (from {cfg['threads_source']})",
         f"build flags: {cfg['build_flags']}",
     ]
     for title, libs in (("BLAS called", cfg["blas_called"]), ("BLAS loaded", cfg["blas_loaded"])):

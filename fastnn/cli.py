@@ -173,10 +173,12 @@ def _add_train(commands):
     training.add_argument("--seed", type=non_negative_int, default=d["seed"],
                           help="seed of weight initialisation, shuffling and dropout")
     training.add_argument("--threads", type=thread_count, metavar="N",
-                          help="use exactly N threads for fastnn's kernels and BLAS. The default, "
-                               "'auto', uses all cores (or $FASTNN_NUM_THREADS) and lets training "
-                               "drop to one thread while the machine is busy. Either way a run "
-                               "repeats bit for bit for the same --seed and thread count")
+                          help="use exactly N threads for fastnn's kernels and BLAS (at most the "
+                               "cores this process may use: more is capped with a warning). The "
+                               "default, 'auto', takes $FASTNN_NUM_THREADS, $OMP_NUM_THREADS or "
+                               "the cores this process may use, and lets training drop to one "
+                               "thread while the machine is busy. Either way a run repeats bit for "
+                               "bit for the same --seed")
 
     output = p.add_argument_group("output")
     output.add_argument("--save", metavar="PATH",
@@ -202,8 +204,8 @@ def _add_evaluate(commands):
     p.add_argument("--data-dir", metavar="DIR",
                    help="use the test files of the IDX dataset in DIR instead of MNIST's")
     p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="threads for fastnn's kernels and BLAS (default: all cores, or "
-                        "$FASTNN_NUM_THREADS)")
+                   help="threads for fastnn's kernels and BLAS (default: $FASTNN_NUM_THREADS, "
+                        "$OMP_NUM_THREADS or the cores this process may use)")
     _add_output_flags(p, "test_accuracy and test_loss")
 
 
@@ -652,8 +654,11 @@ def _set_threads(threads):
     """Pin the thread count when one is given; by default ("auto") fastnn uses all cores and may
     drop to one thread on a busy machine, with the same results (the work is cut by the
     configured count, not by the threads running it)."""
-    from . import _threads
+    from . import _cpulimits, _threads
     if threads not in (None, AUTO_THREADS):
+        threads, message = _cpulimits.cap(threads, f"--threads {threads}")
+        if message:
+            _print_warning(message)
         _threads.set_num_threads(threads)
 
 
@@ -854,3 +859,7 @@ def _user_error_message(exc):
 
 def _print_error(message):
     print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+def _print_warning(message):
+    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
