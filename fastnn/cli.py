@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line: ``train``, ``evaluate`` and ``info``.
+"""The ``fastnn`` command line: ``train``, ``sweep``, ``evaluate``, ``info`` and ``bench``.
 
 Arguments are parsed and checked with the standard library only; numpy and the compiled core
 are imported afterwards, so ``fastnn --help`` and argument errors answer at once. User errors
@@ -98,14 +98,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2)
 
 
-def build_parser():
-    parser = _Parser(prog=PROG, description="Small neural networks on the CPU, fast.")
+class _RaisingParser(_Parser):
+    """A parser whose errors raise UserError (for the trials of a sweep)."""
+
+    def error(self, message):
+        raise UserError(message)
+
+
+def build_parser(parser_class=_Parser):
+    parser = parser_class(prog=PROG, description="Small neural networks on the CPU, fast.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(commands)
     _add_evaluate(commands)
     _add_info(commands)
     _add_bench(commands)
+    _add_sweep(commands)
     return parser
+
+
+def parse_train_options(options):
+    """The checked args of ``fastnn train OPTIONS`` (a list of str); UserError when one is bad."""
+    argv = ["train", *options]
+    args = build_parser(_RaisingParser).parse_args(argv)
+    args.given = _given_options(argv)
+    check_train_args(args)
+    return args
 
 
 def _add_train(commands):
@@ -118,6 +135,34 @@ def _add_train(commands):
                     f"{d['schedule']} schedule, seed {d['seed']}: about 98.4 % on the MNIST test "
                     "set in about 7 s on 2 cores.",
         formatter_class=_HelpFormatter)
+    groups = add_run_options(p)
+    groups["training"].add_argument(
+        "--threads", type=thread_count, metavar="N",
+        help="use exactly N threads for fastnn's kernels and BLAS (at most the cores this process "
+             "may use: more is capped with a warning). The default, 'auto', takes "
+             "$FASTNN_NUM_THREADS, $OMP_NUM_THREADS or the cores this process may use, and lets "
+             "training drop to one thread while the machine is busy. Either way a run repeats "
+             "bit for bit for the same --seed")
+
+    output = p.add_argument_group("output")
+    output.add_argument("--save", metavar="PATH",
+                        help="save the trained model (fastnn.load reads it); if the run is "
+                             "interrupted (Ctrl-C), a checkpoint of the last completed epoch is "
+                             "saved there instead, for --resume")
+    output.add_argument("--resume", metavar="CHECKPOINT",
+                        help="continue the interrupted run saved in CHECKPOINT with its own options "
+                             "(only --data-dir, --threads, --save, --plot, --json and --quiet may be "
+                             "given; other options must match); the model is saved to CHECKPOINT "
+                             "unless --save says otherwise")
+    output.add_argument("--plot", metavar="PATH",
+                        help="write loss and accuracy curves as a PNG (needs matplotlib)")
+    _add_output_flags(output, "the result (test accuracy, loss, timings, the configuration)")
+
+
+def add_run_options(p):
+    """The options of one training run (data, model, training), shared by ``train`` and ``sweep``
+    (which takes several values of each); returns the argument groups by title."""
+    d = DEFAULTS
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=("mnist",), default="mnist",
                       help="built-in dataset (the MNIST copy shipped with fastnn)")
@@ -172,27 +217,7 @@ def _add_train(commands):
                                "(training loss without --val-split) and keep the best weights")
     training.add_argument("--seed", type=non_negative_int, default=d["seed"],
                           help="seed of weight initialisation, shuffling and dropout")
-    training.add_argument("--threads", type=thread_count, metavar="N",
-                          help="use exactly N threads for fastnn's kernels and BLAS (at most the "
-                               "cores this process may use: more is capped with a warning). The "
-                               "default, 'auto', takes $FASTNN_NUM_THREADS, $OMP_NUM_THREADS or "
-                               "the cores this process may use, and lets training drop to one "
-                               "thread while the machine is busy. Either way a run repeats bit for "
-                               "bit for the same --seed")
-
-    output = p.add_argument_group("output")
-    output.add_argument("--save", metavar="PATH",
-                        help="save the trained model (fastnn.load reads it); if the run is "
-                             "interrupted (Ctrl-C), a checkpoint of the last completed epoch is "
-                             "saved there instead, for --resume")
-    output.add_argument("--resume", metavar="CHECKPOINT",
-                        help="continue the interrupted run saved in CHECKPOINT with its own options "
-                             "(only --data-dir, --threads, --save, --plot, --json and --quiet may be "
-                             "given; other options must match); the model is saved to CHECKPOINT "
-                             "unless --save says otherwise")
-    output.add_argument("--plot", metavar="PATH",
-                        help="write loss and accuracy curves as a PNG (needs matplotlib)")
-    _add_output_flags(output, "the result (test accuracy, loss, timings, the configuration)")
+    return {"data": data, "model": model, "training": training}
 
 
 def _add_evaluate(commands):
@@ -223,6 +248,27 @@ def _add_bench(commands):
     p = commands.add_parser(
         "bench", help="time fastnn against its NumPy twins, a NumPy network and PyTorch")
     bench.add_arguments(p)
+
+
+def _add_sweep(commands):
+    from . import sweep  # standard library only at import: --help stays instant
+
+    p = commands.add_parser(
+        "sweep", help="train a grid of configurations (any train option with several values)",
+        description="Run 'fastnn train' for every combination of the values given (--hidden 32 "
+                    "64 --lr 0.01 0.1 is four trials), in this process, in --jobs N local "
+                    "processes or on a Dask cluster (--scheduler), and show them in a table "
+                    "sorted by --sort-by. Each trial gives what 'fastnn train' gives with its "
+                    "options; a trial that fails is reported and the others go on.",
+        formatter_class=_HelpFormatter)
+    sweep.add_arguments(p)
+
+
+def run_sweep(args, started):
+    from . import sweep
+
+    with _sigterm_as_interrupt():
+        return sweep.run(args, started)
 
 
 def run_bench(args, started):
@@ -289,10 +335,14 @@ def run_train(args, started):
         require_matplotlib()
     human = _human_stream(args)
     with _sigterm_as_interrupt():
-        return _train(args, started, human, resumed)
+        result, line = train(args, started, human, resumed)
+    _report(args, result, line)
+    return 0
 
 
-def _train(args, started, human, resumed):
+def train(args, started, human=None, resumed=None):
+    """Run ``fastnn train`` with parsed and checked ``args``: (the JSON result, the final line
+    for people). ``human``: the stream for progress lines, or None."""
     (x_train, y_train), (x_test, y_test), (scale, shift) = _training_data(args)
     fingerprint = _data_fingerprint(x_train, y_train, scale, shift) if args.save else None
     if resumed is None:
@@ -337,10 +387,9 @@ def _train(args, started, human, resumed):
     }
     if resumed is not None:
         result["resumed_from_epoch"] = state["epoch"]
-    _report(args, result, f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}  "
-                          f"({_plural(history.epochs, 'epoch')} in {train_seconds:.1f} s, "
-                          f"{total_seconds:.1f} s in all)")
-    return 0
+    return result, (f"test accuracy {100 * test_accuracy:.2f}%  loss {test_loss:.4f}  "
+                    f"({_plural(history.epochs, 'epoch')} in {train_seconds:.1f} s, "
+                    f"{total_seconds:.1f} s in all)")
 
 
 def _training_data(args):
@@ -794,7 +843,8 @@ def _finite_or_null(value):
 
 # -- entry point ----------------------------------------------------------------------------------
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "info": run_info, "bench": run_bench}
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "info": run_info, "bench": run_bench,
+            "sweep": run_sweep}
 
 
 def main(argv=None):
@@ -810,7 +860,8 @@ def main(argv=None):
         args.given = _given_options(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _print_error("a command is required: train, evaluate, info or bench (see 'fastnn --help')")
+        _print_error("a command is required: train, sweep, evaluate, info or bench (see "
+                     "'fastnn --help')")
         return 2
     try:
         return COMMANDS[args.command](args, started)
@@ -844,7 +895,8 @@ def _user_error_message(exc):
     if isinstance(exc, UserError):
         return str(exc)
     from .plotting import MatplotlibMissing
-    if isinstance(exc, MatplotlibMissing):
+    from .sweep import DaskMissing
+    if isinstance(exc, (MatplotlibMissing, DaskMissing)):
         return str(exc)
     if isinstance(exc, OSError):  # missing, unreadable or unwritable files
         if exc.filename is not None and exc.strerror:
