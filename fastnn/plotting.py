@@ -76,8 +76,7 @@ def save_sweep_curves(curves, path, ylabel, title=None):
     axes.set_ylabel(ylabel)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
-    if longest == 1:
-        axes.set_xticks([1])
+    axes.xaxis.get_major_locator().set_params(integer=True)
     if title:
         axes.set_title(title)
     figure.tight_layout()
