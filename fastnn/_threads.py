@@ -125,6 +125,7 @@ class blas_threads_limited:
 
                     cls._controller = ThreadpoolController()
                 cls._limiter = cls._controller.limit(limits=1, user_api="blas")
+                _core.set_blas_single(True)
             cls._users += 1
         return self
 
@@ -135,4 +136,5 @@ class blas_threads_limited:
             if cls._users == 0:
                 cls._limiter.restore_original_limits()
                 cls._limiter = None
+                _core.set_blas_single(False)
         return False

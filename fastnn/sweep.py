@@ -134,13 +134,15 @@ class Trial:
     """One combination: ``params`` (option dest -> value, for people and JSON) and ``options``
     (the `fastnn train` options that run it). ``id`` names it in DIR."""
 
-    def __init__(self, index, params, options):
-        self.index, self.params, self.options = index, params, options
+    def __init__(self, index, texts, options):
+        self.index, self.texts, self.options = index, texts, options
+        self.params = {dest: _typed(text) for dest, text in texts.items()}
         digest = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:10]
         self.id = f"{index:03d}-{digest}"
 
     def label(self, varied):
-        return " ".join(f"{name}={_show(self.params[name])}" for name in varied) or "(one trial)"
+        """The values of the ``varied`` options as typed, e.g. "hidden=64 64 lr=0.1"."""
+        return " ".join(f"{name}={_show(self.texts[name])}" for name in varied) or "(one trial)"
 
 
 def build_grid(args):
@@ -170,9 +172,9 @@ def build_grid(args):
             varied.append(action.dest)
     trials = []
     for index, combination in enumerate(itertools.product(*axes)):
-        params = {dest: _typed(dest, value) for dest, value, _ in combination}
+        texts = {dest: value for dest, value, _ in combination}
         options = [text for _, _, fragment in combination for text in fragment]
-        trials.append(Trial(index, params, options))
+        trials.append(Trial(index, texts, options))
     return trials, varied
 
 
@@ -213,10 +215,10 @@ def _refuse_duplicates(flag, values, shown):
         seen[value] = text
 
 
-def _typed(dest, value):
+def _typed(value):
     """A param as JSON shows it: numbers as numbers where the text is one."""
     if isinstance(value, list):
-        return [_typed(dest, v) for v in value]
+        return [_typed(v) for v in value]
     if isinstance(value, bool):
         return value
     for kind in (int, float):
@@ -443,9 +445,9 @@ def _finish(args, trials, varied, results, directory, interrupted, human):
     sort_by = args.sort_by or ("val_accuracy" if any(r.get("val_accuracy") is not None
                                                      for r in rows) else "test_accuracy")
     rows.sort(key=lambda r: _sort_key(r, sort_by))
-    table = format_table(rows, varied, sort_by)
+    table = format_table(rows, varied, sort_by, {t.id: t.texts for t in trials})
     if args.plot and any(r["status"] == "ok" for r in rows):
-        _plot(rows, varied, args.plot)
+        _plot(rows, by_id, varied, args.plot)
     if args.json:
         if human:
             print(table, file=human, flush=True)
@@ -493,13 +495,13 @@ def _sort_key(row, metric):
     return (0, -value if metric in HIGHER_IS_BETTER else value, row["id"])
 
 
-def format_table(rows, varied, sort_by):
-    """The table of trials for people, best first by ``sort_by``; a failed trial's error takes
-    the place of its figures."""
+def format_table(rows, varied, sort_by, texts):
+    """The table of trials for people, in the order of ``rows`` (sorted by ``sort_by``); a
+    failed trial's error takes the place of its figures. ``texts``: id -> option -> value text."""
     headers = ["#", *varied, "val acc", "test acc", "test loss", "epochs", "seconds"]
     body = []
     for rank, row in enumerate(rows, 1):
-        cells = [str(rank), *(_show(row["params"][name]) for name in varied)]
+        cells = [str(rank), *(_show(texts[row["id"]][name]) for name in varied)]
         if row["status"] == "ok":
             cells += [_percent(row.get("val_accuracy")), _percent(row["test_accuracy"]),
                       f"{row['test_loss']:.4f}", str(row["epochs"]), f"{row['train_seconds']:.1f}"]
@@ -520,12 +522,12 @@ def _percent(value):
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-def _plot(rows, varied, path):
+def _plot(rows, trials, varied, path):
     from .plotting import save_sweep_curves
     ok = [r for r in rows if r["status"] == "ok"]
     validation = all(r["history"].get("val_accuracy") for r in ok)
     key = "val_accuracy" if validation else "train_accuracy"
-    curves = [(" ".join(f"{n}={_show(r['params'][n])}" for n in varied) or r["id"],
+    curves = [(trials[r["id"]].label(varied),
                [100 * (v if v is not None else math.nan) for v in r["history"][key]]) for r in ok]
     save_sweep_curves(curves, path, ylabel=f"{'validation' if validation else 'training'} "
                                            "accuracy (%)",
