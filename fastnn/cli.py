@@ -672,9 +672,11 @@ def _restore(args, resumed, fingerprint):
                         "--scaling)")
     ckpt_threads = ckpt.get("threads")
     if args.threads in (None, AUTO_THREADS) and isinstance(ckpt_threads, int) and ckpt_threads > 0:
-        # Same work split as before (the results depend on it), still adaptive.
+        # The thread count of the interrupted run (the layer-by-layer path's results depend on
+        # it; the native loop's do not), within the cores this process may use; still adaptive.
+        from ._cpulimits import available_cores
         from ._native import core
-        core.set_kernel_threads(ckpt_threads)
+        core.set_kernel_threads(min(ckpt_threads, available_cores()[0]))
     try:
         previous = History.from_dict(ckpt.get("history"))
     except (TypeError, ValueError) as exc:

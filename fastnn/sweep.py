@@ -35,6 +35,7 @@ class DaskMissing(ImportError):
 
 DASK_HINT = ('--scheduler needs dask.distributed, which is not installed: run pip install ".[dask]" '
              "in the fastnn repository")
+CONNECT_TIMEOUT = "20s"  # to reach the Dask scheduler
 SWEEP_FILE = "sweep.json"
 TRIAL_FILE = "trial.json"
 MODEL_FILE = "model.npz"
@@ -285,7 +286,7 @@ def _with_dask(trials, address, save_model):
     except ImportError as exc:
         raise DaskMissing(DASK_HINT) from exc
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise UserError(f"--scheduler: cannot reach the Dask scheduler at {address} ({exc})") from None
     try:

@@ -244,7 +244,8 @@ def test_a_dask_cluster_gives_the_local_results(capsys, local_run, dask_schedule
     assert {t["config"]["threads"] for t in data["trials"]} == {1}
 
 
-def test_an_unreachable_scheduler_is_a_user_error(capsys):
+def test_an_unreachable_scheduler_is_a_user_error(capsys, monkeypatch):
     pytest.importorskip("distributed")
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
     status, _, err = _run(capsys, *TINY, "--scheduler", "tcp://127.0.0.1:9")
     assert status == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
