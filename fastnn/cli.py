@@ -713,12 +713,51 @@ def _set_threads(threads):
         _threads.set_num_threads(threads)
 
 
+# Datasets kept between the runs of one process (the trials of a sweep); None: not kept.
+_data_cache = None
+
+
+def keep_loaded_data():
+    """Keep the datasets loaded by later runs in this process (read-only), for the trials of a
+    sweep that share them. A --data-dir is read again when its files change."""
+    global _data_cache
+    if _data_cache is None:
+        _data_cache = {}
+
+
 def _load_data(data_dir, subset="all"):
     """MNIST or the IDX dataset in data_dir: both splits, or only subset="train"/"test"."""
     from . import datasets
+    if _data_cache is not None:
+        key = (data_dir and os.path.abspath(data_dir), subset, _directory_stamp(data_dir))
+        if key not in _data_cache:
+            loaded = _load_data_uncached(datasets, data_dir, subset)
+            _read_only(loaded)
+            _data_cache.clear()  # one dataset at a time
+            _data_cache[key] = loaded
+        return _data_cache[key]
+    return _load_data_uncached(datasets, data_dir, subset)
+
+
+def _load_data_uncached(datasets, data_dir, subset):
     if data_dir is None:
         return datasets.load_mnist(subset=subset)
     return datasets.load_idx(data_dir, num_classes=NUM_CLASSES, subset=subset)
+
+
+def _directory_stamp(data_dir):
+    if data_dir is None:
+        return None
+    return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                        for e in os.scandir(data_dir) if e.is_file()))
+
+
+def _read_only(value):
+    if isinstance(value, tuple):
+        for item in value:
+            _read_only(item)
+    elif hasattr(value, "setflags"):
+        value.setflags(write=False)
 
 
 def _layers(args, n_inputs):
