@@ -165,6 +165,8 @@ def build_grid(args):
             shown = [" ".join(widths) for widths in choices]
         else:
             texts = [text for values in value for text in values]
+            if action.dest == "data_dir":  # the trials may run in other working directories
+                texts = [os.path.abspath(text) for text in texts]
             points = [(action.dest, text, [flag, text]) for text in texts]
             shown = texts
         _refuse_duplicates(flag, [_normalised(action, text) for text in shown], shown)
@@ -411,7 +413,7 @@ def run(args, started):
         if message:
             cli._print_warning(message.replace("more threads", "more workers"))
     results = dict(finished)
-    interrupted = False
+    interrupted = None
     try:
         for result in _runner(args, pending):
             internal = result.pop("internal", False)
@@ -421,8 +423,8 @@ def run(args, started):
             results[result["id"]] = result
             if human:
                 print(f"  {_progress_line(result, trials, varied)}", file=human, flush=True)
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli turns it into one)
+        interrupted = 143 if isinstance(exc, cli._Terminated) else getattr(exc, "status", 130)
     return _finish(args, trials, varied, results, directory, interrupted, human)
 
 
@@ -448,8 +450,11 @@ def _finish(args, trials, varied, results, directory, interrupted, human):
                                                      for r in rows) else "test_accuracy")
     rows.sort(key=lambda r: _sort_key(r, sort_by))
     table = format_table(rows, varied, sort_by, {t.id: t.texts for t in trials})
-    if args.plot and any(r["status"] == "ok" for r in rows):
-        _plot(rows, by_id, varied, args.plot)
+    if args.plot:
+        if any(r["status"] == "ok" for r in rows):
+            _plot(rows, by_id, varied, args.plot)
+        else:
+            cli._print_warning(f"no trial finished; {args.plot} not written")
     if args.json:
         if human:
             print(table, file=human, flush=True)
@@ -458,12 +463,13 @@ def _finish(args, trials, varied, results, directory, interrupted, human):
              "complete": len(rows) == len(trials)}), allow_nan=False), flush=True)
     else:
         print(table, flush=True)
-    if interrupted:
+    if interrupted is not None:
+        what = "terminated" if interrupted == 143 else "interrupted"
         kept = (f"{len(rows)} of {len(trials)} trials finished and are in {directory}; continue "
                 f"with: {cli.PROG} sweep --resume {cli._quote(directory)}" if directory else
                 f"{len(rows)} of {len(trials)} trials finished (with --output DIR they are kept "
                 "for --resume)")
-        raise cli.Interrupted(f"interrupted; {kept}")
+        raise cli.Interrupted(f"{what}; {kept}", interrupted)
     return 0
 
 
