@@ -109,10 +109,10 @@ def build_parser(parser_class=_Parser):
     parser = parser_class(prog=PROG, description="Small neural networks on the CPU, fast.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(commands)
+    _add_sweep(commands)
     _add_evaluate(commands)
     _add_info(commands)
     _add_bench(commands)
-    _add_sweep(commands)
     return parser
 
 
