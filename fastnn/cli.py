@@ -10,12 +10,14 @@ last completed epoch to PATH and exits with status 130 (143 for SIGTERM); ``fast
 PATH`` continues it and, with the same thread count, ends with the weights of an uninterrupted run.
 """
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import os
 import signal
 import sys
+import threading
 import time
 
 from ._argtypes import (non_negative_float, non_negative_int, positive_float, positive_int,
@@ -713,30 +715,37 @@ def _set_threads(threads):
         _threads.set_num_threads(threads)
 
 
-# Datasets kept between the runs of one process (the trials of a sweep); None: not kept.
-_data_cache = None
+# The dataset last loaded inside loaded_data_kept(), for the next trial of a sweep in this process.
+_data_cache = {"key": None, "data": None, "active": 0}
+_data_lock = threading.Lock()
 
 
-def keep_loaded_data():
-    """Keep the datasets loaded by later runs in this process (read-only), for the trials of a
-    sweep that share them. A --data-dir is read again when its files change."""
-    global _data_cache
-    if _data_cache is None:
-        _data_cache = {}
+@contextlib.contextmanager
+def loaded_data_kept():
+    """Within the block, runs load their dataset once and keep it (read-only) for the runs that
+    follow in this process, as the trials of a sweep do. A --data-dir whose files change is read
+    again."""
+    with _data_lock:
+        _data_cache["active"] += 1
+    try:
+        yield
+    finally:
+        with _data_lock:
+            _data_cache["active"] -= 1
 
 
 def _load_data(data_dir, subset="all"):
     """MNIST or the IDX dataset in data_dir: both splits, or only subset="train"/"test"."""
     from . import datasets
-    if _data_cache is not None:
-        key = (data_dir and os.path.abspath(data_dir), subset, _directory_stamp(data_dir))
-        if key not in _data_cache:
+    if not _data_cache["active"]:
+        return _load_data_uncached(datasets, data_dir, subset)
+    key = (data_dir and os.path.abspath(data_dir), subset, _directory_stamp(data_dir))
+    with _data_lock:  # one load at a time; the others wait for it and share it
+        if _data_cache["key"] != key:
             loaded = _load_data_uncached(datasets, data_dir, subset)
             _read_only(loaded)
-            _data_cache.clear()  # one dataset at a time
-            _data_cache[key] = loaded
-        return _data_cache[key]
-    return _load_data_uncached(datasets, data_dir, subset)
+            _data_cache.update(key=key, data=loaded)
+        return _data_cache["data"]
 
 
 def _load_data_uncached(datasets, data_dir, subset):

@@ -244,12 +244,12 @@ def run_trial(trial_id, options, threads=None, save_model=False):
     either the train JSON fields (plus "model", the saved file's bytes, with save_model) or
     "error", the message `fastnn train` would print. Errors that are not the user's propagate."""
     started = time.perf_counter()
-    cli.keep_loaded_data()  # the trials run here share the dataset
     try:
         args = cli.parse_train_options([*options, "--quiet"])
         if threads is not None:
             args.threads = threads
-        with tempfile.TemporaryDirectory(prefix="fastnn-trial-") as tmp:
+        # The trials run in one process share the dataset.
+        with cli.loaded_data_kept(), tempfile.TemporaryDirectory(prefix="fastnn-trial-") as tmp:
             if save_model:
                 args.save = os.path.join(tmp, MODEL_FILE)
             result, _ = cli.train(args, started)

@@ -249,3 +249,20 @@ def test_an_unreachable_scheduler_is_a_user_error(capsys, monkeypatch):
     monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
     status, _, err = _run(capsys, *TINY, "--scheduler", "tcp://127.0.0.1:9")
     assert status == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+
+
+def test_trials_in_one_process_load_the_dataset_once(capsys, monkeypatch):
+    from fastnn import datasets
+    real, calls = datasets.load_mnist, []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("subset", "all"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_mnist", counting)
+    monkeypatch.setitem(cli._data_cache, "key", None)
+    status, data, _ = _run(capsys, *TINY, "--hidden", "8", "--lr", "0.05", "0.1", "--json",
+                           "--quiet")
+    assert status == 0 and len(data["trials"]) == 2 and calls == ["all"]
+    assert cli._data_cache["active"] == 0  # `fastnn train` runs after it load their own
+    assert cli.main(["train", *TINY, "--hidden", "8", "--quiet"]) == 0 and calls == ["all"] * 2
