@@ -278,6 +278,7 @@ def _with_joblib(trials, jobs, save_model):
     from joblib import Parallel, delayed
 
     from ._cpulimits import available_cores
+    jobs = min(jobs, len(trials))  # no idle workers holding cores
     threads = max(1, available_cores()[0] // jobs)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
     yield from parallel(delayed(run_trial)(t.id, t.options, threads, save_model) for t in trials)
@@ -407,11 +408,13 @@ def run(args, started):
                  f"{args.jobs} at a time" if args.jobs > 1 else "one at a time")
         print(f"sweep of {len(trials)} trials{done}: running {len(pending)} {where}",
               file=human, flush=True)
-    if args.jobs > 1:
-        from ._cpulimits import available_cores, cap
-        _, message = cap(args.jobs, f"--jobs {args.jobs}", available_cores())
-        if message:
-            cli._print_warning(message.replace("more threads", "more workers"))
+    if min(args.jobs, len(pending)) > 1 and not args.scheduler:
+        from ._cpulimits import available_cores
+        cores, source = available_cores()
+        if min(args.jobs, len(pending)) > cores:
+            cli._print_warning(f"--jobs {args.jobs}: more workers than the {cores} cores this "
+                               f"process may use (limited by {source}); each runs one thread "
+                               "and they share the cores")
     results = dict(finished)
     interrupted = None
     try:

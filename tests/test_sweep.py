@@ -228,8 +228,8 @@ def _outcomes(data):
 
 
 def test_two_local_workers_give_the_local_results(capsys, local_run):
-    status, data, _ = _run(capsys, *GRID, "--jobs", "2", "--json", "--quiet")
-    assert status == 0
+    status, data, err = _run(capsys, *GRID, "--jobs", "2", "--json", "--quiet")
+    assert status == 0 and "warning" not in err
     assert _outcomes(data) == _outcomes(local_run)
     # Each worker ran with cores // 2 threads.
     from fastnn._cpulimits import available_cores
@@ -242,6 +242,18 @@ def test_a_dask_cluster_gives_the_local_results(capsys, local_run, dask_schedule
     assert _outcomes(data) == _outcomes(local_run)
     # The workers' limits (the nanny sets OMP_NUM_THREADS=1) are honoured.
     assert {t["config"]["threads"] for t in data["trials"]} == {1}
+
+
+def test_more_workers_than_cores_warns(capsys):
+    from fastnn._cpulimits import available_cores
+    cores, source = available_cores()
+    jobs = cores + 1
+    status, _, err = _run(capsys, "--limit", "100", "--epochs", "1", "--hidden",
+                          *[str(4 + i) for i in range(jobs)], "--jobs", str(jobs), "--quiet")
+    assert status == 0
+    assert err == (f"fastnn: warning: --jobs {jobs}: more workers than the {cores} cores this "
+                   f"process may use (limited by {source}); each runs one thread and they share "
+                   "the cores\n")
 
 
 def test_an_unreachable_scheduler_is_a_user_error(capsys, monkeypatch):
