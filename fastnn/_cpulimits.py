@@ -11,6 +11,7 @@ import os
 FASTNN_ENV = "FASTNN_NUM_THREADS"
 OMP_ENV = "OMP_NUM_THREADS"
 CGROUP_ROOT = "/sys/fs/cgroup"
+PROC_SELF_CGROUP = "/proc/self/cgroup"
 
 
 def parse_cgroup_v2(text):
@@ -40,24 +41,55 @@ def _quota_cpus(quota, period, name):
     return quota / period
 
 
-def cgroup_cpus(root=CGROUP_ROOT):
-    """Whole CPUs the cgroup quota under ``root`` allows (a fraction rounds up), or None when no
-    quota is set or the files cannot be read or parsed."""
-    candidates = [(parse_cgroup_v2, ("cpu.max",))]
-    for sub in ("cpu", "cpu,cpuacct", ""):
-        candidates.append((parse_cgroup_v1, (os.path.join(sub, "cpu.cfs_quota_us"),
-                                             os.path.join(sub, "cpu.cfs_period_us"))))
-    for parse, names in candidates:
+def cgroup_cpus(root=CGROUP_ROOT, self_cgroup=None):
+    """Whole CPUs the cgroup quotas allow this process (a fraction rounds up), or None when no
+    quota is set or none can be read. The process's own cgroup (named in ``self_cgroup``, the
+    text of /proc/self/cgroup, which is read when None) and every cgroup above it are read, under
+    ``root``; the lowest quota wins. A file that cannot be parsed counts as no quota."""
+    v2_path, v1_path = _own_cgroups(self_cgroup)
+    found = []
+    for folder in _ancestors(root, v2_path):
+        found.append(_parse_files(parse_cgroup_v2, folder, ("cpu.max",)))
+    for controller in ("cpu", "cpu,cpuacct"):
+        for folder in _ancestors(os.path.join(root, controller), v1_path):
+            found.append(_parse_files(parse_cgroup_v1, folder,
+                                      ("cpu.cfs_quota_us", "cpu.cfs_period_us")))
+    cpus = [c for c in found if c is not None]
+    return max(1, math.ceil(min(cpus))) if cpus else None
+
+
+def _own_cgroups(text):
+    """(cgroup v2 path, cgroup v1 cpu controller path) of /proc/self/cgroup's text (None: read
+    it); "/" for a missing entry or an unreadable file."""
+    if text is None:
         try:
-            texts = [_read(os.path.join(root, name)) for name in names]
+            text = _read(PROC_SELF_CGROUP)
         except OSError:
+            text = ""
+    v2 = v1 = "/"
+    for line in text.splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
             continue
-        try:
-            cpus = parse(*texts)
-        except ValueError:
-            return None
-        return None if cpus is None else max(1, math.ceil(cpus))
-    return None
+        if fields[0] == "0" and fields[1] == "":
+            v2 = fields[2] or "/"
+        elif "cpu" in fields[1].split(","):
+            v1 = fields[2] or "/"
+    return v2, v1
+
+
+def _ancestors(root, path):
+    """root/path, then each folder above it up to root itself."""
+    parts = [p for p in path.split("/") if p and p not in (".", "..")]
+    return [os.path.join(root, *parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def _parse_files(parse, folder, names):
+    try:
+        texts = [_read(os.path.join(folder, name)) for name in names]
+        return parse(*texts)
+    except (OSError, ValueError):
+        return None
 
 
 def _read(path):
@@ -73,11 +105,11 @@ def affinity_cpus():
         return None
 
 
-def available_cores(root=CGROUP_ROOT):
+def available_cores(root=CGROUP_ROOT, self_cgroup=None):
     """(cores the process may use, what limits them): the lower of the affinity mask and the
     cgroup quota, else os.cpu_count()."""
     limits = [(n, source) for n, source in ((affinity_cpus(), "CPU affinity"),
-                                            (cgroup_cpus(root), "cgroup CPU quota"))
+                                            (cgroup_cpus(root, self_cgroup), "cgroup CPU quota"))
               if n is not None]
     if limits:
         return min(limits)

@@ -57,29 +57,53 @@ def test_cgroup_v1_text():
         _cpulimits.parse_cgroup_v1("lots\n", "100000\n")
 
 
+ROOT_CGROUP = "0::/\n"  # /proc/self/cgroup of a process in the root (or a container's own) cgroup
+
+
 def test_cgroup_files_v2_and_v1(tmp_path):
     v2 = tmp_path / "v2"
     v2.mkdir()
     (v2 / "cpu.max").write_text("150000 100000\n")
-    assert _cpulimits.cgroup_cpus(str(v2)) == 2  # 1.5 CPUs: two threads can use them
+    assert _cpulimits.cgroup_cpus(str(v2), ROOT_CGROUP) == 2  # 1.5 CPUs: two threads use them
     (v2 / "cpu.max").write_text("max 100000\n")
-    assert _cpulimits.cgroup_cpus(str(v2)) is None
+    assert _cpulimits.cgroup_cpus(str(v2), ROOT_CGROUP) is None
     (v2 / "cpu.max").write_text("garbage\n")
-    assert _cpulimits.cgroup_cpus(str(v2)) is None
+    assert _cpulimits.cgroup_cpus(str(v2), ROOT_CGROUP) is None
     v1 = tmp_path / "v1" / "cpu,cpuacct"
     v1.mkdir(parents=True)
     (v1 / "cpu.cfs_quota_us").write_text("100000\n")
     (v1 / "cpu.cfs_period_us").write_text("100000\n")
-    assert _cpulimits.cgroup_cpus(str(tmp_path / "v1")) == 1
-    assert _cpulimits.cgroup_cpus(str(tmp_path / "none")) is None
+    assert _cpulimits.cgroup_cpus(str(tmp_path / "v1"), "2:cpu,cpuacct:/\n") == 1
+    assert _cpulimits.cgroup_cpus(str(tmp_path / "none"), ROOT_CGROUP) is None
+
+
+def test_nested_cgroups_lowest_quota_wins(tmp_path):
+    job = tmp_path / "slurm" / "job_7"
+    job.mkdir(parents=True)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "slurm" / "cpu.max").write_text("800000 100000\n")
+    (job / "cpu.max").write_text("200000 100000\n")
+    own = "0::/slurm/job_7\n"
+    assert _cpulimits.cgroup_cpus(str(tmp_path), own) == 2
+    (job / "cpu.max").write_text("max 100000\n")
+    assert _cpulimits.cgroup_cpus(str(tmp_path), own) == 8  # the parent's quota still holds
+    # A v1 hierarchy: the cpu controller's line of /proc/self/cgroup names the folder.
+    v1 = tmp_path / "v1" / "cpu" / "docker" / "abc"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("50000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    text = "4:memory:/other\n3:cpu,cpuacct:/docker/abc\n0::/\n"
+    assert _cpulimits.cgroup_cpus(str(tmp_path / "v1"), text) == 1
+    # Paths cannot climb out of the root.
+    assert _cpulimits.cgroup_cpus(str(job), "0::/../../..\n") is None
 
 
 def test_cgroup_quota_below_affinity_decides(tmp_path, monkeypatch):
     (tmp_path / "cpu.max").write_text("100000 100000\n")
     monkeypatch.setattr(_cpulimits, "affinity_cpus", lambda: 2)
-    assert _cpulimits.available_cores(str(tmp_path)) == (1, "cgroup CPU quota")
+    assert _cpulimits.available_cores(str(tmp_path), ROOT_CGROUP) == (1, "cgroup CPU quota")
     (tmp_path / "cpu.max").write_text("400000 100000\n")
-    assert _cpulimits.available_cores(str(tmp_path)) == (2, "CPU affinity")
+    assert _cpulimits.available_cores(str(tmp_path), ROOT_CGROUP) == (2, "CPU affinity")
 
 
 # -- precedence of the environment ---------------------------------------------------------------
