@@ -53,6 +53,9 @@ def test_loky_gives_the_serial_scores(serial):
 
 
 def test_loky_workers_take_the_threads_they_are_given():
+    # Fresh workers: loky reuses its processes, and others (a sweep's) may have set a count.
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)
     results = joblib.Parallel(n_jobs=2, backend="loky")(
         joblib.delayed(_worker_threads)() for _ in range(4))
     assert set(results) == {(max(1, available_cores()[0] // 2), "OMP_NUM_THREADS")}
