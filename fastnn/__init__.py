@@ -17,6 +17,7 @@ _LAZY = {
     "tabular": ("tabular", None),
     "set_num_threads": ("_threads", "set_num_threads"),
     "get_num_threads": ("_threads", "get_num_threads"),
+    "num_threads": ("_threads", "num_threads"),
     "show_config": ("_config", "show_config"),
     "Network": ("network", "Network"),
     "Linear": ("layers", "Linear"),

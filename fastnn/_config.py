@@ -4,7 +4,7 @@ import sys
 
 from . import _machine
 from ._native import core as _core
-from ._threads import get_num_threads
+from ._threads import get_num_threads, thread_source
 
 
 def config():
@@ -28,6 +28,7 @@ def config():
         "simd_paths_available": _core.simd_paths_available(),
         "openmp": _core.openmp_enabled(),
         "threads": get_num_threads(),
+        "threads_source": thread_source(),
         "build_flags": _core.build_flags(),
         "gemm_strategy": gemm,
         "gemm_strategy_source": gemm_source,
@@ -45,7 +46,7 @@ def show_config(file=None):
         f"CPU:         {cfg['cpu']} (vector extensions: {', '.join(cfg['vector_extensions']) or 'none found'})",
         f"SIMD path:   {cfg['simd_path']} (available: {', '.join(cfg['simd_paths_available'])})",
         f"OpenMP:      {'yes' if cfg['openmp'] else 'no (kernels run serially)'}",
-        f"threads:     {cfg['threads']}",
+        f"threads:     {cfg['threads']} (from {cfg['threads_source']})",
         f"build flags: {cfg['build_flags']}",
         f"products:    {cfg['gemm_strategy']} ({cfg['gemm_strategy_source']})",
     ]

@@ -1,36 +1,32 @@
 """One thread count for fastnn: OpenMP in the elementwise kernels and the BLAS libraries."""
 import contextlib
-import os
 import threading
+import warnings
 
+from . import _cpulimits
 from ._native import core as _core
 
-_state = {"pinned": False}
-
-
-def _default_threads():
-    env = os.environ.get("FASTNN_NUM_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            pass
-    return os.cpu_count() or 1
+SET_SOURCE = "set_num_threads"
+_state = {"pinned": False, "source": None}
 
 
 def set_num_threads(n):
     """Use ``n`` threads (a positive int) in fastnn's kernels and in every loaded BLAS library.
 
+    A count above the cores this process may use (its CPU affinity, its cgroup CPU quota) is
+    capped at them with a RuntimeWarning. TypeError for a non-int, ValueError for n < 1.
+
     Small arrays still run on one thread: starting threads would cost more than it saves.
     The BLAS limit goes through threadpoolctl and covers numpy's and scipy's OpenBLAS alike.
-    Until this is called, fastnn uses every core but lets the native training loop run on one
-    thread while the machine is busy (see :func:`threads_pinned`); after it, exactly ``n``
-    threads run. Either way the work is cut by the configured count, so training with the same
-    seed and thread count repeats bit for bit.
+    Until this is called, fastnn uses the default count (see :func:`thread_source`) but lets
+    the native training loop run on one thread while the machine is busy (see
+    :func:`threads_pinned`); after it, exactly ``n`` threads run. The native loop cuts its work
+    into a fixed number of parts whatever the thread count, so training with the same seed
+    repeats bit for bit on any number of threads.
     """
-    _check_count(n)
+    n = _capped(n, "set_num_threads", stacklevel=3)
     _core.set_kernel_threads(n)
-    _state["pinned"] = True
+    _state.update(pinned=True, source=SET_SOURCE)
     _limit_blas(n)
 
 
@@ -39,6 +35,15 @@ def _check_count(n):
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected a positive int, got {n}")
+
+
+def _capped(n, function, stacklevel):
+    """n checked, and capped at the cores the process may use (with a RuntimeWarning)."""
+    _check_count(n)
+    n, message = _cpulimits.cap(n, f"{function}({n})")
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+    return n
 
 
 def _limit_blas(n):
@@ -51,18 +56,18 @@ def _limit_blas(n):
 @contextlib.contextmanager
 def num_threads(n):
     """Run the block with ``n`` threads as :func:`set_num_threads` sets them, then restore the
-    previous kernel thread count, BLAS limits and pinned state."""
-    _check_count(n)
-    before, pinned = _core.get_kernel_threads(), _state["pinned"]
+    previous kernel thread count, BLAS limits and pinned state. Capped as set_num_threads is."""
+    n = _capped(n, "num_threads", stacklevel=4)
+    before, state = _core.get_kernel_threads(), dict(_state)
     limiter = _limit_blas(n)  # first: it records the limits to restore
     _core.set_kernel_threads(n)
-    _state["pinned"] = True
+    _state.update(pinned=True, source=SET_SOURCE)
     try:
         yield
     finally:
         limiter.restore_original_limits()
         _core.set_kernel_threads(before)
-        _state["pinned"] = pinned
+        _state.update(state)
 
 
 @contextlib.contextmanager
@@ -90,11 +95,26 @@ def threads_pinned():
 
 
 def get_num_threads():
-    """The thread count set by :func:`set_num_threads` (by default the number of CPUs)."""
+    """The thread count in use (int): set by :func:`set_num_threads`, else the default
+    (see :func:`thread_source`)."""
     return _core.get_kernel_threads()
 
 
-_core.set_kernel_threads(_default_threads())
+def thread_source():
+    """What decided :func:`get_num_threads` (str): "set_num_threads", "FASTNN_NUM_THREADS",
+    "OMP_NUM_THREADS", "CPU affinity", "cgroup CPU quota" or "os.cpu_count()"."""
+    return _state["source"]
+
+
+def _apply_default():
+    n, source, messages = _cpulimits.default_threads()
+    for message in messages:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    _core.set_kernel_threads(n)
+    _state["source"] = source
+
+
+_apply_default()
 
 
 class blas_threads_limited:
@@ -124,6 +144,7 @@ class blas_threads_limited:
 
                     cls._controller = ThreadpoolController()
                 cls._limiter = cls._controller.limit(limits=1, user_api="blas")
+                _core.set_blas_single(True)
             cls._users += 1
         return self
 
@@ -134,4 +155,5 @@ class blas_threads_limited:
             if cls._users == 0:
                 cls._limiter.restore_original_limits()
                 cls._limiter = None
+                _core.set_blas_single(False)
         return False

@@ -64,3 +64,28 @@ def _draw(axes, epochs, train, validation, marker, ylabel, title):
     axes.legend()
     if len(epochs) == 1:
         axes.set_xticks(epochs)
+
+
+def save_sweep_curves(curves, path, ylabel, title=None):
+    """Overlay several runs' per-epoch curves in one PNG at ``path`` (replaced atomically).
+
+    curves: a list of (legend label, list of values per epoch).
+    """
+    Figure, FigureCanvasAgg = require_matplotlib()
+    figure = Figure(figsize=(8, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    longest = max(len(values) for _, values in curves)
+    marker = "o" if longest <= 30 else None
+    for label, values in curves:
+        axes.plot(range(1, len(values) + 1), values, marker=marker, label=label)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    with atomic_write(path) as f:
+        figure.savefig(f, format="png")

@@ -78,6 +78,9 @@ ctypedef fused real:
 
 # Threads for the elementwise kernels; BLAS threads are set separately (fastnn._threads).
 cdef int _n_threads = 1
+# Whether BLAS is held at one thread (fastnn._threads.blas_threads_limited): products are then cut
+# by their shape alone, whatever _n_threads is.
+cdef bint _blas_single = False
 
 cdef extern from *:
     """
@@ -113,6 +116,12 @@ def set_calling_thread_kernel_threads(int n):
     previous = fnn_calling_thread_kernel_threads
     fnn_calling_thread_kernel_threads = n if n > 0 else 0
     return previous
+
+
+def set_blas_single(bint single):
+    """Tell the linear ops that BLAS runs one thread (True) or as configured (False)."""
+    global _blas_single
+    _blas_single = single
 
 
 def openmp_enabled():
@@ -202,11 +211,14 @@ cdef enum:
 
 
 cdef bint small_tiles(bint trans_a, int m, int n, int k, int *m_tile, int *n_tile) noexcept nogil:
-    """Whether to cut C = op(A) @ B into small BLAS calls (small_gemm.h): only when fastnn runs one
-    thread. Small calls run on one thread each, and calls made from several threads at once into
-    an OpenBLAS that has its own threads are many times slower (measured: 10 ms instead of 0.5),
-    so with more threads one multithreaded BLAS call does better."""
-    return kernel_threads() == 1 and fnn_small_gemm_tiles(trans_a, m, n, k, m_tile, n_tile)
+    """Whether to cut C = op(A) @ B into small BLAS calls (small_gemm.h): only when BLAS runs one
+    thread (the calling thread's kernels run one thread, or BLAS is held at one as in predict and evaluate). Small
+    calls run on one thread each, and calls made from several threads at once into an OpenBLAS
+    that has its own threads are many times slower (measured: 10 ms instead of 0.5), so with more
+    threads one multithreaded BLAS call does better. The cut changes the last bits of a product
+    (OpenBLAS's small-matrix kernels round differently from its packed ones), so where BLAS is
+    held at one thread the results do not depend on the thread count."""
+    return (kernel_threads() == 1 or _blas_single) and fnn_small_gemm_tiles(trans_a, m, n, k, m_tile, n_tile)
 
 
 cdef void gemm_small(bint trans_a, int m, int n, int k, const real *a, int lda, const real *b, int ldb,

@@ -1,0 +1,548 @@
+"""``fastnn sweep``: a grid of ``fastnn train`` runs, in this process, in local worker processes
+(joblib's loky) or on a Dask cluster (dask.distributed).
+
+Every option of ``fastnn train`` may take several values; the grid is their Cartesian product and
+each trial runs ``fastnn train`` with one combination (the same function, so a trial gives what
+``fastnn train`` gives with those options, wherever it runs). A trial whose options are refused
+or whose training diverges is reported as failed; the others go on. With ``--output DIR`` each
+finished trial is written at once (DIR/<id>/trial.json, and the model with --save-models), so an
+interrupted sweep keeps them and ``--resume DIR`` runs the rest.
+
+Standard library only at import; numpy, joblib, dask and matplotlib load when used.
+"""
+import argparse
+import hashlib
+import itertools
+import json
+import math
+import os
+import tempfile
+import time
+
+from . import cli
+from .cli import UserError
+from .errors import MissingExtra
+
+FORMAT = "fastnn-sweep"
+VERSION = 1
+# Options of `fastnn train` that the sweep sets itself (per trial) or that make no sense per trial.
+NOT_SWEPT = ("threads", "save", "resume", "plot", "json", "quiet")
+METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_accuracy",
+           "train_loss", "train_seconds")
+HIGHER_IS_BETTER = ("val_accuracy", "test_accuracy", "train_accuracy")
+class DaskMissing(MissingExtra):
+    """dask.distributed cannot be imported; the message says how to install it."""
+
+    def __init__(self):
+        super().__init__("--scheduler needs dask.distributed", "dask")
+
+
+CONNECT_TIMEOUT = "20s"  # to reach the Dask scheduler
+SWEEP_FILE = "sweep.json"
+TRIAL_FILE = "trial.json"
+MODEL_FILE = "model.npz"
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def add_arguments(p):
+    """The sweep's options: every `fastnn train` run option taking several values, then its own."""
+    _add_grid_options(p, grouped=True)
+    run = p.add_argument_group("running")
+    run.add_argument("--jobs", type=cli.positive_int, default=1, metavar="N",
+                     help="run N trials at once in local worker processes, each with "
+                          "cores // N threads")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run the trials on the Dask cluster whose scheduler is at ADDRESS "
+                          "(tcp://HOST:PORT; needs pip install \".[dask]\")")
+    output = p.add_argument_group("output")
+    output.add_argument("--sort-by", choices=METRICS,
+                        help="order of the table (default: val_accuracy with --val-split, else "
+                             "test_accuracy)")
+    output.add_argument("--output", metavar="DIR",
+                        help="write each finished trial (result and history as JSON) to DIR")
+    output.add_argument("--save-models", action="store_true",
+                        help="with --output, also save each trial's model")
+    output.add_argument("--resume", metavar="DIR",
+                        help="continue the sweep written to DIR: run only its missing trials")
+    output.add_argument("--plot", metavar="PATH",
+                        help="overlay the trials' validation (else training) accuracy curves in "
+                             "one PNG (needs matplotlib)")
+    cli._add_output_flags(output, "the trials (a 'trials' list)")
+
+
+def _run_option_groups():
+    """The argument groups of `fastnn train`'s run options (cli.add_run_options), by title."""
+    return cli.add_run_options(argparse.ArgumentParser(add_help=False))
+
+
+def swept_actions():
+    """The train parser's actions the sweep takes, in the order of its option table."""
+    return [a for g in _run_option_groups().values() for a in g._group_actions
+            if a.dest not in NOT_SWEPT]
+
+
+def _add_grid_options(p, grouped):
+    for title, group in _run_option_groups().items():
+        target = p.add_argument_group(f"{title} (several values: one trial each)") if grouped else p
+        for action in group._group_actions:
+            if action.dest not in NOT_SWEPT:
+                _add_swept(target, action)
+
+
+def _add_swept(group, action):
+    """Add ``action`` of the train parser to the sweep: flags as they are, options with values
+    as lists kept as text (each trial's values are checked when that trial is parsed)."""
+    if action.nargs == 0:
+        group.add_argument(*action.option_strings, dest=action.dest, action="store_true",
+                           help=f"{action.help} (every trial)")
+        return
+    metavar = action.metavar or action.dest.upper()
+    help_text = action.help
+    if action.choices:
+        help_text += f" (one or more of: {', '.join(action.choices)})"
+    if action.dest == "hidden":
+        help_text = ("hidden layer widths: each value is one trial's single hidden layer "
+                     "(--hidden 32 64 128 is three trials); give --hidden once per trial for "
+                     "deeper networks (--hidden 64 --hidden 64 64), or join a network's widths "
+                     "with commas (--hidden 256,128)")
+    group.add_argument(*action.option_strings, dest=action.dest, action="append", nargs="+",
+                       metavar=metavar, help=help_text)
+
+
+def grid_parser():
+    """A parser of the grid options alone (what sweep.json's "options" holds)."""
+    p = cli._RaisingParser(prog=f"{cli.PROG} sweep")
+    _add_grid_options(p, grouped=False)
+    return p
+
+
+def grid_options(args):
+    """The grid part of the parsed sweep ``args`` as train-style options, e.g. ["--lr", "0.1",
+    "0.01", "--nesterov"]: what sweep.json records and --resume reads back."""
+    options = []
+    for action in swept_actions():
+        value = getattr(args, action.dest, None)
+        if action.nargs == 0:
+            options += [action.option_strings[0]] if value else []
+        elif value:
+            for values in value:
+                options += [action.option_strings[0], *values]
+    return options
+
+
+# -- the grid -----------------------------------------------------------------------------------
+
+class Trial:
+    """One combination: ``params`` (option dest -> value, for people and JSON) and ``options``
+    (the `fastnn train` options that run it). ``id`` names it in DIR."""
+
+    def __init__(self, index, texts, options):
+        self.index, self.texts, self.options = index, texts, options
+        self.params = {dest: _typed(text) for dest, text in texts.items()}
+        digest = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:10]
+        self.id = f"{index:03d}-{digest}"
+
+    def label(self, varied):
+        """The values of the ``varied`` options as typed, e.g. "hidden=64 64 lr=0.1"."""
+        return " ".join(f"{name}={_show(self.texts[name])}" for name in varied) or "(one trial)"
+
+
+def build_grid(args):
+    """(trials, names of the varied options) of the parsed sweep ``args``. UserError for values
+    given twice (each value makes trials of its own: a duplicate would only repeat them)."""
+    axes, varied = [], []
+    for action in swept_actions():
+        value = getattr(args, action.dest, None)
+        flag = action.option_strings[0]
+        if action.nargs == 0:
+            if value:
+                axes.append([(action.dest, True, [flag])])
+            continue
+        if not value:
+            continue
+        if action.dest == "hidden":
+            choices = _hidden_choices(value)
+            points = [(action.dest, widths, [flag, *widths]) for widths in choices]
+            shown = [" ".join(widths) for widths in choices]
+        else:
+            texts = [text for values in value for text in values]
+            if action.dest == "data_dir":  # the trials may run in other working directories
+                texts = [os.path.abspath(text) for text in texts]
+            points = [(action.dest, text, [flag, text]) for text in texts]
+            shown = texts
+        _refuse_duplicates(flag, [_normalised(action, text) for text in shown], shown)
+        axes.append(points)
+        if len(points) > 1:
+            varied.append(action.dest)
+    trials = []
+    for index, combination in enumerate(itertools.product(*axes)):
+        texts = {dest: value for dest, value, _ in combination}
+        options = [text for _, _, fragment in combination for text in fragment]
+        trials.append(Trial(index, texts, options))
+    return trials, varied
+
+
+def _hidden_choices(groups):
+    """The architectures of --hidden: one per value when it is given once, else one per group;
+    commas join the widths of one architecture."""
+    if len(groups) == 1:
+        return [_widths(text) for text in groups[0]]
+    return [[w for text in group for w in _widths(text)] for group in groups]
+
+
+def _widths(text):
+    widths = [w.strip() for w in text.split(",")]
+    if not all(widths):
+        raise UserError(f"--hidden: expected widths joined by commas, got {text!r}")
+    return widths
+
+
+def _normalised(action, text):
+    """The value ``text`` stands for (so that 0.1 and 0.10 are one value), or the text itself."""
+    if action.dest == "hidden":
+        try:
+            return tuple(int(w) for w in text.split())
+        except ValueError:
+            return text
+    try:
+        return action.type(text) if action.type else text
+    except (argparse.ArgumentTypeError, ValueError, TypeError):
+        return text
+
+
+def _refuse_duplicates(flag, values, shown):
+    seen = {}
+    for value, text in zip(values, shown):
+        if value in seen:
+            raise UserError(f"{flag}: {seen[value]!r} and {text!r} are the same value; give each "
+                            "value once")
+        seen[value] = text
+
+
+def _typed(value):
+    """A param as JSON shows it: numbers as numbers where the text is one."""
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, bool):
+        return value
+    for kind in (int, float):
+        try:
+            number = kind(value)
+        except ValueError:
+            continue
+        return number if math.isfinite(number) else value
+    return value
+
+
+def _show(value):
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+# -- one trial (runs where the trial runs: this process, a loky worker, a Dask worker) ----------
+
+def run_trial(trial_id, options, threads=None, save_model=False):
+    """Run ``fastnn train OPTIONS`` quietly: a dict with "id", "status" ("ok" or "failed") and
+    either the train JSON fields (plus "model", the saved file's bytes, with save_model) or
+    "error", the message `fastnn train` would print. Errors that are not the user's propagate."""
+    started = time.perf_counter()
+    try:
+        args = cli.parse_train_options([*options, "--quiet"])
+        if threads is not None:
+            args.threads = threads
+        # The trials run in one process share the dataset.
+        with cli.loaded_data_kept(), tempfile.TemporaryDirectory(prefix="fastnn-trial-") as tmp:
+            if save_model:
+                args.save = os.path.join(tmp, MODEL_FILE)
+            result, _ = cli.train(args, started)
+            if save_model:
+                with open(args.save, "rb") as f:
+                    result["model"] = f.read()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user errors become failed trials, others propagate
+        message = cli._user_error_message(exc)
+        if message is None:
+            raise
+        return {"id": trial_id, "status": "failed", "error": " ".join(message.split())}
+    result["config"]["save"] = None  # the temporary path means nothing outside the trial
+    return {"id": trial_id, "status": "ok", **result}
+
+
+# -- where the trials run -----------------------------------------------------------------------
+
+def _in_process(trials, save_model):
+    for trial in trials:
+        yield run_trial(trial.id, trial.options, None, save_model)
+
+
+def _with_joblib(trials, jobs, save_model):
+    from joblib import Parallel, delayed
+
+    from ._cpulimits import available_cores
+    jobs = min(jobs, len(trials))  # no idle workers holding cores
+    threads = max(1, available_cores()[0] // jobs)
+    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+    yield from parallel(delayed(run_trial)(t.id, t.options, threads, save_model) for t in trials)
+
+
+def _with_dask(trials, address, save_model):
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        raise DaskMissing() from exc
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"--scheduler: cannot reach the Dask scheduler at {address} ({exc})") from None
+    try:
+        futures = {client.submit(run_trial, t.id, t.options, None, save_model, pure=False): t
+                   for t in trials}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # noqa: BLE001 - a bug or a lost worker: not written, rerun on resume
+                yield {"id": futures[future].id, "status": "failed", "error": _internal(exc),
+                       "internal": True}
+    finally:
+        client.close()
+
+
+def _internal(exc):
+    return f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+# -- the sweep directory ------------------------------------------------------------------------
+
+def _prepare_output(args):
+    """(directory or None, grid options, finished results by id) for --output / --resume."""
+    if args.resume:
+        directory = args.resume
+        path = os.path.join(directory, SWEEP_FILE)
+        if not os.path.isfile(path):
+            raise UserError(f"--resume: {directory} holds no sweep ({SWEEP_FILE} not found)")
+        if args.output and os.path.abspath(args.output) != os.path.abspath(directory):
+            raise UserError("--resume writes to the sweep's own directory; leave out --output")
+        given = grid_options(args)
+        if given:
+            raise UserError(f"--resume: the grid comes from {path}; leave out {given[0]}")
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+            if saved.get("format") != FORMAT or not isinstance(saved.get("options"), list):
+                raise ValueError
+        except ValueError:
+            raise UserError(f"--resume: {path} is not a sweep file written by fastnn sweep") from None
+        args.save_models = args.save_models or bool(saved.get("save_models"))
+        return directory, saved["options"], _finished(directory)
+    options = grid_options(args)
+    if args.save_models and not args.output:
+        raise UserError("--save-models needs --output DIR")
+    if not args.output:
+        return None, options, {}
+    directory = args.output
+    if os.path.exists(os.path.join(directory, SWEEP_FILE)):
+        raise UserError(f"--output: {directory} already holds a sweep; continue it with "
+                        f"--resume {directory} or choose another directory")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UserError(f"--output: {directory} is not a directory")
+    parent = os.path.dirname(os.path.abspath(directory))
+    if not os.path.isdir(parent):
+        raise UserError(f"--output: the directory {parent} does not exist")
+    os.makedirs(directory, exist_ok=True)
+    _write_json(os.path.join(directory, SWEEP_FILE),
+                {"format": FORMAT, "version": VERSION, "options": options,
+                 "save_models": bool(args.save_models)})
+    return directory, options, {}
+
+
+def _finished(directory):
+    results = {}
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name, TRIAL_FILE)
+        if os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    result = json.load(f)
+            except ValueError:
+                continue  # a damaged file: the trial runs again
+            if isinstance(result, dict) and result.get("id") == name:
+                results[name] = result
+    return results
+
+
+def _write_trial(directory, result):
+    from ._atomic import atomic_write
+    folder = os.path.join(directory, result["id"])
+    os.makedirs(folder, exist_ok=True)
+    model = result.pop("model", None)
+    if model is not None:
+        with atomic_write(os.path.join(folder, MODEL_FILE)) as f:
+            f.write(model)
+        result["model"] = os.path.join(folder, MODEL_FILE)
+    _write_json(os.path.join(folder, TRIAL_FILE), result)
+
+
+def _write_json(path, value):
+    from ._atomic import atomic_write
+    with atomic_write(path, "w") as f:
+        json.dump(cli._finite_or_null(value), f, indent=1, allow_nan=False)
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+def run(args, started):
+    """``fastnn sweep``: returns the exit status (0, or 130 when interrupted)."""
+    if args.scheduler and args.jobs != 1:
+        raise UserError("--jobs applies to local workers; with --scheduler the cluster decides")
+    if args.plot:
+        cli._check_writable_location("--plot", args.plot)
+        from .plotting import require_matplotlib
+        require_matplotlib()
+    directory, options, finished = _prepare_output(args)
+    parsed = grid_parser().parse_args(options) if args.resume else args
+    trials, varied = build_grid(parsed)
+    human = cli._human_stream(args)
+    pending = [t for t in trials if t.id not in finished]
+    if human:
+        done = f", {len(trials) - len(pending)} already done in {directory}" if finished else ""
+        where = (f"on {args.scheduler}" if args.scheduler else
+                 f"{args.jobs} at a time" if args.jobs > 1 else "one at a time")
+        print(f"sweep of {len(trials)} trials{done}: running {len(pending)} {where}",
+              file=human, flush=True)
+    if min(args.jobs, len(pending)) > 1 and not args.scheduler:
+        from ._cpulimits import available_cores
+        cores, source = available_cores()
+        if min(args.jobs, len(pending)) > cores:
+            cli._print_warning(f"--jobs {args.jobs}: more workers than the {cores} cores this "
+                               f"process may use (limited by {source}); each runs one thread "
+                               "and they share the cores")
+    results = dict(finished)
+    interrupted = None
+    try:
+        for result in _runner(args, pending):
+            internal = result.pop("internal", False)
+            if directory and not internal:
+                _write_trial(directory, result)
+            result.pop("model", None)
+            results[result["id"]] = result
+            if human:
+                print(f"  {_progress_line(result, trials, varied)}", file=human, flush=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli turns it into one)
+        interrupted = 143 if isinstance(exc, cli._Terminated) else getattr(exc, "status", 130)
+    return _finish(args, trials, varied, results, directory, interrupted, human)
+
+
+def _runner(args, pending):
+    if args.scheduler:
+        return _with_dask(pending, args.scheduler, args.save_models)
+    if args.jobs > 1 and len(pending) > 1:
+        return _with_joblib(pending, args.jobs, args.save_models)
+    return _in_process(pending, args.save_models)
+
+
+def _progress_line(result, trials, varied):
+    trial = next(t for t in trials if t.id == result["id"])
+    if result["status"] == "ok":
+        return f"{trial.label(varied)}: test accuracy {100 * result['test_accuracy']:.2f}%"
+    return f"{trial.label(varied)}: failed: {result['error']}"
+
+
+def _finish(args, trials, varied, results, directory, interrupted, human):
+    by_id = {t.id: t for t in trials}
+    rows = [_row(by_id[i], results[i]) for i in by_id if i in results]
+    sort_by = args.sort_by or ("val_accuracy" if any(r.get("val_accuracy") is not None
+                                                     for r in rows) else "test_accuracy")
+    rows.sort(key=lambda r: _sort_key(r, sort_by))
+    table = format_table(rows, varied, sort_by, {t.id: t.texts for t in trials})
+    if args.plot:
+        if any(r["status"] == "ok" for r in rows):
+            _plot(rows, by_id, varied, args.plot)
+        else:
+            cli._print_warning(f"no trial finished; {args.plot} not written")
+    if args.json:
+        if human:
+            print(table, file=human, flush=True)
+        print(json.dumps(cli._finite_or_null(
+            {"trials": rows, "varied": varied, "sort_by": sort_by, "output": directory,
+             "complete": len(rows) == len(trials)}), allow_nan=False), flush=True)
+    else:
+        print(table, flush=True)
+    if interrupted is not None:
+        what = "terminated" if interrupted == 143 else "interrupted"
+        kept = (f"{len(rows)} of {len(trials)} trials finished and are in {directory}; continue "
+                f"with: {cli.PROG} sweep --resume {cli._quote(directory)}" if directory else
+                f"{len(rows)} of {len(trials)} trials finished (with --output DIR they are kept "
+                "for --resume)")
+        raise cli.Interrupted(f"{what}; {kept}", interrupted)
+    return 0
+
+
+def _row(trial, result):
+    """The trial's JSON entry: its id, params, options, status, and the train fields."""
+    row = {"id": trial.id, "params": trial.params, "options": trial.options, **result}
+    row.setdefault("config", None)
+    if row["status"] == "ok":
+        row.update(_final_metrics(row["history"], row.get("best_epoch"),
+                                  row["config"].get("early_stopping")))
+    return row
+
+
+def _final_metrics(history, best_epoch, early_stopping):
+    """Training and validation loss and accuracy of the kept weights: the best epoch's with
+    early stopping, else the last epoch's."""
+    epochs = len(history.get("train_loss", []))
+    at = (best_epoch - history.get("initial_epoch", 0) - 1
+          if early_stopping and best_epoch else epochs - 1)
+    metrics = {}
+    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        values = history.get(name) or []
+        metrics[name] = values[at] if 0 <= at < len(values) else None
+    return metrics
+
+
+def _sort_key(row, metric):
+    value = row.get(metric) if row["status"] == "ok" else None
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return (1, 0.0, row["id"])
+    return (0, -value if metric in HIGHER_IS_BETTER else value, row["id"])
+
+
+def format_table(rows, varied, sort_by, texts):
+    """The table of trials for people, in the order of ``rows`` (sorted by ``sort_by``); a
+    failed trial's error takes the place of its figures. ``texts``: id -> option -> value text."""
+    headers = ["#", *varied, "val acc", "test acc", "test loss", "epochs", "seconds"]
+    body = []
+    for rank, row in enumerate(rows, 1):
+        cells = [str(rank), *(_show(texts[row["id"]][name]) for name in varied)]
+        if row["status"] == "ok":
+            cells += [_percent(row.get("val_accuracy")), _percent(row["test_accuracy"]),
+                      f"{row['test_loss']:.4f}", str(row["epochs"]), f"{row['train_seconds']:.1f}"]
+        else:
+            cells.append(f"failed: {row['error']}")
+        body.append(cells)
+    widths = [len(h) for h in headers]
+    for row, cells in zip(rows, body):
+        sized = cells if row["status"] == "ok" else cells[:-1]
+        widths = [max(w, len(c)) for w, c in itertools.zip_longest(widths, sized, fillvalue="")]
+    lines = [f"sorted by {sort_by}", headers] + body
+    return "\n".join(line if isinstance(line, str) else
+                     "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def _percent(value):
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _plot(rows, trials, varied, path):
+    from .plotting import save_sweep_curves
+    ok = [r for r in rows if r["status"] == "ok"]
+    validation = all(r["history"].get("val_accuracy") for r in ok)
+    key = "val_accuracy" if validation else "train_accuracy"
+    curves = [(trials[r["id"]].label(varied),
+               [100 * (v if v is not None else math.nan) for v in r["history"][key]]) for r in ok]
+    save_sweep_curves(curves, path, ylabel=f"{'validation' if validation else 'training'} "
+                                           "accuracy (%)",
+                      title=f"{len(ok)} trials" + (f": {', '.join(varied)}" if varied else ""))
+
