@@ -274,11 +274,15 @@ def _add_evaluate(commands):
     p.add_argument("--data", metavar="FILE",
                    help="test on this table (.csv, .tsv, .parquet or .npz with the target "
                         "column; required for a model trained on a table)")
+    _add_threads_option(p)
+    _add_output_flags(p, "test_accuracy and test_loss (test_rmse, test_mae, test_r2 and "
+                         "test_loss for a regression)")
+
+
+def _add_threads_option(p):
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="threads for fastnn's kernels and BLAS (default: $FASTNN_NUM_THREADS, "
                         "$OMP_NUM_THREADS or the cores this process may use)")
-    _add_output_flags(p, "test_accuracy and test_loss (test_rmse, test_mae, test_r2 and "
-                         "test_loss for a regression)")
 
 
 def _add_predict(commands):
@@ -296,9 +300,7 @@ def _add_predict(commands):
                    help="write the predictions here (atomically) instead of to stdout")
     p.add_argument("--proba", action="store_true",
                    help="add one column of probabilities per class (classifiers)")
-    p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="threads for fastnn's kernels and BLAS (default: $FASTNN_NUM_THREADS, "
-                        "$OMP_NUM_THREADS or the cores this process may use)")
+    _add_threads_option(p)
 
 
 def _add_export(commands):

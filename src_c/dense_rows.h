@@ -19,12 +19,7 @@
 #define FNN_TARGET
 #define PATH generic
 #define DR_FMA 0
-#define REAL float
-#define SUF f32
-#include "dense_rows_impl.h"
-#define REAL double
-#define SUF f64
-#include "dense_rows_impl.h"
+#include "dense_rows_types.h"
 #undef FNN_TARGET
 #undef PATH
 #undef DR_FMA
@@ -34,12 +29,7 @@
 #define FNN_TARGET __attribute__((target("avx2,fma")))
 #define PATH avx2
 #define DR_FMA 1
-#define REAL float
-#define SUF f32
-#include "dense_rows_impl.h"
-#define REAL double
-#define SUF f64
-#include "dense_rows_impl.h"
+#include "dense_rows_types.h"
 #undef FNN_TARGET
 #undef PATH
 #undef DR_FMA
