@@ -117,14 +117,30 @@ def _arrays_to_list(arrays, prefix):
     return [np.ascontiguousarray(arrays[k]).copy() for k in names] or None
 
 
+MOMENTUM_CONVENTIONS = ("pytorch", "sklearn")
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay.
 
     lr >= 0, momentum in [0, 1), weight_decay >= 0; nesterov needs momentum > 0.
+
+    The step is PyTorch's (``torch.optim.SGD``): v = momentum*v + g, p -= lr*v (Nesterov:
+    p -= lr*(g + momentum*v)), with g = grad + weight_decay*p. scikit-learn's MLP (after
+    Sutskever et al., 2013, "On the importance of initialization and momentum in deep
+    learning") keeps the rate inside the velocity instead: V = momentum*V - lr*g, p += V. The two
+    agree while lr is constant (V = -lr*v). momentum_convention="sklearn" keeps them agreeing when
+    lr changes (a schedule): each change from lr_old to lr_new rescales the velocity by
+    lr_old / lr_new, so that -lr*v stays scikit-learn's V (not for a change to or from 0).
     """
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, *,
-                 learning_rate=None):
+                 learning_rate=None, momentum_convention="pytorch"):
+        if momentum_convention not in MOMENTUM_CONVENTIONS:
+            raise ValueError(f"momentum_convention: expected 'pytorch' or 'sklearn', got "
+                             f"{momentum_convention!r}")
+        self.momentum_convention = momentum_convention
+        self._velocity = None
         super().__init__(lr, learning_rate, default_lr=0.01)
         self.momentum = check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
         self.weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
@@ -133,7 +149,21 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
-        self._velocity = None
+
+    @property
+    def lr(self):
+        """Learning rate (float >= 0); see the class docstring for what a change does to the
+        velocity with momentum_convention="sklearn"."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        old, new = getattr(self, "_lr", None), check_real(value, "lr", low=0.0)
+        if self.momentum_convention == "sklearn" and self._velocity is not None and old and new \
+                and new != old:
+            for v in self._velocity:
+                v *= old / new
+        self._lr = new
 
     def step(self, params, grads):
         if self.momentum == 0.0:
@@ -149,8 +179,11 @@ class SGD(Optimizer):
         self._velocity = None
 
     def get_config(self):
-        return {"lr": self._lr, "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
+        config = {"lr": self._lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                  "weight_decay": self.weight_decay}
+        if self.momentum_convention != "pytorch":  # the default is left out, as in older files
+            config["momentum_convention"] = self.momentum_convention
+        return config
 
     def _arrays(self):
         return {f"velocity.{i}": v for i, v in enumerate(self._velocity or [])}

@@ -20,7 +20,9 @@ solvers ("sgd" and "adam") run through fastnn's native whole-epoch loop. How sci
 * Adam: beta_1, beta_2, epsilon -> fastnn.Adam(beta1, beta2, eps); fastnn adds eps to the
   bias-corrected sqrt(v) where scikit-learn adds it to the raw one (negligible at eps=1e-8).
 * learning_rate "invscaling" / "adaptive" (solver="sgd") follow scikit-learn's rules, applied
-  between epochs. solver="lbfgs" is refused at fit; max_fun (lbfgs only) is accepted unused.
+  between epochs, with scikit-learn's momentum convention (the rate inside the velocity:
+  ``fastnn.SGD(momentum_convention="sklearn")``), so that with alpha=0 and shuffle=False the
+  weights follow scikit-learn's under every schedule, with and without Nesterov. solver="lbfgs" is refused at fit; max_fun (lbfgs only) is accepted unused.
 * sample_weight is not supported (fastnn's losses have no per-sample weights).
 """
 import contextlib
@@ -104,7 +106,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     Fitted attributes: classes_ (n_classes,), n_features_in_, feature_names_in_ (DataFrame
     input), coefs_ / intercepts_ (lists of the network's live weight arrays, (n_in, n_out) and
-    (n_out,), in ``dtype``), loss_curve_, best_loss_ (None with early_stopping),
+    (n_out,), in ``dtype``; assigning lists of arrays of those shapes sets the weights),
+    loss_ (the last epoch's loss), loss_curve_, best_loss_ (None with early_stopping),
     validation_scores_ / best_validation_score_ (None without early_stopping), n_iter_ (epochs
     of the last fit call), t_ (training samples seen), n_layers_, n_outputs_, out_activation_,
     network_ (the fastnn.Network).
@@ -254,7 +257,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.best_loss_ = np.inf
 
     def _make_network(self, seed):
-        """Build network_ for self._arch and point coefs_ / intercepts_ at its weights."""
+        """Build network_ for self._arch (coefs_ / intercepts_ are its weights)."""
         units, activation, dtype = self._arch
         act = _ACTIVATIONS[activation]
         layers = []
@@ -263,31 +266,75 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if act is not None and i < len(units) - 2:
                 layers.append(act())
         self.network_ = Network(layers, loss=SoftmaxCrossEntropy(), dtype=dtype, seed=seed)
-        linears = [l for l in layers if isinstance(l, Linear)]
-        self.coefs_ = [l.W for l in linears]
-        self.intercepts_ = [l.b for l in linears]
+
+    @property
+    def coefs_(self):
+        """The network's weight matrices, (n_in, n_out) each in ``dtype`` (a list of its live
+        arrays: changing one in place changes the model). Assigning a list of arrays of the same
+        shapes copies them into the network; other lengths, shapes or non-real dtypes are
+        refused (ValueError / TypeError)."""
+        return [layer.W for layer in self._linears()]
+
+    @coefs_.setter
+    def coefs_(self, values):
+        self._assign(values, [layer.W for layer in self._linears()], "coefs_")
+
+    @property
+    def intercepts_(self):
+        """The network's bias vectors, (n_out,) each; assignable as ``coefs_`` is."""
+        return [layer.b for layer in self._linears()]
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        self._assign(values, [layer.b for layer in self._linears()], "intercepts_")
+
+    def _linears(self):
+        network = self.__dict__.get("network_")
+        if network is None:
+            raise AttributeError("coefs_ and intercepts_ exist once the estimator is fitted")
+        return [layer for layer in network.layers if isinstance(layer, Linear)]
+
+    @staticmethod
+    def _assign(values, targets, name):
+        if not isinstance(values, (list, tuple)) or len(values) != len(targets):
+            raise ValueError(f"{name}: expected a list of {len(targets)} arrays, got {values!r:.80}")
+        arrays = []
+        for i, (value, target) in enumerate(zip(values, targets)):
+            a = np.asarray(value)
+            if a.dtype.kind not in "iuf":
+                raise TypeError(f"{name}[{i}]: expected real numbers, got dtype {a.dtype}")
+            if a.shape != target.shape:
+                raise ValueError(f"{name}[{i}]: expected shape {target.shape}, got {a.shape}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name}[{i}]: contains NaN or infinity")
+            arrays.append(a)
+        for a, target in zip(arrays, targets):
+            target[...] = a
 
     def __getstate__(self):
         # The network is rebuilt from coefs_ / intercepts_ on unpickling: its work buffers
         # (sized for the largest batch seen) can be many times larger than the weights.
         state = dict(super().__getstate__())
         if state.get("network_") is not None:
+            state["coefs_"] = [a.copy() for a in self.coefs_]
+            state["intercepts_"] = [a.copy() for a in self.intercepts_]
             state["network_"] = None
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        coefs, intercepts = state.pop("coefs_", None), state.pop("intercepts_", None)
         super().__setstate__(state)
         if state.get("network_", False) is None and "_arch" in state:
-            coefs, intercepts = state["coefs_"], state["intercepts_"]
             self._make_network(seed=None)
-            for dst, src in zip(self.coefs_ + self.intercepts_, coefs + intercepts):
-                dst[...] = src
+            self.coefs_, self.intercepts_ = coefs, intercepts
 
     def _new_optimizer(self, batch_size):
         wd = self.alpha / batch_size  # scikit-learn's per-batch gradient scale (module docstring)
         if self.solver == "sgd":
             return SGD(lr=self.learning_rate_init, momentum=self.momentum,
                        nesterov=bool(self.nesterovs_momentum and self.momentum > 0),
+                       momentum_convention="sklearn",
                        weight_decay=wd)
         return Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
                     eps=self.epsilon, weight_decay=wd)
@@ -440,6 +487,7 @@ class _EpochMonitor:
         sq, self.sq_start = 0.5 * (self.sq_start + sq_end), sq_end
         loss = logs["train_loss"] + 0.5 * est.alpha * sq * self.n_batches / self.n_train
         est.loss_curve_.append(loss)
+        est.loss_ = loss
         est.n_iter_ += 1
         est.t_ += self.n_train
         if est.verbose:

@@ -158,3 +158,30 @@ def test_schedule_values():
     assert values[0] == pytest.approx(1.1) and values[2] == pytest.approx(0.6) and values[5] == 0.1
     with pytest.raises(ValueError, match="epoch"):
         step.lr_at(-1, 0.1)
+
+
+def test_sklearn_momentum_convention_rescales_the_velocity_when_lr_changes():
+    # V = mu V - lr g, p += V (scikit-learn) against v = mu v + g, p -= lr v (PyTorch):
+    # with momentum_convention="sklearn" a change of lr keeps -lr * v equal to V.
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(5) for _ in range(6)]
+    rates = [0.1, 0.1, 0.05, 0.05, 0.02, 0.3]
+    p_ref, big_v = np.ones(5), np.zeros(5)
+    for lr, g in zip(rates, grads):
+        big_v = 0.9 * big_v - lr * g
+        p_ref = p_ref + big_v
+    p = np.ones(5)
+    opt = SGD(lr=rates[0], momentum=0.9, momentum_convention="sklearn")
+    for lr, g in zip(rates, grads):
+        opt.lr = lr
+        opt.step([p], [g.copy()])
+    np.testing.assert_allclose(p, p_ref, rtol=1e-13)
+    pytorch = SGD(lr=rates[0], momentum=0.9)
+    q = np.ones(5)
+    for lr, g in zip(rates, grads):
+        pytorch.lr = lr
+        pytorch.step([q], [g.copy()])
+    assert not np.allclose(q, p_ref)  # the conventions differ once lr changes
+    assert SGD(momentum_convention="sklearn").get_config()["momentum_convention"] == "sklearn"
+    with pytest.raises(ValueError, match="momentum_convention"):
+        SGD(momentum_convention="keras")

@@ -167,6 +167,44 @@ def test_same_trajectory_as_sklearn_without_weight_decay():
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
 
 
+@pytest.mark.parametrize("nesterov", [True, False], ids=["nesterov", "momentum"])
+@pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
+def test_same_trajectory_as_sklearn_when_the_learning_rate_changes(schedule, nesterov):
+    # scikit-learn keeps the rate inside the velocity (v = mu v - lr g); fastnn's SGD keeps it
+    # out (v = mu v + g; p -= lr v) unless told momentum_convention="sklearn", which the
+    # estimator does: the two agree after the rate changes too. tol=10 makes every epoch one
+    # without improvement, so "adaptive" divides the rate by 5 every other epoch.
+    X, y = _blobs(n=200)
+    kw = dict(hidden_layer_sizes=(7,), solver="sgd", alpha=0.0, batch_size=20, momentum=0.9,
+              nesterovs_momentum=nesterov, learning_rate=schedule, learning_rate_init=0.05,
+              power_t=0.5, max_iter=6, shuffle=False, random_state=3, tol=10.0,
+              n_iter_no_change=1)
+    theirs = _fit_quiet(SkMLP(**kw), X, y)
+    ours = _fit_quiet(MLPClassifier(dtype="float64", **kw), X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    for a, b in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+
+
+def test_assigned_weights_are_the_model():
+    X, y = _blobs(n=200)
+    est = _fit_quiet(MLPClassifier(hidden_layer_sizes=(7,), solver="sgd", max_iter=3, random_state=0), X, y)
+    assert est.loss_ == est.loss_curve_[-1]
+    est.coefs_ = [np.zeros_like(c) for c in est.coefs_]
+    est.intercepts_ = [np.zeros(b.shape) for b in est.intercepts_]  # float64 into float32: cast
+    np.testing.assert_array_equal(est.predict_proba(X[:5]), np.full((5, 3), 1 / 3, np.float32))
+    assert all(not c.any() for c in est.network_.parameters())
+    with pytest.raises(ValueError, match=r"coefs_\[1\]: expected shape \(7, 3\), got \(3, 7\)"):
+        est.coefs_ = [est.coefs_[0], np.zeros((3, 7))]
+    with pytest.raises(ValueError, match="a list of 2 arrays"):
+        est.intercepts_ = [np.zeros(7)]
+    with pytest.raises(TypeError, match=r"intercepts_\[0\]: expected real numbers"):
+        est.intercepts_ = [np.zeros(7, complex), np.zeros(3)]
+    with pytest.raises(AttributeError):
+        MLPClassifier().coefs_
+
+
 def test_alpha_has_sklearns_scale():
     # scikit-learn's L2 term adds alpha * W / batch_size to the gradient. fastnn decays the
     # intercepts too, so the weights are not identical; but with the right scale they are
