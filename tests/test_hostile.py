@@ -725,7 +725,7 @@ def test_cli_evaluate_on_an_empty_test_set(tmp_path):
     ["--hidden", "0", "--lr", "1e38", "--scaling", "standardize"],
 ], ids=["relu-mlp", "softmax-regression"])
 def test_cli_divergence_is_a_one_line_error_naming_epoch_and_step(options):
-    proc = cli("train", *options, "--limit", "500", "--epochs", "2", "--schedule", "none",
+    proc = cli("train", *options, "--limit", "500", "--epochs", "2", "--batch-size", "32", "--schedule", "none",
                "--threads", "1")
     assert_one_line_error(proc, "training diverged at epoch 1, step", "try a lower learning rate")
 
