@@ -108,7 +108,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     input), coefs_ / intercepts_ (lists of the network's live weight arrays, (n_in, n_out) and
     (n_out,), in ``dtype``; assigning lists of arrays of those shapes sets the weights),
     loss_ (the last epoch's loss), loss_curve_, best_loss_ (None with early_stopping),
-    validation_scores_ / best_validation_score_ (None without early_stopping), n_iter_ (epochs
+    validation_scores_ / best_validation_score_ / validation_loss_curve_ (the validation split's
+    mean loss per epoch, beside scikit-learn's attributes; None without early_stopping), n_iter_ (epochs
     of the last fit call), t_ (training samples seen), n_layers_, n_outputs_, out_activation_,
     network_ (the fastnn.Network).
     """
@@ -251,9 +252,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._no_improvement_count = 0
         if self.early_stopping:
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.validation_loss_curve_ = []
             self.best_loss_ = None
         else:
             self.validation_scores_ = self.best_validation_score_ = None
+            self.validation_loss_curve_ = None
             self.best_loss_ = np.inf
 
     def _make_network(self, seed):
@@ -384,6 +387,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             targets = _encode(self.classes_, y)
             if self.early_stopping and self.validation_scores_ is None:  # switched on since
                 self.validation_scores_, self.best_validation_score_ = [], -np.inf
+                self.validation_loss_curve_ = []
         else:
             all_classes = classes if classes is not None else unique_labels(y)
             if len(all_classes) < 2:
@@ -495,6 +499,7 @@ class _EpochMonitor:
         if est.early_stopping:
             score = float(logs["val_accuracy"])
             est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(float(logs["val_loss"]))
             if est.verbose:
                 print(f"Validation score: {score:f}")
             improved = score >= est.best_validation_score_ + est.tol

@@ -275,6 +275,11 @@ def test_early_stopping_records_validation_scores():
     assert est.best_validation_score_ == max(est.validation_scores_)
     assert 0.9 <= est.best_validation_score_ <= 1.0
     assert est.score(X, y) > 0.9
+    # Beyond scikit-learn: the validation loss per epoch, beside the scores.
+    assert len(est.validation_loss_curve_) == est.n_iter_
+    assert all(np.isfinite(est.validation_loss_curve_))
+    assert est.validation_loss_curve_[-1] < est.validation_loss_curve_[0]
+    assert MLPClassifier(max_iter=2).fit(X, y).validation_loss_curve_ is None
 
 
 def test_early_stopping_restores_the_best_weights():
