@@ -1,0 +1,76 @@
+"""Two measurements of one native MNIST training epoch (784-128-10 sigmoid, SGD momentum 0.9,
+float32), each interleaved, medians of --repeats:
+
+* ``after-numpy``: an epoch at 2 threads right after numpy BLAS work (three 1024x1024 products at
+  2 threads, as a notebook cell before the fit would run) against one after 0.3 s of rest
+  (target: at most 1.15x). numpy's OpenBLAS keeps a worker spinning for ~0.1 s after a call.
+* ``parts``: an epoch at 1 thread with the work cut into 1, 2 and 4 parts
+  (fastnn._fastpath.N_PARTS; 4, the default, makes the weights independent of the thread count).
+
+    python benchmarks/native_epoch.py after-numpy
+    OPENBLAS_CORETYPE=Haswell python benchmarks/native_epoch.py parts   # the AVX2 kernels
+
+Not a pytest file. Run it on a quiet machine.
+"""
+import argparse
+import time
+
+import numpy as np
+
+import fastnn
+from fastnn import _fastpath
+from fastnn.datasets import load_mnist
+
+
+def epoch(x, y, batch, before=None):
+    """Seconds of one epoch of a fresh network; ``before()`` runs first, untimed."""
+    net = fastnn.Network([fastnn.Linear(784, 128), fastnn.Sigmoid(), fastnn.Linear(128, 10)],
+                         input_scale=1 / 255, seed=0)
+    if before is not None:
+        before()
+    started = time.perf_counter()
+    net.fit(x, y, epochs=1, batch_size=batch, progress=False, seed=0,
+            optimizer=fastnn.SGD(lr=0.1, momentum=0.9))
+    return time.perf_counter() - started
+
+
+def after_numpy(x, y, repeats):
+    fastnn.set_num_threads(2)
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    busy = lambda: [a @ a for _ in range(3)]  # noqa: E731
+    rest = lambda: time.sleep(0.3)  # noqa: E731
+    for batch in (32, 128):
+        alone, after = [], []
+        for _ in range(repeats):
+            alone.append(epoch(x, y, batch, rest))
+            after.append(epoch(x, y, batch, busy))
+        print(f"batch {batch}: alone {np.median(alone):.3f} s, right after numpy "
+              f"{np.median(after):.3f} s, ratio {np.median(after) / np.median(alone):.2f} (target <= 1.15)")
+
+
+def parts(x, y, repeats):
+    fastnn.set_num_threads(1)
+    default = _fastpath.N_PARTS
+    try:
+        for batch in (32, 128):
+            times = {n: [] for n in (1, 2, 4)}
+            for _ in range(repeats):
+                for n, seconds in times.items():
+                    _fastpath.N_PARTS = n
+                    seconds.append(epoch(x, y, batch))
+            print(f"batch {batch}: " + ", ".join(f"{n} part(s) {np.median(v):.3f} s" for n, v in times.items()))
+    finally:
+        _fastpath.N_PARTS = default
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("measure", choices=("after-numpy", "parts"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    (x, y), _ = load_mnist()
+    {"after-numpy": after_numpy, "parts": parts}[args.measure](x, y, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
