@@ -1143,6 +1143,8 @@ def main(argv=None):
         _print_error("a command is required: train, sweep, evaluate, predict, export, info or bench (see "
                      "'fastnn --help')")
         return 2
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ReaderMayLeave(sys.stdout), _ReaderMayLeave(sys.stderr)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _print_warning
@@ -1159,6 +1161,40 @@ def main(argv=None):
             raise
         _print_error(message)
         return 2
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+class _ReaderMayLeave:
+    """An output stream whose reader may go away (``fastnn train | head -1``): after a broken
+    pipe the rest of the output is discarded and the command goes on, so a run still finishes
+    and saves its model."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard_the_rest()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard_the_rest()
+
+    def _discard_the_rest(self):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _given_options(argv):

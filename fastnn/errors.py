@@ -40,7 +40,7 @@ class MissingExtra(ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
 
     def __init__(self, what, extra):
-        super().__init__(f"{what}, which is not installed: run pip install \".[{extra}]\" in the "
+        super().__init__(f"{what} (not installed): run pip install \".[{extra}]\" in the "
                          "fastnn repository")
         self.extra = extra
 

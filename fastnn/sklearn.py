@@ -423,6 +423,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                               validation_data=val, shuffle=self.shuffle,
                               seed=int(self._shuffle_rng.integers(2 ** 63)),
                               callbacks=[monitor], progress=False)
+        # No warning about inputs outside the training range: scikit-learn's estimators give
+        # none, and cross-validation folds meet such inputs as a matter of course.
+        self.network_.input_range = None
         if self.early_stopping and monitor.best_weights is not None:
             for dst, src in zip(self.network_.parameters(), monitor.best_weights):
                 np.copyto(dst, src)

@@ -402,13 +402,17 @@ def run(args, started):
     directory, options, finished = _prepare_output(args)
     parsed = grid_parser().parse_args(options) if args.resume else args
     trials, varied = build_grid(parsed)
+    if (args.sort_by or "").startswith("val_") and not any(
+            float(t.params.get("val_split") or 0) > 0 for t in trials):
+        raise UserError(f"--sort-by {args.sort_by} needs --val-split (no trial holds out "
+                        "validation rows)")
     human = cli._human_stream(args)
     pending = [t for t in trials if t.id not in finished]
     if human:
         done = f", {len(trials) - len(pending)} already done in {directory}" if finished else ""
         where = (f"on {args.scheduler}" if args.scheduler else
                  f"{args.jobs} at a time" if args.jobs > 1 else "one at a time")
-        print(f"sweep of {len(trials)} trials{done}: running {len(pending)} {where}",
+        print(f"sweep of {len(trials)} trials{done}: running {len(pending)}, {where}",
               file=human, flush=True)
     if min(args.jobs, len(pending)) > 1 and not args.scheduler:
         from ._cpulimits import available_cores

@@ -408,3 +408,18 @@ def test_bench_prints_one_json_object_with_the_kernel_ratios():
             assert row["ceiling"] == pytest.approx(row["reference"] / row["gemm_only"])
         else:
             assert "ceiling" not in row
+
+
+def test_a_reader_that_leaves_early_does_not_stop_training(tmp_path):
+    # fastnn train ... | head -1: the pipe breaks after the first line; the run still finishes
+    # and saves its model.
+    model = tmp_path / "m.npz"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "fastnn", "train", "--limit", "2000", "--epochs", "3",
+                             "--hidden", "16", "--save", str(model)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert first.startswith(b"training ")
+    assert model.exists()

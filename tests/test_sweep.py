@@ -153,7 +153,7 @@ def test_resume_runs_only_the_missing_trials(capsys, tmp_path):
     marked["test_accuracy"] = 0.123
     (out / kept / "trial.json").write_text(json.dumps(marked))
     status, resumed, err = _run(capsys, "--resume", str(out), "--json")
-    assert status == 0 and "running 1 one at a time" in err and "3 already done" in err
+    assert status == 0 and "running 1, one at a time" in err and "3 already done" in err
     by_id = {t["id"]: t for t in resumed["trials"]}
     assert by_id[kept]["test_accuracy"] == 0.123
     assert _outcome(by_id[missing]) == _outcome(first["trials"][0])
@@ -187,6 +187,8 @@ def test_interrupt_keeps_finished_trials(capsys, tmp_path, monkeypatch):
     (["--save-models"], "--save-models needs --output DIR"),
     (["--resume", "nowhere"], "--resume: nowhere holds no sweep"),
     (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:1"], "--jobs applies to local workers"),
+    (["--sort-by", "val_accuracy", "--limit", "500", "--epochs", "1"],
+     "--sort-by val_accuracy needs --val-split"),
 ])
 def test_option_errors(capsys, argv, message):
     status, _, err = _run(capsys, *argv)
@@ -197,7 +199,7 @@ def test_missing_dask_names_the_extra(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     status, _, err = _run(capsys, *TINY, "--scheduler", "tcp://127.0.0.1:1")
     assert status == 2
-    assert err == ('fastnn: error: --scheduler needs dask.distributed, which is not installed: '
+    assert err == ('fastnn: error: --scheduler needs dask.distributed (not installed): '
                    'run pip install ".[dask]" in the fastnn repository\n')
 
 
