@@ -1019,7 +1019,13 @@ def _describe(network):
     from .layers import Activation, Linear
     widths = [network.n_features] + [l.out_features for l in network.layers if isinstance(l, Linear)]
     activations = sorted({l.name for l in network.layers if isinstance(l, Activation)})
-    kind = f"{'/'.join(activations)} MLP" if activations else "softmax regression"
+    if activations:
+        kind = f"{'/'.join(activations)} MLP"
+    else:  # one Linear layer: named by its loss
+        from .losses import MSE, BinaryCrossEntropy
+        kind = ("linear regression" if isinstance(network.loss, MSE) else
+                "logistic regression" if isinstance(network.loss, BinaryCrossEntropy) else
+                "softmax regression")
     return f"{'-'.join(map(str, widths))} {kind}"
 
 

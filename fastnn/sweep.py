@@ -52,6 +52,7 @@ def add_arguments(p):
     run.add_argument("--jobs", type=cli.positive_int, default=1, metavar="N",
                      help="run N trials at once in local worker processes, each with "
                           "cores // N threads")
+    run.add_argument("--threads", action=_ThreadsAreSetPerTrial, nargs="?", help=argparse.SUPPRESS)
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run the trials on the Dask cluster whose scheduler is at ADDRESS "
                           "(tcp://HOST:PORT; needs pip install \".[dask]\")")
@@ -69,6 +70,14 @@ def add_arguments(p):
                         help="overlay the trials' validation (else training) accuracy curves in "
                              "one PNG (needs matplotlib)")
     cli._add_output_flags(output, "the trials (a 'trials' list)")
+
+
+class _ThreadsAreSetPerTrial(argparse.Action):
+    """`fastnn train --threads` has no sweep counterpart: say why instead of "unrecognized"."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("--threads: fastnn sweep gives each trial cores // --jobs threads itself "
+                     "(or its Dask worker's); set --jobs instead")
 
 
 def _run_option_groups():

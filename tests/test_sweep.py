@@ -189,6 +189,7 @@ def test_interrupt_keeps_finished_trials(capsys, tmp_path, monkeypatch):
     (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:1"], "--jobs applies to local workers"),
     (["--sort-by", "val_accuracy", "--limit", "500", "--epochs", "1"],
      "--sort-by val_accuracy needs --val-split"),
+    (["--threads", "1"], "--threads: fastnn sweep gives each trial cores // --jobs threads"),
 ])
 def test_option_errors(capsys, argv, message):
     status, _, err = _run(capsys, *argv)
