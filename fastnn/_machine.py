@@ -24,7 +24,8 @@ GEMM_CHOICES = ("auto", "tiled", "plain")
 # Zen kernels, ARM, MKL, Accelerate) every call packs, and one call per product is faster.
 UNPACKED_SMALL_GEMM_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
-_state = {"gemm": None, "gemm_source": None}
+# What decided the product strategy (the strategy itself lives in the core: small_gemm_enabled).
+_state = {"gemm_source": None}
 
 
 def _switch(name, choices):
@@ -81,7 +82,7 @@ def configure(core):
     else:
         strategy, source = gemm, "FASTNN_GEMM"
     core.set_small_gemm(strategy == "tiled")
-    _state.update(gemm=strategy, gemm_source=source)
+    _state["gemm_source"] = source
 
 
 def gemm_strategy():

@@ -162,7 +162,7 @@ def _add_train(commands):
              "may use: more is capped with a warning). The default, 'auto', takes "
              "$FASTNN_NUM_THREADS, $OMP_NUM_THREADS or the cores this process may use, and lets "
              "training drop to one thread while the machine is busy. Either way a run repeats "
-             "bit for bit for the same --seed (with --dropout: and the same thread count)")
+             "bit for bit for the same --seed, on any thread count")
 
     output = p.add_argument_group("output")
     output.add_argument("--save", metavar="PATH",

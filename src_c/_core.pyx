@@ -212,10 +212,10 @@ cdef enum:
 
 cdef bint small_tiles(bint trans_a, int m, int n, int k, int *m_tile, int *n_tile) noexcept nogil:
     """Whether to cut C = op(A) @ B into small BLAS calls (small_gemm.h): only when BLAS runs one
-    thread (the calling thread's kernels run one thread, or BLAS is held at one as in predict and evaluate). Small
-    calls run on one thread each, and calls made from several threads at once into an OpenBLAS
-    that has its own threads are many times slower (measured: 10 ms instead of 0.5), so with more
-    threads one multithreaded BLAS call does better. The cut changes the last bits of a product
+    thread (the calling thread's kernels run on one thread, or BLAS is held at one as in predict
+    and evaluate). Small calls run on one thread each, and calls made from several threads at once
+    into an OpenBLAS that has its own threads are many times slower (measured: 10 ms instead of
+    0.5), so with more threads one multithreaded BLAS call does better. The cut changes the last bits of a product
     (OpenBLAS's small-matrix kernels round differently from its packed ones), so where BLAS is
     held at one thread the results do not depend on the thread count."""
     return (kernel_threads() == 1 or _blas_single) and fnn_small_gemm_tiles(trans_a, m, n, k, m_tile, n_tile)
