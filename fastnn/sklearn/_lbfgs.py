@@ -1,0 +1,105 @@
+"""solver="lbfgs": scipy's L-BFGS-B on the full-batch loss, with the network's compiled forward
+and backward passes giving the loss and its gradient.
+
+The parameters travel as one float64 vector packed as scikit-learn packs them (every coefficient
+matrix, then every intercept), so that its ``max_iter``, ``max_fun`` and ``tol`` (scipy's maxiter,
+maxfun and gtol) mean the same thing here.
+"""
+import warnings
+
+import numpy as np
+import scipy.optimize
+from sklearn.exceptions import ConvergenceWarning
+
+from . import _outputs
+
+
+class _Objective:
+    """f(x) -> (loss, gradient) for scipy: x is unpacked into the network's parameters."""
+
+    def __init__(self, est, X, targets, sample_weight):
+        self.est, self.X, self.sw = est, X, sample_weight
+        self.net = est.network_
+        self.kind = est.out_activation_
+        self.Y = est._dense_targets_prepared(targets)
+        params = self.net.parameters()
+        grads = self.net.gradients()
+        self.n_coefs = len(params) // 2
+        self.params = params[0::2] + params[1::2]
+        self.grads = grads[0::2] + grads[1::2]
+        bounds = np.cumsum([0] + [p.size for p in self.params])
+        self.slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.flat_grad = np.empty(bounds[-1], np.float64)
+        self.weight_sum = float(len(X)) if sample_weight is None else float(sample_weight.sum())
+        self.alpha = est.alpha
+        self.parts = (np.nan, np.nan)  # (data loss, penalty) of the last call
+
+    def pack(self):
+        return np.concatenate([p.ravel() for p in self.params]).astype(np.float64)
+
+    def unpack(self, x):
+        for p, s in zip(self.params, self.slices):
+            np.copyto(p, x[s].reshape(p.shape), casting="same_kind")
+
+    def __call__(self, x):
+        self.unpack(x)
+        z = self.net.forward(self.X, training=False)
+        data, delta = _outputs.loss_and_delta(self.kind, z, self.Y, self.sw)
+        self.net.backward(delta)
+        sq = 0.0
+        for i, (p, g, s) in enumerate(zip(self.params, self.grads, self.slices)):
+            out = self.flat_grad[s]
+            out[...] = g.ravel()
+            if i < self.n_coefs and self.alpha:
+                flat = p.ravel()
+                sq += float(np.dot(flat, flat))
+                out += (self.alpha / self.weight_sum) * flat
+        penalty = 0.5 * self.alpha * sq / self.weight_sum
+        self.parts = (data, penalty)
+        return data + penalty, self.flat_grad.copy()
+
+
+def fit_lbfgs(est, X, targets, sample_weight):
+    """Minimise the estimator's loss over its network's parameters; sets n_iter_, loss_,
+    loss_curve_ (the loss after each iteration) and best_loss_."""
+    objective = _Objective(est, X, targets, sample_weight)
+    # scikit-learn reports the squared error averaged over the outputs; the minimised sum
+    # (whose gradient is scikit-learn's) differs from it by that factor in the data term.
+    scale = _outputs.reported(est.out_activation_, 1.0, est.n_outputs_)
+    curve = []
+    bar = None
+    if est.verbose:
+        from ..network import _progress_bar
+
+        bar = _progress_bar(est.max_iter, 1, 1)
+        bar.set_description("L-BFGS")
+
+    def record(intermediate_result):
+        # L-BFGS-B's last evaluation is the accepted point of the iteration
+        data, penalty = objective.parts
+        curve.append(data * scale + penalty)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"loss={curve[-1]:.6g}", refresh=False)
+
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = scipy.optimize.minimize(
+                objective, objective.pack(), method="L-BFGS-B", jac=True, callback=record,
+                options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol})
+    finally:
+        if bar is not None:
+            bar.close()
+    if result.status != 0:
+        warnings.warn(f"lbfgs stopped before converging after {result.nit} iterations: "
+                      f"{result.message}. Raise max_iter or max_fun, or scale the data.",
+                      ConvergenceWarning)
+    objective(result.x)  # leaves the solution in the network
+    data, penalty = objective.parts
+    if not np.isfinite(data + penalty):
+        raise ValueError("Solver produced non-finite parameter weights or loss. The input data "
+                         "may contain large values and need to be preprocessed.")
+    est.n_iter_ = min(int(result.nit), est.max_iter)
+    est.loss_ = data * scale + penalty
+    est.loss_curve_ = curve
+    est.best_loss_ = min(curve + [est.loss_])
