@@ -22,7 +22,7 @@ from ._threads import blas_threads_limited, kernels_on_calling_thread
 from .history import EarlyStopping, History
 from .initializers import default_init
 from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
-from .losses import Loss, SoftmaxCrossEntropy, accuracy
+from .losses import Loss, SoftmaxCrossEntropy, accuracy, check_sample_weight, weight_sum
 from .errors import TrainingDivergedError, TrainingUnstableWarning
 from .optim import SGD, check_real
 from .optim import get as get_optimizer
@@ -396,15 +396,16 @@ class Network:
 
     # -- training -----------------------------------------------------------------------------
 
-    def _train_step(self, xb, yb, optimizer):
-        """One SGD step on a gathered batch; returns (mean batch loss, number correct).
+    def _train_step(self, xb, yb, optimizer, wb=None):
+        """One SGD step on a gathered batch (weights wb or None); returns (mean batch loss,
+        number correct).
 
         Raises _NonFinite before touching the parameters when the loss or a gradient is not
         finite, so the weights stay the last finite ones.
         """
         ws = self._ws_for(len(xb))
         out = self._forward_ws(ws, xb, True)
-        loss, grad = self.loss.loss_and_grad(out, yb, ws.grad)
+        loss, grad = self.loss.loss_and_grad(out, yb, ws.grad, wb)
         if not math.isfinite(loss):
             raise _NonFinite("loss", loss)
         correct = self.loss.count_correct(out, yb)
@@ -415,41 +416,59 @@ class Network:
         optimizer.step(self._fit_params, self._grads)
         return loss, correct
 
-    def _run_epoch(self, X, y, order, batch_size, optimizer, bar):
+    def _run_epoch(self, X, y, order, batch_size, optimizer, bar, sample_weight=None,
+                   engine="auto"):
         """Train on the rows ``order`` (a permutation) in batches; returns (sum of batch loss *
-        batch size, number correct, number seen).
+        batch weight, sum of weights, number correct, number seen).
 
         Plain MLPs with softmax cross-entropy trained by SGD run whole chunks of steps in one
         native call (fastnn._fastpath); everything else goes step by step below.
         """
-        if self._native_epoch is not None and self._native_epoch.applies(optimizer):
-            return self._native_epoch.run_epoch(
+        if engine != "layers" and self._unsupported_reason(optimizer, sample_weight) is None:
+            total, correct, seen = self._native_epoch.run_epoch(
                 X, y, order, batch_size, optimizer, bar, self._grads,
                 lambda step: self._diverged(step, _NonFinite("loss", float("nan")), optimizer))
+            return total, float(seen), correct, seen
         with kernels_on_calling_thread():
-            return self._run_epoch_by_layers(X, y, order, batch_size, optimizer, bar)
+            return self._run_epoch_by_layers(X, y, order, batch_size, optimizer, bar, sample_weight)
 
-    def _run_epoch_by_layers(self, X, y, order, batch_size, optimizer, bar):
-        total, correct, seen, step = 0.0, 0, 0, 0
+    def _unsupported_reason(self, optimizer, sample_weight):
+        """None when the compiled loop trains this network with this optimizer, else why not."""
+        if self._native_epoch is None:
+            return ("the compiled loop runs only Linear + activation blocks without Dropout "
+                    "ending in SoftmaxCrossEntropy")
+        if not self._native_epoch.applies(optimizer):
+            return f"optimizer {type(optimizer).__name__} has no compiled step"
+        if sample_weight is not None:
+            return "sample weights have no compiled path"
+        return None
+
+    def _run_epoch_by_layers(self, X, y, order, batch_size, optimizer, bar, sample_weight=None):
+        total, wsum, correct, seen, step = 0.0, 0.0, 0, 0, 0
         scale, shift = self.input_scale, self.input_shift
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             ws = self._ws_for(len(rows))
             xb = ops.gather_rows(X, rows, scale, shift, ws.x)
             yb = np.take(y, rows, axis=0, out=ws.target_buffer(y), mode="clip")
+            wb = None
+            if sample_weight is not None:
+                wb = np.take(sample_weight, rows, out=ws.target_buffer(sample_weight), mode="clip")
             step += 1
             try:
-                loss, c = self._train_step(xb, yb, optimizer)
+                loss, c = self._train_step(xb, yb, optimizer, wb)
             except _NonFinite as exc:
                 raise self._diverged(step, exc, optimizer) from None
-            total += loss * len(rows)
+            w = weight_sum(wb, len(rows))
+            total += loss * w
+            wsum += w
             correct += c
             seen += len(rows)
             if bar is not None:
                 bar.update(1)
-                if step % 25 == 0:
-                    bar.set_postfix_str(f"loss={total / seen:.4f}", refresh=False)
-        return total, correct, seen
+                if step % 25 == 0 and wsum > 0:
+                    bar.set_postfix_str(f"loss={total / wsum:.4f}", refresh=False)
+        return total, wsum, correct, seen
 
     def _diverged(self, step, exc, optimizer):
         return TrainingDivergedError(
@@ -459,8 +478,18 @@ class Network:
 
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             validation_split=0.0, early_stopping=None, shuffle=True, seed=None, callbacks=(),
-            progress=True, schedule=None, initial_epoch=0, resume=None, verbose=None):
+            progress=True, schedule=None, initial_epoch=0, resume=None, verbose=None,
+            sample_weight=None, engine="auto"):
         """Train on X (N, n_features) uint8/float and targets y; returns a History.
+
+        sample_weight: None or (N,) real weights, finite, >= 0, not all zero (ValueError
+        naming sample_weight otherwise): each batch's loss is then the weighted mean
+        sum w_i l_i / sum w_i (fastnn.losses), and train_loss / val_loss the weighted means over
+        the epoch's rows; rows drawn by validation_split keep their weights, and
+        validation_data may be a triple (X_val, y_val, w_val). Accuracies count rows.
+        engine: "auto" (the compiled loop when it can train this network with this optimizer,
+        else layer by layer), "compiled" (ValueError saying why when it cannot) or "layers"
+        (step by step through fastnn.ops, the reference). Both give the same weights.
 
         batch_size larger than the training set is clamped to it; the last batch of an epoch may
         be smaller. optimizer: an Optimizer, or a name ("sgd", "adam": that class's defaults);
@@ -479,7 +508,8 @@ class Network:
         optimizer): continues that run exactly, with its shuffling and dropout generators,
         schedule position and early-stopping record; give it the same data, arguments and the
         saved optimizer. initial_epoch then defaults to the state's epoch.
-        Raises TrainingDivergedError when the loss or a gradient becomes non-finite, and warns
+        Raises TrainingDivergedError when the loss or a gradient of a step is not finite (that
+        step is not applied: the weights are the last finite ones), in either engine, and warns
         (TrainingUnstableWarning, a RuntimeWarning) once when an epoch's training loss exceeds
         EXPLOSION_FACTOR (10) times the loss before training (measured on up to 1024 training
         rows) or 10, whichever is larger: the learning rate is then most likely too high.
@@ -490,8 +520,10 @@ class Network:
         seed = _check_seed(seed, "seed")
         resume = _check_resume(resume, seed)
         initial_epoch = _check_initial_epoch(initial_epoch, resume, epochs)
+        engine = _check_engine(engine)
         X = self._check_X(X, "X")
         Y = self._check_targets(y, len(X), "y", "X")
+        W = check_sample_weight(sample_weight, len(X), self.dtype)
         self.input_range = _range.union(
             self.input_range, _range.observed_range(X, self.input_scale, self.input_shift))
         split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
@@ -510,8 +542,13 @@ class Network:
         else:
             fit_seed = int(self._rng.integers(2 ** 63)) if seed is None else seed
         rng = np.random.default_rng(fit_seed)
+        if engine == "compiled":
+            reason = self._unsupported_reason(optimizer, W)
+            if reason is not None:
+                raise ValueError(f"engine: 'compiled' cannot train this network: {reason}; "
+                                 "use engine='auto' or 'layers'")
 
-        train_rows, val = self._validation_rows(X, Y, validation_data, split, rng)
+        train_rows, val = self._validation_rows(X, Y, W, validation_data, split, rng)
         n_train = len(X) if train_rows is None else len(train_rows)
         batch_size = min(batch_size, n_train)
         if stopper is not None:
@@ -535,7 +572,8 @@ class Network:
         # stop any update computed from a non-finite loss or gradient).
         snapshot = [np.empty_like(p) for p in self._fit_params]
         last_epoch = initial_epoch if stopped else epochs  # a stopped run has nothing left
-        loss_before = self._loss_before_training(X, Y, train_rows) if last_epoch > initial_epoch else None
+        loss_before = (self._loss_before_training(X, Y, W, train_rows)
+                       if last_epoch > initial_epoch else None)
         for e in range(initial_epoch, last_epoch):
             self._epoch = e + 1
             if schedule is not None:
@@ -554,17 +592,20 @@ class Network:
                 try:
                     # Overflow is caught by the divergence checks; no RuntimeWarning on the way.
                     with np.errstate(over="ignore", invalid="ignore"):
-                        total, correct, seen = self._run_epoch(X, Y, order, batch_size, optimizer, bar)
+                        total, wsum, correct, seen = self._run_epoch(
+                            X, Y, order, batch_size, optimizer, bar, W, engine)
                 except TrainingDivergedError:
                     if not all(np.isfinite(p).all() for p in self._fit_params):
                         for dst, src in zip(self._fit_params, snapshot):
                             np.copyto(dst, src)
                     raise
-                logs = {"epoch": e + 1, "train_loss": total / seen,
+                logs = {"epoch": e + 1, "train_loss": total / wsum,
                         "train_accuracy": accuracy(correct, seen, self.loss, self.n_outputs),
                         "lr": optimizer.lr}
                 if val is not None:
-                    logs["val_loss"], logs["val_accuracy"] = self._evaluate_prepared(*val, 1024)
+                    Xv, Yv, rows_v, Wv = val
+                    logs["val_loss"], logs["val_accuracy"] = self._evaluate_prepared(
+                        Xv, Yv, rows_v, 1024, Wv)
                 logs["seconds"] = time.perf_counter() - t0
                 if bar is not None:
                     bar.set_postfix_str(_format_logs(logs), refresh=True)
@@ -597,12 +638,13 @@ class Network:
             history._best_epoch = stopper.best_epoch
         return history
 
-    def _loss_before_training(self, X, Y, train_rows):
+    def _loss_before_training(self, X, Y, W, train_rows):
         """Mean loss of the current weights on the first EXPLOSION_SAMPLE training rows (None
-        when it is not finite: the divergence checks handle that)."""
+        when it is not finite, or undefined for lack of weight: the divergence checks handle
+        the former)."""
         rows = np.arange(min(len(X), EXPLOSION_SAMPLE)) if train_rows is None else train_rows[:EXPLOSION_SAMPLE]
         with np.errstate(over="ignore", invalid="ignore"):
-            loss = self._evaluate_prepared(X, Y, rows, EXPLOSION_SAMPLE)[0]
+            loss = self._evaluate_prepared(X, Y, rows, EXPLOSION_SAMPLE, W)[0]
         return loss if math.isfinite(loss) and loss > 0 else None
 
     def training_state(self):
@@ -619,47 +661,67 @@ class Network:
                                "or after fit)")
         return self._fit_state.as_dict()
 
-    def _validation_rows(self, X, Y, validation_data, split, rng):
-        """(training row indices or None for all rows, (X_val, Y_val, val rows or None) or None)."""
+    def _validation_rows(self, X, Y, W, validation_data, split, rng):
+        """(training row indices or None for all rows, (X_val, Y_val, val rows or None,
+        W_val or None) or None)."""
         if validation_data is not None:
             if split:
                 raise ValueError("give validation_data or validation_split, not both")
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data: expected a pair (X_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("validation_data: expected a pair (X_val, y_val) or a triple "
+                                "(X_val, y_val, sample_weight_val)")
             Xv = self._check_X(validation_data[0], "validation_data[0]")
             Yv = self._check_targets(validation_data[1], len(Xv), "validation_data[1]",
                                      "validation_data[0]")
-            return None, (Xv, Yv, None)
+            Wv = None
+            if len(validation_data) == 3:
+                Wv = check_sample_weight(validation_data[2], len(Xv), self.dtype, "validation_data[2]")
+            return None, (Xv, Yv, None, Wv)
         if not split:
             return None, None
         n_val = max(1, int(len(X) * split))
         if n_val >= len(X):
             raise ValueError(f"validation_split={split} leaves no training rows out of {len(X)}")
         perm = rng.permutation(len(X))
-        return np.sort(perm[n_val:]), (X, Y, np.sort(perm[:n_val]))
+        train, held = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        if W is not None:
+            for rows, what in ((train, "training"), (held, "validation")):
+                if not W[rows].any():
+                    raise ValueError(f"sample_weight: the {len(rows)} {what} rows drawn by "
+                                     f"validation_split={split} all have weight 0")
+        return train, (X, Y, held, W)
 
     # -- inference ----------------------------------------------------------------------------
 
-    def _evaluate_prepared(self, X, Y, rows, batch_size):
+    def _evaluate_prepared(self, X, Y, rows, batch_size, W=None):
+        """(weighted mean loss over the rows, accuracy); the loss is NaN when their weights
+        sum to 0."""
         n = len(X) if rows is None else len(rows)
-        total, correct = 0.0, 0
+        total, wsum, correct = 0.0, 0.0, 0
         with blas_threads_limited():  # see _outputs
             for start in range(0, n, batch_size):
                 r = np.arange(start, min(start + batch_size, n)) if rows is None else rows[start:start + batch_size]
                 ws = self._ws_for(len(r))
                 out = self._forward_ws(ws, self._gather(X, r, ws), False)
                 yb = np.take(Y, r, axis=0, out=ws.target_buffer(Y), mode="clip")
-                loss, _ = self.loss.loss_and_grad(out, yb, ws.grad)
-                total += loss * len(r)
+                wb = None if W is None else np.take(W, r, out=ws.target_buffer(W), mode="clip")
+                loss, _ = self.loss.loss_and_grad(out, yb, ws.grad, wb)
+                w = weight_sum(wb, len(r))
+                total += loss * w
+                wsum += w
                 correct += self.loss.count_correct(out, yb)
-        return total / n, accuracy(correct, n, self.loss, self.n_outputs)
+        mean = total / wsum if wsum > 0 else math.nan
+        return mean, accuracy(correct, n, self.loss, self.n_outputs)
 
-    def evaluate(self, X, y, batch_size=1024):
+    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
         """(mean loss, accuracy) as floats over X (N, n_features) and targets y; accuracy is NaN
-        when the loss defines none."""
+        when the loss defines none. sample_weight: None or (N,) weights (as fit takes them):
+        the loss is then the weighted mean; the accuracy counts rows."""
         batch_size = check_positive_int(batch_size, "batch_size")
         X = self._check_X(X, "X")
-        return self._evaluate_prepared(X, self._check_targets(y, len(X), "y", "X"), None, batch_size)
+        Y = self._check_targets(y, len(X), "y", "X")
+        W = check_sample_weight(sample_weight, len(X), self.dtype)
+        return self._evaluate_prepared(X, Y, None, batch_size, W)
 
     def _outputs(self, X, batch_size):
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -689,7 +751,7 @@ class Network:
         if not (type(X) is np.ndarray and X.ndim == 2 and X.shape[1] == self.n_features
                 and X.shape[0] and X.dtype in _INPUT_DTYPES and X.flags.c_contiguous):
             X = self._check_X(X, "X")
-        head = _inference.head(self.loss, method)
+        head = _inference.head(self.loss, method, self.n_outputs)
         out = _core.infer(plan, X, _core.HEAD_OUTPUTS if head is None else head)
         if out is None:  # NaN/Inf or overflow once scaled: _check_X says where
             self._check_X(X, "X")
@@ -815,6 +877,10 @@ class Network:
         Inputs and outputs are described in :mod:`fastnn.export_onnx`. Needs the onnx extra
         (``pip install ".[onnx]"``; an ImportError saying so otherwise).
         """
+        from .losses import BinaryCrossEntropy
+        if isinstance(self.loss, BinaryCrossEntropy) and self.n_outputs > 1:
+            raise ValueError(f"to_onnx: a multi-label network (BinaryCrossEntropy over "
+                             f"{self.n_outputs} outputs) has no ONNX export yet")
         from .export_onnx import save_onnx
         return save_onnx(self, path)
 
@@ -915,6 +981,15 @@ def _check_verbose(verbose, progress):
         raise ValueError(f"verbose: expected 0 (silent), 1 (progress bar) or 2 (one line per "
                          f"epoch), got {verbose!r}")
     return verbose == 1, verbose == 2
+
+
+ENGINES = ("auto", "compiled", "layers")
+
+
+def _check_engine(engine):
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+    return engine
 
 
 def _check_bool(value, argname):

@@ -570,9 +570,9 @@ def test_divergence_stops_at_the_first_non_finite_loss_with_the_last_finite_weig
     before_each_step = []
     real_step = python_path._train_step
 
-    def recording_step(xb, yb, optimizer):
+    def recording_step(*args):
         before_each_step.append([p.copy() for p in python_path.parameters()])
-        return real_step(xb, yb, optimizer)
+        return real_step(*args)
 
     python_path._train_step = recording_step
     error = diverging_fit(python_path)

@@ -227,9 +227,9 @@ def test_divergence_keeps_the_weights_from_before_the_failing_step():
     before = []
     real_step = net._train_step
 
-    def recording_step(xb, yb, optimizer):
+    def recording_step(*args):
         before[:] = [p.copy() for p in net.parameters()]
-        return real_step(xb, yb, optimizer)
+        return real_step(*args)
 
     net._train_step = recording_step
     with pytest.raises(TrainingDivergedError):
