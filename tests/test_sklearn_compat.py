@@ -1,4 +1,4 @@
-"""fastnn.sklearn.MLPClassifier: scikit-learn's estimator checks plus behaviour tests.
+"""fastnn.sklearn.MLPClassifier: behaviour tests (scikit-learn's own checks: test_sklearn_checks.py).
 
 Skipped as a whole when scikit-learn is not installed.
 """
@@ -18,7 +18,6 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastnn  # noqa: E402
 from fastnn.sklearn import MLPClassifier  # noqa: E402
@@ -29,21 +28,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.Convergence
               pytest.mark.filterwarnings("ignore:batch_size=16 is larger:UserWarning")]
 
 SMALL = dict(hidden_layer_sizes=(8,), max_iter=20, batch_size=16, random_state=0)
-
-
-# Every check passes for these configurations, so no expected failures are declared. The
-# configurations cover the native SGD loop, Adam's per-step path, float64, two hidden layers
-# with the adaptive schedule, and no hidden layer with the identity activation.
-@parametrize_with_checks([
-    MLPClassifier(solver="sgd", learning_rate_init=0.1, **SMALL),
-    MLPClassifier(learning_rate_init=0.01, **SMALL),
-    MLPClassifier(hidden_layer_sizes=(8, 4), activation="tanh", solver="sgd", dtype="float64",
-                  learning_rate="adaptive", learning_rate_init=0.1, max_iter=20, batch_size=8),
-    MLPClassifier(hidden_layer_sizes=(), activation="identity", solver="sgd",
-                  learning_rate="invscaling", learning_rate_init=0.2, max_iter=20, batch_size=8),
-])
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
 
 
 def _blobs(n=240, centers=3, features=5, seed=0):
@@ -86,10 +70,13 @@ def test_non_contiguous_and_binary_labels():
 
     Xb, yb = _blobs(centers=2)
     est = _fit_quiet(MLPClassifier(solver="sgd", learning_rate_init=0.05, **SMALL), Xb, yb + 5)
-    # two classes: a softmax over two output units
-    assert est.coefs_[-1].shape == (8, 2) and est.n_outputs_ == 2
-    assert est.out_activation_ == "softmax" and est.n_layers_ == 3
-    assert est.predict_proba(Xb).shape == (len(Xb), 2)
+    # two classes: one logistic output unit, as scikit-learn's
+    assert est.coefs_[-1].shape == (8, 1) and est.n_outputs_ == 1
+    assert est.out_activation_ == "logistic" and est.n_layers_ == 3
+    proba = est.predict_proba(Xb)
+    assert proba.shape == (len(Xb), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(est.predict(Xb), est.classes_[(proba[:, 1] > 0.5).astype(int)])
     assert est.score(Xb, yb + 5) > 0.95
 
 
@@ -99,16 +86,20 @@ def test_one_class_is_refused():
         MLPClassifier(**SMALL).fit(X, np.zeros(len(X)))
 
 
-@pytest.mark.parametrize("in_dtype", [np.float32, np.float64, np.int64])
-def test_dtype_float32_kept_float64_on_request(in_dtype):
+@pytest.mark.parametrize("in_dtype, expected", [(np.float32, np.float32),
+                                                 (np.float64, np.float64),
+                                                 (np.int64, np.float64),
+                                                 (np.uint8, np.float64)])
+def test_dtype_follows_the_input_unless_forced(in_dtype, expected):
     X, y = _blobs()
-    X = (X * 10).astype(in_dtype)
+    X = np.clip(X * 10 + 50, 0, 255).astype(in_dtype)
     est = _fit_quiet(MLPClassifier(**SMALL), X, y)
-    assert all(c.dtype == np.float32 for c in est.coefs_ + est.intercepts_)
-    assert est.predict_proba(X).dtype == np.float32
-    est = _fit_quiet(MLPClassifier(dtype="float64", **SMALL), X, y)
-    assert all(c.dtype == np.float64 for c in est.coefs_ + est.intercepts_)
-    assert est.predict_proba(X).dtype == np.float64
+    assert all(c.dtype == expected for c in est.coefs_ + est.intercepts_)
+    assert est.predict_proba(X).dtype == expected
+    for forced in (np.float32, np.float64):
+        est = _fit_quiet(MLPClassifier(dtype=forced.__name__, **SMALL), X, y)
+        assert all(c.dtype == forced for c in est.coefs_ + est.intercepts_)
+        assert est.predict_proba(X).dtype == forced
 
 
 @pytest.mark.parametrize("in_dtype", [np.float64, np.uint8, np.int32])
@@ -116,7 +107,7 @@ def test_inputs_read_as_float32_values(in_dtype):
     # float64 and uint8 X are converted batch by batch, int32 up front: the same fit either way
     X, y = _blobs()
     X = np.clip(X * 40 + 128, 0, 255).round().astype(in_dtype)
-    kw = dict(solver="sgd", learning_rate_init=0.001, **SMALL)
+    kw = dict(solver="sgd", learning_rate_init=0.001, dtype="float32", **SMALL)
     a = _fit_quiet(MLPClassifier(**kw), X, y)
     b = _fit_quiet(MLPClassifier(**kw), X.astype(np.float32), y)
     for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
@@ -189,7 +180,8 @@ def test_same_trajectory_as_sklearn_when_the_learning_rate_changes(schedule, nes
 
 def test_assigned_weights_are_the_model():
     X, y = _blobs(n=200)
-    est = _fit_quiet(MLPClassifier(hidden_layer_sizes=(7,), solver="sgd", max_iter=3, random_state=0), X, y)
+    est = _fit_quiet(MLPClassifier(hidden_layer_sizes=(7,), solver="sgd", max_iter=3,
+                                   random_state=0, dtype="float32"), X, y)
     assert est.loss_ == est.loss_curve_[-1]
     est.coefs_ = [np.zeros_like(c) for c in est.coefs_]
     est.intercepts_ = [np.zeros(b.shape) for b in est.intercepts_]  # float64 into float32: cast
@@ -296,7 +288,7 @@ def test_early_stopping_restores_the_best_weights():
 def test_predictions_match_network_with_the_same_weights():
     X, y = _blobs()
     est = _fit_quiet(MLPClassifier(hidden_layer_sizes=(9, 4), activation="tanh", max_iter=5,
-                                   random_state=0), X, y)
+                                   random_state=0, dtype="float32"), X, y)
     net = fastnn.Network([fastnn.Linear(5, 9), fastnn.Tanh(), fastnn.Linear(9, 4),
                           fastnn.Tanh(), fastnn.Linear(4, 3)], seed=123)
     for layer, W, b in zip([l for l in net.layers if isinstance(l, fastnn.Linear)],
@@ -381,7 +373,7 @@ def test_sparse_input_is_refused():
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(solver="lbfgs"), "lbfgs"),
+    (dict(solver="newton-cg"), "solver"),
     (dict(solver="newton"), "solver"),
     (dict(activation="softplus"), "activation"),
     (dict(momentum=1.0), "momentum"),

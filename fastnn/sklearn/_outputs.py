@@ -88,16 +88,17 @@ class PoissonDeviance(Loss):
             raise ValueError(f"{argname}: expected finite targets >= 0 for the Poisson loss")
         return t
 
-    def loss_and_grad(self, outputs, targets, grad_out=None):
-        n = outputs.shape[0]
+    def loss_and_grad(self, outputs, targets, grad_out=None, sample_weight=None):
         with np.errstate(over="ignore", invalid="ignore"):
             p = np.exp(outputs)
             rows = xlogy(targets, targets) - targets * outputs - targets + p
-        loss = float(np.add.reduce(rows, axis=None, dtype=np.float64)) / n
         if grad_out is None:
             grad_out = np.empty_like(outputs)
         np.subtract(p, targets, out=grad_out)
-        grad_out *= 1.0 / n
+        if sample_weight is not None:
+            return self._weighted(rows, grad_out, sample_weight, 1.0), grad_out
+        loss = float(np.add.reduce(rows, axis=None, dtype=np.float64)) / outputs.shape[0]
+        grad_out *= 1.0 / outputs.shape[0]
         return loss, grad_out
 
     def count_correct(self, outputs, targets):

@@ -63,6 +63,11 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         self.dtype = dtype
         self.n_threads = n_threads
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = self.loss == "poisson"
+        return tags
+
     def fit(self, X, y, sample_weight=None):
         """Train on X (n_samples, n_features) and y (n_samples,) or (n_samples, n_outputs).
         sample_weight: None or (n_samples,) reals >= 0, not all zero. Returns self."""
