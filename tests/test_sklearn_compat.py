@@ -145,37 +145,7 @@ def test_stops_like_sklearn_when_the_loss_stalls():
     assert ours.n_iter_ == theirs.n_iter_ == 5
 
 
-def test_same_trajectory_as_sklearn_without_weight_decay():
-    # Same random_state -> same initial weights; unshuffled SGD with Nesterov momentum then
-    # follows scikit-learn's updates (float64) to rounding.
-    X, y = _blobs(n=200)
-    kw = dict(hidden_layer_sizes=(7,), solver="sgd", alpha=0.0, batch_size=20,
-              learning_rate_init=0.05, max_iter=3, shuffle=False, random_state=3)
-    theirs = _fit_quiet(SkMLP(**kw), X, y)
-    ours = _fit_quiet(MLPClassifier(dtype="float64", **kw), X, y)
-    for a, b in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
-
-
-@pytest.mark.parametrize("nesterov", [True, False], ids=["nesterov", "momentum"])
-@pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
-def test_same_trajectory_as_sklearn_when_the_learning_rate_changes(schedule, nesterov):
-    # scikit-learn keeps the rate inside the velocity (v = mu v - lr g); fastnn's SGD keeps it
-    # out (v = mu v + g; p -= lr v) unless told momentum_convention="sklearn", which the
-    # estimator does: the two agree after the rate changes too. tol=10 makes every epoch one
-    # without improvement, so "adaptive" divides the rate by 5 every other epoch.
-    X, y = _blobs(n=200)
-    kw = dict(hidden_layer_sizes=(7,), solver="sgd", alpha=0.0, batch_size=20, momentum=0.9,
-              nesterovs_momentum=nesterov, learning_rate=schedule, learning_rate_init=0.05,
-              power_t=0.5, max_iter=6, shuffle=False, random_state=3, tol=10.0,
-              n_iter_no_change=1)
-    theirs = _fit_quiet(SkMLP(**kw), X, y)
-    ours = _fit_quiet(MLPClassifier(dtype="float64", **kw), X, y)
-    assert ours.n_iter_ == theirs.n_iter_
-    for a, b in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+# Weight-level parity with scikit-learn's estimators: test_sklearn_parity.py.
 
 
 def test_assigned_weights_are_the_model():
