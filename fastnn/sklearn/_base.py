@@ -118,8 +118,8 @@ class BaseMLP(BaseEstimator):
         _check(_is_real(self.tol) and self.tol >= 0, "tol", "a real >= 0", self.tol)
         _check(_is_real(self.momentum) and 0 <= self.momentum < 1, "momentum",
                "a real in [0, 1) (fastnn's SGD refuses momentum=1)", self.momentum)
-        _check(_is_real(self.validation_fraction) and 0 < self.validation_fraction < 1,
-               "validation_fraction", "a real in (0, 1)", self.validation_fraction)
+        _check(_is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
+               "validation_fraction", "a real in [0, 1)", self.validation_fraction)
         for name in ("beta_1", "beta_2"):
             v = getattr(self, name)
             _check(_is_real(v) and 0 <= v < 1, name, "a real in [0, 1)", v)

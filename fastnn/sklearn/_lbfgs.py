@@ -5,12 +5,14 @@ The parameters travel as one float64 vector packed as scikit-learn packs them (e
 matrix, then every intercept), so that its ``max_iter``, ``max_fun`` and ``tol`` (scipy's maxiter,
 maxfun and gtol) mean the same thing here.
 """
+import contextlib
 import warnings
 
 import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from .._threads import blas_threads_limited, kernels_on_calling_thread
 from . import _outputs
 
 
@@ -82,8 +84,12 @@ def fit_lbfgs(est, X, targets, sample_weight):
             bar.update(1)
             bar.set_postfix_str(f"loss={curve[-1]:.6g}", refresh=False)
 
+    # The passes alternate fastnn's elementwise kernels with BLAS products, as the layer-by-layer
+    # training path does (see kernels_on_calling_thread). BLAS also gets one thread unless
+    # n_threads asks for more: on load_digits under load, its threads made a fit 3x slower.
+    blas = blas_threads_limited() if est.n_threads is None else contextlib.nullcontext()
     try:
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"), kernels_on_calling_thread(), blas:
             result = scipy.optimize.minimize(
                 objective, objective.pack(), method="L-BFGS-B", jac=True, callback=record,
                 options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol})
