@@ -12,10 +12,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ..layers import Linear, ReLU, ScaledTanh, Sigmoid, Tanh, check_float_dtype
-from ..losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from ..network import Network
 from ..optim import SGD, Adam
-from . import _outputs
+from ._outputs import gradient_scale, network_loss, reported_scale
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _sk_validate_data
@@ -57,18 +56,6 @@ def thread_count(n):
 
     with num_threads(n):
         yield
-
-
-def network_loss(kind):
-    """The fastnn Loss that trains an output activation ``kind`` of scikit-learn's."""
-    return {"softmax": SoftmaxCrossEntropy, "logistic": BinaryCrossEntropy, "identity": MSE,
-            "exp": _outputs.PoissonDeviance}[kind]()
-
-
-def gradient_scale(kind, n_outputs):
-    """fastnn's output gradient over scikit-learn's: the network's MSE is the mean of the squared
-    error over the outputs, scikit-learn's gradient is that of half its sum over the outputs."""
-    return 2.0 / n_outputs if kind == "identity" else 1.0
 
 
 class BaseMLP(BaseEstimator):
@@ -351,12 +338,12 @@ class BaseMLP(BaseEstimator):
             split = train_test_split(*parts, test_size=self.validation_fraction,
                                      stratify=stratify,
                                      random_state=int(self._shuffle_rng.integers(2 ** 31)))
-            X, X_val, y, y_val, targets, _ = split[:6]
+            X, X_val, y, y_val, targets, t_val = split[:6]
             sw, sw_val = (split[6], split[7]) if sw is not None else (None, None)
             if len(X_val) < 2:
                 raise ValueError("the validation set is too small: raise validation_fraction "
                                  "or give more samples")
-            val = (X_val, y_val, sw_val)
+            val = (X_val, y_val, t_val, sw_val)
         batch = self._batch_size(len(X))
         # scikit-learn's L2 gradient is alpha * W / (the batch's weight sum): the mean batch's.
         mean_w = 1.0 if sw is None else float(sw.mean())
@@ -387,14 +374,9 @@ class BaseMLP(BaseEstimator):
     def _stratify(self, y):
         return None
 
-    def _dense_targets(self, y):
-        """Targets as the (N, n_outputs) array the output losses compare with."""
-        raise NotImplementedError
-
-    def _validation_loss(self, X, y, sw):
-        z = self.network_.forward(X)
-        loss, _ = _outputs.loss_and_delta(self.out_activation_, z, self._dense_targets(y), sw)
-        return _outputs.reported(self.out_activation_, loss, self.n_outputs_)
+    def _validation_loss(self, X, targets, sw):
+        loss = self.network_.evaluate(X, targets, sample_weight=sw)[0]
+        return loss * reported_scale(self.out_activation_)
 
     def _penalty(self):
         """0.5 * alpha * sum of the squared coefficients (scikit-learn's L2 term, before it is
@@ -419,7 +401,7 @@ class _EpochMonitor:
         n_batches = -(-n_train // batch_size)
         # scikit-learn adds alpha/2 * ||W||^2 / (the batch's weight sum) to each batch's loss
         self.penalty_per_sq = n_batches / (n_train if sw is None else float(sw.sum()))
-        self.loss_scale = 0.5 if est.out_activation_ == "identity" else 1.0
+        self.loss_scale = reported_scale(est.out_activation_)
         self.converged = False
         self.best_weights = None
         self.sq_start = est._penalty()
@@ -438,10 +420,10 @@ class _EpochMonitor:
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
         if est.early_stopping:
-            X_val, y_val, sw_val = self.val
+            X_val, y_val, t_val, sw_val = self.val
             score = float(est._score_rows(X_val, y_val, sw_val))
             est.validation_scores_.append(score)
-            est.validation_loss_curve_.append(est._validation_loss(X_val, y_val, sw_val))
+            est.validation_loss_curve_.append(est._validation_loss(X_val, t_val, sw_val))
             if est.verbose:
                 print(f"Validation score: {score:f}")
             improved = score >= est.best_validation_score_ + est.tol

@@ -173,19 +173,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _stratify(self, y):
         return None if getattr(self, "_multilabel", False) else y
 
-    def _dense_targets(self, y):
-        if self._multilabel:
-            return np.asarray(y, dtype=np.float64)
-        return self._dense_targets_prepared(_encode(self.classes_, column_or_1d(y)))
-
-    def _dense_targets_prepared(self, targets):
-        t = np.asarray(targets)
-        if self.out_activation_ == "softmax":
-            onehot = np.zeros((len(t), self.n_outputs_))
-            onehot[np.arange(len(t)), t] = 1.0
-            return onehot
-        return t.reshape(len(t), -1).astype(np.float64)
-
     def _score_rows(self, X, y, sample_weight):
         return accuracy_score(y, self._predict_checked(X), sample_weight=sample_weight)
 

@@ -13,26 +13,32 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from .._threads import blas_threads_limited, kernels_on_calling_thread
+from ..losses import check_sample_weight, weight_sum
 from . import _outputs
 
 
 class _Objective:
-    """f(x) -> (loss, gradient) for scipy: x is unpacked into the network's parameters."""
+    """f(x) -> (loss, gradient) for scipy: x is unpacked into the network's parameters, the loss
+    is the network's own (compiled where it has a kernel), on scikit-learn's scale."""
 
     def __init__(self, est, X, targets, sample_weight):
-        self.est, self.X, self.sw = est, X, sample_weight
-        self.net = est.network_
-        self.kind = est.out_activation_
-        self.Y = est._dense_targets_prepared(targets)
-        params = self.net.parameters()
-        grads = self.net.gradients()
+        self.est, self.X = est, X
+        self.net = net = est.network_
+        self.loss = net.loss
+        self.T = net.loss.prepare_targets(targets, net.n_outputs, net.dtype)
+        self.sw = check_sample_weight(sample_weight, len(X), net.dtype)
+        # scikit-learn's gradient is the network's over gradient_scale; its loss (for the
+        # squared error, half the sum over the outputs) scales with it
+        self.scale = 1.0 / _outputs.gradient_scale(est.out_activation_, est.n_outputs_)
+        params = net.parameters()
+        grads = net.gradients()
         self.n_coefs = len(params) // 2
         self.params = params[0::2] + params[1::2]
         self.grads = grads[0::2] + grads[1::2]
         bounds = np.cumsum([0] + [p.size for p in self.params])
         self.slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
         self.flat_grad = np.empty(bounds[-1], np.float64)
-        self.weight_sum = float(len(X)) if sample_weight is None else float(sample_weight.sum())
+        self.weight_sum = weight_sum(sample_weight, len(X))
         self.alpha = est.alpha
         self.parts = (np.nan, np.nan)  # (data loss, penalty) of the last call
 
@@ -46,7 +52,10 @@ class _Objective:
     def __call__(self, x):
         self.unpack(x)
         z = self.net.forward(self.X, training=False)
-        data, delta = _outputs.loss_and_delta(self.kind, z, self.Y, self.sw)
+        data, delta = self.loss.loss_and_grad(z, self.T, z, sample_weight=self.sw)
+        if self.scale != 1.0:
+            data *= self.scale
+            delta *= self.scale
         self.net.backward(delta)
         sq = 0.0
         for i, (p, g, s) in enumerate(zip(self.params, self.grads, self.slices)):
@@ -67,7 +76,7 @@ def fit_lbfgs(est, X, targets, sample_weight):
     objective = _Objective(est, X, targets, sample_weight)
     # scikit-learn reports the squared error averaged over the outputs; the minimised sum
     # (whose gradient is scikit-learn's) differs from it by that factor in the data term.
-    scale = _outputs.reported(est.out_activation_, 1.0, est.n_outputs_)
+    scale = 1.0 / est.n_outputs_ if est.out_activation_ == "identity" else 1.0
     curve = []
     bar = None
     if est.verbose:
@@ -86,7 +95,8 @@ def fit_lbfgs(est, X, targets, sample_weight):
 
     # The passes alternate fastnn's elementwise kernels with BLAS products, as the layer-by-layer
     # training path does (see kernels_on_calling_thread). BLAS also gets one thread unless
-    # n_threads asks for more: on load_digits under load, its threads made a fit 3x slower.
+    # n_threads asks for more: on load_digits (hidden (100,)) its second thread made a fit 3-20x
+    # slower while other processes ran, and choosing per call by timing cost more than it won.
     blas = blas_threads_limited() if est.n_threads is None else contextlib.nullcontext()
     try:
         with np.errstate(over="ignore", invalid="ignore"), kernels_on_calling_thread(), blas:

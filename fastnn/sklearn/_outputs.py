@@ -1,76 +1,38 @@
-"""The estimators' output layers: scikit-learn's output activations, their losses on whole
-arrays (for lbfgs and the validation loss), and the Poisson loss the network lacks.
+"""The estimators' output layers: scikit-learn's output activations as fastnn losses, the
+scale between the two libraries' losses, and the Poisson loss the network lacks.
 
-Each of scikit-learn's four output activations is the canonical link of its loss, so the
-gradient of the loss with respect to the last Linear's outputs z is ``w * (act(z) - Y) / sum(w)``
-in every case.
+Each of scikit-learn's four output activations is the canonical link of its loss, so its
+gradient with respect to the last Linear's outputs z is ``w * (act(z) - Y) / sum(w)``; fastnn's
+losses give the same, except the MSE (see ``gradient_scale``).
 """
 import numpy as np
-from scipy.special import expit, xlogy
+from scipy.special import xlogy
 
-from ..losses import Loss
-
-
-def activate(kind, z):
-    """act(z) for the output activation ``kind`` ("identity", "exp", "logistic", "softmax"),
-    (N, K) in z's dtype (a new array)."""
-    if kind == "identity":
-        return np.array(z, copy=True)
-    if kind == "exp":
-        with np.errstate(over="ignore"):
-            return np.exp(z)
-    if kind == "logistic":
-        return expit(z)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    e /= e.sum(axis=1, keepdims=True)
-    return e
+from ..losses import MSE, BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 
 
-def loss_and_delta(kind, z, Y, sample_weight):
-    """scikit-learn's loss of raw outputs z (N, K) against dense targets Y (N, K), and its
-    gradient with respect to z.
-
-    sample_weight: None or (N,) >= 0 with a positive sum; the loss is the weighted mean over
-    rows. Per row: softmax -log p_label; logistic sum over K of the logistic loss; identity
-    half the squared error, summed over K (the gradient scikit-learn uses; it reports the mean
-    over K, see ``reported``); exp the half Poisson deviance summed over K.
-    Returns (loss as float, delta (N, K) float64).
-    """
-    z = np.asarray(z, dtype=np.float64)
-    p = activate(kind, z)
-    if kind == "softmax":
-        shifted = z - z.max(axis=1, keepdims=True)
-        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        rows = -(Y * logp).sum(axis=1)
-    elif kind == "logistic":
-        rows = (np.logaddexp(0.0, z) - Y * z).sum(axis=1)
-    elif kind == "identity":
-        rows = 0.5 * ((z - Y) ** 2).sum(axis=1)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rows = (xlogy(Y, Y) - Y * z - Y + p).sum(axis=1)
-    delta = p - Y
-    if sample_weight is None:
-        total = float(len(z))
-        loss = float(rows.sum()) / total
-    else:
-        total = float(sample_weight.sum())
-        loss = float(rows @ sample_weight) / total
-        delta *= sample_weight[:, None]
-    delta /= total
-    return loss, delta
+def network_loss(kind):
+    """The fastnn Loss that trains scikit-learn's output activation ``kind``."""
+    return {"softmax": SoftmaxCrossEntropy, "logistic": BinaryCrossEntropy, "identity": MSE,
+            "exp": PoissonDeviance}[kind]()
 
 
-def reported(kind, loss, n_outputs):
-    """The loss as scikit-learn reports it: the squared error is averaged over the outputs."""
-    return loss / n_outputs if kind == "identity" else loss
+def gradient_scale(kind, n_outputs):
+    """fastnn's output gradient over scikit-learn's: the network's MSE is the mean of the squared
+    error over the outputs, scikit-learn's gradient is that of half its sum over the outputs."""
+    return 2.0 / n_outputs if kind == "identity" else 1.0
+
+
+def reported_scale(kind):
+    """scikit-learn's reported loss over fastnn's: half the mean squared error for "identity"."""
+    return 0.5 if kind == "identity" else 1.0
 
 
 class PoissonDeviance(Loss):
     """Half the Poisson deviance with an exponential output, as scikit-learn's MLPRegressor(
     loss="poisson") defines it: outputs z (N, K) are log-means, targets y >= 0 (N, K);
-    loss = mean over rows of sum over K of (y log(y / exp(z)) - y + exp(z)); dL/dz = (exp(z) -
-    y) / N. ``predict`` gives exp(z)."""
+    loss = mean over rows of sum over K of (y log(y / exp(z)) - y + exp(z)) (weighted mean
+    with sample weights); dL/dz = (exp(z) - y) / N. ``predict`` gives exp(z)."""
 
     def has_accuracy(self, n_outputs):
         return False

@@ -93,12 +93,6 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         t = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
         return t, kind, t.shape[1]
 
-    def _dense_targets(self, y):
-        return np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-
-    def _dense_targets_prepared(self, targets):
-        return np.asarray(targets, dtype=np.float64)
-
     def _score_rows(self, X, y, sample_weight):
         pred = self._predict_checked(X)
         if not np.isfinite(pred).all():
