@@ -283,8 +283,8 @@ class BaseMLP(BaseEstimator):
         if keep and self.network_.dtype != dtype:
             raise ValueError(f"dtype={self.dtype!r} differs from the fitted network's "
                              f"{self.network_.dtype.name}; refit without warm_start")
-        targets, kind, n_outputs = self._targets(y, keep, classes, dtype, incremental)
         sw = self._sample_weight(sample_weight, X, y)
+        targets, kind, n_outputs = self._targets(y, keep, classes, dtype, incremental)
         if keep:
             if (kind, n_outputs) != (self.out_activation_, self.n_outputs_):
                 raise ValueError(f"y gives {n_outputs} output(s) ({kind}) where the fitted "
