@@ -291,6 +291,20 @@ def test_fit_is_deterministic_and_pickles():
     assert c.t_ == a.t_ + len(X)
 
 
+@pytest.mark.parametrize("centers, solver", [(2, "sgd"), (3, "lbfgs")])
+def test_clone_and_pickle_binary_and_lbfgs(centers, solver):
+    from sklearn.base import clone
+
+    X, y = _blobs(centers=centers)
+    est = _fit_quiet(MLPClassifier(solver=solver, **SMALL), X, y)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+    assert again.out_activation_ == est.out_activation_ and again.loss_ == est.loss_
+    fresh = clone(est)
+    assert fresh.get_params() == est.get_params() and not hasattr(fresh, "network_")
+    np.testing.assert_array_equal(_fit_quiet(fresh, X, y).predict_proba(X), est.predict_proba(X))
+
+
 def test_pickle_leaves_the_work_buffers_behind():
     X, y = _blobs(n=3000, features=50)
     est = _fit_quiet(MLPClassifier(hidden_layer_sizes=(32,), max_iter=1, random_state=0), X, y)
