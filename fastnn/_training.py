@@ -28,11 +28,13 @@ from .optim import SGD, check_real
 from .optim import get as get_optimizer
 
 ENGINES = ("auto", "compiled", "layers")
-# fit warns (TrainingUnstableWarning) when an epoch's training loss exceeds this many times the
-# loss before training (measured on up to EXPLOSION_SAMPLE training rows) or 1, whichever is
-# larger: a run resumed from a loss of 1e-4 may wander to 1e-3 without being unstable.
-EXPLOSION_FACTOR = 10.0
-EXPLOSION_SAMPLE = 1024
+
+
+def _explosion_limits():
+    """(EXPLOSION_FACTOR, EXPLOSION_SAMPLE), read from their public home, fastnn.network, when
+    used (so that setting them there takes effect)."""
+    from . import network
+    return network.EXPLOSION_FACTOR, network.EXPLOSION_SAMPLE
 
 
 # -- the layer-by-layer engine ------------------------------------------------------------------
@@ -254,12 +256,12 @@ def _validation_rows(network, run, validation_data):
 
 
 def _loss_before_training(network, run):
-    """Mean loss of the current weights on the first EXPLOSION_SAMPLE training rows (None
-    when it is not finite: the divergence checks handle that)."""
-    rows = (np.arange(min(len(run.X), EXPLOSION_SAMPLE)) if run.train_rows is None
-            else run.train_rows[:EXPLOSION_SAMPLE])
+    """Weighted mean loss of the current weights on the first EXPLOSION_SAMPLE training rows
+    (None when it is not finite, or 0: the divergence checks handle the former)."""
+    sample = _explosion_limits()[1]
+    rows = np.arange(min(len(run.X), sample)) if run.train_rows is None else run.train_rows[:sample]
     with np.errstate(over="ignore", invalid="ignore"):
-        loss = network._evaluate_prepared(run.X, run.Y, rows, EXPLOSION_SAMPLE, run.W)[0]
+        loss = network._evaluate_prepared(run.X, run.Y, rows, sample, run.W)[0]
     return loss if math.isfinite(loss) and loss > 0 else None
 
 
@@ -320,10 +322,11 @@ def _after_epoch(network, run, e, logs):
     if run.epoch_lines:
         print(f"Epoch {e + 1}/{run.epochs} - {_format_logs(logs)} ({logs['seconds']:.2f} s)",
               flush=True)
-    if run.loss_before is not None and logs["train_loss"] > EXPLOSION_FACTOR * max(run.loss_before, 1.0):
+    factor = _explosion_limits()[0]
+    if run.loss_before is not None and logs["train_loss"] > factor * max(run.loss_before, 1.0):
         warnings.warn(f"the training loss grew from {run.loss_before:.4g} before training to "
                       f"{logs['train_loss']:.4g} at epoch {e + 1} (more than "
-                      f"{EXPLOSION_FACTOR:g}x): the learning rate (lr={run.optimizer.lr:g}) is "
+                      f"{factor:g}x): the learning rate (lr={run.optimizer.lr:g}) is "
                       "probably too high", TrainingUnstableWarning, stacklevel=4)
         run.loss_before = None  # once per fit
     # Early stopping records this epoch before the callbacks run, so that a callback saving

@@ -120,7 +120,8 @@ class Loss:
         total = weight_sum(sample_weight, n)
         if total == 0.0:
             return None, None
-        exact = sample_weight.astype(np.float64) / (divisor * total)
+        exact = self._buf("exact", (n,), np.float64)
+        np.divide(sample_weight, divisor * total, out=exact)
         column = self._buf("factors", (n, 1), dtype)
         column[:, 0] = exact
         return column, exact

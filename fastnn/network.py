@@ -13,7 +13,6 @@ import numpy as np
 from . import _fused, _inference, _range, _training, ops
 from ._native import core as _core
 from ._threads import blas_threads_limited
-from ._training import EXPLOSION_FACTOR, EXPLOSION_SAMPLE  # noqa: F401 (public names)
 from .initializers import default_init
 from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
 from .losses import Loss, SoftmaxCrossEntropy, accuracy, check_sample_weight, weight_sum
@@ -21,6 +20,11 @@ from .optim import check_real
 
 _INPUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 _MAX_WORKSPACES = 6
+# fit warns (TrainingUnstableWarning) when an epoch's training loss exceeds this many times the
+# loss before training (measured on up to EXPLOSION_SAMPLE training rows) or 1, whichever is
+# larger: a run resumed from a loss of 1e-4 may wander to 1e-3 without being unstable.
+EXPLOSION_FACTOR = 10.0
+EXPLOSION_SAMPLE = 1024
 # Which network each layer belongs to (layer -> weakref to the network); a layer given to a
 # second network is copied (see Network).
 _LAYER_OWNERS = weakref.WeakKeyDictionary()
@@ -347,8 +351,9 @@ class Network:
         return getattr(self.loss, method)(out) if head is None else out
 
     def predict(self, X, batch_size=1024):
-        """Predictions for X (N, n_features): class labels (N,) for the cross-entropy losses,
-        outputs (N, n_outputs) for MSE.
+        """Predictions for X (N, n_features): class labels (N,) for SoftmaxCrossEntropy and for
+        BinaryCrossEntropy with one output, a 0/1 int64 matrix (N, K) for BinaryCrossEntropy
+        over K > 1 outputs (multi-label), outputs (N, n_outputs) for MSE.
 
         The whole forward pass runs in one compiled call, in blocks of 64 rows (batch_size is
         checked but no longer needed): on the calling thread, or for 512 rows and more shared
@@ -362,7 +367,8 @@ class Network:
 
     def predict_proba(self, X, batch_size=1024):
         """Probabilities: softmax (N, K) for SoftmaxCrossEntropy, P(class 1) (N,) for
-        BinaryCrossEntropy, the outputs for MSE; computed (and warned about) as predict() is."""
+        BinaryCrossEntropy with one output and the K sigmoids (N, K) with K > 1, the outputs for
+        MSE; computed (and warned about) as predict() is."""
         return self._infer(X, batch_size, "predict_proba")
 
     # -- validation ---------------------------------------------------------------------------

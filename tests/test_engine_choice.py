@@ -4,6 +4,7 @@ import pytest
 
 from fastnn import (MSE, SGD, Adam, BinaryCrossEntropy, Dropout, Linear, Network, ReLU, Sigmoid,
                     Tanh, TrainingDivergedError)
+import fastnn
 from fastnn import _training
 from fastnn._native import core as _core
 
@@ -131,3 +132,12 @@ def test_layer_engine_checks_the_gradient_too(monkeypatch):
         net.fit(X, y, epochs=1, progress=False, seed=0, engine="layers")
     for p, q in zip(net.parameters(), before):
         np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("engine", ["compiled", "layers"])
+def test_both_engines_warn_past_the_explosion_factor_set_on_fastnn_network(engine, monkeypatch):
+    import fastnn.network
+    X, y = blobs(64, 6, seed=9)
+    monkeypatch.setattr(fastnn.network, "EXPLOSION_FACTOR", 0.0)  # any loss is "too large"
+    with pytest.warns(fastnn.TrainingUnstableWarning, match=r"more than 0x\): the learning rate"):
+        plain().fit(X, y, epochs=1, progress=False, seed=0, engine=engine)
