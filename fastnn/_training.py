@@ -6,8 +6,9 @@ Two engines train a network, both built once per fit and called the same way:
 The compiled one (``CompiledEngine``) runs whole chunks of steps in C; ``LayerEngine`` runs one
 Python step per batch through fastnn.ops, for every network (the reference).
 
-The divergence rule, the same in both: a step whose loss or gradient is not finite is not
-applied and stops training with TrainingDivergedError; the weights stay the last finite ones.
+The divergence rule, the same in both: a step whose loss, or any entry of whose gradients, is
+NaN or Inf is not applied and stops training with TrainingDivergedError; the weights stay the
+last finite ones. (Large finite gradients whose squares overflow do not stop training.)
 """
 import copy
 import math
@@ -87,7 +88,7 @@ class LayerEngine:
         yb = np.take(self.targets, rows, axis=0, out=ws.target_buffer(self.targets), mode="clip")
         wb = None
         if self.sample_weight is not None:
-            wb = np.take(self.sample_weight, rows, out=ws.weights[:len(rows)], mode="clip")
+            wb = np.take(self.sample_weight, rows, out=ws.weights, mode="clip")
         out = _fused.forward(ws, xb, True, rng)
         loss, grad = net.loss.loss_and_grad(out, yb, ws.grad, wb)
         if not math.isfinite(loss):
