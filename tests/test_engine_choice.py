@@ -136,8 +136,7 @@ def test_layer_engine_checks_the_gradient_too(monkeypatch):
 
 @pytest.mark.parametrize("engine", ["compiled", "layers"])
 def test_both_engines_warn_past_the_explosion_factor_set_on_fastnn_network(engine, monkeypatch):
-    import fastnn.network
     X, y = blobs(64, 6, seed=9)
-    monkeypatch.setattr(fastnn.network, "EXPLOSION_FACTOR", 0.0)  # any loss is "too large"
+    monkeypatch.setattr("fastnn.network.EXPLOSION_FACTOR", 0.0)  # any loss is "too large"
     with pytest.warns(fastnn.TrainingUnstableWarning, match=r"more than 0x\): the learning rate"):
         plain().fit(X, y, epochs=1, progress=False, seed=0, engine=engine)
