@@ -198,8 +198,6 @@ def _check_arguments(network, X, y, epochs, batch_size, optimizer, validation_sp
 def _prepare(network, run, validation_data, resume):
     """Split the rows, build the engine and restore a resumed state: what fit does before
     its first epoch."""
-    network.input_range = _range.union(
-        network.input_range, _range.observed_range(run.X, network.input_scale, network.input_shift))
     run.rng = np.random.default_rng(run.seed)
     run.train_rows, run.val = _validation_rows(network, run, validation_data)
     run.n_train = len(run.X) if run.train_rows is None else len(run.train_rows)
@@ -215,6 +213,9 @@ def _prepare(network, run, validation_data, resume):
         run.base_lr, run.stopped = resume["base_lr"], resume["stopped"]
         if run.stopper is not None:
             run.stopper.load_state_dict(resume["early_stopping"])
+    # The network changes from here on: every refusal came before.
+    network.input_range = _range.union(
+        network.input_range, _range.observed_range(run.X, network.input_scale, network.input_shift))
     network.optimizer = run.optimizer
     run.params = network.parameters()
     run.state = network._fit_state = _FitState(run.seed, run.rng, run.base_lr, run.stopper)

@@ -77,6 +77,7 @@ def test_compiled_refuses_with_the_reason(make, kwargs, reason, native_calls):
         net.fit(X, Y, epochs=1, progress=False, engine="compiled", **kwargs)
     for p, q in zip(net.parameters(), before):
         np.testing.assert_array_equal(p, q)
+    assert net.input_range is None and net.optimizer is None  # the refused fit changed nothing
     # auto trains it layer by layer instead.
     net.fit(X, Y, epochs=1, progress=False, engine="auto", **kwargs)
     assert not native_calls
