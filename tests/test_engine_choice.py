@@ -141,3 +141,26 @@ def test_both_engines_warn_past_the_explosion_factor_set_on_fastnn_network(engin
     monkeypatch.setattr("fastnn.network.EXPLOSION_FACTOR", 0.0)  # any loss is "too large"
     with pytest.warns(fastnn.TrainingUnstableWarning, match=r"more than 0x\): the learning rate"):
         plain().fit(X, y, epochs=1, progress=False, seed=0, engine=engine)
+
+
+@pytest.mark.parametrize("engine", [
+    "layers",
+    pytest.param("compiled", marks=pytest.mark.xfail(
+        strict=True, reason="the compiled loop checks the loss of each step, not yet its gradients")),
+])
+def test_a_finite_loss_with_a_non_finite_gradient_stops_at_that_step(engine):
+    """Inputs of zero reach the output through tanh(0) = 0, so the loss is log(3); the weights
+    of the last layer are so large that dL/dh overflows float32, and 0 * inf makes dW1 NaN."""
+    net = Network([Linear(2, 3), Tanh(), Linear(3, 3)], seed=0)
+    first, last = net.layers[0], net.layers[2]
+    first.W[...], first.b[...] = 1.0, 0.0
+    last.W[...], last.b[...] = np.array([-3e38, 3e38, 3e38], np.float32), 0.0
+    X, y = np.zeros((4, 2), np.float32), np.zeros(4, int)
+    assert net.evaluate(X, y)[0] == pytest.approx(np.log(3))
+    before = [p.copy() for p in net.parameters()]
+    with pytest.raises(TrainingDivergedError) as info:
+        net.fit(X, y, epochs=1, batch_size=1, optimizer=SGD(lr=0.1), shuffle=False,
+                progress=False, seed=0, engine=engine)
+    assert (info.value.epoch, info.value.step) == (1, 1)
+    for p, q in zip(net.parameters(), before):
+        np.testing.assert_array_equal(p, q)
