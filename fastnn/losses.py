@@ -120,7 +120,8 @@ class Loss:
         total = weight_sum(sample_weight, n)
         if total == 0.0:
             return None, None
-        exact = sample_weight.astype(np.float64) / (divisor * total)
+        exact = self._buf("exact", (n,), np.float64)
+        np.divide(sample_weight, divisor * total, out=exact)
         column = self._buf("factors", (n, 1), dtype)
         column[:, 0] = exact
         return column, exact
@@ -144,9 +145,10 @@ class Loss:
 
     def _checked(self, outputs, targets, sample_weight):
         outputs = np.asarray(outputs)
-        if outputs.ndim != 2 or outputs.dtype.char not in "fd":
-            raise ValueError(f"outputs: expected a float32/float64 array (N, out), got "
-                             f"{outputs.dtype.name} {outputs.shape}")
+        if outputs.dtype.char not in "fd":
+            raise TypeError(f"outputs: expected a float32 or float64 array, got {outputs.dtype.name}")
+        if outputs.ndim != 2:
+            raise ValueError(f"outputs: expected shape (N, out), got {outputs.shape}")
         outputs = np.ascontiguousarray(outputs)
         t = self.prepare_targets(targets, outputs.shape[1], outputs.dtype, "targets")
         if len(t) != len(outputs):

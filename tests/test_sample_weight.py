@@ -223,3 +223,20 @@ def test_regression_with_weights_fits_the_heavy_rows():
             seed=0, sample_weight=w)
     # The weighted least-squares answer is (3*1 + 1*(-1)) / 4 = 0.5 everywhere (0 unweighted).
     np.testing.assert_allclose(net.predict(X[:200])[:, 0], 0.5, atol=0.05)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_regression_with_mse_reaches_a_sane_r2(weighted):
+    """Two smooth targets of 4 inputs; held-out R^2 of each output."""
+    rng = np.random.default_rng(15)
+    X = rng.uniform(-2, 2, (1500, 4)).astype(np.float32)
+    Y = np.stack([np.sin(X[:, 0]) + 0.5 * X[:, 1], X[:, 2] * X[:, 3] / 2], axis=1)
+    Y += rng.normal(0, 0.05, Y.shape)
+    w = rng.uniform(0.2, 3.0, 1200) if weighted else None
+    net = Network([Linear(4, 32), Tanh(), Linear(32, 2)], loss=MSE(), seed=0)
+    net.fit(X[:1200], Y[:1200], epochs=40, optimizer=fastnn.Adam(lr=0.01), progress=False,
+            seed=0, sample_weight=w)
+    pred = net.predict(X[1200:])
+    truth = Y[1200:]
+    r2 = 1 - ((pred - truth) ** 2).sum(axis=0) / ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+    assert r2.min() > 0.95, r2
