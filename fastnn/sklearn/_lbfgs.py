@@ -80,7 +80,7 @@ def fit_lbfgs(est, X, targets, sample_weight):
     curve = []
     bar = None
     if est.verbose:
-        from ..network import _progress_bar
+        from .._training import _progress_bar  # the bar of Network.fit and the CLI
 
         bar = _progress_bar(est.max_iter, 1, 1)
         bar.set_description("L-BFGS")
