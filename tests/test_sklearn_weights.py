@@ -138,3 +138,13 @@ def test_class_weight_errors():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = MLPClassifier(class_weight={0: 2.0}, max_iter=2).partial_fit(X, y, classes=[0, 1, 2])
     assert est.n_iter_ == 1
+
+
+def test_early_stopping_refuses_a_split_of_zero_weights():
+    X, y = _regression(n=40)
+    w = np.zeros(40)
+    w[0] = 1.0  # the split gives either part only rows of weight zero
+    est = MLPRegressor(hidden_layer_sizes=(4,), early_stopping=True, validation_fraction=0.1,
+                       random_state=0)
+    with pytest.raises(ValueError, match="validation split .* weight zero|training .* weight zero"):
+        est.fit(X, y[:, 0], sample_weight=w)

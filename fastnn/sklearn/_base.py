@@ -343,12 +343,17 @@ class BaseMLP(BaseEstimator):
             if len(X_val) < 2:
                 raise ValueError("the validation set is too small: raise validation_fraction "
                                  "or give more samples")
+            if sw_val is not None and not sw_val.any():
+                raise ValueError("sample_weight: every row drawn for the validation split "
+                                 f"(validation_fraction={self.validation_fraction}) has weight "
+                                 "zero; use another random_state or more rows of weight > 0")
             val = (X_val, y_val, t_val, sw_val)
         batch = self._batch_size(len(X))
         # scikit-learn's L2 gradient is alpha * W / (the batch's weight sum): the mean batch's.
         mean_w = 1.0 if sw is None else float(sw.mean())
         if mean_w == 0:
-            raise ValueError("sample_weight: the training rows' weights are all zero")
+            raise ValueError("sample_weight: every row left for training after the validation "
+                             "split has weight zero")
         decay = self.alpha / (batch * mean_w)
         if not incremental or self._optimizer is None:
             self._optimizer = self._new_optimizer(batch, decay)
