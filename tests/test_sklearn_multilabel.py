@@ -98,5 +98,6 @@ def test_pickle_and_clone():
 
 def test_class_weight_is_refused():
     X, Y = _data()
-    with pytest.raises(ValueError, match="multi-label"):
-        MLPClassifier(class_weight="balanced").fit(X, Y)
+    for class_weight in ("balanced", {0: 2.0}):
+        with pytest.raises(ValueError, match="multi-label"):
+            MLPClassifier(class_weight=class_weight).fit(X, Y)

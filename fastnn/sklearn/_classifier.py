@@ -136,9 +136,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         else:
             self.classes_ = np.arange(y.shape[1])
             self._multilabel = True
-        if self.class_weight is not None:
-            raise ValueError("class_weight is not supported for multi-label y; pass "
-                             "sample_weight instead")
 
     def _sample_weight(self, sample_weight, X, y):
         sw = super()._sample_weight(sample_weight, X, y)
@@ -148,6 +145,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             raise ValueError(f"class_weight: expected None, 'balanced' or a dict "
                              f"{{label: weight}}, got {self.class_weight!r}")
         y = column_or_1d(y) if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y
+        if type_of_target(y) == "multilabel-indicator":
+            raise ValueError("class_weight is not supported for multi-label y; pass "
+                             "sample_weight instead")
         cw = compute_sample_weight(self.class_weight, y)
         sw = cw if sw is None else sw * cw
         if not sw.any():
