@@ -1,4 +1,5 @@
-"""fastnn.sklearn.MLPClassifier: behaviour tests (scikit-learn's own checks: test_sklearn_checks.py).
+"""fastnn.sklearn.MLPClassifier: behaviour tests (scikit-learn's own checks:
+test_sklearn_checks.py; parity with scikit-learn's weights: test_sklearn_parity.py).
 
 Skipped as a whole when scikit-learn is not installed.
 """

@@ -252,7 +252,8 @@ class BaseMLP(BaseEstimator):
     @staticmethod
     def _assign(values, targets, name):
         if not isinstance(values, (list, tuple)) or len(values) != len(targets):
-            raise ValueError(f"{name}: expected a list of {len(targets)} arrays, got {values!r:.80}")
+            raise ValueError(f"{name}: expected a list of {len(targets)} arrays, "
+                             f"got {values!r:.80}")
         arrays = []
         for i, (value, target) in enumerate(zip(values, targets)):
             a = np.asarray(value)

@@ -42,7 +42,8 @@ class PoissonDeviance(Loss):
         if y.ndim == 1 and n_outputs == 1:
             y = y.reshape(-1, 1)
         if y.ndim != 2 or y.shape[1] != n_outputs:
-            raise ValueError(f"{argname}: expected targets of shape (N, {n_outputs}), got {y.shape}")
+            raise ValueError(f"{argname}: expected targets of shape (N, {n_outputs}), "
+                             f"got {y.shape}")
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{argname}: expected real targets, got dtype {y.dtype.name}")
         t = np.ascontiguousarray(y, dtype=dtype)
