@@ -315,14 +315,22 @@ def test_pickle_leaves_the_work_buffers_behind():
     assert len(pickle.dumps(est)) < 3 * weights + 20_000
 
 
-def test_n_threads_is_temporary():
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_n_threads_is_temporary(solver):
+    from threadpoolctl import threadpool_info
+
     from fastnn._threads import threads_pinned
 
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
     X, y = _blobs()
-    before = (fastnn.get_num_threads(), threads_pinned())
-    est = _fit_quiet(MLPClassifier(solver="sgd", n_threads=1, **SMALL), X, y)
+    before = (fastnn.get_num_threads(), threads_pinned(), blas_threads())
+    est = _fit_quiet(MLPClassifier(solver=solver, n_threads=1, **SMALL), X, y)
     est.predict(X)
-    assert (fastnn.get_num_threads(), threads_pinned()) == before
+    assert (fastnn.get_num_threads(), threads_pinned(), blas_threads()) == before
+    _fit_quiet(MLPClassifier(solver=solver, **SMALL), X, y)  # lbfgs: one BLAS thread inside
+    assert (fastnn.get_num_threads(), threads_pinned(), blas_threads()) == before
 
 
 def test_pipeline_in_grid_search():
