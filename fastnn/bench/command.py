@@ -1,13 +1,12 @@
 """``fastnn bench`` (and ``python -m fastnn.bench``): its options and its run."""
 import argparse
-import json
 import sys
 import time
 
 from .._argtypes import non_negative_int, positive_int, share
 from .kernels import kernel_cases, measure_kernel
 from .machine import blas_in_use, machine_info, set_threads, torch_available, versions
-from .report import epoch_ratios, evaluate_targets, format_report, progress
+from .report import epoch_ratios, evaluate_targets, format_report, print_result, progress
 from .timing import OtherLoad
 from .training import (BATCH_SIZES, QUICK_BATCH_SIZES, DisagreementError, measure_epochs,
                        training_setup)
@@ -125,21 +124,7 @@ def run(args):
     result["targets"] = evaluate_targets(result["kernels"], result["epochs"])
     result["seconds"] = time.perf_counter() - t0
     result["other_load"] = run_load.share()
-    report = format_report(result)
-    if args.json:
-        print(report, file=sys.stderr)
-        result["status"] = status
-        print(json.dumps(result, default=_json_default))
-    else:
-        print(report)
-    return status
-
-
-def _json_default(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
+    return print_result(args, format_report(result), result, status)
 
 
 def main(argv=None):

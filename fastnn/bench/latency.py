@@ -7,13 +7,12 @@ probabilities, which are first checked against fastnn's. Every call is timed on 
 contenders run interleaved (a round of calls each, the order rotated every round) with the
 garbage collector off, and p50/p99 of all calls are reported.
 """
-import gc
 import sys
 import time
 
 from .machine import machine_info, set_threads, torch_available, versions
-from .report import fmt_time, progress
-from .timing import OtherLoad
+from .report import fmt_time, print_result, progress
+from .timing import OtherLoad, garbage_collector_off, rotated
 from .training import INIT_SEED, MNIST_DIMS, fastnn_network
 
 ROWS = (1, 8, 256)
@@ -126,21 +125,14 @@ def measure(funcs, x, calls, rounds):
         for _ in range(WARMUP_CALLS):
             f(x)
     clock = time.perf_counter_ns
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
+    with garbage_collector_off():
         for r in range(rounds):
-            shift = r % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in rotated(names, r):
                 f, record = funcs[name], times[name].append
                 for _ in range(per_round):
                     start = clock()
                     f(x)
                     record(clock() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return {name: sorted(t * 1e-9 for t in values) for name, values in times.items()}
 
 
@@ -152,8 +144,6 @@ def percentile(sorted_values, q):
 
 def run_latency(args):
     """Measure, print the table (or JSON); returns the exit status (1 on a disagreement)."""
-    import json
-
     import numpy as np
 
     from ..datasets import load_mnist
@@ -184,14 +174,7 @@ def run_latency(args):
     result["targets"] = latency_targets(result["latency"])
     result["seconds"] = time.perf_counter() - t0
     result["other_load"] = load.share()
-    report = format_latency(result)
-    if args.json:
-        print(report, file=sys.stderr)
-        result["status"] = status
-        print(json.dumps(result))
-    else:
-        print(report)
-    return status
+    return print_result(args, format_latency(result), result, status)
 
 
 def _version(name):

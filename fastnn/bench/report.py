@@ -1,4 +1,5 @@
 """What ``fastnn bench`` prints: progress lines, the targets met or missed, and the report."""
+import json
 import math
 import sys
 import time
@@ -19,6 +20,25 @@ TARGET_THREADS_EPOCHS = 2
 
 def progress(message):
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def print_result(args, report, result, status):
+    """Print ``report`` (stdout; stderr under --json, then ``result`` with its ``status`` as one
+    JSON object on the last line of stdout); returns ``status``."""
+    if args.json:
+        print(report, file=sys.stderr)
+        result["status"] = status
+        print(json.dumps(result, default=_json_default))
+    else:
+        print(report)
+    return status
+
+
+def _json_default(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def fmt_time(seconds):

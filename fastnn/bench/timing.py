@@ -1,5 +1,6 @@
 """Timing: contenders run interleaved with the garbage collector off, medians, how many calls
 make one measurement, and the share of the CPUs other processes used meanwhile."""
+import contextlib
 import gc
 import math
 import os
@@ -40,6 +41,26 @@ class OtherLoad:
         return max(0.0, (busy - own) / total) if total > 0 else None
 
 
+@contextlib.contextmanager
+def garbage_collector_off():
+    """Within the block the garbage collector is off (after one collection) and cannot pause
+    a timed call."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def rotated(names, round_index):
+    """``names`` in the order of round ``round_index``: shifted by one each round, so no
+    contender always runs first (or always right after the same other one)."""
+    shift = round_index % len(names)
+    return names[shift:] + names[:shift]
+
 
 def interleaved(contenders, repeats, pause=0.0):
     """Run ``{name: fn(repeat_index)}`` in turn, ``repeats`` times, rotating the order each
@@ -49,22 +70,15 @@ def interleaved(contenders, repeats, pause=0.0):
     """
     names = list(contenders)
     times = {name: [] for name in names}
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
+    with garbage_collector_off():
         for r in range(repeats):
-            shift = r % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in rotated(names, r):
                 if pause:
                     time.sleep(pause)
                 fn = contenders[name]
                 start = time.perf_counter()
                 fn(r)
                 times[name].append(time.perf_counter() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return times
 
 
