@@ -25,8 +25,11 @@ _HEADS = {
 }
 
 
-def head(loss, method):
-    """The compiled head for ``loss.<method>`` (method "predict" or "predict_proba"), or None."""
+def head(loss, method, n_outputs=1):
+    """The compiled head for ``loss.<method>`` (method "predict" or "predict_proba") on
+    ``n_outputs`` outputs, or None."""
+    if type(loss) is BinaryCrossEntropy and n_outputs > 1:  # multi-label: the heads read one column
+        return None
     return _HEADS.get((type(loss), method))
 
 

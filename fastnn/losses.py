@@ -3,6 +3,12 @@
 Training calls ``prepare_targets`` once (validation + conversion of the whole label array) and
 then ``loss_and_grad`` / ``count_correct`` per batch with preallocated buffers, so the step
 allocates no arrays. ``forward``/``backward`` are the convenient (validating) public forms.
+
+Sample weights (scikit-learn's convention): with per-row weights w_i the loss of a batch is the
+weighted mean sum_i w_i l_i / sum_i w_i and its gradient the gradient of that; a batch whose
+weights sum to 0 has loss 0 and a zero gradient. Without weights every w_i is 1. l_i is
+-log p_label for SoftmaxCrossEntropy, the sum over the K outputs of the logistic loss for
+BinaryCrossEntropy and the mean over the K outputs of the squared error for MSE.
 """
 import math
 
@@ -24,6 +30,45 @@ def _int_labels(y, n_classes, argname):
         raise ValueError(f"{argname}: labels must be in [0, {n_classes}); {argname}[{i}] = {y[i]} "
                          f"({bad.size} out of range)")
     return np.ascontiguousarray(y, dtype=np.intp)
+
+
+def check_sample_weight(sample_weight, n, dtype, argname="sample_weight"):
+    """None, or ``sample_weight`` as a C-contiguous (n,) array of ``dtype``.
+
+    Raises TypeError for a non-real dtype and ValueError (naming ``argname``) for a shape other
+    than (n,), NaN/Inf (also after conversion to ``dtype``), negative weights, or weights that
+    are all zero.
+    """
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype == np.bool_ or w.dtype.kind not in "iuf":
+        raise TypeError(f"{argname}: expected real weights, got dtype {w.dtype.name}")
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError(f"{argname}: expected shape ({n},), one weight per row, got shape {w.shape}")
+    with np.errstate(over="ignore"):
+        converted = np.ascontiguousarray(w, dtype=dtype)
+    bad = np.flatnonzero(~np.isfinite(converted))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{argname}: expected finite weights; {argname}[{i}] = {w[i]} "
+                         f"({bad.size} not finite in {np.dtype(dtype).name})")
+    bad = np.flatnonzero(converted < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{argname}: expected weights >= 0; {argname}[{i}] = {w[i]} "
+                         f"({bad.size} negative)")
+    if not converted.any():
+        raise ValueError(f"{argname}: all {n} weights are zero (or underflow to zero in "
+                         f"{np.dtype(dtype).name}); at least one must be positive")
+    return converted
+
+
+def weight_sum(sample_weight, n):
+    """Total weight of a batch of n rows (float): n without weights."""
+    if sample_weight is None:
+        return float(n)
+    return float(np.add.reduce(sample_weight, dtype=np.float64))
 
 
 class Loss:
@@ -60,25 +105,65 @@ class Loss:
         """An empty array for a batch of prepared targets (filled with np.take)."""
         return np.empty((batch_size,) + targets.shape[1:], targets.dtype)
 
-    def loss_and_grad(self, outputs, targets, grad_out=None):
-        """(mean loss as float, dL/doutputs (N, out) in the outputs' dtype); prepared targets."""
+    def loss_and_grad(self, outputs, targets, grad_out=None, sample_weight=None):
+        """(mean loss as float, dL/doutputs (N, out) in the outputs' dtype) for prepared targets.
+
+        sample_weight: None or (N,) weights, finite and >= 0 (as check_sample_weight returns
+        them): the loss is then the weighted mean (module docstring). grad_out: None or a
+        (N, out) buffer of the outputs' dtype to write the gradient into.
+        """
         raise NotImplementedError
+
+    def _row_factors(self, sample_weight, n, divisor, dtype):
+        """w_i / (divisor * sum(w)) as an (n, 1) column of ``dtype`` (None when sum(w) is 0),
+        and the same in float64 (n,) for the loss."""
+        total = weight_sum(sample_weight, n)
+        if total == 0.0:
+            return None, None
+        exact = self._buf("exact", (n,), np.float64)
+        np.divide(sample_weight, divisor * total, out=exact)
+        column = self._buf("factors", (n, 1), dtype)
+        column[:, 0] = exact
+        return column, exact
+
+    def _weighted(self, elementwise, grad, sample_weight, divisor):
+        """Turn the elementwise loss (N, K) and the unscaled gradient (N, K) into the weighted
+        mean loss of rows whose loss is sum_k elementwise / divisor; scales grad in place."""
+        n = elementwise.shape[0]
+        column, exact = self._row_factors(sample_weight, n, divisor, grad.dtype)
+        if column is None:
+            grad.fill(0)
+            return 0.0
+        rows = self._buf("rows", (n,), np.float64)
+        np.add.reduce(elementwise, axis=1, dtype=np.float64, out=rows)
+        grad *= column
+        return float(np.dot(rows, exact))
 
     def count_correct(self, outputs, targets):
         """Number of rows predicted correctly (int); prepared targets."""
         raise NotImplementedError
 
-    def forward(self, outputs, targets):
-        """Mean loss (float) of outputs (N, out) against raw targets."""
+    def _checked(self, outputs, targets, sample_weight):
         outputs = np.asarray(outputs)
+        if outputs.dtype.char not in "fd":
+            raise TypeError(f"outputs: expected a float32 or float64 array, got {outputs.dtype.name}")
+        if outputs.ndim != 2:
+            raise ValueError(f"outputs: expected shape (N, out), got {outputs.shape}")
+        outputs = np.ascontiguousarray(outputs)
         t = self.prepare_targets(targets, outputs.shape[1], outputs.dtype, "targets")
-        return self.loss_and_grad(outputs, t)[0]
+        if len(t) != len(outputs):
+            raise ValueError(f"targets: expected {len(outputs)} rows like outputs, got {len(t)}")
+        w = check_sample_weight(sample_weight, len(outputs), outputs.dtype)
+        return self.loss_and_grad(outputs, t, sample_weight=w)
 
-    def backward(self, outputs, targets):
-        """Gradient of the mean loss w.r.t. outputs, (N, out), outputs' dtype."""
-        outputs = np.asarray(outputs)
-        t = self.prepare_targets(targets, outputs.shape[1], outputs.dtype, "targets")
-        return self.loss_and_grad(outputs, t)[1]
+    def forward(self, outputs, targets, sample_weight=None):
+        """Mean loss (float) of outputs (N, out) against raw targets; weighted mean when
+        sample_weight (N,) is given."""
+        return self._checked(outputs, targets, sample_weight)[0]
+
+    def backward(self, outputs, targets, sample_weight=None):
+        """Gradient of the (weighted) mean loss w.r.t. outputs, (N, out), outputs' dtype."""
+        return self._checked(outputs, targets, sample_weight)[1]
 
     def predict(self, outputs):
         """Predictions from outputs (N, out)."""
@@ -110,8 +195,13 @@ class SoftmaxCrossEntropy(Loss):
                              f"for one-hot targets pass {argname}.argmax(axis=1)")
         return _int_labels(y, n_outputs, argname)
 
-    def loss_and_grad(self, outputs, targets, grad_out=None):
-        return ops.softmax_cross_entropy(outputs, targets, grad_out=grad_out)
+    def loss_and_grad(self, outputs, targets, grad_out=None, sample_weight=None):
+        if sample_weight is not None and weight_sum(sample_weight, len(outputs)) == 0.0:
+            grad = np.zeros_like(outputs) if grad_out is None else grad_out
+            grad.fill(0)
+            return 0.0, grad
+        return ops.softmax_cross_entropy(outputs, targets, grad_out=grad_out,
+                                         sample_weight=sample_weight)
 
     def count_correct(self, outputs, targets):
         pred = self._buf("pred", targets.shape, np.intp)
@@ -130,31 +220,35 @@ class SoftmaxCrossEntropy(Loss):
 
 
 class BinaryCrossEntropy(Loss):
-    """Logistic loss on one logit per row: outputs (N, 1), labels (N,) or (N, 1) of 0/1.
+    """Logistic loss on K >= 1 independent logits per row (binary or multi-label).
 
-    loss = mean(softplus(z) - y*z), computed as max(z, 0) + log1p(exp(-|z|)) - y*z (stable).
+    Targets: 0/1 of shape (N, K); (N,) is accepted when K = 1. The loss of a row is the sum over
+    its K outputs of softplus(z) - y*z, computed as max(z, 0) + log1p(exp(-|z|)) - y*z (stable);
+    the loss of a batch is the mean over its rows. Accuracy counts a row as right when all of
+    its K labels are (scikit-learn's subset accuracy).
     """
 
     def check_outputs(self, n_outputs):
-        if n_outputs != 1:
-            raise ValueError(f"BinaryCrossEntropy needs exactly 1 output unit, got {n_outputs}")
+        if n_outputs < 1:
+            raise ValueError(f"BinaryCrossEntropy needs at least 1 output unit, got {n_outputs}")
 
     def prepare_targets(self, y, n_outputs, dtype, argname="y"):
         y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1:
-            raise ValueError(f"{argname}: expected labels of shape (N,) or (N, 1), got {y.shape}")
+        if n_outputs == 1 and y.ndim == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim != 2 or y.shape[1] != n_outputs:
+            shapes = "(N,) or (N, 1)" if n_outputs == 1 else f"(N, {n_outputs}), one column per output"
+            raise ValueError(f"{argname}: expected 0/1 labels of shape {shapes}, got {y.shape}")
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{argname}: expected 0/1 labels, got dtype {y.dtype.name}")
-        bad = np.flatnonzero((y != 0) & (y != 1))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{argname}: expected 0/1 labels; {argname}[{i}] = {y[i]} "
-                             f"({bad.size} not 0 or 1)")
-        return np.ascontiguousarray(y.reshape(-1, 1), dtype=dtype)
+        bad = np.argwhere((y != 0) & (y != 1))
+        if len(bad):
+            at = int(bad[0][0]) if n_outputs == 1 else tuple(int(v) for v in bad[0])
+            raise ValueError(f"{argname}: expected 0/1 labels; {argname}[{at}] = {y[tuple(bad[0])]} "
+                             f"({len(bad)} not 0 or 1)")
+        return np.ascontiguousarray(y, dtype=dtype)
 
-    def loss_and_grad(self, outputs, targets, grad_out=None):
+    def loss_and_grad(self, outputs, targets, grad_out=None, sample_weight=None):
         n = outputs.shape[0]
         a = self._buf("a", outputs.shape, outputs.dtype)
         b = self._buf("b", outputs.shape, outputs.dtype)
@@ -166,9 +260,11 @@ class BinaryCrossEntropy(Loss):
         a += b
         np.multiply(targets, outputs, out=b)
         a -= b
-        loss = float(np.add.reduce(a, axis=None, dtype=np.float64)) / n
         grad = ops.sigmoid(outputs, out=grad_out)
         np.subtract(grad, targets, out=grad)
+        if sample_weight is not None:
+            return self._weighted(a, grad, sample_weight, 1.0), grad
+        loss = float(np.add.reduce(a, axis=None, dtype=np.float64)) / n
         grad *= 1.0 / n
         return loss, grad
 
@@ -178,19 +274,30 @@ class BinaryCrossEntropy(Loss):
         np.greater(outputs, 0, out=p)
         np.greater(targets, 0.5, out=t)
         np.equal(p, t, out=p)
-        return int(np.count_nonzero(p))
+        if outputs.shape[1] == 1:
+            return int(np.count_nonzero(p))
+        row = self._buf("row", outputs.shape[:1], np.bool_)
+        np.logical_and.reduce(p, axis=1, out=row)
+        return int(np.count_nonzero(row))
 
     def predict(self, outputs):
-        """Labels (N,) int64: 1 where the logit is > 0 (probability > 0.5)."""
-        return (np.asarray(outputs)[:, 0] > 0).astype(np.int64)
+        """Labels int64 where the logit is > 0 (probability > 0.5): (N,) for one output, the
+        0/1 matrix (N, K) for K > 1."""
+        outputs = np.asarray(outputs)
+        labels = (outputs > 0).astype(np.int64)
+        return labels[:, 0] if outputs.shape[1] == 1 else labels
 
     def predict_proba(self, outputs):
-        """Probability of class 1, (N,) = sigmoid(logit)."""
-        return ops.sigmoid(np.ascontiguousarray(np.asarray(outputs)[:, 0]))
+        """sigmoid(logits): P(class 1) (N,) for one output, (N, K) for K > 1."""
+        outputs = np.asarray(outputs)
+        if outputs.shape[1] == 1:
+            outputs = outputs[:, 0]
+        return ops.sigmoid(np.ascontiguousarray(outputs))
 
 
 class MSE(Loss):
-    """Mean squared error over all elements: mean((outputs - targets)**2), targets float (N, out).
+    """Mean squared error over all elements: mean((outputs - targets)**2), targets float (N, out)
+    (with sample weights: the weighted mean over rows of each row's mean over its outputs).
 
     Integer labels (N,) with out >= 2 are accepted and one-hot encoded; 1-D float targets with
     out == 1 are taken as a column. Accuracy is argmax(outputs) == argmax(targets) when out >= 2
@@ -220,13 +327,16 @@ class MSE(Loss):
             raise ValueError(f"{argname}: {n_bad} non-finite value(s), the first at {tuple(int(v) for v in i)}")
         return t
 
-    def loss_and_grad(self, outputs, targets, grad_out=None):
+    def loss_and_grad(self, outputs, targets, grad_out=None, sample_weight=None):
         if grad_out is None:
             grad_out = np.empty_like(outputs)
         np.subtract(outputs, targets, out=grad_out)
         sq = self._buf("sq", outputs.shape, outputs.dtype)
         with np.errstate(over="ignore"):  # an overflowing loss is reported by fit as divergence
             np.multiply(grad_out, grad_out, out=sq)
+        if sample_weight is not None:
+            grad_out *= 2.0
+            return self._weighted(sq, grad_out, sample_weight, outputs.shape[1]), grad_out
         loss = float(np.add.reduce(sq, axis=None, dtype=np.float64)) / outputs.size
         grad_out *= 2.0 / outputs.size
         return loss, grad_out

@@ -1,31 +1,22 @@
-"""Network: a layer list compiled into fused blocks, trained with preallocated buffers.
+"""Network: the model. Its layers, loss and dtype, the parameters, forward/backward, predict,
+evaluate, save and ONNX export.
 
-The plan: each Linear, the activation right after it and a Dropout after that form one block,
-run as one ``ops.linear_forward(..., activation=)`` (+ mask) and one ``ops.linear_backward``.
-Layers that cannot join a block (an activation first or after another activation, a Dropout
-not following a Linear/activation pair) run on their own through the unfused ops
-(``ops.sigmoid``/``ops.sigmoid_backward``, ...), so every order works. Buffers are allocated
-once per batch size; a training step allocates no numpy arrays.
+The layer list is compiled into a fused plan (fastnn._fused) with buffers per batch size;
+``fit`` delegates to the training loop (fastnn._training).
 """
 import copy
 import math
-import numbers
-import time
-import warnings
 import weakref
 
 import numpy as np
 
-from . import _inference, _range, ops
+from . import _fused, _inference, _range, _training, ops
 from ._native import core as _core
-from ._threads import blas_threads_limited, kernels_on_calling_thread
-from .history import EarlyStopping, History
+from ._threads import blas_threads_limited
 from .initializers import default_init
 from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
-from .losses import Loss, SoftmaxCrossEntropy, accuracy
-from .errors import TrainingDivergedError, TrainingUnstableWarning
-from .optim import SGD, check_real
-from .optim import get as get_optimizer
+from .losses import Loss, SoftmaxCrossEntropy, accuracy, check_sample_weight, weight_sum
+from .optim import check_real
 
 _INPUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 _MAX_WORKSPACES = 6
@@ -39,142 +30,8 @@ EXPLOSION_SAMPLE = 1024
 _LAYER_OWNERS = weakref.WeakKeyDictionary()
 
 
-# ---------------------------------------------------------------------------------------------
-# Plan steps. Each has buffers(n, dtype) -> a _Bufs, forward(bufs, x, training, rng) -> output
-# and backward(bufs, grad) -> dL/dinput (None for the first block).
-
-class _Bufs:
-    """Attribute bag of one step's arrays for one batch size."""
-
-
-def _draw_mask(rng, mask, p):
-    # Inverted dropout: keep with probability 1-p, scale survivors by 1/(1-p), all in place.
-    rng.random(out=mask, dtype=mask.dtype)
-    np.greater_equal(mask, p, out=mask)
-    mask *= 1.0 / (1.0 - p)
-
-
-class _Dense:
-    """Linear + optional activation + optional dropout, fused."""
-
-    def __init__(self, linear, activation, p, need_dx, dw, db):
-        self.linear, self.act, self.p, self.need_dx = linear, activation, p, need_dx
-        self.dw, self.db = dw, db
-
-    def buffers(self, n, dtype):
-        b = _Bufs()
-        b.x = None
-        b.y = np.empty((n, self.linear.out_features), dtype)
-        b.dx = np.empty((n, self.linear.in_features), dtype) if self.need_dx else None
-        b.dropped = False
-        if self.p > 0:
-            b.mask = np.empty_like(b.y)
-            b.yd = np.empty_like(b.y)
-            b.gm = np.empty_like(b.y)
-        return b
-
-    def forward(self, b, x, training, rng):
-        b.x = x
-        lin = self.linear
-        y = ops.linear_forward(x, lin.W, lin.b, self.act, b.y)
-        b.dropped = training and self.p > 0
-        if b.dropped:
-            _draw_mask(rng, b.mask, self.p)
-            np.multiply(y, b.mask, out=b.yd)
-            return b.yd
-        return y
-
-    def backward(self, b, grad):
-        if b.dropped:
-            np.multiply(grad, b.mask, out=b.gm)
-            grad = b.gm
-        ops.linear_backward(b.x, self.linear.W, grad, b.y if self.act else None, self.act,
-                            self.need_dx, self.dw, self.db, b.dx)
-        return b.dx
-
-
-class _Act:
-    """An activation that could not be fused into a Linear block."""
-
-    def __init__(self, layer, width):
-        self.name, self.width = layer.name, width
-        self.fwd = getattr(ops, layer.name)
-        self.bwd = getattr(ops, layer.name + "_backward")
-
-    def buffers(self, n, dtype):
-        b = _Bufs()
-        b.y = np.empty((n, self.width), dtype)
-        b.dx = np.empty((n, self.width), dtype)
-        return b
-
-    def forward(self, b, x, training, rng):
-        return self.fwd(x, b.y)
-
-    def backward(self, b, grad):
-        return self.bwd(b.y, grad, b.dx)
-
-
-class _Drop:
-    """A Dropout that could not be fused into a Linear block."""
-
-    def __init__(self, p, width):
-        self.p, self.width = p, width
-
-    def buffers(self, n, dtype):
-        b = _Bufs()
-        b.dropped = False
-        if self.p > 0:
-            b.mask = np.empty((n, self.width), dtype)
-            b.y = np.empty((n, self.width), dtype)
-            b.dx = np.empty((n, self.width), dtype)
-        return b
-
-    def forward(self, b, x, training, rng):
-        b.dropped = training and self.p > 0
-        if not b.dropped:
-            return x
-        _draw_mask(rng, b.mask, self.p)
-        return np.multiply(x, b.mask, out=b.y)
-
-    def backward(self, b, grad):
-        if not b.dropped:
-            return grad
-        return np.multiply(grad, b.mask, out=b.dx)
-
-
-class _Workspace:
-    """All buffers for one batch size n."""
-
-    def __init__(self, n, steps, first_dense, n_features, n_outputs, dtype):
-        self.n = n
-        self.x = np.empty((n, n_features), dtype)
-        self.grad = np.empty((n, n_outputs), dtype)
-        bufs = [s.buffers(n, dtype) for s in steps]
-        self.fwd = list(zip(steps, bufs))
-        # Steps before the first Linear act on the raw input: no gradient needed through them.
-        self.bwd = self.fwd[first_dense:][::-1]
-        self.targets = {}
-
-    def target_buffer(self, targets):
-        key = (targets.dtype, targets.shape[1:])
-        buf = self.targets.get(key)
-        if buf is None:
-            buf = self.targets[key] = np.empty((self.n,) + targets.shape[1:], targets.dtype)
-        return buf
-
-
-class _NonFinite(Exception):
-    """Internal: a training step produced a non-finite loss or gradient (no update applied)."""
-
-    def __init__(self, what, loss):
-        super().__init__(what)
-        self.what, self.loss = what, loss
-
-
-# ---------------------------------------------------------------------------------------------
-
 class Network:
-    """A feed-forward network: layers, a loss, and the training loop.
+    """A feed-forward network: layers, a loss, a dtype; ``fit`` trains it (fastnn._training).
 
     layers: sequence of Layer objects with at least one Linear (each object used once; widths
     must chain). loss: a Loss, default SoftmaxCrossEntropy(). dtype: "float32" (default) or
@@ -215,14 +72,13 @@ class Network:
         for name, value in (("input_scale", self.input_scale), ("input_shift", self.input_shift)):
             if abs(value) > limit:
                 raise ValueError(f"{name}: {value!r} does not fit {self.dtype.name}")
-        self.seed = _check_seed(seed, "seed")
+        self.seed = _training.check_seed(seed, "seed")
         self._rng = np.random.default_rng(seed)
         self.optimizer = None  # the last optimizer used by fit (or loaded)
         self.extra = None  # the 'extra' dict of a loaded file
         # (n_features, 2) least and greatest scaled input seen by fit; predict warns far from it.
         self.input_range = None
         self.preprocessor = None  # a fastnn.tabular.TablePreprocessor for a model of a table
-        self._epoch = 0
         self._fit_state = None
 
         self._widths = self._check_widths()
@@ -246,7 +102,7 @@ class Network:
         # Working buffers (per-batch-size workspaces, gradients, the compiled plan) are rebuilt
         # on use: a pickle holds the model, not the memory its last predict() used.
         state = dict(self.__dict__)
-        for name in ("_workspaces", "_last_ws", "_steps", "_native_epoch", "_grad_flat", "_grads",
+        for name in ("_workspaces", "_last_ws", "_steps", "_grad_flat", "_grads",
                      "_fit_params", "_plan"):
             state.pop(name, None)
         return state
@@ -283,44 +139,10 @@ class Network:
                 layer.b = layer.b.astype(self.dtype)
 
     def _compile(self):
-        """Build the step plan and the gradient buffers (one flat array, a view per parameter)."""
+        """Build the fused plan and the gradient buffers (one flat array, a view per parameter)."""
         linears = [l for l in self.layers if isinstance(l, Linear)]
-        sizes = [(l.in_features * l.out_features, l.out_features) for l in linears]
-        self._grad_flat = np.zeros(sum(a + b for a, b in sizes), self.dtype)
-        grads, offset = [], 0
-        for l, (nw, nb) in zip(linears, sizes):
-            grads.append(self._grad_flat[offset:offset + nw].reshape(l.in_features, l.out_features))
-            grads.append(self._grad_flat[offset + nw:offset + nw + nb])
-            offset += nw + nb
-        self._grads = grads
-
-        steps, i, k, layers = [], 0, 0, self.layers
-        self._first_dense = None
-        while i < len(layers):
-            layer = layers[i]
-            if isinstance(layer, Linear):
-                j, act, p = i + 1, None, 0.0
-                if j < len(layers) and isinstance(layers[j], Activation):
-                    act, j = layers[j].name, j + 1
-                if j < len(layers) and isinstance(layers[j], Dropout):
-                    p, j = layers[j].p, j + 1
-                if self._first_dense is None:
-                    self._first_dense = len(steps)
-                need_dx = self._first_dense != len(steps)
-                steps.append(_Dense(layer, act, p, need_dx, grads[2 * k], grads[2 * k + 1]))
-                k, i = k + 1, j
-            elif isinstance(layer, Activation):
-                steps.append(_Act(layer, self._widths[i]))
-                i += 1
-            elif isinstance(layer, Dropout):
-                steps.append(_Drop(layer.p, self._widths[i]))
-                i += 1
-            else:
-                raise TypeError(f"layers[{i}]: unsupported layer type {type(layer).__name__}")
-        self._steps = steps
-        from ._fastpath import NativeMLP
-
-        self._native_epoch = NativeMLP.for_network(self, steps, self.loss)
+        self._grad_flat, self._grads = _fused.gradient_buffers(linears, self.dtype)
+        self._steps, self._first_dense = _fused.build_steps(self.layers, self._widths, self._grads)
         self._workspaces = {}
         self._last_ws = None
         self._plan = None  # the compiled inference plan (fastnn._inference), built on first use
@@ -330,8 +152,8 @@ class Network:
         if ws is None:
             if len(self._workspaces) >= _MAX_WORKSPACES:
                 self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[n] = _Workspace(n, self._steps, self._first_dense, self.n_features,
-                                                  self.n_outputs, self.dtype)
+            ws = self._workspaces[n] = _fused._Workspace(
+                n, self._steps, self._first_dense, self.n_features, self.n_outputs, self.dtype)
         return ws
 
     # -- parameters ---------------------------------------------------------------------------
@@ -351,14 +173,7 @@ class Network:
     # -- forward / backward -------------------------------------------------------------------
 
     def _forward_ws(self, ws, x, training):
-        rng = self._rng
-        for step, b in ws.fwd:
-            x = step.forward(b, x, training, rng)
-        return x
-
-    def _backward_ws(self, ws, grad):
-        for step, b in ws.bwd:
-            grad = step.backward(b, grad)
+        return _fused.forward(ws, x, training, self._rng)
 
     def _gather(self, X, rows, ws):
         return ops.gather_rows(X, rows, self.input_scale, self.input_shift, ws.x)
@@ -391,87 +206,42 @@ class Network:
         g = np.asarray(grad_outputs)
         if g.shape != (ws.n, self.n_outputs):
             raise ValueError(f"grad_outputs: expected shape {(ws.n, self.n_outputs)}, got {g.shape}")
-        self._backward_ws(ws, np.ascontiguousarray(g, dtype=self.dtype))
+        _fused.backward(ws, np.ascontiguousarray(g, dtype=self.dtype))
         return self.gradients()
 
     # -- training -----------------------------------------------------------------------------
 
-    def _train_step(self, xb, yb, optimizer):
-        """One SGD step on a gathered batch; returns (mean batch loss, number correct).
-
-        Raises _NonFinite before touching the parameters when the loss or a gradient is not
-        finite, so the weights stay the last finite ones.
-        """
-        ws = self._ws_for(len(xb))
-        out = self._forward_ws(ws, xb, True)
-        loss, grad = self.loss.loss_and_grad(out, yb, ws.grad)
-        if not math.isfinite(loss):
-            raise _NonFinite("loss", loss)
-        correct = self.loss.count_correct(out, yb)
-        self._backward_ws(ws, grad)
-        # One BLAS dot over all gradients: non-finite iff some gradient is (or is ~1e19+).
-        if not math.isfinite(float(np.dot(self._grad_flat, self._grad_flat))):
-            raise _NonFinite("gradient", loss)
-        optimizer.step(self._fit_params, self._grads)
-        return loss, correct
-
-    def _run_epoch(self, X, y, order, batch_size, optimizer, bar):
-        """Train on the rows ``order`` (a permutation) in batches; returns (sum of batch loss *
-        batch size, number correct, number seen).
-
-        Plain MLPs with softmax cross-entropy trained by SGD run whole chunks of steps in one
-        native call (fastnn._fastpath); everything else goes step by step below.
-        """
-        if self._native_epoch is not None and self._native_epoch.applies(optimizer):
-            return self._native_epoch.run_epoch(
-                X, y, order, batch_size, optimizer, bar, self._grads,
-                lambda step: self._diverged(step, _NonFinite("loss", float("nan")), optimizer))
-        with kernels_on_calling_thread():
-            return self._run_epoch_by_layers(X, y, order, batch_size, optimizer, bar)
-
-    def _run_epoch_by_layers(self, X, y, order, batch_size, optimizer, bar):
-        total, correct, seen, step = 0.0, 0, 0, 0
-        scale, shift = self.input_scale, self.input_shift
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            ws = self._ws_for(len(rows))
-            xb = ops.gather_rows(X, rows, scale, shift, ws.x)
-            yb = np.take(y, rows, axis=0, out=ws.target_buffer(y), mode="clip")
-            step += 1
-            try:
-                loss, c = self._train_step(xb, yb, optimizer)
-            except _NonFinite as exc:
-                raise self._diverged(step, exc, optimizer) from None
-            total += loss * len(rows)
-            correct += c
-            seen += len(rows)
-            if bar is not None:
-                bar.update(1)
-                if step % 25 == 0:
-                    bar.set_postfix_str(f"loss={total / seen:.4f}", refresh=False)
-        return total, correct, seen
-
-    def _diverged(self, step, exc, optimizer):
-        return TrainingDivergedError(
-            f"training diverged at epoch {self._epoch}, step {step}: the {exc.what} is not finite "
-            f"(batch loss {exc.loss}). The weights from before this step are kept; try a lower "
-            f"learning rate (lr={optimizer.lr:g}).", epoch=self._epoch, step=step, loss=exc.loss)
-
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             validation_split=0.0, early_stopping=None, shuffle=True, seed=None, callbacks=(),
-            progress=True, schedule=None, initial_epoch=0, resume=None, verbose=None):
+            progress=True, schedule=None, initial_epoch=0, resume=None, verbose=None,
+            sample_weight=None, engine="auto"):
         """Train on X (N, n_features) uint8/float and targets y; returns a History.
 
+        y: class labels (N,) for SoftmaxCrossEntropy; 0/1 labels (N, K) for BinaryCrossEntropy
+        over K outputs ((N,) when K = 1); real targets (N, K) for MSE.
         batch_size larger than the training set is clamped to it; the last batch of an epoch may
         be smaller. optimizer: an Optimizer, or a name ("sgd", "adam": that class's defaults);
         default SGD(lr=0.1, momentum=0.9) (kept as ``self.optimizer``).
-        validation_data=(X_val, y_val), or validation_split in [0, 1): that fraction of the rows
-        (drawn with the fit seed) is held out. early_stopping: patience (int) or EarlyStopping.
-        callbacks: callables f(epoch_index, logs, network), epoch_index 0-based; returning "stop"
-        ends training after that epoch. schedule: sets optimizer.lr per epoch. seed: shuffling
-        and split RNG (default: drawn from the network's RNG). progress: a tqdm bar per epoch.
-        verbose (Keras' setting, overrides progress when given): 0 silent, 1 a progress bar per
-        epoch, 2 one line per epoch on stdout.
+        validation_data=(X_val, y_val) or (X_val, y_val, sample_weight_val), or validation_split
+        in [0, 1): that fraction of the rows (drawn with the fit seed) is held out.
+        early_stopping: patience (int) or EarlyStopping. callbacks: callables
+        f(epoch_index, logs, network), epoch_index 0-based; returning "stop" ends training after
+        that epoch. schedule: sets optimizer.lr per epoch. seed: shuffling and split RNG
+        (default: drawn from the network's RNG). progress: a tqdm bar per epoch. verbose
+        (Keras' setting, overrides progress when given): 0 silent, 1 a progress bar per epoch,
+        2 one line per epoch on stdout.
+
+        sample_weight: None or (N,) real weights, finite, >= 0, not all zero. Each batch's loss
+        is then the weighted mean sum w_i l_i / sum w_i (see fastnn.losses), train_loss and
+        val_loss the weighted means over the epoch's rows; the rows validation_split holds out
+        keep their weights (early stopping follows the weighted val_loss). Accuracies count
+        rows, unweighted.
+
+        engine: "auto" (default: the compiled loop when it can train this network with this
+        optimizer and these arguments, else layer by layer), "compiled" (ValueError saying why
+        when it cannot) or "layers" (one Python step per batch through fastnn.ops: the
+        reference, and what user-defined layers run). The engine does not change the weights
+        beyond rounding.
 
         initial_epoch: epochs already done; training runs epochs initial_epoch+1 .. epochs (the
         schedule, the logs and the History count from there). resume: ``training_state()`` of an
@@ -479,131 +249,23 @@ class Network:
         optimizer): continues that run exactly, with its shuffling and dropout generators,
         schedule position and early-stopping record; give it the same data, arguments and the
         saved optimizer. initial_epoch then defaults to the state's epoch.
-        Raises TrainingDivergedError when the loss or a gradient becomes non-finite, and warns
-        (TrainingUnstableWarning, a RuntimeWarning) once when an epoch's training loss exceeds
-        EXPLOSION_FACTOR (10) times the loss before training (measured on up to 1024 training
-        rows) or 10, whichever is larger: the learning rate is then most likely too high.
+
+        Divergence (both engines): a step whose loss or gradient is not finite is not applied;
+        training stops with TrainingDivergedError (naming the epoch, the step and the learning
+        rate) and the weights are the last finite ones. Fit also warns (TrainingUnstableWarning,
+        a RuntimeWarning) once when an epoch's training loss exceeds EXPLOSION_FACTOR (10) times
+        the loss before training (measured on up to 1024 training rows) or 10, whichever is
+        larger: the learning rate is then most likely too high.
+
+        Raises ValueError / TypeError naming the argument for bad arguments (sample_weight of
+        another shape, NaN/Inf, negative or all zero; an engine name not listed above).
         """
-        epochs = check_positive_int(epochs, "epochs")
-        batch_size = check_positive_int(batch_size, "batch_size")
-        shuffle = _check_bool(shuffle, "shuffle")
-        seed = _check_seed(seed, "seed")
-        resume = _check_resume(resume, seed)
-        initial_epoch = _check_initial_epoch(initial_epoch, resume, epochs)
-        X = self._check_X(X, "X")
-        Y = self._check_targets(y, len(X), "y", "X")
-        self.input_range = _range.union(
-            self.input_range, _range.observed_range(X, self.input_scale, self.input_shift))
-        split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
-        optimizer = SGD(lr=0.1, momentum=0.9) if optimizer is None else get_optimizer(optimizer)
-        progress, epoch_lines = _check_verbose(verbose, progress)
-        stopper = _as_early_stopping(early_stopping)
-        if resume is not None and (resume["early_stopping"] is None) != (stopper is None):
-            raise ValueError("resume: the state was saved from a run "
-                             f"{'with' if stopper is None else 'without'} early stopping; "
-                             "give the same early_stopping")
-        callbacks = _as_callbacks(callbacks)
-        if schedule is not None and not callable(getattr(schedule, "lr_at", None)):
-            raise TypeError(f"schedule: expected an object with lr_at(epoch, base_lr), got {schedule!r}")
-        if resume is not None:
-            fit_seed = resume["seed"]
-        else:
-            fit_seed = int(self._rng.integers(2 ** 63)) if seed is None else seed
-        rng = np.random.default_rng(fit_seed)
-
-        train_rows, val = self._validation_rows(X, Y, validation_data, split, rng)
-        n_train = len(X) if train_rows is None else len(train_rows)
-        batch_size = min(batch_size, n_train)
-        if stopper is not None:
-            stopper.reset(has_validation=val is not None)
-        base_lr = optimizer.lr
-        stopped = False
-        if resume is not None:
-            _set_generator_state(rng, resume["shuffle_rng"], "shuffle_rng")
-            _set_generator_state(self._rng, resume["network_rng"], "network_rng")
-            base_lr, stopped = resume["base_lr"], resume["stopped"]
-            if stopper is not None:
-                stopper.load_state_dict(resume["early_stopping"])
-
-        self.optimizer = optimizer
-        self._fit_params = self.parameters()
-        state = self._fit_state = _FitState(fit_seed, rng, base_lr, stopper)
-        state.capture(self, initial_epoch, stopped)
-        history = History(initial_epoch=initial_epoch)
-        n_steps = -(-n_train // batch_size)
-        # Safety net for a pathological overflow inside the update itself (the per-step checks
-        # stop any update computed from a non-finite loss or gradient).
-        snapshot = [np.empty_like(p) for p in self._fit_params]
-        last_epoch = initial_epoch if stopped else epochs  # a stopped run has nothing left
-        loss_before = self._loss_before_training(X, Y, train_rows) if last_epoch > initial_epoch else None
-        for e in range(initial_epoch, last_epoch):
-            self._epoch = e + 1
-            if schedule is not None:
-                optimizer.lr = schedule.lr_at(e, base_lr)
-            if shuffle:
-                order = rng.permutation(n_train)
-                if train_rows is not None:
-                    order = train_rows[order]
-            else:
-                order = np.arange(n_train) if train_rows is None else train_rows
-            t0 = time.perf_counter()
-            for dst, src in zip(snapshot, self._fit_params):
-                np.copyto(dst, src)
-            bar = _progress_bar(n_steps, e + 1, epochs) if progress else None
-            try:
-                try:
-                    # Overflow is caught by the divergence checks; no RuntimeWarning on the way.
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        total, correct, seen = self._run_epoch(X, Y, order, batch_size, optimizer, bar)
-                except TrainingDivergedError:
-                    if not all(np.isfinite(p).all() for p in self._fit_params):
-                        for dst, src in zip(self._fit_params, snapshot):
-                            np.copyto(dst, src)
-                    raise
-                logs = {"epoch": e + 1, "train_loss": total / seen,
-                        "train_accuracy": accuracy(correct, seen, self.loss, self.n_outputs),
-                        "lr": optimizer.lr}
-                if val is not None:
-                    logs["val_loss"], logs["val_accuracy"] = self._evaluate_prepared(*val, 1024)
-                logs["seconds"] = time.perf_counter() - t0
-                if bar is not None:
-                    bar.set_postfix_str(_format_logs(logs), refresh=True)
-            finally:
-                if bar is not None:
-                    bar.close()
-            history.append(logs)
-            if epoch_lines:
-                print(f"Epoch {e + 1}/{epochs} - {_format_logs(logs)} ({logs['seconds']:.2f} s)", flush=True)
-            if loss_before is not None and logs["train_loss"] > EXPLOSION_FACTOR * max(loss_before, 1.0):
-                warnings.warn(f"the training loss grew from {loss_before:.4g} before training to "
-                              f"{logs['train_loss']:.4g} at epoch {e + 1} (more than "
-                              f"{EXPLOSION_FACTOR:g}x): the learning rate (lr={optimizer.lr:g}) is "
-                              "probably too high", TrainingUnstableWarning, stacklevel=2)
-                loss_before = None  # once per fit
-            # Early stopping records this epoch before the callbacks run, so that a callback
-            # saving training_state() saves the whole epoch.
-            stop = stopper is not None and stopper.update(e, logs, self)
-            state.capture(self, e + 1, stop)
-            for cb in callbacks:
-                if cb(e, dict(logs), self) == "stop":
-                    stop = True
-            if stop:
-                history.stopped_early = e + 1 < epochs
-                break
-        if stopped:
-            history.stopped_early = initial_epoch < epochs
-        if stopper is not None:
-            stopper.restore(self)
-            history._best_epoch = stopper.best_epoch
-        return history
-
-    def _loss_before_training(self, X, Y, train_rows):
-        """Mean loss of the current weights on the first EXPLOSION_SAMPLE training rows (None
-        when it is not finite: the divergence checks handle that)."""
-        rows = np.arange(min(len(X), EXPLOSION_SAMPLE)) if train_rows is None else train_rows[:EXPLOSION_SAMPLE]
-        with np.errstate(over="ignore", invalid="ignore"):
-            loss = self._evaluate_prepared(X, Y, rows, EXPLOSION_SAMPLE)[0]
-        return loss if math.isfinite(loss) and loss > 0 else None
+        return _training.fit(
+            self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+            validation_data=validation_data, validation_split=validation_split,
+            early_stopping=early_stopping, shuffle=shuffle, seed=seed, callbacks=callbacks,
+            progress=progress, schedule=schedule, initial_epoch=initial_epoch, resume=resume,
+            verbose=verbose, sample_weight=sample_weight, engine=engine)
 
     def training_state(self):
         """Where the current (or last) fit stands after its last completed epoch, for
@@ -619,47 +281,37 @@ class Network:
                                "or after fit)")
         return self._fit_state.as_dict()
 
-    def _validation_rows(self, X, Y, validation_data, split, rng):
-        """(training row indices or None for all rows, (X_val, Y_val, val rows or None) or None)."""
-        if validation_data is not None:
-            if split:
-                raise ValueError("give validation_data or validation_split, not both")
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data: expected a pair (X_val, y_val)")
-            Xv = self._check_X(validation_data[0], "validation_data[0]")
-            Yv = self._check_targets(validation_data[1], len(Xv), "validation_data[1]",
-                                     "validation_data[0]")
-            return None, (Xv, Yv, None)
-        if not split:
-            return None, None
-        n_val = max(1, int(len(X) * split))
-        if n_val >= len(X):
-            raise ValueError(f"validation_split={split} leaves no training rows out of {len(X)}")
-        perm = rng.permutation(len(X))
-        return np.sort(perm[n_val:]), (X, Y, np.sort(perm[:n_val]))
-
     # -- inference ----------------------------------------------------------------------------
 
-    def _evaluate_prepared(self, X, Y, rows, batch_size):
+    def _evaluate_prepared(self, X, Y, rows, batch_size, W=None):
+        """(weighted mean loss over the rows, accuracy); the loss is NaN when their weights
+        sum to 0."""
         n = len(X) if rows is None else len(rows)
-        total, correct = 0.0, 0
+        total, wsum, correct = 0.0, 0.0, 0
         with blas_threads_limited():  # see _outputs
             for start in range(0, n, batch_size):
                 r = np.arange(start, min(start + batch_size, n)) if rows is None else rows[start:start + batch_size]
                 ws = self._ws_for(len(r))
                 out = self._forward_ws(ws, self._gather(X, r, ws), False)
                 yb = np.take(Y, r, axis=0, out=ws.target_buffer(Y), mode="clip")
-                loss, _ = self.loss.loss_and_grad(out, yb, ws.grad)
-                total += loss * len(r)
+                wb = None if W is None else np.take(W, r, out=ws.target_buffer(W), mode="clip")
+                loss, _ = self.loss.loss_and_grad(out, yb, ws.grad, wb)
+                w = weight_sum(wb, len(r))
+                total += loss * w
+                wsum += w
                 correct += self.loss.count_correct(out, yb)
-        return total / n, accuracy(correct, n, self.loss, self.n_outputs)
+        mean = total / wsum if wsum > 0 else math.nan
+        return mean, accuracy(correct, n, self.loss, self.n_outputs)
 
-    def evaluate(self, X, y, batch_size=1024):
+    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
         """(mean loss, accuracy) as floats over X (N, n_features) and targets y; accuracy is NaN
-        when the loss defines none."""
+        when the loss defines none. sample_weight: None or (N,) weights (as fit takes them):
+        the loss is then the weighted mean; the accuracy counts rows."""
         batch_size = check_positive_int(batch_size, "batch_size")
         X = self._check_X(X, "X")
-        return self._evaluate_prepared(X, self._check_targets(y, len(X), "y", "X"), None, batch_size)
+        Y = self._check_targets(y, len(X), "y", "X")
+        W = check_sample_weight(sample_weight, len(X), self.dtype)
+        return self._evaluate_prepared(X, Y, None, batch_size, W)
 
     def _outputs(self, X, batch_size):
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -689,7 +341,7 @@ class Network:
         if not (type(X) is np.ndarray and X.ndim == 2 and X.shape[1] == self.n_features
                 and X.shape[0] and X.dtype in _INPUT_DTYPES and X.flags.c_contiguous):
             X = self._check_X(X, "X")
-        head = _inference.head(self.loss, method)
+        head = _inference.head(self.loss, method, self.n_outputs)
         out = _core.infer(plan, X, _core.HEAD_OUTPUTS if head is None else head)
         if out is None:  # NaN/Inf or overflow once scaled: _check_X says where
             self._check_X(X, "X")
@@ -699,8 +351,9 @@ class Network:
         return getattr(self.loss, method)(out) if head is None else out
 
     def predict(self, X, batch_size=1024):
-        """Predictions for X (N, n_features): class labels (N,) for the cross-entropy losses,
-        outputs (N, n_outputs) for MSE.
+        """Predictions for X (N, n_features): class labels (N,) for SoftmaxCrossEntropy and for
+        BinaryCrossEntropy with one output, a 0/1 int64 matrix (N, K) for BinaryCrossEntropy
+        over K > 1 outputs (multi-label), outputs (N, n_outputs) for MSE.
 
         The whole forward pass runs in one compiled call, in blocks of 64 rows (batch_size is
         checked but no longer needed): on the calling thread, or for 512 rows and more shared
@@ -714,7 +367,8 @@ class Network:
 
     def predict_proba(self, X, batch_size=1024):
         """Probabilities: softmax (N, K) for SoftmaxCrossEntropy, P(class 1) (N,) for
-        BinaryCrossEntropy, the outputs for MSE; computed (and warned about) as predict() is."""
+        BinaryCrossEntropy with one output and the K sigmoids (N, K) with K > 1, the outputs for
+        MSE; computed (and warned about) as predict() is."""
         return self._infer(X, batch_size, "predict_proba")
 
     # -- validation ---------------------------------------------------------------------------
@@ -815,6 +469,10 @@ class Network:
         Inputs and outputs are described in :mod:`fastnn.export_onnx`. Needs the onnx extra
         (``pip install ".[onnx]"``; an ImportError saying so otherwise).
         """
+        from .losses import BinaryCrossEntropy
+        if isinstance(self.loss, BinaryCrossEntropy) and self.n_outputs > 1:
+            raise ValueError(f"to_onnx: a multi-label network (BinaryCrossEntropy over "
+                             f"{self.n_outputs} outputs) has no ONNX export yet")
         from .export_onnx import save_onnx
         return save_onnx(self, path)
 
@@ -832,140 +490,3 @@ def _check_finite(X, argname, chunk=1 << 22):
     if n_bad:
         row, col = divmod(first, X.shape[1])
         raise ValueError(f"{argname}: {n_bad} NaN/Inf value(s); the first at row {row}, column {col}")
-
-
-class _FitState:
-    """The resumable state of a fit, captured at the start and after every epoch."""
-
-    def __init__(self, seed, rng, base_lr, stopper):
-        self.seed, self.rng, self.base_lr, self.stopper = seed, rng, base_lr, stopper
-        self.captured = None
-
-    def capture(self, network, epoch, stopped):
-        # Generator states only change inside an epoch, so this is exact for "after epoch".
-        self.captured = {"epoch": epoch, "seed": self.seed,
-                         "shuffle_rng": self.rng.bit_generator.state,
-                         "network_rng": network._rng.bit_generator.state,
-                         "base_lr": self.base_lr, "stopped": bool(stopped)}
-
-    def as_dict(self):
-        d = copy.deepcopy(self.captured)
-        # The stopper only changes at epoch ends (update) and after the loop (restore, which
-        # leaves its record alone), so its current record belongs to the captured epoch.
-        d["early_stopping"] = None if self.stopper is None else self.stopper.state_dict()
-        return d
-
-
-_RESUME_KEYS = ("epoch", "seed", "shuffle_rng", "network_rng", "base_lr", "stopped", "early_stopping")
-
-
-def _check_resume(resume, seed):
-    """Validate a training_state() dict (None passes); returns it."""
-    if resume is None:
-        return None
-    if not isinstance(resume, dict) or any(k not in resume for k in _RESUME_KEYS):
-        raise TypeError("resume: expected the dict of Network.training_state() with keys "
-                        f"{', '.join(_RESUME_KEYS)}")
-    _check_seed(resume["seed"], "resume['seed']")
-    if resume["seed"] is None:
-        raise ValueError("resume['seed']: expected a non-negative integer, got None")
-    if seed is not None and seed != resume["seed"]:
-        raise ValueError(f"seed: {seed} differs from the resumed run's seed {resume['seed']}")
-    check_real(resume["base_lr"], "resume['base_lr']", low=0.0)
-    if not isinstance(resume["stopped"], bool):
-        raise TypeError(f"resume['stopped']: expected True or False, got {resume['stopped']!r}")
-    for key in ("shuffle_rng", "network_rng"):
-        if not isinstance(resume[key], dict):
-            raise TypeError(f"resume['{key}']: expected a bit-generator state dict")
-    return resume
-
-
-def _check_initial_epoch(initial_epoch, resume, epochs):
-    if isinstance(initial_epoch, (bool, np.bool_)) or not isinstance(initial_epoch, numbers.Integral):
-        raise TypeError(f"initial_epoch: expected a non-negative integer, got {initial_epoch!r}")
-    initial_epoch = int(initial_epoch)
-    if resume is not None:
-        done = resume["epoch"]
-        if isinstance(done, bool) or not isinstance(done, int) or done < 0:
-            raise ValueError(f"resume['epoch']: expected a non-negative integer, got {done!r}")
-        if initial_epoch not in (0, done):
-            raise ValueError(f"initial_epoch: {initial_epoch} differs from the resumed state's "
-                             f"epoch {done}")
-        initial_epoch = done
-    if not 0 <= initial_epoch <= epochs:
-        raise ValueError(f"initial_epoch: expected an integer in [0, epochs={epochs}], got {initial_epoch}")
-    return initial_epoch
-
-
-def _set_generator_state(rng, state, name):
-    try:
-        rng.bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"resume['{name}']: not a state of this {type(rng.bit_generator).__name__} "
-                         f"generator ({exc})") from None
-
-
-def _check_verbose(verbose, progress):
-    """(progress bar?, one line per epoch?) from fit's verbose and progress arguments."""
-    if verbose is None:
-        return bool(progress), False
-    if isinstance(verbose, (bool, np.bool_)):
-        verbose = int(verbose)
-    if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
-        raise ValueError(f"verbose: expected 0 (silent), 1 (progress bar) or 2 (one line per "
-                         f"epoch), got {verbose!r}")
-    return verbose == 1, verbose == 2
-
-
-def _check_bool(value, argname):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{argname}: expected True or False, got {value!r}")
-    return bool(value)
-
-
-def _check_seed(seed, argname):
-    """None or a non-negative integer (what np.random.default_rng takes as a plain seed)."""
-    if seed is None:
-        return None
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{argname}: expected None or a non-negative integer, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"{argname}: expected None or a non-negative integer, got {seed}")
-    return int(seed)
-
-
-def _as_early_stopping(value):
-    if value is None or isinstance(value, EarlyStopping):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"early_stopping: expected None, a patience (int) or EarlyStopping, got {value!r}")
-    return EarlyStopping(patience=value)
-
-
-def _as_callbacks(callbacks):
-    if callbacks is None:
-        return []
-    if callable(callbacks):
-        callbacks = [callbacks]
-    callbacks = list(callbacks)
-    for i, cb in enumerate(callbacks):
-        if not callable(cb):
-            raise TypeError(f"callbacks[{i}]: expected a callable f(epoch_index, logs, network), got {cb!r}")
-    return callbacks
-
-
-def _format_logs(logs):
-    parts = [f"loss={logs['train_loss']:.4f}"]
-    if not math.isnan(logs["train_accuracy"]):
-        parts.append(f"acc={logs['train_accuracy']:.4f}")
-    if "val_loss" in logs:
-        parts.append(f"val_loss={logs['val_loss']:.4f}")
-        if not math.isnan(logs["val_accuracy"]):
-            parts.append(f"val_acc={logs['val_accuracy']:.4f}")
-    return " ".join(parts)
-
-
-def _progress_bar(total, epoch, epochs):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=f"Epoch {epoch}/{epochs}", unit="step", leave=True,
-                dynamic_ncols=True)

@@ -4,6 +4,7 @@ import pytest
 
 import fastnn
 from fastnn._fastpath import ThreadChooser
+from fastnn._training import unsupported_reason
 from fastnn.errors import TrainingDivergedError
 
 
@@ -75,7 +76,7 @@ def test_native_loop_stops_at_a_non_finite_loss():
     y = rng.integers(0, 3, size=600)
     X = (rng.standard_normal((3, 20)) * 3)[y] + rng.standard_normal((600, 20))
     net = fastnn.Network([fastnn.Linear(20, 32), fastnn.ReLU(), fastnn.Linear(32, 3)], seed=0)
-    assert net._native_epoch is not None
+    assert unsupported_reason(net, fastnn.SGD(lr=1e3), None) is None
     with pytest.raises(TrainingDivergedError, match=r"epoch \d+, step \d+.*lower learning rate"):
         net.fit(X, y, epochs=5, batch_size=32, optimizer=fastnn.SGD(lr=1e3, momentum=0.9),
                 progress=False, seed=0)
@@ -142,13 +143,12 @@ def _adam_fit(dtype, paths, weight_decay=1e-3):
     X, y = _data()
     net = fastnn.Network([fastnn.Linear(20, 24), fastnn.Tanh(), fastnn.Linear(24, 4)],
                          input_scale=1 / 255, seed=3, dtype=dtype)
-    native = net._native_epoch
-    assert native is not None
     optimizer = fastnn.Adam(lr=0.01, weight_decay=weight_decay)
     losses = []
     for epoch, path in enumerate(paths):
-        net._native_epoch = native if path == "native" else None
-        history = net.fit(X, y, epochs=1, batch_size=32, optimizer=optimizer, seed=epoch, progress=False)
+        engine = "compiled" if path == "native" else "layers"
+        history = net.fit(X, y, epochs=1, batch_size=32, optimizer=optimizer, seed=epoch,
+                          progress=False, engine=engine)
         losses += history.train_loss
     return net.parameters(), losses, optimizer
 
@@ -183,7 +183,7 @@ def _train_by_layers(threads, seed=3):
     fastnn.set_num_threads(threads)
     net = fastnn.Network([fastnn.Linear(20, 300), fastnn.ReLU(), fastnn.Dropout(0.2),
                           fastnn.Linear(300, 4)], input_scale=1 / 255, seed=seed)
-    assert net._native_epoch is None or not net._native_epoch.applies(fastnn.SGD(lr=0.1))
+    assert unsupported_reason(net, fastnn.SGD(lr=0.1), None) is not None
     X, y = _data(n=2000)
     net.fit(X, y, epochs=2, batch_size=256, optimizer=fastnn.SGD(lr=0.1, momentum=0.9),
             progress=False, seed=seed)

@@ -22,6 +22,7 @@ import fastnn
 import synthetic
 from fastnn import (MSE, SGD, BinaryCrossEntropy, Linear, Network, ReLU, TrainingDivergedError,
                     ops, reference)
+from fastnn import _training
 from fastnn.datasets import DatasetError, load_idx
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -558,24 +559,25 @@ def test_divergence_stops_at_the_first_non_finite_loss_with_the_last_finite_weig
     # bit for bit (its default split sums partial products in another order).
     monkeypatch.setattr("fastnn._fastpath.N_PARTS", 1)
     native = Network([Linear(20, 32), ReLU(), Linear(32, 3)], seed=0)
-    assert native._native_epoch is not None
-    error = diverging_fit(native)
+    error = diverging_fit(native, engine="compiled")
     assert (error.epoch, error.step) == (1, 9)
+    assert re.fullmatch(r"training diverged at epoch 1, step 9: the loss is not finite\. The "
+                        r"weights from before this step are kept; try a lower learning rate "
+                        r"\(lr=1000\)\.", str(error))
+
+    python_path = Network([Linear(20, 32), ReLU(), Linear(32, 3)], seed=0)
+    before_each_step = []
+    real_step = _training.LayerEngine.step
+
+    def recording_step(*args):
+        before_each_step.append([p.copy() for p in python_path.parameters()])
+        return real_step(*args)
+
+    monkeypatch.setattr(_training.LayerEngine, "step", recording_step)
+    error = diverging_fit(python_path, engine="layers")
     assert re.fullmatch(r"training diverged at epoch 1, step 9: the loss is not finite \(batch "
                         r"loss nan\)\. The weights from before this step are kept; try a lower "
                         r"learning rate \(lr=1000\)\.", str(error))
-
-    python_path = Network([Linear(20, 32), ReLU(), Linear(32, 3)], seed=0)
-    python_path._native_epoch = None
-    before_each_step = []
-    real_step = python_path._train_step
-
-    def recording_step(xb, yb, optimizer):
-        before_each_step.append([p.copy() for p in python_path.parameters()])
-        return real_step(xb, yb, optimizer)
-
-    python_path._train_step = recording_step
-    error = diverging_fit(python_path)
     assert (error.epoch, error.step) == (1, 9) and len(before_each_step) == 9
     for p, q, r in zip(native.parameters(), python_path.parameters(), before_each_step[-1]):
         assert np.isfinite(p).all()

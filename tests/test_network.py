@@ -10,6 +10,7 @@ from fastnn.losses import MSE, BinaryCrossEntropy
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam
 from fastnn._native import core as _core
+from fastnn import _training
 
 ACT = {
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
@@ -101,11 +102,10 @@ def test_fused_blocks_call_fused_kernels(monkeypatch):
                  "relu_backward", "softmax_cross_entropy"):
         _spy(monkeypatch, name, calls)
     net = Network([Linear(6, 5), Sigmoid(), Linear(5, 4), ReLU(), Linear(4, 3)], seed=0)
-    net._native_epoch = None  # the layer-by-layer path (the native loop calls no ops)
     X, y = small_data()
     # Only the training steps' calls: not the loss measured before training (explosion check).
-    monkeypatch.setattr(Network, "_loss_before_training", lambda *args: None)
-    net.fit(X, y, epochs=1, batch_size=64, progress=False, seed=0)
+    monkeypatch.setattr(_training, "_loss_before_training", lambda *args: None)
+    net.fit(X, y, epochs=1, batch_size=64, progress=False, seed=0, engine="layers")
     names = [c[0] for c in calls]
     assert names.count("linear_forward") == 3
     assert names.count("linear_backward") == 3
@@ -129,10 +129,9 @@ def test_native_epoch_matches_layer_by_layer(dtype, optimizer):
     """The native whole-epoch loop and the op-by-op path train to the same weights."""
     X, y = small_data()
     fast, slow = _mlp(dtype), _mlp(dtype)
-    assert fast._native_epoch is not None
-    slow._native_epoch = None
-    for net in (fast, slow):
-        h = net.fit(X, y, epochs=3, batch_size=16, optimizer=SGD(**optimizer), progress=False, seed=1)
+    for net, engine in ((fast, "compiled"), (slow, "layers")):
+        net.fit(X, y, epochs=3, batch_size=16, optimizer=SGD(**optimizer), progress=False, seed=1,
+                engine=engine)
     rtol = 2e-4 if dtype == "float32" else 1e-10
     for a, b in zip(fast.parameters(), slow.parameters()):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
@@ -153,7 +152,11 @@ def test_native_epoch_is_used_only_where_it_applies(monkeypatch):
     dropout = Network([Linear(6, 5), ReLU(), Dropout(0.2), Linear(5, 3)], seed=0)
     dropout.fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
     assert not calls
-    assert dropout._native_epoch is None
+    assert "Dropout" in _training.unsupported_reason(dropout, SGD(lr=0.1), None)
+    _mlp("float32").fit(X, y, epochs=1, progress=False, seed=0, sample_weight=np.ones(len(X)))
+    assert not calls  # sample weights: layer by layer for now
+    _mlp("float32").fit(X, y, epochs=1, progress=False, seed=0, engine="layers")
+    assert not calls
 
 
 def test_unfusable_orders_use_unfused_ops(monkeypatch):
@@ -258,7 +261,7 @@ def test_training_step_allocates_no_arrays():
     try:
         base = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
-        net._run_epoch(X, Y, order, 64, opt, None)
+        _training.LayerEngine(net, opt, X, Y, None, 64).run_epoch(order, net._rng, None, None)
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
@@ -354,13 +357,13 @@ def test_non_finite_inputs_refused_with_count_and_position(net, bad):
         net.predict(X)
 
 
-def test_batch_larger_than_data_is_clamped(net):
+def test_batch_larger_than_data_is_clamped(net, monkeypatch):
     X, y = small_data(n=10)
     calls = []
-    real = net._run_epoch
-    net._run_epoch = lambda *a: (calls.append(a[3]), real(*a))[1]
+    real = _training.make_engine
+    monkeypatch.setattr(_training, "make_engine", lambda *a: (calls.append(a[5]), real(*a))[1])
     history = net.fit(X, y, epochs=2, batch_size=1000, progress=False)
-    assert calls == [10, 10] and history.epochs == 2
+    assert calls == [10] and history.epochs == 2
 
 
 def test_integer_and_bool_inputs_are_converted(net):

@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastnn  # noqa: E402
+from fastnn._training import unsupported_reason  # noqa: E402
 from fastnn.sklearn import MLPClassifier  # noqa: E402
 
 # The small fits below stop at max_iter on purpose, and scikit-learn's checks fit a few rows
@@ -314,8 +315,7 @@ def test_predictions_match_network_with_the_same_weights():
 def test_sgd_uses_the_native_epoch_loop():
     X, y = _blobs()
     est = _fit_quiet(MLPClassifier(solver="sgd", **SMALL), X, y)
-    native = est.network_._native_epoch
-    assert native is not None and native.applies(est._optimizer)
+    assert unsupported_reason(est.network_, est._optimizer, None) is None
 
 
 def test_fit_is_deterministic_and_pickles():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import synthetic
+from fastnn import _training
 from fastnn.errors import TrainingDivergedError
 from fastnn.history import EarlyStopping, History
 from fastnn.layers import Dropout, Linear, ReLU, Sigmoid, Tanh
@@ -108,12 +109,23 @@ def test_same_seed_gives_bit_identical_weights():
 
 # -- validation, history, schedules, callbacks ------------------------------------------------
 
-def test_validation_split_holds_rows_out():
+class EpochSpy:
+    """An engine that records the rows of each epoch, then trains with the real one."""
+
+    def __init__(self, engine, orders):
+        self.engine, self.orders = engine, orders
+
+    def run_epoch(self, order, *rest):
+        self.orders.append(np.array(order))
+        return self.engine.run_epoch(order, *rest)
+
+
+def test_validation_split_holds_rows_out(monkeypatch):
     X, y = blobs(n=1000)
     net = mlp()
     orders = []
-    real = net._run_epoch
-    net._run_epoch = lambda *a: (orders.append(np.array(a[2])), real(*a))[1]
+    real = _training.make_engine
+    monkeypatch.setattr(_training, "make_engine", lambda *a: EpochSpy(real(*a), orders))
     history = net.fit(X, y, epochs=3, validation_split=0.2, progress=False, seed=0)
     assert [len(o) for o in orders] == [800, 800, 800]
     assert all(set(o) == set(orders[0]) for o in orders)
@@ -220,20 +232,19 @@ def test_divergence_raises_and_keeps_finite_weights(layers, loss):
     assert all(np.isfinite(p).all() for p in net.parameters())
 
 
-def test_divergence_keeps_the_weights_from_before_the_failing_step():
+def test_divergence_keeps_the_weights_from_before_the_failing_step(monkeypatch):
     X, y = blobs(n=512)
     net = Network([Linear(20, 32), ReLU(), Linear(32, 3)], seed=0)
-    net._native_epoch = None  # _train_step is the layer-by-layer path's
     before = []
-    real_step = net._train_step
+    real_step = _training.LayerEngine.step
 
-    def recording_step(xb, yb, optimizer):
+    def recording_step(*args):
         before[:] = [p.copy() for p in net.parameters()]
-        return real_step(xb, yb, optimizer)
+        return real_step(*args)
 
-    net._train_step = recording_step
+    monkeypatch.setattr(_training.LayerEngine, "step", recording_step)
     with pytest.raises(TrainingDivergedError):
-        net.fit(X, y, epochs=5, optimizer=SGD(lr=1e3), progress=False, seed=0)
+        net.fit(X, y, epochs=5, optimizer=SGD(lr=1e3), progress=False, seed=0, engine="layers")
     assert before, "no step was recorded"
     for p, q in zip(net.parameters(), before):
         np.testing.assert_array_equal(p, q)

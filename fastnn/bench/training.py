@@ -73,10 +73,11 @@ def _mean_loss_and_accuracy(loss_sum, correct, seen):
 
 class FastnnTrainer:
     """fastnn.Network + fastnn.SGD. epoch() is ``Network.fit`` for one epoch (progress off);
-    train_rows() is the loop fit runs (``Network._run_epoch``), for single steps.
+    train_rows() is the engine fit runs (``run_epoch`` of fastnn._training's engines), for
+    single steps.
 
-    native=False disables the compiled whole-epoch loop, so steps go layer by layer through
-    fastnn.ops from Python: what networks off the fast path (Dropout, Adam, ...) run.
+    native=False trains layer by layer (``engine="layers"``): steps go through fastnn.ops from
+    Python, as for networks the compiled engine does not run.
     """
 
     def __init__(self, params, batch_size, native=True):
@@ -84,13 +85,12 @@ class FastnnTrainer:
 
         self.name = "fastnn" if native else "fastnn (layer by layer)"
         self.batch_size = batch_size
+        self.engine_name = "compiled" if native else "layers"
         self.net = fastnn_network(INIT_SEED)
         for dst, src in zip(self.net.parameters(), params):
             dst[...] = src
-        if not native:
-            self.net._native_epoch = None
         self.optimizer = fastnn.SGD(lr=LEARNING_RATE, momentum=MOMENTUM)
-        self.net._fit_params = self.net.parameters()  # what fit sets before _run_epoch
+        self._engine = None  # (X, y, engine) of the last train_rows data
 
     def parameters(self):
         return self.net.parameters()
@@ -98,12 +98,24 @@ class FastnnTrainer:
     def train_rows(self, X, y, order):
         import numpy as np
 
+        from .._training import diverged_error, make_engine
+
+        if self._engine is None or self._engine[0] is not X or self._engine[1] is not y:
+            engine = make_engine(self.net, self.optimizer, X, y, None, self.batch_size,
+                                 self.engine_name)
+            self._engine = (X, y, engine)
+
+        def on_diverged(step, what=None, loss=None):
+            return diverged_error(1, step, self.optimizer, what, loss)
+
         with np.errstate(over="ignore", invalid="ignore"):
-            return self.net._run_epoch(X, y, order, self.batch_size, self.optimizer, None)
+            total, _, correct, seen = self._engine[2].run_epoch(
+                np.ascontiguousarray(order, dtype=np.int64), self.net._rng, None, on_diverged)
+        return total, correct, seen
 
     def epoch(self, X, y, seed):
         history = self.net.fit(X, y, epochs=1, batch_size=self.batch_size, optimizer=self.optimizer,
-                               seed=seed, progress=False)
+                               seed=seed, progress=False, engine=self.engine_name)
         return history.train_loss[0], history.train_accuracy[0]
 
 
