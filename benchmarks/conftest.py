@@ -9,21 +9,23 @@ import os
 
 import pytest
 
-from fastnn import bench
+from fastnn.bench import machine
+from fastnn.bench.training import training_setup
 
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request):
     """Pin fastnn's kernels, both OpenBLAS copies (numpy's and scipy's) and torch to 1 or 2
     threads for the test: two unpinned pools on two cores slow each other down many times."""
-    bench.set_threads(request.param)
+    machine.set_threads(request.param)
     try:
         yield request.param
     finally:
-        bench.set_threads(os.cpu_count() or 1)
+        machine.set_threads(os.cpu_count() or 1)
 
 
 @pytest.fixture(scope="session")
 def training():
-    """bench.TrainingSetup: MNIST training images (uint8) and labels, starting parameters."""
-    return bench.training_setup()
+    """fastnn.bench.training.TrainingSetup: MNIST training images (uint8) and labels, starting
+    parameters."""
+    return training_setup()

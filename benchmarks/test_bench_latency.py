@@ -5,7 +5,9 @@ fastnn's. pytest-benchmark's min/median are per call; ``fastnn bench --latency``
 import numpy as np
 import pytest
 
-from fastnn import bench, bench_latency
+from fastnn.bench import latency as bench_latency
+from fastnn.bench.machine import set_threads
+from fastnn.bench.training import INIT_SEED, fastnn_network
 from fastnn.datasets import load_mnist
 
 NEEDS = {"torch": "torch", "onnxruntime": "onnxruntime"}
@@ -13,8 +15,8 @@ NEEDS = {"torch": "torch", "onnxruntime": "onnxruntime"}
 
 @pytest.fixture(scope="module")
 def funcs():
-    bench.set_threads(1)
-    return bench_latency.contenders(bench._fastnn_network(bench.INIT_SEED))
+    set_threads(1)
+    return bench_latency.contenders(fastnn_network(INIT_SEED))
 
 
 @pytest.mark.parametrize("contender", ["fastnn", "numpy", "torch", "onnxruntime"])

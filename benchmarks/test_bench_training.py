@@ -3,7 +3,7 @@ and one epoch by fastnn, the NumPy ReferenceMLP, PyTorch (skipped when missing) 
 products alone ("matmul-only", the limit), at batch 16, 32, 128 and 512, 1 and 2 threads.
 
 Every test first trains its contender and the reference from the same start on the same few
-batches and checks that weights and loss agree (fastnn.bench.check_agreement).
+batches and checks that weights and loss agree (fastnn.bench.training.check_agreement).
 
 Epochs are full (60000 rows) when timing. With ``--benchmark-disable`` (CI: correctness only)
 each body runs once on the first STEPS_WHEN_DISABLED batches instead, to keep the run short.
@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from fastnn import bench
+from fastnn.bench import training as bench_training
 
 EPOCH_CONTENDERS = ("fastnn", "reference", "torch", "matmul-only")
 STEP_CONTENDERS = ("fastnn", "fastnn-layerwise", "reference", "torch", "matmul-only")
@@ -24,12 +24,12 @@ def _checked_trainer(name, setup, batch_size):
     if name == "torch":
         pytest.importorskip("torch")
     # The reference is checked against fastnn, every other contender against the reference.
-    bench.check_agreement(setup, batch_size, ["fastnn"] if name == "reference" else [name])
-    return bench.make_trainer(name, setup.params, batch_size)
+    bench_training.check_agreement(setup, batch_size, ["fastnn"] if name == "reference" else [name])
+    return bench_training.make_trainer(name, setup.params, batch_size)
 
 
 @pytest.mark.parametrize("name", EPOCH_CONTENDERS)
-@pytest.mark.parametrize("batch_size", bench.BATCH_SIZES)
+@pytest.mark.parametrize("batch_size", bench_training.BATCH_SIZES)
 def test_epoch(benchmark, threads, training, batch_size, name):
     trainer = _checked_trainer(name, training, batch_size)
     X, y = training.X, training.y
@@ -46,10 +46,10 @@ def test_epoch(benchmark, threads, training, batch_size, name):
 
 
 @pytest.mark.parametrize("name", STEP_CONTENDERS)
-@pytest.mark.parametrize("batch_size", bench.BATCH_SIZES)
+@pytest.mark.parametrize("batch_size", bench_training.BATCH_SIZES)
 def test_step(benchmark, threads, training, batch_size, name):
     trainer = _checked_trainer(name, training, batch_size)
-    rows = bench.epoch_order(len(training.X), 5)[:batch_size]
+    rows = bench_training.epoch_order(len(training.X), 5)[:batch_size]
     benchmark.group = f"one step, batch {batch_size} | {threads} thread(s)"
     benchmark.extra_info.update(contender=name, threads=threads)
     loss_sum, correct, seen = benchmark(trainer.train_rows, training.X, training.y, rows)

@@ -16,11 +16,17 @@ import itertools
 import json
 import math
 import os
+import shlex
 import tempfile
 import time
 
-from . import cli
-from .cli import UserError
+from ._argtypes import positive_int
+from .cli.data import loaded_data_kept
+from .cli.interrupt import Interrupted, Terminated
+from .cli.options import RaisingParser, add_output_flags, add_run_options, check_writable_location
+from .cli.output import (PROG, UserError, finite_or_null, human_stream, print_warning,
+                         user_error_message)
+from .cli.train import parse_train_options, train
 from .errors import MissingExtra
 
 FORMAT = "fastnn-sweep"
@@ -49,7 +55,7 @@ def add_arguments(p):
     """The sweep's options: every `fastnn train` run option taking several values, then its own."""
     _add_grid_options(p, grouped=True)
     run = p.add_argument_group("running")
-    run.add_argument("--jobs", type=cli.positive_int, default=1, metavar="N",
+    run.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                      help="run N trials at once in local worker processes, each with "
                           "cores // N threads")
     run.add_argument("--threads", action=_ThreadsAreSetPerTrial, nargs="?", help=argparse.SUPPRESS)
@@ -69,7 +75,7 @@ def add_arguments(p):
     output.add_argument("--plot", metavar="PATH",
                         help="overlay the trials' validation (else training) accuracy curves in "
                              "one PNG (needs matplotlib)")
-    cli._add_output_flags(output, "the trials (a 'trials' list)")
+    add_output_flags(output, "the trials (a 'trials' list)")
 
 
 class _ThreadsAreSetPerTrial(argparse.Action):
@@ -81,8 +87,8 @@ class _ThreadsAreSetPerTrial(argparse.Action):
 
 
 def _run_option_groups():
-    """The argument groups of `fastnn train`'s run options (cli.add_run_options), by title."""
-    return cli.add_run_options(argparse.ArgumentParser(add_help=False))
+    """The argument groups of `fastnn train`'s run options (add_run_options), by title."""
+    return add_run_options(argparse.ArgumentParser(add_help=False))
 
 
 def swept_actions():
@@ -121,7 +127,7 @@ def _add_swept(group, action):
 
 def grid_parser():
     """A parser of the grid options alone (what sweep.json's "options" holds)."""
-    p = cli._RaisingParser(prog=f"{cli.PROG} sweep")
+    p = RaisingParser(prog=f"{PROG} sweep")
     _add_grid_options(p, grouped=False)
     return p
 
@@ -256,21 +262,21 @@ def run_trial(trial_id, options, threads=None, save_model=False):
     "error", the message `fastnn train` would print. Errors that are not the user's propagate."""
     started = time.perf_counter()
     try:
-        args = cli.parse_train_options([*options, "--quiet"])
+        args = parse_train_options([*options, "--quiet"])
         if threads is not None:
             args.threads = threads
         # The trials run in one process share the dataset.
-        with cli.loaded_data_kept(), tempfile.TemporaryDirectory(prefix="fastnn-trial-") as tmp:
+        with loaded_data_kept(), tempfile.TemporaryDirectory(prefix="fastnn-trial-") as tmp:
             if save_model:
                 args.save = os.path.join(tmp, MODEL_FILE)
-            result, _ = cli.train(args, started)
+            result, _ = train(args, started)
             if save_model:
                 with open(args.save, "rb") as f:
                     result["model"] = f.read()
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - user errors become failed trials, others propagate
-        message = cli._user_error_message(exc)
+        message = user_error_message(exc)
         if message is None:
             raise
         return {"id": trial_id, "status": "failed", "error": " ".join(message.split())}
@@ -395,7 +401,7 @@ def _write_trial(directory, result):
 def _write_json(path, value):
     from ._atomic import atomic_write
     with atomic_write(path, "w") as f:
-        json.dump(cli._finite_or_null(value), f, indent=1, allow_nan=False)
+        json.dump(finite_or_null(value), f, indent=1, allow_nan=False)
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -405,7 +411,7 @@ def run(args, started):
     if args.scheduler and args.jobs != 1:
         raise UserError("--jobs applies to local workers; with --scheduler the cluster decides")
     if args.plot:
-        cli._check_writable_location("--plot", args.plot)
+        check_writable_location("--plot", args.plot)
         from .plotting import require_matplotlib
         require_matplotlib()
     directory, options, finished = _prepare_output(args)
@@ -415,7 +421,7 @@ def run(args, started):
             float(t.params.get("val_split") or 0) > 0 for t in trials):
         raise UserError(f"--sort-by {args.sort_by} needs --val-split (no trial holds out "
                         "validation rows)")
-    human = cli._human_stream(args)
+    human = human_stream(args)
     pending = [t for t in trials if t.id not in finished]
     if human:
         done = f", {len(trials) - len(pending)} already done in {directory}" if finished else ""
@@ -427,7 +433,7 @@ def run(args, started):
         from ._cpulimits import available_cores
         cores, source = available_cores()
         if min(args.jobs, len(pending)) > cores:
-            cli._print_warning(f"--jobs {args.jobs}: more workers than the {cores} cores this "
+            print_warning(f"--jobs {args.jobs}: more workers than the {cores} cores this "
                                f"process may use (limited by {source}); each runs one thread "
                                "and they share the cores")
     results = dict(finished)
@@ -442,7 +448,7 @@ def run(args, started):
             if human:
                 print(f"  {_progress_line(result, trials, varied)}", file=human, flush=True)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli turns it into one)
-        interrupted = 143 if isinstance(exc, cli._Terminated) else getattr(exc, "status", 130)
+        interrupted = 143 if isinstance(exc, Terminated) else getattr(exc, "status", 130)
     return _finish(args, trials, varied, results, directory, interrupted, human)
 
 
@@ -472,11 +478,11 @@ def _finish(args, trials, varied, results, directory, interrupted, human):
         if any(r["status"] == "ok" for r in rows):
             _plot(rows, by_id, varied, args.plot)
         else:
-            cli._print_warning(f"no trial finished; {args.plot} not written")
+            print_warning(f"no trial finished; {args.plot} not written")
     if args.json:
         if human:
             print(table, file=human, flush=True)
-        print(json.dumps(cli._finite_or_null(
+        print(json.dumps(finite_or_null(
             {"trials": rows, "varied": varied, "sort_by": sort_by, "output": directory,
              "complete": len(rows) == len(trials)}), allow_nan=False), flush=True)
     else:
@@ -484,10 +490,10 @@ def _finish(args, trials, varied, results, directory, interrupted, human):
     if interrupted is not None:
         what = "terminated" if interrupted == 143 else "interrupted"
         kept = (f"{len(rows)} of {len(trials)} trials finished and are in {directory}; continue "
-                f"with: {cli.PROG} sweep --resume {cli._quote(directory)}" if directory else
+                f"with: {PROG} sweep --resume {shlex.quote(directory)}" if directory else
                 f"{len(rows)} of {len(trials)} trials finished (with --output DIR they are kept "
                 "for --resume)")
-        raise cli.Interrupted(f"{what}; {kept}", interrupted)
+        raise Interrupted(f"{what}; {kept}", interrupted)
     return 0
 
 

@@ -427,8 +427,8 @@ def test_a_reader_that_leaves_early_does_not_stop_training(tmp_path):
 
 def test_a_network_without_hidden_layers_is_named_by_its_loss():
     import fastnn
-    from fastnn.cli import _describe
-    names = [_describe(fastnn.Network([fastnn.Linear(4, k)], loss=loss, seed=0))
+    from fastnn.cli.describe import describe
+    names = [describe(fastnn.Network([fastnn.Linear(4, k)], loss=loss, seed=0))
              for k, loss in ((3, fastnn.SoftmaxCrossEntropy()), (1, fastnn.BinaryCrossEntropy()),
                              (1, fastnn.MSE()))]
     assert names == ["4-3 softmax regression", "4-1 logistic regression", "4-1 linear regression"]

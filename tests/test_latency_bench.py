@@ -6,11 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from fastnn import bench, bench_latency
+from fastnn.bench import latency as bench_latency
+from fastnn.bench.training import fastnn_network
 
 
 def test_contenders_agree_with_fastnn():
-    funcs = bench_latency.contenders(bench._fastnn_network(0), use_torch=False)
+    funcs = bench_latency.contenders(fastnn_network(0), use_torch=False)
     assert {"fastnn", "numpy"} <= set(funcs)
     x = np.random.default_rng(0).integers(0, 256, (8, 784)).astype(np.float32)
     bench_latency.check_agreement(funcs, x)

@@ -1,11 +1,11 @@
-"""fastnn.reference.ReferenceMLP (the NumPy baseline of the benchmarks) trains exactly like
-fastnn.Network: from the same start on the same batches, the same weights and losses."""
+"""fastnn.bench.reference_mlp.ReferenceMLP (the NumPy baseline of the benchmarks) trains exactly
+like fastnn.Network: from the same start on the same batches, the same weights and losses."""
 import numpy as np
 import pytest
 
 import fastnn
 from fastnn._training import unsupported_reason
-from fastnn.reference import ReferenceMLP
+from fastnn.bench.reference_mlp import ReferenceMLP
 
 N_ROWS, N_FEATURES, N_CLASSES = 96, 20, 5
 SCALE = 1.0 / 255.0

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from fastnn import cli, sweep
+from fastnn.cli import data as cli_data
 
 from dask_cluster import dask_scheduler  # noqa: F401 - a fixture
 
@@ -274,9 +275,9 @@ def test_trials_in_one_process_load_the_dataset_once(capsys, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(datasets, "load_mnist", counting)
-    monkeypatch.setitem(cli._data_cache, "key", None)
+    monkeypatch.setitem(cli_data._data_cache, "key", None)
     status, data, _ = _run(capsys, *TINY, "--hidden", "8", "--lr", "0.05", "0.1", "--json",
                            "--quiet")
     assert status == 0 and len(data["trials"]) == 2 and calls == ["all"]
-    assert cli._data_cache["active"] == 0  # `fastnn train` runs after it load their own
+    assert cli_data._data_cache["active"] == 0  # `fastnn train` runs after it load their own
     assert cli.main(["train", *TINY, "--hidden", "8", "--quiet"]) == 0 and calls == ["all"] * 2

@@ -1,15 +1,10 @@
 """The table side of the command line: the data of ``fastnn train --data``, the test data of
-``fastnn evaluate --data`` and the ``fastnn predict`` command."""
-import csv
-import os
-import sys
-
-import numpy as np
-
-from .cli import (UserError, _check_writable_location, _set_threads, range_warnings_as_lines,
-                  set_default_lr)
-from .tabular import (TablePreprocessor, read_arrays, read_table, stratified_split, target_scaling,
+``fastnn evaluate --data`` and the inputs of ``fastnn predict`` for a model without a
+preprocessor."""
+from ..tabular import (TablePreprocessor, read_arrays, read_table, stratified_split, target_scaling,
                       unscale_outputs)
+from .options import set_default_lr
+from .output import UserError
 
 
 class TableData:
@@ -117,9 +112,9 @@ def _describe_table(args, table):
             f"{test}: {table.n_train:,} training and {table.n_test:,} test rows")
 
 
-# -- evaluate and predict -------------------------------------------------------------------------
+# -- evaluate and predict: a saved model's data ---------------------------------------------------
 
-def _check_usable(network, path):
+def check_usable(network, path):
     ckpt = (network.extra or {}).get("checkpoint") if isinstance(network.extra, dict) else None
     if ckpt and network.preprocessor is not None and network.preprocessor.task == "regression":
         raise UserError(f"{path} is the checkpoint of an interrupted regression run, whose "
@@ -130,19 +125,19 @@ def _check_usable(network, path):
 def evaluation_data(args, network):
     """(X, y, what) to test ``network`` on: the table of --data through the model's
     preprocessor, or the X and y of an .npz for a model without one."""
-    _check_usable(network, args.model)
+    check_usable(network, args.model)
     if args.data is None:
         raise UserError(f"{args.model} was trained on a table: give the test table with --data FILE")
     if network.preprocessor is not None:
         X, y, _ = network.preprocessor.transform_xy(read_table(args.data))
         return X, y, "rows"
-    X, y = _model_arrays(args.data, network)
+    X, y = model_arrays(args.data, network)
     if y is None:
         raise UserError(f"{args.data} has no array y to test against")
     return X, y, "rows"
 
 
-def _model_arrays(path, network):
+def model_arrays(path, network):
     """(X, y or None) for a model without a preprocessor: the arrays of an .npz."""
     if not path.lower().endswith(".npz"):
         raise UserError(f"the model was not trained on a table; give an .npz (array X) or an "
@@ -151,99 +146,3 @@ def _model_arrays(path, network):
     if X.shape[1] != network.n_features:
         raise UserError(f"{path}: X has {X.shape[1]} columns; the model takes {network.n_features}")
     return X, y
-
-
-def run_predict(args):
-    """``fastnn predict MODEL --data FILE [--output OUT.csv] [--proba]``."""
-    if not os.path.isfile(args.model):
-        raise UserError(f"model file not found: {args.model}")
-    if args.output is not None:
-        _check_writable_location("--output", args.output)
-    if not os.path.exists(args.data):
-        raise UserError(f"--data: no such file or directory: {args.data}")
-    import fastnn
-    from .cli import _is_regression
-    _set_threads(args.threads)
-    network = fastnn.load(args.model)
-    _check_usable(network, args.model)
-    X = _prediction_inputs(args, network)
-    header, columns = ["prediction"], []
-    with range_warnings_as_lines():
-        if _is_regression(network):
-            if args.proba:
-                raise UserError("--proba: the model is a regression; it has no classes")
-            columns.append(network.predict(X)[:, 0])
-        else:
-            names = _class_names(network)
-            columns.append(np.asarray(names, dtype=object)[_class_indices(network, X)])
-            if args.proba:
-                header += [f"proba_{name}" for name in names]
-                proba = _probabilities(network, X)
-                columns += [proba[:, k] for k in range(proba.shape[1])]
-    try:
-        _write_csv(args.output, header, columns)
-    except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    if args.output is not None:
-        print(f"wrote {len(X):,} predictions to {args.output}", flush=True)
-    return 0
-
-
-def _prediction_inputs(args, network):
-    if network.preprocessor is not None:
-        if os.path.isdir(args.data):
-            raise UserError(f"the model takes the columns of a table ({args.data} is a directory)")
-        return network.preprocessor.transform(read_table(args.data))
-    if os.path.isdir(args.data):
-        from .datasets import load_idx
-        x, _ = load_idx(args.data, subset="test")
-        if x.shape[1] != network.n_features:
-            raise UserError(f"{args.data}: the images have {x.shape[1]} pixels; the model takes "
-                            f"{network.n_features} inputs")
-        return x
-    return _model_arrays(args.data, network)[0]
-
-
-def _class_names(network):
-    p = network.preprocessor
-    if p is not None:
-        return p.classes
-    return [str(k) for k in range(max(2, network.n_outputs))]
-
-
-def _class_indices(network, X):
-    from .losses import MSE
-    if isinstance(network.loss, MSE):  # a classifier trained with mse: the largest output
-        return np.argmax(network.predict(X), axis=1)
-    return network.predict(X)
-
-
-def _probabilities(network, X):
-    from .losses import MSE, BinaryCrossEntropy
-    if isinstance(network.loss, MSE):
-        raise UserError("--proba: the model was trained with mse, whose outputs are not "
-                        "probabilities (train with --loss cross_entropy or bce)")
-    p = network.predict_proba(X)
-    if isinstance(network.loss, BinaryCrossEntropy):
-        p = np.stack([1 - p, p], axis=1)
-    return p
-
-
-def _write_csv(path, header, columns):
-    """The columns as CSV (numbers in their shortest exact form) to ``path`` atomically, or to
-    stdout when path is None."""
-    from ._atomic import atomic_write
-    text = [[str(v) for v in c] for c in columns]
-
-    def write(f):
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(zip(*text))
-
-    if path is None:
-        write(sys.stdout)
-        sys.stdout.flush()
-        return
-    with atomic_write(path, "w") as f:
-        write(f)

@@ -1,18 +1,19 @@
 """``fastnn bench --latency``: the time of one inference call on a few rows, fastnn against a
 NumPy forward pass, PyTorch and ONNX Runtime (each when importable), on one thread.
 
-The model is the MNIST 784-128-10 sigmoid network of :mod:`fastnn.bench` (input_scale 1/255);
+The model is the MNIST 784-128-10 sigmoid network of :mod:`fastnn.bench.training` (input_scale 1/255);
 each contender gets the same float32 rows (test images, pixels 0..255) and returns the softmax
 probabilities, which are first checked against fastnn's. Every call is timed on its own; the
 contenders run interleaved (a round of calls each, the order rotated every round) with the
 garbage collector off, and p50/p99 of all calls are reported.
 """
-import gc
 import sys
 import time
 
-from .bench import (MNIST_DIMS, OtherLoad, _fastnn_network, _fmt_time, _progress, INIT_SEED,
-                    machine_info, set_threads, torch_available, versions)
+from .machine import machine_info, set_threads, torch_available, versions
+from .report import fmt_time, print_result, progress
+from .timing import OtherLoad, garbage_collector_off, rotated
+from .training import INIT_SEED, MNIST_DIMS, fastnn_network
 
 ROWS = (1, 8, 256)
 # One-row predict_proba at 1 thread: p50 and p99 bounds (seconds), and no slower than ORT's p50.
@@ -88,7 +89,7 @@ def _torch_forward(net):
 def _onnxruntime_forward(net):
     import onnxruntime as ort
 
-    from .export_onnx import to_onnx_model
+    from ..export_onnx import to_onnx_model
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -124,21 +125,14 @@ def measure(funcs, x, calls, rounds):
         for _ in range(WARMUP_CALLS):
             f(x)
     clock = time.perf_counter_ns
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
+    with garbage_collector_off():
         for r in range(rounds):
-            shift = r % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in rotated(names, r):
                 f, record = funcs[name], times[name].append
                 for _ in range(per_round):
                     start = clock()
                     f(x)
                     record(clock() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return {name: sorted(t * 1e-9 for t in values) for name, values in times.items()}
 
 
@@ -150,15 +144,13 @@ def percentile(sorted_values, q):
 
 def run_latency(args):
     """Measure, print the table (or JSON); returns the exit status (1 on a disagreement)."""
-    import json
-
     import numpy as np
 
-    from .datasets import load_mnist
+    from ..datasets import load_mnist
 
     started, t0, load = time.time(), time.perf_counter(), OtherLoad()
     set_threads(1)
-    net = _fastnn_network(INIT_SEED)
+    net = fastnn_network(INIT_SEED)
     _, (x_test, _) = load_mnist()
     funcs = contenders(net, use_torch=not args.no_torch)
     calls = 600 if args.quick else 3000
@@ -175,21 +167,14 @@ def run_latency(args):
             status = 1
             break
         n = calls if rows < 100 else calls // 10
-        _progress(f"latency, {rows} row(s): {', '.join(funcs)} ({n} calls each)")
+        progress(f"latency, {rows} row(s): {', '.join(funcs)} ({n} calls each)")
         for name, values in measure(funcs, x, n, rounds=10).items():
             result["latency"].append({"rows": rows, "contender": name, "calls": len(values),
                                       "p50": percentile(values, 50), "p99": percentile(values, 99)})
     result["targets"] = latency_targets(result["latency"])
     result["seconds"] = time.perf_counter() - t0
     result["other_load"] = load.share()
-    report = format_latency(result)
-    if args.json:
-        print(report, file=sys.stderr)
-        result["status"] = status
-        print(json.dumps(result))
-    else:
-        print(report)
-    return status
+    return print_result(args, format_latency(result), result, status)
 
 
 def _version(name):
@@ -206,14 +191,14 @@ def latency_targets(rows):
     if "fastnn" not in one:
         return []
     fast = one["fastnn"]
-    out = [{"what": "1 row, fastnn p50", "target": f"<= {_fmt_time(TARGET_P50)}",
+    out = [{"what": "1 row, fastnn p50", "target": f"<= {fmt_time(TARGET_P50)}",
             "measured": fast["p50"], "met": fast["p50"] <= TARGET_P50},
-           {"what": "1 row, fastnn p99", "target": f"<= {_fmt_time(TARGET_P99)}",
+           {"what": "1 row, fastnn p99", "target": f"<= {fmt_time(TARGET_P99)}",
             "measured": fast["p99"], "met": fast["p99"] <= TARGET_P99}]
     if "onnxruntime" in one:
         ort_p50 = one["onnxruntime"]["p50"]
         out.append({"what": "1 row, fastnn p50 vs onnxruntime p50",
-                    "target": f"<= {_fmt_time(ort_p50)}", "measured": fast["p50"],
+                    "target": f"<= {fmt_time(ort_p50)}", "measured": fast["p50"],
                     "met": fast["p50"] <= ort_p50})
     return out
 
@@ -233,13 +218,13 @@ def format_latency(result):
         cells = []
         for name in names:
             r = next((r for r in result["latency"] if r["rows"] == rows and r["contender"] == name), None)
-            cells.append("-" if r is None else f"{_fmt_time(r['p50'])} / {_fmt_time(r['p99'])}")
+            cells.append("-" if r is None else f"{fmt_time(r['p50'])} / {fmt_time(r['p99'])}")
         if any(c != "-" for c in cells):
             lines.append(f"{rows:>5} " + " ".join(f"{c:>23}" for c in cells))
     if result["targets"]:
         lines += ["", "Targets:"]
         for t in result["targets"]:
-            lines.append(f"  {t['what']:<40} {t['target']:>12}  measured {_fmt_time(t['measured'])}  "
+            lines.append(f"  {t['what']:<40} {t['target']:>12}  measured {fmt_time(t['measured'])}  "
                          f"{'met' if t['met'] else 'MISSED'}")
     share = result["other_load"]
     lines.append(f"\nOther processes used {'-' if share is None else f'{100 * share:.0f}%'} of the "
