@@ -20,6 +20,7 @@ SHRUNK = 0.01
 
 def observed_range(X, scale, shift):
     """(n_features, 2) float64: the least and greatest x * scale + shift of each column of X."""
+    X = _extremes(X)
     lo = X.min(axis=0).astype(np.float64) * scale + shift
     hi = X.max(axis=0).astype(np.float64) * scale + shift
     return np.stack([np.minimum(lo, hi), np.maximum(lo, hi)], axis=1)
@@ -66,6 +67,7 @@ class RangeCheck:
 
     def message(self, X, argname="X"):
         """Why X (raw inputs) is far from the training range, or None when it is not."""
+        X = _extremes(X)
         bottom, top = float(X.min()), float(X.max())
         if self.trained > 0 and self.small_lo < bottom and top < self.small_hi:
             largest = float(np.abs(observed_range(X, self.scale, self.shift)).max())
@@ -84,6 +86,13 @@ class RangeCheck:
                 f"range seen in training (input {j}: {seen[j, 0]:.4g} .. {seen[j, 1]:.4g} against "
                 f"{lo:.4g} .. {hi:.4g} in training, after input scaling); the predictions there "
                 "are extrapolations")
+
+
+def _extremes(X):
+    """X itself, or for a sparse input (fastnn._sparse.SparseRows) the two rows of its columns'
+    least and greatest values: everything here depends on X only through those."""
+    extremes = getattr(X, "column_extremes", None)
+    return X if extremes is None else extremes()
 
 
 def _raw(value, scale, shift):

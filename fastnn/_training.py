@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from . import _fused, _range, ops
+from . import _fused, _range, _sparse, ops
 from ._engine_adapter import CompiledEngine, unsupported_reason
 from ._threads import kernels_on_calling_thread
 from .errors import TrainingDivergedError, TrainingUnstableWarning
@@ -116,6 +116,8 @@ def make_engine(network, optimizer, X, targets, sample_weight, batch_size, engin
         raise ValueError(f"engine: 'compiled' cannot train this network: {reason}; use "
                          "engine='auto' or 'layers'")
     cls = CompiledEngine if engine != "layers" and reason is None else LayerEngine
+    if isinstance(X, _sparse.SparseRows):
+        return _sparse.ChunkedEngine(cls, network, optimizer, X, targets, sample_weight, batch_size)
     return cls(network, optimizer, X, targets, sample_weight, batch_size)
 
 

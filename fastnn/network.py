@@ -10,7 +10,7 @@ import weakref
 
 import numpy as np
 
-from . import _fused, _inference, _range, _training, ops
+from . import _fused, _inference, _range, _sparse, _training, ops
 from ._native import core as _core
 from ._threads import blas_threads_limited
 from .initializers import default_init
@@ -176,7 +176,17 @@ class Network:
         return _fused.forward(ws, x, training, self._rng)
 
     def _gather(self, X, rows, ws):
+        if isinstance(X, _sparse.SparseRows):
+            if self.input_scale == 1.0 and self.input_shift == 0.0 and X.dtype == self.dtype:
+                return X.dense_rows(rows, ws.x)
+            X, rows = X.dense_rows(rows), np.arange(len(rows))
         return ops.gather_rows(X, rows, self.input_scale, self.input_shift, ws.x)
+
+    def _batch_for(self, X, batch_size):
+        """batch_size, or fewer rows for a sparse X, whose rows are densified one batch at a time."""
+        if isinstance(X, _sparse.SparseRows):
+            return min(batch_size, _sparse.rows_per_chunk(self.n_features))
+        return batch_size
 
     def forward(self, x, training=False):
         """Outputs (N, n_outputs) in the network dtype for inputs x (N, n_features) (a copy).
@@ -287,6 +297,7 @@ class Network:
         """(weighted mean loss over the rows, accuracy); the loss is NaN when their weights
         sum to 0."""
         n = len(X) if rows is None else len(rows)
+        batch_size = self._batch_for(X, batch_size)
         total, wsum, correct = 0.0, 0.0, 0
         with blas_threads_limited():  # see _outputs
             for start in range(0, n, batch_size):
@@ -319,6 +330,7 @@ class Network:
         if self.input_range is not None:
             _range.warn_if_far(self, X)
         result = np.empty((len(X), self.n_outputs), self.dtype)
+        batch_size = self._batch_for(X, batch_size)
         # One BLAS thread: beside fastnn's own threads a multithreaded OpenBLAS made prediction
         # 4x slower here (MNIST test set, 784-100-10: 80 ms against 20 ms), and its workers keep
         # spinning on a core for ~0.1 s afterwards, which a fit that follows would pay for.
@@ -342,7 +354,13 @@ class Network:
                 and X.shape[0] and X.dtype in _INPUT_DTYPES and X.flags.c_contiguous):
             X = self._check_X(X, "X")
         head = _inference.head(self.loss, method, self.n_outputs)
-        out = _core.infer(plan, X, _core.HEAD_OUTPUTS if head is None else head)
+        head_code = _core.HEAD_OUTPUTS if head is None else head
+        if isinstance(X, _sparse.SparseRows):  # dense chunks of rows, one compiled call each
+            step = _sparse.rows_per_chunk(self.n_features)
+            out = np.concatenate([_core.infer(plan, X.dense_rows(np.arange(i, min(i + step, len(X)))),
+                                              head_code) for i in range(0, len(X), step)])
+        else:
+            out = _core.infer(plan, X, head_code)
         if out is None:  # NaN/Inf or overflow once scaled: _check_X says where
             self._check_X(X, "X")
             raise AssertionError("infer refused an input that _check_X accepts")
@@ -374,6 +392,11 @@ class Network:
     # -- validation ---------------------------------------------------------------------------
 
     def _check_X(self, X, argname):
+        if isinstance(X, _sparse.SparseRows):
+            return X
+        if _sparse.is_sparse(X):
+            return _sparse.check(X, self.n_features, self.dtype, self.input_scale,
+                                 self.input_shift, argname)
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:  # ragged nested lists and the like

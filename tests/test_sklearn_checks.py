@@ -47,11 +47,6 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-# scikit-learn runs this check only on estimators that accept sparse X, which fastnn's do not
-# (yet): the one check of theirs that does not run on ours.
-NEEDS_SPARSE_INPUT = {"check_sample_weight_equivalence_on_sparse_data"}
-
-
 def _check_names(estimator):
     return {getattr(check, "func", check).__name__
             for _, check in estimator_checks_generator(estimator, legacy=True, mark=None)}
@@ -62,11 +57,12 @@ def _check_names(estimator):
                          ids=["classifier", "regressor"])
 def test_every_check_of_sklearns_mlp_runs_on_ours(theirs, ours):
     missing = _check_names(theirs) - _check_names(ours)
-    assert missing == NEEDS_SPARSE_INPUT
+    assert missing == set()
     # the sample-weight and multi-label checks that the issue found missing run now
     names = _check_names(ours)
     assert "check_sample_weight_equivalence_on_dense_data" in names
     assert "check_all_zero_sample_weights_error" in names
+    assert "check_sample_weight_equivalence_on_sparse_data" in names  # sparse X is accepted
     if isinstance(ours, MLPClassifier):
         assert {"check_classifiers_multilabel_representation_invariance",
                 "check_class_weight_classifiers"} <= names

@@ -358,11 +358,13 @@ def test_dataframe_feature_names():
     np.testing.assert_array_equal(est.predict(df), from_array)
 
 
-def test_sparse_input_is_refused():
+def test_other_sparse_formats_are_converted_as_scikit_learn_does():
     sparse = pytest.importorskip("scipy.sparse")
     X, y = _blobs()
-    with pytest.raises(TypeError, match="dense"):
-        MLPClassifier(**SMALL).fit(sparse.csr_matrix(X), y)
+    from_lil = MLPClassifier(**SMALL).fit(sparse.lil_matrix(X), y)
+    from_csr = MLPClassifier(**SMALL).fit(sparse.csr_matrix(X), y)
+    np.testing.assert_array_equal(from_lil.predict_proba(sparse.dok_matrix(X)),
+                                  from_csr.predict_proba(X))
 
 
 @pytest.mark.parametrize("params, match", [

@@ -28,6 +28,7 @@ _ACTIVATIONS = {"relu": ReLU, "logistic": Sigmoid, "tanh": Tanh, "identity": Non
 _SOLVERS = ("lbfgs", "sgd", "adam")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_SPARSE = ("csr", "csc", "coo")
 
 
 def _is_int(v):
@@ -156,6 +157,11 @@ class BaseMLP(BaseEstimator):
                 raise ValueError(str(exc)) from None
         return self._hidden_sizes(), dtype
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     # -- data ---------------------------------------------------------------------------------
 
     # float32, float64 and uint8 inputs are used as they are: the network converts each batch
@@ -167,14 +173,16 @@ class BaseMLP(BaseEstimator):
         dtype = np.dtype(np.float64) if dtype is None else dtype
         return [dtype] + [d for d in (np.float32, np.float64, np.uint8) if d != dtype]
 
+    # Sparse X (CSR, CSC, COO) stays sparse: the network gathers the rows of each batch into a
+    # dense buffer (fastnn._sparse) and never densifies the whole matrix.
     def _validate_X(self, X, reset, dtype):
         return _sk_validate_data(self, X, reset=reset, dtype=self._input_dtypes(dtype),
-                                 ensure_all_finite=False, order="C")
+                                 ensure_all_finite=False, order="C", accept_sparse=_SPARSE)
 
     def _validate_Xy(self, X, y, reset, dtype, **kwargs):
         return _sk_validate_data(self, X, y, reset=reset, dtype=self._input_dtypes(dtype),
                                  ensure_all_finite=False, order="C", multi_output=True,
-                                 **kwargs)
+                                 accept_sparse=_SPARSE, **kwargs)
 
     # -- model --------------------------------------------------------------------------------
 
@@ -365,7 +373,7 @@ class BaseMLP(BaseEstimator):
                                      random_state=int(self._shuffle_rng.integers(2 ** 31)))
             X, X_val, y, y_val, targets, t_val = split[:6]
             sw, sw_val = (split[6], split[7]) if sw is not None else (None, None)
-            if len(X_val) < 2:
+            if X_val.shape[0] < 2:
                 raise ValueError("the validation set is too small: raise validation_fraction "
                                  "or give more samples")
             if sw_val is not None and not sw_val.any():
@@ -373,7 +381,7 @@ class BaseMLP(BaseEstimator):
                                  f"(validation_fraction={self.validation_fraction}) has weight "
                                  "zero; use another random_state or more rows of weight > 0")
             val = (X_val, y_val, t_val, sw_val)
-        batch = self._batch_size(len(X))
+        batch = self._batch_size(X.shape[0])
         # scikit-learn's L2 gradient is alpha * W / (the batch's weight sum): the mean batch's.
         mean_w = 1.0 if sw is None else float(sw.mean())
         if mean_w == 0:
@@ -387,7 +395,7 @@ class BaseMLP(BaseEstimator):
                                                                   self.n_outputs_)
 
         self.n_iter_ = 0
-        monitor = _EpochMonitor(self, len(X), batch, sw, val, incremental)
+        monitor = _EpochMonitor(self, X.shape[0], batch, sw, val, incremental)
         kwargs = {} if sw is None else {"sample_weight": sw.astype(self.network_.dtype)}
         with thread_count(self.n_threads):
             self.network_.fit(X, targets, epochs=1 if incremental else self.max_iter,

@@ -166,7 +166,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         with thread_count(self.n_threads):
             p = self.network_.predict_proba(X)
         if self.out_activation_ == "softmax" or self._multilabel:
-            return p.reshape(len(X), -1)
+            return p.reshape(X.shape[0], -1)
         p = p.reshape(-1)
         return np.column_stack([1 - p, p])
 

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from .. import _sparse
 from .._threads import blas_threads_limited, kernels_on_calling_thread
 from ..losses import check_sample_weight, weight_sum
 from . import _outputs
@@ -22,11 +23,15 @@ class _Objective:
     is the network's own (compiled where it has a kernel), on scikit-learn's scale."""
 
     def __init__(self, est, X, targets, sample_weight):
-        self.est, self.X = est, X
         self.net = net = est.network_
+        self.est, self.X = est, net._check_X(X, "X")
+        # A sparse X is passed in dense chunks of rows (fastnn._sparse), never densified whole.
+        n = len(self.X)
+        step = _sparse.rows_per_chunk(X.shape[1]) if _sparse.is_sparse(X) else n
+        self.chunks = [np.arange(i, min(i + step, n)) for i in range(0, n, step)]
         self.loss = net.loss
         self.T = net.loss.prepare_targets(targets, net.n_outputs, net.dtype)
-        self.sw = check_sample_weight(sample_weight, len(X), net.dtype)
+        self.sw = check_sample_weight(sample_weight, n, net.dtype)
         # scikit-learn's gradient is the network's over gradient_scale; its loss (for the
         # squared error, half the sum over the outputs) scales with it
         self.scale = 1.0 / _outputs.gradient_scale(est.out_activation_, est.n_outputs_)
@@ -38,7 +43,12 @@ class _Objective:
         bounds = np.cumsum([0] + [p.size for p in self.params])
         self.slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
         self.flat_grad = np.empty(bounds[-1], np.float64)
-        self.weight_sum = weight_sum(sample_weight, len(X))
+        self.weight_sum = weight_sum(sample_weight, n)
+        # each chunk's mean loss counts in proportion to its share of the weight
+        total = weight_sum(self.sw, n)
+        self.shares = [self.scale] if len(self.chunks) == 1 else [
+            self.scale * weight_sum(None if self.sw is None else self.sw[rows], len(rows)) / total
+            for rows in self.chunks]
         self.alpha = est.alpha
         self.parts = (np.nan, np.nan)  # (data loss, penalty) of the last call
 
@@ -49,18 +59,31 @@ class _Objective:
         for p, s in zip(self.params, self.slices):
             np.copyto(p, x[s].reshape(p.shape), casting="same_kind")
 
+    def _chunk(self, rows):
+        """(inputs, targets, weights) of the rows: X itself when they are all of a dense X."""
+        if len(rows) == len(self.X) and not isinstance(self.X, _sparse.SparseRows):
+            return self.X, self.T, self.sw
+        X = self.X.dense_rows(rows) if isinstance(self.X, _sparse.SparseRows) else self.X[rows]
+        return X, self.T[rows], None if self.sw is None else self.sw[rows]
+
     def __call__(self, x):
         self.unpack(x)
-        z = self.net.forward(self.X, training=False)
-        data, delta = self.loss.loss_and_grad(z, self.T, z, sample_weight=self.sw)
-        if self.scale != 1.0:
-            data *= self.scale
-            delta *= self.scale
-        self.net.backward(delta)
+        self.flat_grad[...] = 0.0
+        data = 0.0
+        for rows, share in zip(self.chunks, self.shares):
+            X, T, sw = self._chunk(rows)
+            z = self.net.forward(X, training=False)
+            part, delta = self.loss.loss_and_grad(z, T, z, sample_weight=sw)
+            if share != 1.0:
+                part *= share
+                delta *= share
+            data += part
+            self.net.backward(delta)
+            for g, s in zip(self.grads, self.slices):
+                self.flat_grad[s] += g.ravel()
         sq = 0.0
-        for i, (p, g, s) in enumerate(zip(self.params, self.grads, self.slices)):
+        for i, (p, s) in enumerate(zip(self.params, self.slices)):
             out = self.flat_grad[s]
-            out[...] = g.ravel()
             if i < self.n_coefs and self.alpha:
                 flat = p.ravel()
                 sq += float(np.dot(flat, flat))

@@ -86,7 +86,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _predict_checked(self, X):
         with thread_count(self.n_threads):
             out = self.network_.predict(X)
-        out = out.reshape(len(X), -1)
+        out = out.reshape(X.shape[0], -1)
         return out.ravel() if out.shape[1] == 1 else out
 
     def predict(self, X):
