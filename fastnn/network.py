@@ -247,7 +247,7 @@ class Network:
         # on use: a pickle holds the model, not the memory its last predict() used.
         state = dict(self.__dict__)
         for name in ("_workspaces", "_last_ws", "_steps", "_native_epoch", "_grad_flat", "_grads",
-                     "_fit_params", "_plan"):
+                     "_fit_params", "_plan", "_engine"):
             state.pop(name, None)
         return state
 
@@ -318,9 +318,11 @@ class Network:
             else:
                 raise TypeError(f"layers[{i}]: unsupported layer type {type(layer).__name__}")
         self._steps = steps
-        from ._fastpath import NativeMLP
+        from ._fastpath import unsupported_reason
 
-        self._native_epoch = NativeMLP.for_network(self, steps, self.loss)
+        # True when the compiled engine may train this network (None: the layer-by-layer path).
+        self._native_epoch = True if unsupported_reason(self, None, None) is None else None
+        self._engine = None
         self._workspaces = {}
         self._last_ws = None
         self._plan = None  # the compiled inference plan (fastnn._inference), built on first use
@@ -422,10 +424,17 @@ class Network:
         Plain MLPs with softmax cross-entropy trained by SGD run whole chunks of steps in one
         native call (fastnn._fastpath); everything else goes step by step below.
         """
-        if self._native_epoch is not None and self._native_epoch.applies(optimizer):
-            return self._native_epoch.run_epoch(
-                X, y, order, batch_size, optimizer, bar, self._grads,
+        from ._fastpath import CompiledEngine, unsupported_reason
+
+        if self._native_epoch is not None and unsupported_reason(self, optimizer, None) is None:
+            engine = self._engine
+            if engine is None or engine.optimizer is not optimizer or engine.batch_size != batch_size \
+                    or engine.inputs[0] is not X or engine.inputs[1] is not y:
+                engine = self._engine = CompiledEngine(self, optimizer, X, y, None, batch_size)
+            loss_sum, _, correct, seen = engine.run_epoch(
+                order, self._rng, bar,
                 lambda step: self._diverged(step, _NonFinite("loss", float("nan")), optimizer))
+            return loss_sum, correct, seen
         with kernels_on_calling_thread():
             return self._run_epoch_by_layers(X, y, order, batch_size, optimizer, bar)
 

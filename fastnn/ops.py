@@ -14,7 +14,8 @@ from ._native import core as _core
 __all__ = [
     "sigmoid", "sigmoid_backward", "relu", "relu_backward", "tanh", "tanh_backward",
     "scaled_tanh", "scaled_tanh_backward", "softmax", "log_softmax", "softmax_cross_entropy",
-    "linear_forward", "linear_backward", "sgd_update", "gather_rows",
+    "linear_forward", "linear_backward", "sgd_update", "gather_rows", "adam_update",
+    "adamw_update",
 ]
 
 SCALED_TANH_A = 1.7159
@@ -279,3 +280,58 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     dtype = out.dtype if isinstance(out, np.ndarray) and out.dtype.char in "fd" else default
     out = v.out_buffer(out, "out", (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x_given),))
     return _core.gather(x, rows, out, scale, shift)
+
+
+def _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    lr = v.finite_number(lr, "lr", minimum=0.0)
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0.0 <= v.finite_number(value, name) < 1.0:
+            raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    eps = v.finite_number(eps, "eps")
+    if eps <= 0:
+        raise ValueError(f"eps: expected a number > 0, got {eps!r}")
+    weight_decay = v.finite_number(weight_decay, "weight_decay", minimum=0.0)
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"step: expected the 1-based step count (an integer >= 1), got {step!r}")
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param: expected a numpy array (updated in place), got {type(param).__name__}")
+    if param.dtype.char not in "fd" or not param.dtype.isnative:
+        raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype}")
+    if not param.flags.c_contiguous or not param.flags.writeable:
+        raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
+    grad_given = grad
+    grad = v.float_array(grad, "grad", dtype=param.dtype)
+    v.check_shape(grad, "grad", param.shape)
+    exp_avg = v.out_buffer(exp_avg, "exp_avg", param.shape, param.dtype,
+                           inputs=(("param", param), ("grad", grad_given)))
+    exp_avg_sq = v.out_buffer(exp_avg_sq, "exp_avg_sq", param.shape, param.dtype,
+                              inputs=(("param", param), ("grad", grad_given), ("exp_avg", exp_avg)))
+    return (param, grad, exp_avg, exp_avg_sq, int(step), lr, float(beta1), float(beta2), eps,
+            weight_decay)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0):
+    """One Adam step in place (PyTorch's ``Adam``: L2 weight decay in the gradient); returns param.
+
+    g = grad + weight_decay * param; exp_avg = beta1 * exp_avg + (1 - beta1) * g;
+    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g;
+    param -= lr / (1 - beta1**step) * exp_avg / (sqrt(exp_avg_sq / (1 - beta2**step)) + eps).
+    param, exp_avg, exp_avg_sq: C-contiguous, writeable, updated in place; grad of the same shape
+    and dtype (float32 or float64). step: the 1-based count of this step (int >= 1).
+    lr, weight_decay >= 0; beta1, beta2 in [0, 1); eps > 0 (ValueError otherwise).
+    """
+    args = _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
+    return _core.adam(*args[:4], args[4], *args[5:], False)
+
+
+def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.01):
+    """One AdamW step in place (decoupled weight decay, PyTorch's ``AdamW``); returns param.
+
+    param *= 1 - lr * weight_decay, then adam_update's step with weight_decay 0. Arguments as
+    adam_update's.
+    """
+    args = _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
+    return _core.adam(*args[:4], args[4], *args[5:], True)
+

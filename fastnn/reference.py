@@ -538,6 +538,51 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     return out
 
 
+def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+               decoupled):
+    for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
+        _check_hyper_parameter(name, value)
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= _check_hyper_parameter(name, value) < 1:
+            raise ValueError(f"{name}: must be in [0, 1), got {value}")
+    if eps <= 0:
+        raise ValueError(f"eps: must be > 0, got {eps}")
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 1:
+        raise ValueError(f"step: must be an integer >= 1, got {step!r}")
+    param = _updatable("param", param)
+    grad = _float_array("grad", grad, param.dtype)
+    _require_shape("grad", grad, param.shape)
+    exp_avg = _updatable("exp_avg", exp_avg, param.dtype)
+    exp_avg_sq = _updatable("exp_avg_sq", exp_avg_sq, param.dtype)
+    _require_shape("exp_avg", exp_avg, param.shape)
+    _require_shape("exp_avg_sq", exp_avg_sq, param.shape)
+    real = param.dtype.type
+    with np.errstate(all="ignore"):
+        if decoupled:
+            param *= real(1.0 - lr * weight_decay)
+        elif weight_decay:
+            grad = param * real(weight_decay) + grad
+        exp_avg *= real(beta1)
+        exp_avg += grad * real(1.0 - beta1)
+        exp_avg_sq *= real(beta2)
+        exp_avg_sq += grad * grad * real(1.0 - beta2)
+        denom = np.sqrt(exp_avg_sq) * real(1.0 / math.sqrt(1.0 - beta2 ** step)) + real(eps)
+        param -= exp_avg / denom * real(lr / (1.0 - beta1 ** step))
+    return param
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0):
+    """One Adam step in place (L2 weight decay in the gradient); returns ``param``."""
+    return _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, False)
+
+
+def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.01):
+    """One AdamW step in place: param *= 1 - lr * weight_decay, then Adam without decay."""
+    return _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, True)
+
+
 # --------------------------------------------------------------------------------------------
 # End-to-end reference network: the NumPy baseline of fastnn.bench and benchmarks/
 # --------------------------------------------------------------------------------------------

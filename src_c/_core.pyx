@@ -11,7 +11,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint8_t
 from libc.math cimport fabs
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -54,6 +54,10 @@ cdef extern from "kernels.h" nogil:
                         Py_ssize_t f, double scale, double shift, int nt)
     void fnn_transpose_f32(const float *src, float *dst, Py_ssize_t rows, Py_ssize_t cols)
     void fnn_transpose_f64(const double *src, double *dst, Py_ssize_t rows, Py_ssize_t cols)
+    void fnn_adam_f32(float *p, const float *g, float *m, float *v, Py_ssize_t n, double lr, double beta1,
+                      double beta2, double eps, double weight_decay, int decoupled, int64_t step, int nt)
+    void fnn_adam_f64(double *p, const double *g, double *m, double *v, Py_ssize_t n, double lr, double beta1,
+                      double beta2, double eps, double weight_decay, int decoupled, int64_t step, int nt)
     int fnn_finite_range_f32(const float *x, Py_ssize_t n, double *lo, double *hi, int nt)
     int fnn_finite_range_f64(const double *x, Py_ssize_t n, double *lo, double *hi, int nt)
     void fnn_gather_f64_to_f32(const double *x, const int64_t *rows, float *out, Py_ssize_t n_rows,
@@ -67,6 +71,10 @@ cdef extern from "small_gemm.h" nogil:
     void fnn_set_small_gemm(int enabled)
 
 cdef extern from "mlp.h" nogil:
+    void fnn_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc)
+    void fnn_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a, int lda,
+                      const double *b, int ldb, double beta, double *c, int ldc)
     void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int lda, const float *b,
                             int ldb, float *c, int ldc)
     void fnn_gemm_small_f64(int trans_a, int m, int n, int k, const double *a, int lda, const double *b,
@@ -175,26 +183,14 @@ cdef inline bint _is_f32(cnp.ndarray a):
 
 # ---- nogil building blocks (row-major arrays, BLAS is column-major: operands swap) ----
 
-cdef inline int _ld(int n) noexcept nogil:
-    return n if n > 1 else 1
-
-
 cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, real alpha,
                         const real *a, int lda, const real *b, int ldb, real beta,
                         real *c, int ldc) noexcept nogil:
-    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands.
-
-    A row-major (m, n) matrix is a column-major (n, m) one, so C^T = op(B)^T op(A)^T is computed.
-    """
-    cdef char ta = b'T' if trans_b else b'N'
-    cdef char tb = b'T' if trans_a else b'N'
-    cdef int lda_ = _ld(lda), ldb_ = _ld(ldb), ldc_ = _ld(ldc)
-    if m == 0 or n == 0:
-        return
+    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands (mlp.h's fnn_gemm)."""
     if real is float:
-        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*>b, &ldb_, <float*>a, &lda_, &beta, c, &ldc_)
+        fnn_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
-        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb_, <double*>a, &lda_, &beta, c, &ldc_)
+        fnn_gemm_f64(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 cdef void bias_act(int act, real *z, const real *b, Py_ssize_t rows, Py_ssize_t cols, int nt) noexcept nogil:
@@ -423,6 +419,25 @@ def sgd(cnp.ndarray p, cnp.ndarray g, object v, double lr, double momentum, doub
             fnn_sgd_f32(<float*>pp, <float*>gp, <float*>vp, n, lr, momentum, weight_decay, nesterov, nt)
         else:
             fnn_sgd_f64(<double*>pp, <double*>gp, <double*>vp, n, lr, momentum, weight_decay, nesterov, nt)
+    return p
+
+
+def adam(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v, int64_t step, double lr,
+         double beta1, double beta2, double eps, double weight_decay, bint decoupled):
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
+    cdef int nt = kernel_threads()
+    cdef bint f32 = _is_f32(p)
+    cdef void *pp = _ptr(p)
+    cdef void *gp = _ptr(g)
+    cdef void *mp = _ptr(m)
+    cdef void *vp = _ptr(v)
+    with nogil:
+        if f32:
+            fnn_adam_f32(<float*>pp, <float*>gp, <float*>mp, <float*>vp, n, lr, beta1, beta2, eps,
+                         weight_decay, decoupled, step, nt)
+        else:
+            fnn_adam_f64(<double*>pp, <double*>gp, <double*>mp, <double*>vp, n, lr, beta1, beta2, eps,
+                         weight_decay, decoupled, step, nt)
     return p
 
 

@@ -48,7 +48,8 @@
             act_grad_colsum_##SUF##_##PATH, softmax_xent_##SUF##_##PATH,                           \
             softmax_rows_##SUF##_##PATH, sgd_##SUF##_##PATH, adam_##SUF##_##PATH,                  \
             gather_u8_##SUF##_##PATH,                                                              \
-            gather_##SUF##_##PATH, finite_range_##SUF##_##PATH, transpose_##SUF##_##PATH           \
+            gather_##SUF##_##PATH, finite_range_##SUF##_##PATH, transpose_##SUF##_##PATH,          \
+            bce_logits_##SUF##_##PATH, mse_##SUF##_##PATH, col_sums_##SUF##_##PATH                 \
     }
 
 static const fnn_table_f32 table_f32_generic = FNN_TABLE_INIT(f32, generic);
@@ -292,6 +293,19 @@ static int threads_for(ptrdiff_t work, int n_threads)
     void fnn_transpose_##SUF(const REAL *src, REAL *dst, ptrdiff_t rows, ptrdiff_t cols)           \
     {                                                                                              \
         T->transpose(src, dst, rows, cols);                                                        \
+    }                                                                                              \
+    void fnn_adam_##SUF(REAL *p, const REAL *g, REAL *m, REAL *v, ptrdiff_t n, double lr,          \
+                        double beta1, double beta2, double eps, double weight_decay, int decoupled, \
+                        int64_t step, int n_threads)                                               \
+    {                                                                                              \
+        double step_size, inv_sqrt_bc2;                                                            \
+        int nt = threads_for(n, n_threads);                                                        \
+        fnn_adam_factors(lr, beta1, beta2, step, &step_size, &inv_sqrt_bc2);                       \
+        const REAL wd = decoupled ? (REAL)0 : (REAL)weight_decay;                                  \
+        const REAL decay = decoupled ? (REAL)(1.0 - lr * weight_decay) : (REAL)1;                  \
+        FNN_SPLIT(n, nt, 16,                                                                       \
+                  T->adam(p + b, g + b, m + b, v + b, e - b, (REAL)step_size, (REAL)inv_sqrt_bc2,  \
+                          (REAL)beta1, (REAL)beta2, (REAL)eps, wd, decay));                        \
     }
 
 FNN_DEFINE(float, f32, T32)

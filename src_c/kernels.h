@@ -72,6 +72,14 @@ FNN_DECLARE(float, f32)
 FNN_DECLARE(double, f64)
 #undef FNN_DECLARE
 
+/* One Adam step in place at 1-based step `step` (fastnn.ops.adam_update / adamw_update):
+   decoupled 0 adds weight_decay * p to the gradient (Adam), 1 first scales p by
+   1 - lr * weight_decay (AdamW). */
+void fnn_adam_f32(float *p, const float *g, float *m, float *v, ptrdiff_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int decoupled, int64_t step, int n_threads);
+void fnn_adam_f64(double *p, const double *g, double *m, double *v, ptrdiff_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int decoupled, int64_t step, int n_threads);
+
 /* Gather between the two float types (x float64 -> out float32 and back). */
 void fnn_gather_f64_to_f32(const double *x, const int64_t *rows, float *out, ptrdiff_t n_rows,
                            ptrdiff_t features, double scale, double shift, int n_threads);

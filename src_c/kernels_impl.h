@@ -305,13 +305,18 @@ static FNN_TARGET void NAME(sgd)(REAL *p, const REAL *g, REAL *v, ptrdiff_t n, R
     }
 }
 
-/* One Adam step in place (fastnn.optim.Adam's formulas): g' = g + wd * p; m = b1 m + (1 - b1) g';
+/* One Adam step in place (fastnn.ops.adam_update's formulas): p = decay * p (AdamW's decoupled
+ * weight decay; decay is 1 for Adam); g' = g + wd * p; m = b1 m + (1 - b1) g';
  * v = b2 v + (1 - b2) g'^2; p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), where
- * step_size = lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t). */
+ * step_size = lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t) (fnn_adam_factors). */
 static FNN_TARGET void NAME(adam)(REAL *p, const REAL *g, REAL *m, REAL *v, ptrdiff_t n, REAL step_size,
-                                  REAL inv_sqrt_bc2, REAL b1, REAL b2, REAL eps, REAL wd)
+                                  REAL inv_sqrt_bc2, REAL b1, REAL b2, REAL eps, REAL wd, REAL decay)
 {
     const REAL c1 = (REAL)1 - b1, c2 = (REAL)1 - b2;
+    if (decay != (REAL)1) {
+#pragma GCC ivdep
+        for (ptrdiff_t i = 0; i < n; i++) p[i] *= decay;
+    }
 #pragma GCC ivdep
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL gi = wd != 0 ? p[i] * wd + g[i] : g[i];
@@ -402,6 +407,60 @@ static FNN_TARGET void NAME(transpose)(const REAL *src, REAL *dst, ptrdiff_t row
                 for (ptrdiff_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
         }
     }
+}
+
+/* acc[c] += x[r, c] in double for r < rows, c < cols; rows lie ld apart. The one column-sum
+ * kernel: bias gradients of the linear ops (act_grad_colsum) and of the training engine. */
+static FNN_TARGET void NAME(col_sums)(const REAL *x, ptrdiff_t ld, double *acc, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *row = x + r * ld;
+        for (ptrdiff_t c = 0; c < cols; c++) acc[c] += (double)row[c];
+    }
+}
+
+/* ---- Losses of the training engine. Rows carry weights w (NULL: all 1); each returns
+ * sum_i w_i * l_i in double and writes grad = scale * w_i * dl_i/dz (grad may alias z exactly). */
+
+/* Binary cross-entropy on logits z (rows, k), k independent outputs, targets t (rows, k):
+ * l_i = sum_c max(z, 0) + log1p(exp(-|z|)) - t z; dl/dz = sigmoid(z) - t. */
+static FNN_TARGET double NAME(bce_logits)(const REAL *z, const REAL *t, const REAL *w, REAL *grad,
+                                          ptrdiff_t rows, ptrdiff_t k, double scale)
+{
+    double total = 0.0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const double wi = w ? (double)w[r] : 1.0;
+        const REAL f = (REAL)(wi * scale);
+        double row = 0.0;
+        for (ptrdiff_t c = 0; c < k; c++) {
+            const REAL v = z[r * k + c], y = t[r * k + c];
+            const REAL e = EXP_NEG(-FABS(v));
+            const REAL loss = (v > 0 ? v : (REAL)0) + (REAL)log1p((double)e) - y * v;
+            row += (double)loss;
+            grad[r * k + c] = ((v >= 0 ? (REAL)1 : e) / ((REAL)1 + e) - y) * f;
+        }
+        total += wi * row;
+    }
+    return total;
+}
+
+/* Squared error over k outputs: l_i = mean_c (z - t)^2; dl/dz = 2 (z - t) / k. */
+static FNN_TARGET double NAME(mse)(const REAL *z, const REAL *t, const REAL *w, REAL *grad, ptrdiff_t rows,
+                                   ptrdiff_t k, double scale)
+{
+    double total = 0.0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const double wi = w ? (double)w[r] : 1.0;
+        const REAL f = (REAL)(wi * scale * 2.0 / (double)k);
+        double row = 0.0;
+        for (ptrdiff_t c = 0; c < k; c++) {
+            const REAL d = z[r * k + c] - t[r * k + c];
+            row += (double)(d * d);
+            grad[r * k + c] = d * f;
+        }
+        total += wi * (row / (double)k);
+    }
+    return total;
 }
 
 #undef NAME

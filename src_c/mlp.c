@@ -1,4 +1,4 @@
-/* Instantiates the MLP training loop (mlp_impl.h) for float and double. */
+/* Instantiates the training engine (mlp_impl.h) for float and double. */
 #include "mlp.h"
 
 #include <math.h>
@@ -10,6 +10,13 @@
 #include "small_gemm.h"
 
 #define FNN_MLP_MAX_THREADS 256
+#define FNN_MLP_MAX_LAYERS 256 /* train.pxi refuses deeper networks */
+
+/* The activation kernels of the table (codes of kernels.h). */
+#define FNN_ACT_FORWARD(T, act, param, x, y, n) (T)->act_forward(act, x, y, n)
+#define FNN_ACT_BACKWARD(T, act, param, z, y, g, out, n) (T)->act_backward(act, y, g, out, n)
+#define FNN_BIAS_ACT(T, act, param, z, bias, rows, cols) (T)->bias_act(act, z, bias, rows, cols)
+#define FNN_ACT_NEEDS_INPUT(act) 0
 
 #include <sched.h>
 

@@ -136,13 +136,17 @@ def test_native_epoch_matches_layer_by_layer(dtype, optimizer):
     rtol = 2e-4 if dtype == "float32" else 1e-10
     for a, b in zip(fast.parameters(), slow.parameters()):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
-    assert fast.optimizer.state_dict()["arrays"].keys() == slow.optimizer.state_dict()["arrays"].keys()
+    fast_state, slow_state = fast.optimizer.state_dict(), slow.optimizer.state_dict()
+    assert fast_state["steps"] == slow_state["steps"]
+    assert {k: v is None for k, v in fast_state["state"].items()} == \
+        {k: v is None for k, v in slow_state["state"].items()}
 
 
 def test_native_epoch_is_used_only_where_it_applies(monkeypatch):
     calls = []
-    real = _core.mlp_sgd_steps
-    monkeypatch.setattr(_core, "mlp_sgd_steps", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    from fastnn._fastpath import CompiledEngine
+    real = CompiledEngine.run_epoch
+    monkeypatch.setattr(CompiledEngine, "run_epoch", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     X, y = small_data()
     _mlp("float32").fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
     assert calls
@@ -152,8 +156,12 @@ def test_native_epoch_is_used_only_where_it_applies(monkeypatch):
     calls.clear()
     dropout = Network([Linear(6, 5), ReLU(), Dropout(0.2), Linear(5, 3)], seed=0)
     dropout.fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
+    assert calls  # and Dropout
+    calls.clear()
+    unfused = Network([Linear(6, 5), ReLU(), Sigmoid(), Linear(5, 3)], seed=0)
+    unfused.fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
     assert not calls
-    assert dropout._native_epoch is None
+    assert unfused._native_epoch is None
 
 
 def test_unfusable_orders_use_unfused_ops(monkeypatch):
