@@ -35,13 +35,16 @@ typedef struct {
     int n_layers;
     const int *dims; /* n_layers + 1 widths */
     const int *acts; /* activation code after each Linear (the last is 0: logits) */
+    const double *act_params; /* the parameter of each of those activations (kernels.h) */
     void **w, **b;   /* (dims[l], dims[l+1]) and (dims[l+1],) */
     void **vw, **vb; /* SGD's velocities (NULL entries without momentum), or Adam's first moments */
     void **sw, **sb; /* Adam's second moments (unused by SGD) */
     void **gw, **gb; /* gradient buffers of the same shapes */
     void **a;        /* a[l]: (batch, dims[l]); a[0] receives the batch */
     void **g;        /* g[l]: (batch, dims[l]) for l >= 1: dL/da[l] */
-    void **dz;       /* dz[l]: (batch, dims[l+1]) scratch for the activation derivative */
+    void **dz;       /* dz[l]: (batch, dims[l+1]) scratch for the activation derivative; when
+                        fnn_act_needs_input(acts[l]), the forward pass keeps the layer's
+                        pre-activation z there and the backward turns it into dz in place */
 } fnn_mlp;
 
 typedef struct {

@@ -80,9 +80,10 @@ static void NAME(column_sums)(const REAL *dz, REAL *gb, ptrdiff_t rows, ptrdiff_
     }
 }
 
-/* Rows [r0, r1) of a[l+1] = act(sum of the threads' partial products + b). part[0] is a[l+1]. */
+/* Rows [r0, r1) of a[l+1] = act(sum of the threads' partial products + b). part[0] is a[l+1].
+   keep_z (NULL unless the activation's derivative needs its input): receives those rows of z. */
 static void NAME(finish_layer)(const TABLE_TYPE *T, REAL **part, int n_parts, const REAL *bias, int act,
-                               ptrdiff_t r0, ptrdiff_t r1, int width)
+                               double param, REAL *keep_z, ptrdiff_t r0, ptrdiff_t r1, int width)
 {
     REAL *out = part[0] + r0 * width;
     const ptrdiff_t n = (r1 - r0) * width;
@@ -90,7 +91,13 @@ static void NAME(finish_layer)(const TABLE_TYPE *T, REAL **part, int n_parts, co
         const REAL *src = part[t] + r0 * width;
         for (ptrdiff_t i = 0; i < n; i++) out[i] += src[i];
     }
-    T->bias_act(act, out, bias, r1 - r0, width);
+    if (keep_z) {
+        T->bias_act(0, 0.0, out, bias, r1 - r0, width);
+        memcpy(keep_z + r0 * width, out, sizeof(REAL) * (size_t)n);
+        T->act_forward(act, param, out, out, n);
+    } else {
+        T->bias_act(act, param, out, bias, r1 - r0, width);
+    }
 }
 
 int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn_sgd_config *opt,
@@ -174,7 +181,10 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 fnn_barrier_wait(&barrier);
                 for (int p = tid; p < parts; p += nth) {
                     split_range(rows, parts, p, 1, &b0, &b1);
-                    if (b1 > b0) NAME(finish_layer)(T, part, parts, (REAL *)m->b[l], m->acts[l], b0, b1, n_out);
+                    if (b1 > b0)
+                        NAME(finish_layer)(T, part, parts, (REAL *)m->b[l], m->acts[l], m->act_params[l],
+                                           fnn_act_needs_input(m->acts[l]) ? (REAL *)m->dz[l] : NULL, b0, b1,
+                                           n_out);
                 }
                 /* The loss below reads only the logit rows its own part finished. */
                 if (l < L - 1) fnn_barrier_wait(&barrier);
@@ -192,8 +202,9 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 partial_loss[p] = T->softmax_xent(logits, labels, NULL, (REAL *)m->g[L] + b0 * K, NULL, nr,
                                                   K, 1.0 / rows);
                 partial_correct[p] = NAME(count_correct)(logits, labels, nr, K);
-                if (m->acts[L - 1]) /* an activation on the logits layer itself */
-                    T->act_backward(m->acts[L - 1], (REAL *)m->a[L] + b0 * K, (REAL *)m->g[L] + b0 * K,
+                if (m->acts[L - 1]) /* an activation on the logits layer itself (z, if kept, is in dz) */
+                    T->act_backward(m->acts[L - 1], m->act_params[L - 1], (REAL *)m->dz[L - 1] + b0 * K,
+                                    (REAL *)m->a[L] + b0 * K, (REAL *)m->g[L] + b0 * K,
                                     (REAL *)m->dz[L - 1] + b0 * K, (ptrdiff_t)nr * K);
             }
             fnn_barrier_wait(&barrier);
@@ -220,10 +231,12 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                             REAL *gx = (REAL *)m->g[l] + b0;
                             NAME(gemm)(0, 1, rows, (int)(b1 - b0), n_out, dz, n_out, w, n_out, 0, gx, n_in);
                             if (m->acts[l - 1]) { /* dz of the layer below, for the columns owned here */
-                                for (int r = 0; r < rows; r++)
-                                    T->act_backward(m->acts[l - 1], (REAL *)m->a[l] + (ptrdiff_t)r * n_in + b0,
-                                                    gx + (ptrdiff_t)r * n_in,
-                                                    (REAL *)m->dz[l - 1] + (ptrdiff_t)r * n_in + b0, b1 - b0);
+                                for (int r = 0; r < rows; r++) {
+                                    REAL *dz_row = (REAL *)m->dz[l - 1] + (ptrdiff_t)r * n_in + b0;
+                                    T->act_backward(m->acts[l - 1], m->act_params[l - 1], dz_row,
+                                                    (REAL *)m->a[l] + (ptrdiff_t)r * n_in + b0,
+                                                    gx + (ptrdiff_t)r * n_in, dz_row, b1 - b0);
+                                }
                             }
                         }
                         NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,

@@ -16,6 +16,7 @@ cdef extern from "mlp.h" nogil:
         int n_layers
         const int *dims
         const int *acts
+        const double *act_params
         void **w
         void **b
         void **vw
@@ -84,7 +85,7 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
                   double scale, double shift, double lr, double momentum, double weight_decay,
                   bint nesterov, int n_parts=0, int n_threads=0, double bias_weight_decay=-1.0,
                   list adam_second_w=None, list adam_second_b=None, double beta1=0.0, double beta2=0.0,
-                  double eps=0.0, Py_ssize_t adam_steps_before=-1):
+                  double eps=0.0, Py_ssize_t adam_steps_before=-1, object activation_params=None):
     """Run SGD steps [first_step, stop_step) of an epoch over the rows ``order`` of (x, y).
 
     adam_steps_before >= 0 makes the steps Adam's (beta1, beta2, eps; lr and weight_decay as for
@@ -97,6 +98,8 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     was not finite (nothing of that step was applied). bias_weight_decay < 0: weight_decay.
     n_parts: how the work is cut (the same parts give the same bits for any thread count);
     n_threads: threads to run them (at most n_parts). 0 means the kernel thread count for either.
+    activations: the activation code after each Linear; activation_params: None (all 0) or the
+    parameter of each (kernels.h).
     """
     cdef int L = len(weights), l
     cdef list dims = [weights[0].shape[0]] + [w.shape[1] for w in weights] if L else []
@@ -128,8 +131,12 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
         if adam:
             _require(adam_second_w[l], "adam_second_w", (dims[l], dims[l + 1]), dtype)
             _require(adam_second_b[l], "adam_second_b", (dims[l + 1],), dtype)
-        if not 0 <= activations[l] <= 4:
+        if not 0 <= activations[l] < FNN_ACT_COUNT:
             raise ValueError("mlp_sgd_steps: unknown activation code")
+    if activation_params is None:
+        activation_params = [0.0] * L
+    if len(activation_params) != L or not all(np.isfinite(activation_params)):
+        raise ValueError("mlp_sgd_steps: activation_params needs one finite value per layer")
     for l in range(L + 1):
         _require(acts[l], "acts", (batch_size, dims[l]), dtype)
         if l > 0:
@@ -155,6 +162,7 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     cdef fnn_steps_result res
     cdef int *dim_arr = <int*>malloc(sizeof(int) * (L + 1))
     cdef int *act_arr = <int*>malloc(sizeof(int) * L)
+    cdef double *param_arr = <double*>malloc(sizeof(double) * L)
     cdef int nt = n_threads if n_threads > 0 else _n_threads, status = 0
     cdef int parts = n_parts if n_parts > 0 else nt
     cdef bint f32 = dtype.char == "f"
@@ -162,6 +170,7 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     m.n_layers = L
     m.dims = dim_arr
     m.acts = act_arr
+    m.act_params = param_arr
     m.w = m.b = m.vw = m.vb = m.sw = m.sb = m.gw = m.gb = m.a = m.g = m.dz = NULL
     src.x = cnp.PyArray_DATA(x)
     src.x_kind = 0 if xt == cnp.NPY_UINT8 else (1 if xt == cnp.NPY_FLOAT32 else 2)
@@ -182,12 +191,13 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     opt.eps = eps
     opt.adam_steps_before = adam_steps_before if adam else 0
     try:
-        if dim_arr == NULL or act_arr == NULL:
+        if dim_arr == NULL or act_arr == NULL or param_arr == NULL:
             raise MemoryError()
         for l in range(L + 1):
             dim_arr[l] = dims[l]
         for l in range(L):
             act_arr[l] = activations[l]
+            param_arr[l] = activation_params[l]
         m.w = _pointers(weights, L, False)
         m.b = _pointers(biases, L, False)
         m.vw = _pointers(vel_w if use_velocity else [None] * L, L, True)
@@ -207,6 +217,7 @@ def mlp_sgd_steps(list weights, list biases, list vel_w, list vel_b, list grad_w
     finally:
         free(dim_arr)
         free(act_arr)
+        free(param_arr)
         free(m.w); free(m.b); free(m.vw); free(m.vb); free(m.sw); free(m.sb); free(m.gw); free(m.gb)
         free(m.a); free(m.g); free(m.dz)
     if status != 0:
