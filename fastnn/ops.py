@@ -36,7 +36,7 @@ def _forward(code, x, out):
     x_given = x
     x = v.float_array(x, "x")
     out = v.out_buffer(out, "out", x.shape, x.dtype, may_alias=(x_given,))
-    return _core.act_forward(code, x, out)
+    return _core.act_forward(code, 0.0, x, out)
 
 
 def _backward(code, y, grad, out):
@@ -45,7 +45,7 @@ def _backward(code, y, grad, out):
     grad = v.float_array(grad, "grad", dtype=y.dtype)
     v.check_shape(grad, "grad", y.shape)
     out = v.out_buffer(out, "out", y.shape, y.dtype, may_alias=given)
-    return _core.act_backward(code, y, grad, out)
+    return _core.act_backward(code, 0.0, None, y, grad, out)
 
 
 def sigmoid(x, out=None):

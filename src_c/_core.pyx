@@ -12,6 +12,7 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t, uint8_t
 from libc.math cimport fabs
 from libc.stdlib cimport calloc, malloc, free
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -24,16 +25,22 @@ cdef extern from "kernels.h" nogil:
     int fnn_openmp_enabled()
     int fnn_openmp_max_threads()
 
-    void fnn_act_forward_f32(int act, const float *x, float *y, Py_ssize_t n, int nt)
-    void fnn_act_forward_f64(int act, const double *x, double *y, Py_ssize_t n, int nt)
-    void fnn_act_backward_f32(int act, const float *y, const float *g, float *out, Py_ssize_t n, int nt)
-    void fnn_act_backward_f64(int act, const double *y, const double *g, double *out, Py_ssize_t n, int nt)
-    void fnn_bias_act_f32(int act, float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols, int nt)
-    void fnn_bias_act_f64(int act, double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols, int nt)
-    void fnn_act_grad_colsum_f32(int act, const float *y, const float *g, float *dz, float *db,
-                                 Py_ssize_t rows, Py_ssize_t cols, int nt)
-    void fnn_act_grad_colsum_f64(int act, const double *y, const double *g, double *dz, double *db,
-                                 Py_ssize_t rows, Py_ssize_t cols, int nt)
+    enum: FNN_ACT_COUNT
+    int fnn_act_needs_input(int act)
+    void fnn_act_forward_f32(int act, double param, const float *x, float *y, Py_ssize_t n, int nt)
+    void fnn_act_forward_f64(int act, double param, const double *x, double *y, Py_ssize_t n, int nt)
+    void fnn_act_backward_f32(int act, double param, const float *z, const float *y, const float *g,
+                              float *out, Py_ssize_t n, int nt)
+    void fnn_act_backward_f64(int act, double param, const double *z, const double *y, const double *g,
+                              double *out, Py_ssize_t n, int nt)
+    void fnn_bias_act_f32(int act, double param, float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols,
+                          int nt)
+    void fnn_bias_act_f64(int act, double param, double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols,
+                          int nt)
+    void fnn_act_grad_colsum_f32(int act, double param, const float *z, const float *y, const float *g,
+                                 float *dz, float *db, Py_ssize_t rows, Py_ssize_t cols, int nt)
+    void fnn_act_grad_colsum_f64(int act, double param, const double *z, const double *y, const double *g,
+                                 double *dz, double *db, Py_ssize_t rows, Py_ssize_t cols, int nt)
     double fnn_softmax_xent_f32(const float *logits, const int64_t *labels, const float *w, float *grad,
                                 double *row_loss, Py_ssize_t rows, Py_ssize_t k, double scale, int nt)
     double fnn_softmax_xent_f64(const double *logits, const int64_t *labels, const double *w, double *grad,
@@ -193,11 +200,19 @@ cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, real al
         fnn_gemm_f64(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
-cdef void bias_act(int act, real *z, const real *b, Py_ssize_t rows, Py_ssize_t cols, int nt) noexcept nogil:
+cdef void bias_act(int act, double param, real *z, const real *b, Py_ssize_t rows, Py_ssize_t cols,
+                   int nt) noexcept nogil:
     if real is float:
-        fnn_bias_act_f32(act, z, b, rows, cols, nt)
+        fnn_bias_act_f32(act, param, z, b, rows, cols, nt)
     else:
-        fnn_bias_act_f64(act, z, b, rows, cols, nt)
+        fnn_bias_act_f64(act, param, z, b, rows, cols, nt)
+
+
+cdef void act_forward_rows(int act, double param, const real *x, real *y, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        fnn_act_forward_f32(act, param, x, y, n, 1)
+    else:
+        fnn_act_forward_f64(act, param, x, y, n, 1)
 
 
 # Output blocks above this many bytes are produced in row blocks, so that bias and activation
@@ -230,7 +245,9 @@ cdef void gemm_small(bint trans_a, int m, int n, int k, const real *a, int lda, 
 
 
 cdef void linear_forward_impl(const real *x, const real *w, const real *b, real *out,
-                              int batch, int n_in, int n_out, int act) noexcept nogil:
+                              int batch, int n_in, int n_out, int act, double param,
+                              real *z_out) noexcept nogil:
+    """out = act(x @ w + b); z_out (NULL, or (batch, n_out)) receives x @ w + b."""
     cdef int start = 0, rows = batch, m_tile, n_tile
     cdef Py_ssize_t row_bytes = <Py_ssize_t>n_out * sizeof(real)
     if small_tiles(False, batch, n_out, n_in, &m_tile, &n_tile):
@@ -246,14 +263,22 @@ cdef void linear_forward_impl(const real *x, const real *w, const real *b, real 
                    out + <Py_ssize_t>start * n_out, n_out)
         # One thread: the pass is small next to the product, and OpenMP threads still spinning
         # after it would take a core from BLAS's own threads in the next product.
-        bias_act(act, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)
+        if z_out == NULL:
+            bias_act(act, param, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)
+        else:
+            bias_act(0, 0.0, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)
+            memcpy(z_out + <Py_ssize_t>start * n_out, out + <Py_ssize_t>start * n_out,
+                   <size_t>rows * n_out * sizeof(real))
+            act_forward_rows(act, param, out + <Py_ssize_t>start * n_out, out + <Py_ssize_t>start * n_out,
+                             <Py_ssize_t>rows * n_out)
         start += rows
 
 
-cdef int linear_backward_impl(const real *x, const real *w, const real *g, const real *y, int act,
-                              real *dw, real *db, real *dx,
+cdef int linear_backward_impl(const real *x, const real *w, const real *g, const real *z, const real *y,
+                              int act, double param, real *dw, real *db, real *dx,
                               int batch, int n_in, int n_out) noexcept nogil:
-    """dz = g * act'(y); db = colsum(dz); dw = x^T dz; dx = dz w^T (dx may be NULL).
+    """dz = g * act'(z) (from y, or from the pre-activation z, which may be NULL when the
+    activation does not need it); db = colsum(dz); dw = x^T dz; dx = dz w^T (dx may be NULL).
 
     With an activation, dz needs a (batch, n_out) scratch buffer, allocated here (g is never
     written). Returns -1 when that allocation fails, 0 otherwise.
@@ -265,9 +290,9 @@ cdef int linear_backward_impl(const real *x, const real *w, const real *g, const
             return -1
     # One thread, as in linear_forward_impl: BLAS threads do the heavy part next.
     if real is float:
-        fnn_act_grad_colsum_f32(act, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
+        fnn_act_grad_colsum_f32(act, param, z, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
     else:
-        fnn_act_grad_colsum_f64(act, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
+        fnn_act_grad_colsum_f64(act, param, z, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
     gemm_small(True, n_in, n_out, batch, x, n_in, dz, n_out, dw, n_out)
     if dx != NULL:
         input_gradient(dz, w, dx, batch, n_in, n_out)
@@ -301,7 +326,12 @@ cdef inline void* _ptr_or_null(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-def act_forward(int act, cnp.ndarray x, cnp.ndarray y):
+def act_needs_input(int act):
+    """Whether the derivative of activation ``act`` needs its input (else it comes from the output)."""
+    return bool(fnn_act_needs_input(act))
+
+
+def act_forward(int act, double param, cnp.ndarray x, cnp.ndarray y):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef int nt = kernel_threads()
     cdef bint f32 = _is_f32(x)
@@ -309,24 +339,26 @@ def act_forward(int act, cnp.ndarray x, cnp.ndarray y):
     cdef void *yp = _ptr(y)
     with nogil:
         if f32:
-            fnn_act_forward_f32(act, <float*>xp, <float*>yp, n, nt)
+            fnn_act_forward_f32(act, param, <float*>xp, <float*>yp, n, nt)
         else:
-            fnn_act_forward_f64(act, <double*>xp, <double*>yp, n, nt)
+            fnn_act_forward_f64(act, param, <double*>xp, <double*>yp, n, nt)
     return y
 
 
-def act_backward(int act, cnp.ndarray y, cnp.ndarray g, cnp.ndarray out):
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(y)
+def act_backward(int act, double param, object z, object y, cnp.ndarray g, cnp.ndarray out):
+    """out = g * act'(z); z or y may be None where the activation does not read it."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
     cdef int nt = kernel_threads()
-    cdef bint f32 = _is_f32(y)
-    cdef void *yp = _ptr(y)
+    cdef bint f32 = _is_f32(g)
+    cdef void *zp = _ptr_or_null(z)
+    cdef void *yp = _ptr_or_null(y)
     cdef void *gp = _ptr(g)
     cdef void *op = _ptr(out)
     with nogil:
         if f32:
-            fnn_act_backward_f32(act, <float*>yp, <float*>gp, <float*>op, n, nt)
+            fnn_act_backward_f32(act, param, <float*>zp, <float*>yp, <float*>gp, <float*>op, n, nt)
         else:
-            fnn_act_backward_f64(act, <double*>yp, <double*>gp, <double*>op, n, nt)
+            fnn_act_backward_f64(act, param, <double*>zp, <double*>yp, <double*>gp, <double*>op, n, nt)
     return out
 
 
@@ -364,9 +396,11 @@ def softmax_xent(cnp.ndarray logits, cnp.ndarray labels, object weights, cnp.nda
     return total
 
 
-def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray out):
+def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray out, double param=0.0,
+                   object z_out=None):
     cdef int batch = <int>x.shape[0], n_in = <int>x.shape[1], n_out = <int>w.shape[1]
     cdef bint f32 = _is_f32(x)
+    cdef void *zp = _ptr_or_null(z_out)
     cdef void *xp = _ptr(x)
     cdef void *wp = _ptr(w)
     cdef void *bp = _ptr_or_null(b)
@@ -374,15 +408,15 @@ def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray 
     with nogil:
         if f32:
             linear_forward_impl[float](<float*>xp, <float*>wp, <float*>bp, <float*>op,
-                                       batch, n_in, n_out, act)
+                                       batch, n_in, n_out, act, param, <float*>zp)
         else:
             linear_forward_impl[double](<double*>xp, <double*>wp, <double*>bp, <double*>op,
-                                        batch, n_in, n_out, act)
+                                        batch, n_in, n_out, act, param, <double*>zp)
     return out
 
 
 def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int act,
-                    cnp.ndarray dw, cnp.ndarray db, object dx):
+                    cnp.ndarray dw, cnp.ndarray db, object dx, double param=0.0, object z=None):
     cdef int batch = <int>x.shape[0], n_in = <int>x.shape[1], n_out = <int>w.shape[1]
     cdef int status
     cdef bint f32 = _is_f32(x)
@@ -390,17 +424,18 @@ def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int a
     cdef void *wp = _ptr(w)
     cdef void *gp = _ptr(g)
     cdef void *yp = _ptr_or_null(y)
+    cdef void *zp = _ptr_or_null(z)
     cdef void *dwp = _ptr(dw)
     cdef void *dbp = _ptr(db)
     cdef void *dxp = _ptr_or_null(dx)
     with nogil:
         if f32:
-            status = linear_backward_impl[float](<float*>xp, <float*>wp, <float*>gp, <float*>yp, act,
-                                                 <float*>dwp, <float*>dbp, <float*>dxp,
+            status = linear_backward_impl[float](<float*>xp, <float*>wp, <float*>gp, <float*>zp, <float*>yp,
+                                                 act, param, <float*>dwp, <float*>dbp, <float*>dxp,
                                                  batch, n_in, n_out)
         else:
-            status = linear_backward_impl[double](<double*>xp, <double*>wp, <double*>gp, <double*>yp, act,
-                                                  <double*>dwp, <double*>dbp, <double*>dxp,
+            status = linear_backward_impl[double](<double*>xp, <double*>wp, <double*>gp, <double*>zp,
+                                                  <double*>yp, act, param, <double*>dwp, <double*>dbp, <double*>dxp,
                                                   batch, n_in, n_out)
     if status != 0:
         raise MemoryError("linear_backward: could not allocate the (batch, out) scratch buffer")

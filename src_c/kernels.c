@@ -94,6 +94,7 @@ int fnn_simd_select(const char *name)
 }
 
 const char *fnn_simd_current(void) { return current_path; }
+int fnn_act_needs_input(int act) { return act == FNN_ACT_GELU; }
 const fnn_table_f32 *fnn_table_f32_current(void) { return T32; }
 const fnn_table_f64 *fnn_table_f64_current(void) { return T64; }
 const char *fnn_build_flags(void) { return FASTNN_BUILD_FLAGS; }
@@ -146,25 +147,29 @@ static int threads_for(ptrdiff_t work, int n_threads)
 /* ---- public entry points ---- */
 
 #define FNN_DEFINE(REAL, SUF, T)                                                                   \
-    void fnn_act_forward_##SUF(int act, const REAL *x, REAL *y, ptrdiff_t n, int n_threads)        \
+    void fnn_act_forward_##SUF(int act, double param, const REAL *x, REAL *y, ptrdiff_t n,         \
+                               int n_threads)                                                      \
     {                                                                                              \
         int nt = threads_for(n, n_threads);                                                        \
-        FNN_SPLIT(n, nt, 16, T->act_forward(act, x + b, y + b, e - b));                            \
+        FNN_SPLIT(n, nt, 16, T->act_forward(act, param, x + b, y + b, e - b));                     \
     }                                                                                              \
-    void fnn_act_backward_##SUF(int act, const REAL *y, const REAL *grad, REAL *out, ptrdiff_t n,  \
-                                int n_threads)                                                     \
+    void fnn_act_backward_##SUF(int act, double param, const REAL *z, const REAL *y,               \
+                                const REAL *grad, REAL *out, ptrdiff_t n, int n_threads)           \
     {                                                                                              \
         int nt = threads_for(n, n_threads);                                                        \
-        FNN_SPLIT(n, nt, 16, T->act_backward(act, y + b, grad + b, out + b, e - b));               \
+        FNN_SPLIT(n, nt, 16,                                                                       \
+                  T->act_backward(act, param, z ? z + b : NULL, y ? y + b : NULL, grad + b,        \
+                                  out + b, e - b));                                                \
     }                                                                                              \
-    void fnn_bias_act_##SUF(int act, REAL *z, const REAL *bias, ptrdiff_t rows, ptrdiff_t cols,    \
-                            int n_threads)                                                         \
+    void fnn_bias_act_##SUF(int act, double param, REAL *z, const REAL *bias, ptrdiff_t rows,      \
+                            ptrdiff_t cols, int n_threads)                                         \
     {                                                                                              \
         int nt = threads_for(rows * cols, n_threads);                                              \
-        FNN_SPLIT(rows, nt, 1, T->bias_act(act, z + b * cols, bias, e - b, cols));                 \
+        FNN_SPLIT(rows, nt, 1, T->bias_act(act, param, z + b * cols, bias, e - b, cols));          \
     }                                                                                              \
-    void fnn_act_grad_colsum_##SUF(int act, const REAL *y, const REAL *grad, REAL *dz, REAL *db,   \
-                                   ptrdiff_t rows, ptrdiff_t cols, int n_threads)                  \
+    void fnn_act_grad_colsum_##SUF(int act, double param, const REAL *z, const REAL *y,            \
+                                   const REAL *grad, REAL *dz, REAL *db, ptrdiff_t rows,           \
+                                   ptrdiff_t cols, int n_threads)                                  \
     {                                                                                              \
         int nt = threads_for(rows * cols, n_threads);                                              \
         double stack_acc[1024];                                                                    \
@@ -179,7 +184,8 @@ static int threads_for(ptrdiff_t work, int n_threads)
                 ptrdiff_t w = cols - c0 < 1024 ? cols - c0 : 1024;                                 \
                 memset(part, 0, sizeof(double) * (size_t)w);                                       \
                 for (ptrdiff_t r = 0; r < rows; r++)                                               \
-                    T->act_grad_colsum(act, y ? y + r * cols + c0 : NULL, grad + r * cols + c0,    \
+                    T->act_grad_colsum(act, param, z ? z + r * cols + c0 : NULL,                   \
+                                       y ? y + r * cols + c0 : NULL, grad + r * cols + c0,         \
                                        dz ? dz + r * cols + c0 : NULL, part, 1, w);                \
                 for (ptrdiff_t c = 0; c < w; c++) db[c0 + c] = (REAL)part[c];                      \
             }                                                                                      \
@@ -187,7 +193,7 @@ static int threads_for(ptrdiff_t work, int n_threads)
         }                                                                                          \
         memset(acc, 0, sizeof(double) * (size_t)nt * (size_t)cols);                               \
         if (nt <= 1) {                                                                             \
-            T->act_grad_colsum(act, y, grad, dz, acc, rows, cols);                                 \
+            T->act_grad_colsum(act, param, z, y, grad, dz, acc, rows, cols);                       \
         } else {                                                                                   \
             FNN_PARALLEL(nt)                                                                       \
             {                                                                                      \
@@ -195,7 +201,8 @@ static int threads_for(ptrdiff_t work, int n_threads)
                 int tid = FNN_THREAD_ID();                                                         \
                 split_range(rows, FNN_THREAD_COUNT(), tid, 1, &b, &e);                             \
                 if (b < e)                                                                         \
-                    T->act_grad_colsum(act, y ? y + b * cols : NULL, grad + b * cols,              \
+                    T->act_grad_colsum(act, param, z ? z + b * cols : NULL,                        \
+                                       y ? y + b * cols : NULL, grad + b * cols,                   \
                                        dz ? dz + b * cols : NULL, acc + (ptrdiff_t)tid * cols,     \
                                        e - b, cols);                                               \
             }                                                                                      \

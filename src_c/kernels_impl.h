@@ -28,7 +28,24 @@ FNN_INLINE REAL NAME(tanh1)(REAL v)
     return COPYSIGN(-m / ((REAL)2 + m), v);
 }
 
-static FNN_TARGET void NAME(act_forward)(int act, const REAL *x, REAL *y, ptrdiff_t n)
+/* Code 6 (exact GELU): x Phi(x) = x erfc(-x / sqrt 2) / 2 and its derivative Phi(x) + x phi(x),
+ * computed in double with libm's erfc and exp (erfc, not 1 + erf: no cancellation for negative x)
+ * and rounded once to REAL. Below -40 the value is -0 (erfc underflows; this also keeps -inf -> -0
+ * rather than -inf * 0 = NaN); NaN passes through. */
+#ifndef FNN_GAUSS_HELPERS
+#define FNN_GAUSS_HELPERS
+static inline double fnn_gauss_gate_d(double x)
+{
+    return x < -40.0 ? -0.0 : 0.5 * x * erfc(x * -0.70710678118654752440);
+}
+static inline double fnn_gauss_gate_grad_d(double x)
+{
+    const double tail = x > 40.0 || x < -40.0 ? 0.0 : x * exp(-0.5 * x * x) * 0.39894228040143267794;
+    return 0.5 * erfc(x * -0.70710678118654752440) + tail;
+}
+#endif
+
+static FNN_TARGET void NAME(act_forward)(int act, double param, const REAL *x, REAL *y, ptrdiff_t n)
 {
     ptrdiff_t i;
     switch (act) {
@@ -48,12 +65,23 @@ static FNN_TARGET void NAME(act_forward)(int act, const REAL *x, REAL *y, ptrdif
 #pragma GCC ivdep
         for (i = 0; i < n; i++) y[i] = SCALED_A * NAME(tanh1)(SCALED_B * x[i]);
         break;
+    case FNN_ACT_LEAKY_RELU: {
+        const REAL slope = (REAL)param;
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) y[i] = x[i] < 0 ? slope * x[i] : x[i]; /* NaN passes through */
+        break;
+    }
+    case FNN_ACT_GELU:
+        for (i = 0; i < n; i++) y[i] = (REAL)fnn_gauss_gate_d((double)x[i]);
+        break;
     default:
         if (x != y) memcpy(y, x, (size_t)n * sizeof(REAL));
     }
 }
 
-static FNN_TARGET void NAME(act_backward)(int act, const REAL *y, const REAL *g, REAL *out, ptrdiff_t n)
+/* out = g * act'(z), from y = act(z) except where fnn_act_needs_input says z is needed. */
+static FNN_TARGET void NAME(act_backward)(int act, double param, const REAL *z, const REAL *y, const REAL *g,
+                                          REAL *out, ptrdiff_t n)
 {
     ptrdiff_t i;
     switch (act) {
@@ -76,12 +104,23 @@ static FNN_TARGET void NAME(act_backward)(int act, const REAL *y, const REAL *g,
         for (i = 0; i < n; i++) out[i] = g[i] * (ab - b_over_a * y[i] * y[i]);
         break;
     }
+    case FNN_ACT_LEAKY_RELU: { /* the slope is >= 0, so y > 0 exactly when z > 0 */
+        const REAL slope = (REAL)param;
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) out[i] = g[i] * (y[i] > 0 ? (REAL)1 : slope);
+        break;
+    }
+    case FNN_ACT_GELU:
+        (void)y;
+        for (i = 0; i < n; i++) out[i] = g[i] * (REAL)fnn_gauss_gate_grad_d((double)z[i]);
+        break;
     default:
         if (g != out) memcpy(out, g, (size_t)n * sizeof(REAL));
     }
 }
 
-static FNN_TARGET void NAME(bias_act)(int act, REAL *z, const REAL *bias, ptrdiff_t rows, ptrdiff_t cols)
+static FNN_TARGET void NAME(bias_act)(int act, double param, REAL *z, const REAL *bias, ptrdiff_t rows,
+                                      ptrdiff_t cols)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *row = z + r * cols;
@@ -90,21 +129,32 @@ static FNN_TARGET void NAME(bias_act)(int act, REAL *z, const REAL *bias, ptrdif
             for (ptrdiff_t c = 0; c < cols; c++) row[c] += bias[c];
         }
         /* The row is in L1 after the bias pass, so a second pass costs little. */
-        NAME(act_forward)(act, row, row, cols);
+        NAME(act_forward)(act, param, row, row, cols);
     }
 }
 
-/* dz = grad * act'(y) row by row and acc[c] += dz[r, c] in double. dz == NULL: use grad. */
-static FNN_TARGET void NAME(act_grad_colsum)(int act, const REAL *y, const REAL *g, REAL *dz,
-                                             double *acc, ptrdiff_t rows, ptrdiff_t cols)
+/* acc[c] += x[r, c] in double for r < rows, c < cols; rows lie ld apart. The one column-sum
+ * kernel: bias gradients of the linear ops (act_grad_colsum) and of the training engine. */
+static FNN_TARGET void NAME(col_sums)(const REAL *x, ptrdiff_t ld, double *acc, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *row = x + r * ld;
+        for (ptrdiff_t c = 0; c < cols; c++) acc[c] += (double)row[c];
+    }
+}
+
+/* dz = grad * act'(z) row by row and acc[c] += dz[r, c] in double. dz == NULL: use grad. */
+static FNN_TARGET void NAME(act_grad_colsum)(int act, double param, const REAL *z, const REAL *y, const REAL *g,
+                                             REAL *dz, double *acc, ptrdiff_t rows, ptrdiff_t cols)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *src = g + r * cols;
         if (dz) {
-            NAME(act_backward)(act, y + r * cols, src, dz + r * cols, cols);
+            NAME(act_backward)(act, param, z ? z + r * cols : NULL, y ? y + r * cols : NULL, src, dz + r * cols,
+                               cols);
             src = dz + r * cols;
         }
-        for (ptrdiff_t c = 0; c < cols; c++) acc[c] += (double)src[c];
+        NAME(col_sums)(src, cols, acc, 1, cols);
     }
 }
 
@@ -406,16 +456,6 @@ static FNN_TARGET void NAME(transpose)(const REAL *src, REAL *dst, ptrdiff_t row
             for (ptrdiff_t r = r0; r < r1; r++)
                 for (ptrdiff_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
         }
-    }
-}
-
-/* acc[c] += x[r, c] in double for r < rows, c < cols; rows lie ld apart. The one column-sum
- * kernel: bias gradients of the linear ops (act_grad_colsum) and of the training engine. */
-static FNN_TARGET void NAME(col_sums)(const REAL *x, ptrdiff_t ld, double *acc, ptrdiff_t rows, ptrdiff_t cols)
-{
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const REAL *row = x + r * ld;
-        for (ptrdiff_t c = 0; c < cols; c++) acc[c] += (double)row[c];
     }
 }
 

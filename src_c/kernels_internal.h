@@ -23,11 +23,12 @@
 /* Serial kernels of one SIMD path; each works on a contiguous range. */
 #define FNN_TABLE(REAL, SUF)                                                                       \
     typedef struct {                                                                               \
-        void (*act_forward)(int, const REAL *, REAL *, ptrdiff_t);                                 \
-        void (*act_backward)(int, const REAL *, const REAL *, REAL *, ptrdiff_t);                  \
-        void (*bias_act)(int, REAL *, const REAL *, ptrdiff_t, ptrdiff_t);                         \
-        void (*act_grad_colsum)(int, const REAL *, const REAL *, REAL *, double *, ptrdiff_t,      \
-                                ptrdiff_t);                                                        \
+        void (*act_forward)(int, double, const REAL *, REAL *, ptrdiff_t);                         \
+        void (*act_backward)(int, double, const REAL *, const REAL *, const REAL *, REAL *,        \
+                             ptrdiff_t);                                                           \
+        void (*bias_act)(int, double, REAL *, const REAL *, ptrdiff_t, ptrdiff_t);                 \
+        void (*act_grad_colsum)(int, double, const REAL *, const REAL *, const REAL *, REAL *,     \
+                                double *, ptrdiff_t, ptrdiff_t);                                   \
         double (*softmax_xent)(const REAL *, const int64_t *, const REAL *, REAL *, double *,      \
                                ptrdiff_t, ptrdiff_t, double);                                      \
         void (*softmax_rows)(const REAL *, REAL *, ptrdiff_t, ptrdiff_t, int);                     \

@@ -12,11 +12,6 @@
 #define FNN_MLP_MAX_THREADS 256
 #define FNN_MLP_MAX_LAYERS 256 /* train.pxi refuses deeper networks */
 
-/* The activation kernels of the table (codes of kernels.h). */
-#define FNN_ACT_FORWARD(T, act, param, x, y, n) (T)->act_forward(act, x, y, n)
-#define FNN_ACT_BACKWARD(T, act, param, z, y, g, out, n) (T)->act_backward(act, y, g, out, n)
-#define FNN_BIAS_ACT(T, act, param, z, bias, rows, cols) (T)->bias_act(act, z, bias, rows, cols)
-#define FNN_ACT_NEEDS_INPUT(act) 0
 
 #include <sched.h>
 

@@ -38,18 +38,6 @@ void NAME(fnn_gemm_small)(int trans_a, int m, int n, int k, const REAL *a, int l
     }
 }
 
-/* The activation kernels of the table, through one place (their signature is the registry's). */
-static inline void NAME(act_fwd)(const TABLE_TYPE *T, int act, double param, const REAL *x, REAL *y, ptrdiff_t n)
-{
-    FNN_ACT_FORWARD(T, act, param, x, y, n);
-}
-
-static inline void NAME(act_bwd)(const TABLE_TYPE *T, int act, double param, const REAL *z, const REAL *y,
-                                 const REAL *g, REAL *out, ptrdiff_t n)
-{
-    FNN_ACT_BACKWARD(T, act, param, z, y, g, out, n);
-}
-
 /* The optimizer's step on n parameters p with gradient g (state: first and second, see fnn_mlp);
    t: the 1-based update step count. */
 static void NAME(update)(const TABLE_TYPE *T, const fnn_optimizer *opt, int64_t t, REAL *p, const REAL *g,
@@ -138,13 +126,13 @@ static void NAME(finish_layer)(const TABLE_TYPE *T, const fnn_mlp *m, int l, REA
         const REAL *src = part[t] + r0 * width;
         for (ptrdiff_t i = 0; i < n; i++) out[i] += src[i];
     }
-    if (FNN_ACT_NEEDS_INPUT(act)) {
+    if (fnn_act_needs_input(act)) {
         REAL *z = (REAL *)m->dz[l] + r0 * width;
-        FNN_BIAS_ACT(T, 0, 0.0, out, (const REAL *)m->b[l], r1 - r0, width);
+        T->bias_act(0, 0.0, out, (const REAL *)m->b[l], r1 - r0, width);
         memcpy(z, out, sizeof(REAL) * (size_t)n);
-        NAME(act_fwd)(T, act, param, z, out, n);
+        T->act_forward(act, param, z, out, n);
     } else {
-        FNN_BIAS_ACT(T, act, param, out, (const REAL *)m->b[l], r1 - r0, width);
+        T->bias_act(act, param, out, (const REAL *)m->b[l], r1 - r0, width);
     }
     if (l + 1 < m->n_layers && m->drop[l + 1] > 0)
         NAME(dropout)(u + r0 * width, m->drop[l + 1], out, (REAL *)m->y[l + 1] + r0 * width,
@@ -294,7 +282,7 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                 partial_correct[p] = NAME(count_correct)(src->loss, outputs, labels, targets, nr, K);
                 if (m->acts[L - 1]) { /* an activation on the output layer itself */
                     REAL *dz = (REAL *)m->dz[L - 1] + b0 * K;
-                    NAME(act_bwd)(T, m->acts[L - 1], m->act_params[L - 1], dz, outputs, grad, dz, (ptrdiff_t)nr * K);
+                    T->act_backward(m->acts[L - 1], m->act_params[L - 1], dz, outputs, grad, dz, (ptrdiff_t)nr * K);
                 }
             }
             fnn_barrier_wait(&barrier);
@@ -332,7 +320,7 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                                 if (below) { /* dz of the layer below, for the columns owned here */
                                     REAL *dz_below = (REAL *)m->dz[l - 1] + at;
                                     const REAL *y = (const REAL *)(dropped ? m->y[l] : m->a[l]) + at;
-                                    NAME(act_bwd)(T, below, m->act_params[l - 1], dz_below, y, gr, dz_below, b1 - b0);
+                                    T->act_backward(below, m->act_params[l - 1], dz_below, y, gr, dz_below, b1 - b0);
                                 }
                             }
                         }

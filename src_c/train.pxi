@@ -75,7 +75,7 @@ LOSS_SOFTMAX_XENT, LOSS_BCE, LOSS_MSE = 0, 1, 2
 OPTIMIZER_KINDS = {"sgd": 0, "adam": 1, "adamw": 2}
 _MAX_LAYERS = 256  # mlp.c's FNN_MLP_MAX_LAYERS
 _MAX_PARTS = 256  # mlp.c's FNN_MLP_MAX_THREADS
-_N_ACTIVATIONS = 5
+_N_ACTIVATIONS = FNN_ACT_COUNT
 
 
 cdef void** _pointer_array(list arrays, int n) except NULL:
