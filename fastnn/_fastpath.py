@@ -16,11 +16,16 @@ import numpy as np
 
 from ._native import core as _core
 from ._threads import blas_threads_limited, get_num_threads, threads_pinned
+from . import layers as _layers
 from .layers import Dropout, Linear, ReLU, ScaledTanh, Sigmoid, Tanh
 from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW
 
+# The activation layers the engine runs, by their C code (kernels.h); the activation registry
+# will hold this table.
 _ACTIVATION_CODES = {Sigmoid: 1, ReLU: 2, Tanh: 3, ScaledTanh: 4}
+_ACTIVATION_CODES.update({getattr(_layers, name): code for name, code in (("LeakyReLU", 5), ("GELU", 6))
+                          if hasattr(_layers, name)})
 _LOSS_KINDS = {SoftmaxCrossEntropy: _core.LOSS_SOFTMAX_XENT, BinaryCrossEntropy: _core.LOSS_BCE,
                MSE: _core.LOSS_MSE}
 _OPTIMIZER_KINDS = {SGD: "sgd", Adam: "adam", AdamW: "adamw"}
@@ -35,9 +40,10 @@ N_PARTS = 4
 
 
 def _activation(layer):
-    """(code, parameter) of a built-in activation layer, or None."""
+    """(code, parameter) of a built-in activation layer (the parameter: LeakyReLU's negative
+    slope, else 0), or None."""
     code = _ACTIVATION_CODES.get(type(layer))
-    return None if code is None else (code, 0.0)
+    return None if code is None else (code, float(getattr(layer, "negative_slope", 0.0)))
 
 
 def _blocks(layers):

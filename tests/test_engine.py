@@ -441,3 +441,62 @@ def test_adam_ops_refuse_bad_arguments(module, kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         module.adam_update(**args)
+
+
+# -- activations with a parameter or whose derivative needs the input (codes of kernels.h) --
+
+def _numpy_step(x, labels, weights, biases, code, slope, u, p, lr):
+    """One plain SGD step of x -> Linear -> activation -> Dropout(p) with the uniforms u ->
+    Linear -> softmax cross-entropy, in NumPy."""
+    from scipy.special import erfc
+
+    z = x @ weights[0] + biases[0]
+    if code == 5:
+        h, dh_dz = np.where(z < 0, slope * z, z), np.where(z > 0, 1.0, slope)
+    else:
+        h = 0.5 * z * erfc(-z / np.sqrt(2))
+        dh_dz = 0.5 * erfc(-z / np.sqrt(2)) + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    mask = np.where(u >= p, 1 / (1 - p), 0.0) if p else np.ones_like(h)
+    a = h * mask
+    out = a @ weights[1] + biases[1]
+    prob = np.exp(out - out.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    prob[np.arange(len(x)), labels] -= 1
+    d_out = prob / len(x)
+    dz = (d_out @ weights[1].T) * mask * dh_dz
+    grads = [x.T @ dz, dz.sum(axis=0), a.T @ d_out, d_out.sum(axis=0)]
+    return [p_ - lr * g for p_, g in zip([weights[0], biases[0], weights[1], biases[1]], grads)]
+
+
+@pytest.mark.parametrize("code, slope", [(5, 0.1), (5, 0.0), (6, 0.0)], ids=["leaky_relu", "leaky0", "gelu"])
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_engine_trains_parametrised_and_input_derivative_activations(code, slope, p):
+    rng = np.random.default_rng(4)
+    n = 24
+    x = rng.standard_normal((n, 6))
+    labels = rng.integers(0, 3, n)
+    weights = [rng.standard_normal((6, 8)), rng.standard_normal((8, 3))]
+    biases = [rng.standard_normal(8) * 0.1, np.zeros(3)]
+    u = rng.random((n, 8))
+    expected = _numpy_step(x, labels, weights, biases, code, slope, u, p, lr=0.5)
+    mine = [a.copy() for a in weights], [a.copy() for a in biases]
+    engine = core.TrainingEngine(mine[0], mine[1], [code, 0], [slope, 0.0], [0.0, p], x,
+                                 core.LOSS_SOFTMAX_XENT, labels.astype(np.int64), None, n, "sgd", None, None)
+    engine.start_epoch(np.arange(n, dtype=np.int64), 1.0, 0.0)
+    engine.run(0, 1, u.reshape(-1) if p else None, lr=0.5, n_parts=3, n_threads=1)
+    for a, b in zip([mine[0][0], mine[1][0], mine[0][1], mine[1][1]], expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+LAYER_ACTIVATIONS = [name for name in ("LeakyReLU", "GELU") if hasattr(fastnn.layers, name)]
+
+
+@pytest.mark.skipif(not LAYER_ACTIVATIONS, reason="the LeakyReLU and GELU layers are not in this build")
+@pytest.mark.parametrize("name", LAYER_ACTIVATIONS or ["none"])
+@pytest.mark.parametrize("opt_name", ["momentum", "adamw"])
+def test_compiled_engine_matches_the_layer_path_with_new_activations(name, opt_name, monkeypatch):
+    layer = getattr(fastnn.layers, name)
+    monkeypatch.setitem(globals(), "_layers", lambda case: [Linear(F, H), layer(), Dropout(0.2), Linear(H, 4)])
+    compiled, layered, *_ = _train_both("softmax", opt_name, True)
+    for a, b in zip(compiled.parameters(), layered.parameters()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
