@@ -97,7 +97,7 @@ typedef struct {
     double weight_sum;     /* sum of their weights (the samples' count without weights) */
     ptrdiff_t correct;     /* samples predicted right (see fnn_mlp_steps) */
     ptrdiff_t seen;        /* samples trained on */
-    ptrdiff_t failed_step; /* -1, or the step whose loss was not finite (not applied) */
+    ptrdiff_t failed_step; /* -1, or the step whose loss or a gradient was not finite (not applied) */
 } fnn_steps_result;
 
 /* Steps [first_step, stop_step) of an epoch: step s trains on rows order[s*batch, (s+1)*batch).

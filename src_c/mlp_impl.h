@@ -150,6 +150,7 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
     const int nt = n_threads < 1 ? 1 : (n_threads > parts ? parts : n_threads);
     double partial_loss[FNN_MLP_MAX_THREADS];
     ptrdiff_t partial_correct[FNN_MLP_MAX_THREADS];
+    int partial_bad[FNN_MLP_MAX_THREADS];
     int widest = 0;
     ptrdiff_t drop_width = 0; /* uniforms per batch row of a step */
     for (int l = 1; l <= L; l++) widest = d[l] > widest ? d[l] : widest;
@@ -176,6 +177,7 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
         barrier.n = nth; /* the implied barrier publishes it to the team */
 #endif
         REAL *part[FNN_MLP_MAX_THREADS];
+        REAL lo, hi; /* finite_range's extremes, unused */
         for (int p = 0; p < parts; p++)
             part[p] = p == 0 ? NULL : scratch + (size_t)(p - 1) * batch * widest;
         ptrdiff_t b0, b1;
@@ -294,9 +296,9 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                 break;
             }
 
-            const int64_t t = opt->steps_before + (step - first_step) + 1;
             /* Backward: dz of layer l is complete here. Each part computes, for its own weight
-               rows, dx columns (from the weights before the update), dW, and the update. */
+               rows, dx columns, dW and db, and notes whether they are all finite. */
+            for (int p = tid; p < parts; p += nth) partial_bad[p] = 0;
             for (int l = L - 1; l >= 0; l--) {
                 const int n_in = d[l], n_out = d[l + 1];
                 const REAL *dz = m->acts[l] ? (REAL *)m->dz[l] : (REAL *)m->g[l + 1];
@@ -326,18 +328,40 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                         }
                         NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,
                                              gw, n_out);
-                        NAME(update)(T, opt, t, w, gw, m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL,
-                                     m->sw[l] ? (REAL *)m->sw[l] + b0 * n_out : NULL, (b1 - b0) * n_out);
+                        partial_bad[p] |= T->finite_range(gw, (b1 - b0) * n_out, &lo, &hi);
                     }
                     split_range(n_out, parts, p, 1, &b0, &b1);
                     if (b1 > b0) {
                         NAME(bias_gradient)(T, dz, (REAL *)m->gb[l], rows, n_out, b0, b1);
-                        NAME(update)(T, opt, t, (REAL *)m->b[l] + b0, (REAL *)m->gb[l] + b0,
-                                     m->vb[l] ? (REAL *)m->vb[l] + b0 : NULL, m->sb[l] ? (REAL *)m->sb[l] + b0 : NULL,
-                                     b1 - b0);
+                        partial_bad[p] |= T->finite_range((REAL *)m->gb[l] + b0, b1 - b0, &lo, &hi);
                     }
                 }
                 fnn_barrier_wait(&barrier);
+            }
+            int bad = 0;
+            for (int p = 0; p < parts; p++) bad |= partial_bad[p];
+            if (bad) { /* a gradient is not finite: every thread stops here, nothing applied */
+                if (tid == 0) out->failed_step = step;
+                break;
+            }
+
+            /* The update: each part its own rows of every W and entries of every b (no other part
+               reads them before the next step's barriers). */
+            const int64_t t = opt->steps_before + (step - first_step) + 1;
+            for (int l = 0; l < L; l++) {
+                const int n_in = d[l], n_out = d[l + 1];
+                for (int p = tid; p < parts; p += nth) {
+                    split_range(n_in, parts, p, 1, &b0, &b1);
+                    if (b1 > b0)
+                        NAME(update)(T, opt, t, (REAL *)m->w[l] + b0 * n_out, (REAL *)m->gw[l] + b0 * n_out,
+                                     m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL,
+                                     m->sw[l] ? (REAL *)m->sw[l] + b0 * n_out : NULL, (b1 - b0) * n_out);
+                    split_range(n_out, parts, p, 1, &b0, &b1);
+                    if (b1 > b0)
+                        NAME(update)(T, opt, t, (REAL *)m->b[l] + b0, (REAL *)m->gb[l] + b0,
+                                     m->vb[l] ? (REAL *)m->vb[l] + b0 : NULL, m->sb[l] ? (REAL *)m->sb[l] + b0 : NULL,
+                                     b1 - b0);
+                }
             }
             if (tid == 0) {
                 out->loss_sum += total;

@@ -336,7 +336,7 @@ cdef class TrainingEngine:
             double eps=1e-8, int64_t steps_before=0, int n_parts=0, int n_threads=0):
         """Train steps [first_step, stop_step) of the epoch given to start_epoch; returns
         (loss_sum, weight_sum, correct, seen, failed_step): failed_step is -1, or the step whose
-        loss was not finite (nothing of that step was applied). uniforms: None without Dropout,
+        loss or a gradient was not finite (nothing of that step was applied). uniforms: None without Dropout,
         else n_uniforms(first_step, stop_step) or more values in [0, 1) of the network dtype.
         steps_before: the optimizer's update steps so far (Adam's bias correction). n_parts: how
         the work is cut (the same parts give the same bits for any thread count); n_threads:

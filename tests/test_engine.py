@@ -500,3 +500,17 @@ def test_compiled_engine_matches_the_layer_path_with_new_activations(name, opt_n
     compiled, layered, *_ = _train_both("softmax", opt_name, True)
     for a, b in zip(compiled.parameters(), layered.parameters()):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_non_finite_gradient_under_a_finite_loss_stops_before_its_step():
+    # logits (1e8, -1e8): a finite loss of 2e8, but dL/dh = 1e308 + 1e308 overflows.
+    weights = [np.ones((1, 1)), np.array([[1e308, -1e308]])]
+    biases = [np.zeros(1), np.zeros(2)]
+    before = [a.copy() for a in weights + biases]
+    engine = core.TrainingEngine(weights, biases, [0, 0], [0.0, 0.0], [0.0, 0.0], np.full((1, 1), 1e-300),
+                                 core.LOSS_SOFTMAX_XENT, np.ones(1, np.int64), None, 1, "sgd", None, None)
+    engine.start_epoch(np.zeros(1, np.int64), 1.0, 0.0)
+    loss_sum, weight_sum, correct, seen, failed = engine.run(0, 1, None, lr=0.1, n_parts=2)
+    assert failed == 0 and seen == 0
+    for a, b in zip(weights + biases, before):
+        np.testing.assert_array_equal(a, b)
