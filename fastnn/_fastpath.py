@@ -11,6 +11,7 @@ masks come from the same generator in the same order, so the two engines give th
 up to rounding and can take turns (checkpoints do not care which one ran).
 """
 import time
+import weakref
 
 import numpy as np
 
@@ -37,6 +38,8 @@ _PROBE_STEPS = 16
 # on any machine. Measured on 2 cores (784-128-10, batch 32 and 128) 1 and 2 threads run as fast
 # with 4 parts as with one part per thread; see the README ("Threads and reproducibility").
 N_PARTS = 4
+# One ThreadChooser per network, kept across fits (what it measured still holds for the next).
+_CHOOSERS = weakref.WeakKeyDictionary()
 
 
 def _activation(layer):
@@ -120,7 +123,7 @@ class CompiledEngine:
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
         self.X, self.targets, self.sample_weight = X, targets, sample_weight
-        self.threads = ThreadChooser()
+        self.threads = _CHOOSERS.setdefault(network, ThreadChooser())
         self._uniforms = None
         self._engine, self._held = None, None
 

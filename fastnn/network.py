@@ -421,8 +421,8 @@ class Network:
         """Train on the rows ``order`` (a permutation) in batches; returns (sum of batch loss *
         batch size, number correct, number seen).
 
-        Plain MLPs with softmax cross-entropy trained by SGD run whole chunks of steps in one
-        native call (fastnn._fastpath); everything else goes step by step below.
+        Networks the compiled engine supports (fastnn._fastpath.unsupported_reason) run whole
+        chunks of steps in one native call; anything else goes step by step below.
         """
         from ._fastpath import CompiledEngine, unsupported_reason
 
