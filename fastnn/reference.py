@@ -30,6 +30,8 @@ __all__ = [
     "linear_backward",
     "sgd_update",
     "gather_rows",
+    "adam_update",
+    "adamw_update",
 ]
 
 SCALED_TANH_A = 1.7159

@@ -8,7 +8,7 @@ from fastnn import ops, reference
 CONTRACT_OPS = [
     "sigmoid", "sigmoid_backward", "relu", "relu_backward", "tanh", "tanh_backward",
     "scaled_tanh", "scaled_tanh_backward", "softmax", "log_softmax", "softmax_cross_entropy",
-    "linear_forward", "linear_backward", "sgd_update", "gather_rows",
+    "linear_forward", "linear_backward", "sgd_update", "gather_rows", "adam_update", "adamw_update",
 ]
 
 
