@@ -16,7 +16,6 @@ from ._threads import blas_threads_limited, get_num_threads, threads_pinned
 from .losses import SoftmaxCrossEntropy
 from .optim import SGD, Adam, _check_state
 
-_ACTIVATION_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "scaled_tanh": 4}
 _STEP_ELEMENTS = 1 << 23  # input values per native call: progress about every 0.05 s
 _PROBE_STEPS = 16
 # The parts each step's work is cut into (train.pxi's n_parts), whatever the thread count: the
@@ -31,8 +30,9 @@ class NativeMLP:
 
     def __init__(self, network, dense_steps):
         self.network = network
+        self.steps = dense_steps
         self.linears = [s.linear for s in dense_steps]
-        self.activations = [_ACTIVATION_CODES[s.act] for s in dense_steps]
+        self.activations = [s.act_code for s in dense_steps]  # codes of fastnn.activations
         self.dims = [self.linears[0].in_features] + [l.out_features for l in self.linears]
         self._buffers = {}
         self.threads = ThreadChooser()
@@ -103,7 +103,8 @@ class NativeMLP:
                     X, y, order, labels, first, stop, batch_size,
                     net.input_scale, net.input_shift, optimizer.lr, 0.0 if adam else optimizer.momentum,
                     optimizer.weight_decay, False if adam else optimizer.nesterov,
-                    N_PARTS, threads, **self._adam_arguments(optimizer, second_moment))
+                    N_PARTS, threads, activation_params=[s.act_param for s in self.steps],
+                    **self._adam_arguments(optimizer, second_moment))
                 if adam:  # the steps applied (a failed step applies nothing)
                     optimizer.t += (failed if failed >= 0 else stop) - first
                 self.threads.record(threads, (time.perf_counter() - t0) / (stop - first))

@@ -28,20 +28,32 @@ FNN_INLINE REAL NAME(tanh1)(REAL v)
     return COPYSIGN(-m / ((REAL)2 + m), v);
 }
 
-/* Code 6 (exact GELU): x Phi(x) = x erfc(-x / sqrt 2) / 2 and its derivative Phi(x) + x phi(x),
- * computed in double with libm's erfc and exp (erfc, not 1 + erf: no cancellation for negative x)
- * and rounded once to REAL. Below -40 the value is -0 (erfc underflows; this also keeps -inf -> -0
- * rather than -inf * 0 = NaN); NaN passes through. */
+/* Code 6 (exact GELU): x Phi(x) and its derivative Phi(x) + x phi(x), where
+ * Phi(x) = erfc(-x / sqrt 2) / 2 (erfc, not 1 + erf: no cancellation for negative x), computed
+ * in double with libm's erfc and exp and rounded once to REAL. The rounding of the argument
+ * t = -x / sqrt 2 is corrected to first order (erfc(t + e) = erfc(t) - e 2/sqrt(pi) exp(-t^2)),
+ * else its relative error, about 2 t^2 ulp, would dominate for x below -2.
+ * Beyond +-40, Phi is 1 or 0 in double; GELU is then x or -0 (-inf -> -0, not -inf * 0 = NaN);
+ * NaN passes through. */
 #ifndef FNN_GAUSS_HELPERS
 #define FNN_GAUSS_HELPERS
+#define FNN_INV_SQRT2_HI 0.70710678118654757274     /* 1/sqrt(2) rounded to double */
+#define FNN_INV_SQRT2_LO -4.8336466567264567e-17    /* 1/sqrt(2) - FNN_INV_SQRT2_HI */
+static inline double fnn_gauss_cdf_d(double x)
+{
+    if (!(x >= -40.0 && x <= 40.0)) return x > 0 ? 1.0 : x < 0 ? 0.0 : x; /* NaN stays NaN */
+    const double u = -x, t = u * FNN_INV_SQRT2_HI;
+    const double e = fma(u, FNN_INV_SQRT2_HI, -t) + u * FNN_INV_SQRT2_LO;
+    return 0.5 * (erfc(t) - e * 1.12837916709551257390 * exp(-t * t));
+}
 static inline double fnn_gauss_gate_d(double x)
 {
-    return x < -40.0 ? -0.0 : 0.5 * x * erfc(x * -0.70710678118654752440);
+    return x < -40.0 ? -0.0 : x * fnn_gauss_cdf_d(x);
 }
 static inline double fnn_gauss_gate_grad_d(double x)
 {
     const double tail = x > 40.0 || x < -40.0 ? 0.0 : x * exp(-0.5 * x * x) * 0.39894228040143267794;
-    return 0.5 * erfc(x * -0.70710678118654752440) + tail;
+    return fnn_gauss_cdf_d(x) + tail;
 }
 #endif
 
