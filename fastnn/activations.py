@@ -9,9 +9,10 @@ scikit-learn's name for it where there is one, and its ONNX nodes. ``fastnn.ops`
 ``fastnn.reference``, ``fastnn.layers``, the fused plan, the native training loop, the
 inference plan, ONNX export, the CLI, the scikit-learn estimator and the tests read this table.
 
-Adding an activation: one entry below (a free code), the pair of C cases in
-src_c/kernels_impl.h (forward and backward, same code, plus ``fnn_act_needs_input`` in
-src_c/kernels.c when the backward needs the input) and its row in tests/test_registry.py.
+Adding an activation: one entry below with the next free code; in C, that code in the enum of
+src_c/kernels.h (and FNN_ACT_COUNT), its pair of cases in src_c/kernels_impl.h (act_forward and
+act_backward) and, when the derivative needs the input, fnn_act_needs_input in src_c/kernels.c;
+and its row in tests/test_registry.py.
 """
 import math
 import numbers

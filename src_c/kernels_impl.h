@@ -30,30 +30,34 @@ FNN_INLINE REAL NAME(tanh1)(REAL v)
 
 /* Code 6 (exact GELU): x Phi(x) and its derivative Phi(x) + x phi(x), where
  * Phi(x) = erfc(-x / sqrt 2) / 2 (erfc, not 1 + erf: no cancellation for negative x), computed
- * in double with libm's erfc and exp and rounded once to REAL. The rounding of the argument
- * t = -x / sqrt 2 is corrected to first order (erfc(t + e) = erfc(t) - e 2/sqrt(pi) exp(-t^2)),
- * else its relative error, about 2 t^2 ulp, would dominate for x below -2.
- * Beyond +-40, Phi is 1 or 0 in double; GELU is then x or -0 (-inf -> -0, not -inf * 0 = NaN);
- * NaN passes through. */
+ * in double with libm's erfc and exp and rounded once to REAL. Below x = -1 the rounding of the
+ * argument t = -x / sqrt 2 is corrected to first order, erfc(t + e) = erfc(t) - e 2/sqrt(pi)
+ * exp(-t^2), else its relative error, about 2 t^2 ulp, would dominate the far tail (above -1
+ * it is below an ulp). Beyond +-40, Phi is 1 or 0 in double: GELU is then x or -0 (so -inf
+ * gives -0, not -inf * 0 = NaN). NaN passes through. */
 #ifndef FNN_GAUSS_HELPERS
 #define FNN_GAUSS_HELPERS
-#define FNN_INV_SQRT2_HI 0.70710678118654757274     /* 1/sqrt(2) rounded to double */
-#define FNN_INV_SQRT2_LO -4.8336466567264567e-17    /* 1/sqrt(2) - FNN_INV_SQRT2_HI */
-static inline double fnn_gauss_cdf_d(double x)
+#define FNN_INV_SQRT2_HI 0.70710678118654757274  /* 1/sqrt(2) rounded to double */
+#define FNN_INV_SQRT2_LO -4.8336466567264567e-17 /* 1/sqrt(2) - FNN_INV_SQRT2_HI */
+#define FNN_INV_SQRT_2PI 0.39894228040143267794
+/* Phi(x) for |x| <= 40, given gauss = exp(-x^2 / 2) (read only below -1). */
+static inline double fnn_gauss_cdf_d(double x, double gauss)
 {
-    if (!(x >= -40.0 && x <= 40.0)) return x > 0 ? 1.0 : x < 0 ? 0.0 : x; /* NaN stays NaN */
     const double u = -x, t = u * FNN_INV_SQRT2_HI;
-    const double e = fma(u, FNN_INV_SQRT2_HI, -t) + u * FNN_INV_SQRT2_LO;
-    return 0.5 * (erfc(t) - e * 1.12837916709551257390 * exp(-t * t));
+    double p = erfc(t);
+    if (x < -1.0) p -= (fma(u, FNN_INV_SQRT2_HI, -t) + u * FNN_INV_SQRT2_LO) * 1.12837916709551257390 * gauss;
+    return 0.5 * p;
 }
 static inline double fnn_gauss_gate_d(double x)
 {
-    return x < -40.0 ? -0.0 : x * fnn_gauss_cdf_d(x);
+    if (!(x >= -40.0 && x <= 40.0)) return x > 0 ? x : x < 0 ? -0.0 : x;
+    return x * fnn_gauss_cdf_d(x, x < -1.0 ? exp(-0.5 * x * x) : 0.0);
 }
 static inline double fnn_gauss_gate_grad_d(double x)
 {
-    const double tail = x > 40.0 || x < -40.0 ? 0.0 : x * exp(-0.5 * x * x) * 0.39894228040143267794;
-    return fnn_gauss_cdf_d(x) + tail;
+    if (!(x >= -40.0 && x <= 40.0)) return x > 0 ? 1.0 : x < 0 ? 0.0 : x;
+    const double gauss = exp(-0.5 * x * x);
+    return fnn_gauss_cdf_d(x, gauss) + x * gauss * FNN_INV_SQRT_2PI;
 }
 #endif
 

@@ -128,6 +128,17 @@ def test_an_activation_of_the_input_requires_z(entry):
         ops.linear_backward(x, w, g, y=y, activation=entry.name)
 
 
+@pytest.mark.parametrize("module", [ops, reference], ids=["ops", "reference"])
+def test_gelu_at_the_ends_of_the_range(module):
+    gelu = activations.get("gelu")
+    x = np.array([-np.inf, -50.0, -40.5, 40.5, 50.0, np.inf, np.nan])
+    y = getattr(module, gelu.name)(x)
+    np.testing.assert_array_equal(y, [-0.0, -0.0, -0.0, 40.5, 50.0, np.inf, np.nan])
+    assert np.signbit(y[:3]).all()
+    dy = getattr(module, gelu.backward_name)(x, np.ones_like(x))
+    np.testing.assert_array_equal(dy, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, np.nan])
+
+
 # -- GELU's accuracy, against erf summed in 50-digit decimals ----------------------------------
 
 def _phi_decimal(x):
