@@ -202,7 +202,7 @@ def test_native_loop_matches_the_layer_path(entry):
 
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_unfused_activation_trains_like_the_fused_one(entry):
-    # [act, Linear, act, act, Linear]: the first and third run as unfused steps
+    # Linear, Dropout(0), act: the activation runs as a step of its own
     X, y = _data()
     fused = fastnn.Network([fastnn.Linear(10, 6), _layer(entry), fastnn.Linear(6, 3)], dtype="float64", seed=1)
     unfused = fastnn.Network([fastnn.Linear(10, 6), fastnn.Dropout(0.0), _layer(entry), fastnn.Linear(6, 3)],
@@ -211,6 +211,10 @@ def test_unfused_activation_trains_like_the_fused_one(entry):
         _train(net, X, y, "layers")
     for a, b in zip(fused.parameters(), unfused.parameters()):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    # the inference plan runs the unfused step with the same code and parameter
+    np.testing.assert_allclose(unfused.predict_proba(X), fused.predict_proba(X), rtol=1e-12, atol=1e-14)
+    first = fastnn.Network([_layer(entry), fastnn.Linear(10, 3)], dtype="float64", seed=1)
+    np.testing.assert_allclose(first.predict_proba(X), ops.softmax(_forward_by_ops(first, X)), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
