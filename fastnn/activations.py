@@ -239,7 +239,7 @@ REGISTRY = (
     ActivationEntry(
         "gelu", 6, "GELU",
         "x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (exact GELU, Hendrycks & Gimpel), elementwise; "
-        "computed in float64 with erfc.",
+        "computed in double and rounded once (within 2 ulp).",
         "grad * (Phi(x) + x phi(x)) from the INPUT x of gelu (not its output).",
         _gelu, _gelu_backward, needs_input=True, onnx=_onnx_gelu),
 )
