@@ -7,7 +7,7 @@ MNIST rows). Rows, interleaved, medians of --repeats, at 1 thread and at the def
 * bce: binary cross-entropy 784-128-1 (target: the digit is odd);
 * bce-multilabel: binary cross-entropy 784-128-10 on one-hot targets;
 * weighted: softmax cross-entropy with per-sample weights;
-* leaky_relu, gelu: those hidden activations (when fastnn has them).
+* leaky_relu, gelu: those hidden activations.
 
 Target: every ratio <= 1.25.
 
@@ -29,14 +29,8 @@ ROWS = 20_000
 BATCH = 32
 
 
-# The C codes of the activations whose layers may not exist yet in this build (kernels.h).
-_CODES = {"leaky_relu": (5, 0.01), "gelu": (6, 0.0)}
-
-
 def _hidden(name):
-    layer = {"sigmoid": fastnn.Sigmoid, "leaky_relu": getattr(fastnn, "LeakyReLU", None),
-             "gelu": getattr(fastnn, "GELU", None)}[name]
-    return fastnn.Sigmoid() if layer is None else layer()
+    return {"sigmoid": fastnn.Sigmoid, "leaky_relu": fastnn.LeakyReLU, "gelu": fastnn.GELU}[name]()
 
 
 def cases(x, y):
@@ -48,7 +42,6 @@ def cases(x, y):
         def make():
             layers = [fastnn.Linear(784, 128), _hidden(hidden)]
             return layers + ([fastnn.Dropout(0.2)] if dropout else []) + [fastnn.Linear(128, outputs)]
-        make.hidden = hidden
         return make
 
     table = {
@@ -70,8 +63,6 @@ def epoch_seconds(x, case):
     loss.check_outputs = lambda n: None  # multi-label binary cross-entropy
     net = fastnn.Network(make(), loss=loss, input_scale=1 / 255, seed=0)
     engine = CompiledEngine(net, fastnn.SGD(lr=0.01, momentum=0.9), x, targets, weights, BATCH)
-    if make.hidden in _CODES and type(net.layers[1]) is fastnn.Sigmoid:  # no such layer yet
-        engine.acts[0] = _CODES[make.hidden]
     order = np.random.default_rng(0).permutation(len(x))
     engine.run_epoch(order[:BATCH * 8], net._rng, None, RuntimeError)  # warm-up
     started = time.perf_counter()

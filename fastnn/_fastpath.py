@@ -18,15 +18,10 @@ import numpy as np
 from ._native import core as _core
 from ._threads import blas_threads_limited, get_num_threads, threads_pinned
 from . import layers as _layers
-from .layers import Dropout, Linear, ReLU, ScaledTanh, Sigmoid, Tanh
+from .layers import Dropout, Linear
 from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW
 
-# The activation layers the engine runs, by their C code (kernels.h); the activation registry
-# will hold this table.
-_ACTIVATION_CODES = {Sigmoid: 1, ReLU: 2, Tanh: 3, ScaledTanh: 4}
-_ACTIVATION_CODES.update({getattr(_layers, name): code for name, code in (("LeakyReLU", 5), ("GELU", 6))
-                          if hasattr(_layers, name)})
 _LOSS_KINDS = {SoftmaxCrossEntropy: _core.LOSS_SOFTMAX_XENT, BinaryCrossEntropy: _core.LOSS_BCE,
                MSE: _core.LOSS_MSE}
 _OPTIMIZER_KINDS = {SGD: "sgd", Adam: "adam", AdamW: "adamw"}
@@ -43,10 +38,12 @@ _CHOOSERS = weakref.WeakKeyDictionary()
 
 
 def _activation(layer):
-    """(code, parameter) of a built-in activation layer (the parameter: LeakyReLU's negative
-    slope, else 0), or None."""
-    code = _ACTIVATION_CODES.get(type(layer))
-    return None if code is None else (code, float(getattr(layer, "negative_slope", 0.0)))
+    """(C code, parameter) of one of fastnn's activation layers (their fastnn.activations
+    entry), or None for anything else (a subclass may compute something else)."""
+    entry = getattr(type(layer), "entry", None)
+    if entry is None or getattr(_layers, entry.layer, None) is not type(layer):
+        return None
+    return entry.code, float(layer.param)
 
 
 def _blocks(layers):

@@ -25,7 +25,7 @@ from ._argtypes import (non_negative_float, non_negative_int, positive_float, po
                         unit_interval)
 
 PROG = "fastnn"
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "scaled_tanh")
+from .activations import NAMES as ACTIVATIONS  # the --activation choices (no numpy import)
 INITS = ("lecun", "he", "xavier", "uniform")
 SCHEDULES = ("none", "step", "exponential", "cosine")
 SCALINGS = ("unit", "standardize")
@@ -984,8 +984,7 @@ def _read_only(value):
 
 def _layers(args, n_inputs, n_outputs=NUM_CLASSES):
     import fastnn
-    activation = {"relu": fastnn.ReLU, "sigmoid": fastnn.Sigmoid, "tanh": fastnn.Tanh,
-                  "scaled_tanh": fastnn.ScaledTanh}[args.activation]
+    activation = getattr(fastnn, fastnn.activations.get(args.activation).layer)
     layers, width = [], n_inputs
     for size in args.hidden:
         layers += [fastnn.Linear(width, size, init=args.init, dtype=args.dtype), activation()]

@@ -11,81 +11,43 @@ import numpy as np
 from . import _validate as v
 from ._native import core as _core
 
-__all__ = [
-    "sigmoid", "sigmoid_backward", "relu", "relu_backward", "tanh", "tanh_backward",
-    "scaled_tanh", "scaled_tanh_backward", "softmax", "log_softmax", "softmax_cross_entropy",
-    "linear_forward", "linear_backward", "sgd_update", "gather_rows", "adam_update",
-    "adamw_update",
+from . import activations as _activations
+
+__all__ = [name for e in _activations.REGISTRY for name in (e.name, e.backward_name)] + [
+    "softmax", "log_softmax", "softmax_cross_entropy",
+    "linear_forward", "linear_backward", "sgd_update", "gather_rows", "adam_update", "adamw_update",
 ]
 
-SCALED_TANH_A = 1.7159
-SCALED_TANH_B = 2.0 / 3.0
-ACTIVATIONS = (None, "sigmoid", "relu", "tanh", "scaled_tanh")
-_ACTIVATION_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "scaled_tanh": 4}
+SCALED_TANH_A = _activations.SCALED_TANH_A
+SCALED_TANH_B = _activations.SCALED_TANH_B
+ACTIVATIONS = _activations.ACTIVATIONS
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _activation_code(activation):
-    try:
-        return _ACTIVATION_CODES[activation]
-    except (KeyError, TypeError):
-        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}") from None
-
-
-def _forward(code, x, out):
+def _forward(entry, x, out, param):
     x_given = x
     x = v.float_array(x, "x")
     out = v.out_buffer(out, "out", x.shape, x.dtype, may_alias=(x_given,))
-    return _core.act_forward(code, 0.0, x, out)
+    return _core.act_forward(entry.code, param, x, out)
 
 
-def _backward(code, y, grad, out):
-    given = (y, grad)
-    y = v.float_array(y, "y")
-    grad = v.float_array(grad, "grad", dtype=y.dtype)
-    v.check_shape(grad, "grad", y.shape)
-    out = v.out_buffer(out, "out", y.shape, y.dtype, may_alias=given)
-    return _core.act_backward(code, 0.0, None, y, grad, out)
+def _backward(entry, saved, grad, out, param):
+    """grad * act'(x) from the saved input x (entry.needs_input) or output y."""
+    name = entry.saved
+    given = (saved, grad)
+    saved = v.float_array(saved, name)
+    grad = v.float_array(grad, "grad", dtype=saved.dtype)
+    v.check_shape(grad, "grad", saved.shape)
+    out = v.out_buffer(out, "out", saved.shape, saved.dtype, may_alias=given)
+    z, y = (saved, None) if entry.needs_input else (None, saved)
+    return _core.act_backward(entry.code, param, z, y, grad, out)
 
 
-def sigmoid(x, out=None):
-    """1 / (1 + exp(-x)), elementwise; any shape, float32/float64. Saturates to exactly 0 and 1."""
-    return _forward(1, x, out)
-
-
-def sigmoid_backward(y, grad, out=None):
-    """grad * y * (1 - y) from the saved output y = sigmoid(x); y and grad of one shape and dtype."""
-    return _backward(1, y, grad, out)
-
-
-def relu(x, out=None):
-    """max(x, 0), elementwise; NaN stays NaN."""
-    return _forward(2, x, out)
-
-
-def relu_backward(y, grad, out=None):
-    """grad * (y > 0) from the saved output y = relu(x)."""
-    return _backward(2, y, grad, out)
-
-
-def tanh(x, out=None):
-    """tanh(x), elementwise; any shape, float32/float64."""
-    return _forward(3, x, out)
-
-
-def tanh_backward(y, grad, out=None):
-    """grad * (1 - y**2) from the saved output y = tanh(x)."""
-    return _backward(3, y, grad, out)
-
-
-def scaled_tanh(x, out=None):
-    """1.7159 * tanh(2x/3) (LeCun's scaled tanh), elementwise."""
-    return _forward(4, x, out)
-
-
-def scaled_tanh_backward(y, grad, out=None):
-    """grad * (A*B - (B/A) * y**2), A = 1.7159, B = 2/3, from the saved output y = scaled_tanh(x)."""
-    return _backward(4, y, grad, out)
+# sigmoid, sigmoid_backward, relu, ...: one pair per registry entry (fastnn.activations).
+for _entry in _activations.REGISTRY:
+    globals().update(zip((_entry.name, _entry.backward_name),
+                         _activations.op_functions(_entry, _forward, _backward, __name__)))
+del _entry
 
 
 def _softmax(logits, out, log):
@@ -166,13 +128,18 @@ def _normalized(weights):
     return (relative / relative.sum()).astype(weights.dtype)
 
 
-def linear_forward(x, w, b, activation=None, out=None):
+def linear_forward(x, w, b, activation=None, out=None, preactivation_out=None):
     """act(x @ w + b): x (B, in), w (in, out), b (out,) or None -> (B, out), one dtype.
 
     The product runs through BLAS; bias and activation follow in one pass over each block of
-    the output while it is in cache. activation: None, "sigmoid", "relu", "tanh", "scaled_tanh".
+    the output while it is in cache. activation: None, a name of ``ACTIVATIONS`` (with its
+    default parameter) or an activation layer such as ``fastnn.LeakyReLU(0.2)`` (with its own).
+    preactivation_out: None, or a (B, out) array that receives z = x @ w + b before the
+    activation (what ``linear_backward(z=...)`` needs for an activation whose derivative comes
+    from its input, such as GELU).
     """
-    code = _activation_code(activation)
+    entry, param = _activations.resolve(activation)
+    code = 0 if entry is None else entry.code
     given = (("x", x), ("w", w), ("b", b))
     x = v.float_array(x, "x", ndim=2)
     w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
@@ -183,20 +150,29 @@ def linear_forward(x, w, b, activation=None, out=None):
         v.check_shape(b, "b", (w.shape[1],))
     v.blas_dims(batch=x.shape[0], in_features=x.shape[1], out_features=w.shape[1])
     out = v.out_buffer(out, "out", (x.shape[0], w.shape[1]), x.dtype, inputs=given)
-    return _core.linear_forward(x, w, b, code, out)
+    z_out = None
+    if preactivation_out is not None:
+        z_out = v.out_buffer(preactivation_out, "preactivation_out", out.shape, x.dtype,
+                             inputs=given + (("out", out),))
+    return _core.linear_forward(x, w, b, code, out, param, z_out)
 
 
 def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
-                    dw_out=None, db_out=None, dx_out=None):
+                    dw_out=None, db_out=None, dx_out=None, z=None):
     """Gradients of a linear layer (and its activation) in one call.
 
-    x (B, in), w (in, out), grad_out (B, out) = dL/dy; with an activation, y (B, out) is the saved
-    output and dz = grad_out * act'(y), else dz = grad_out (grad_out is never modified).
-    Returns (dw (in, out), db (out,), dx (B, in) or None when need_dx is False), with
-    dw = x.T @ dz, db = dz.sum(0) accumulated in float64, dx = dz @ w.T.
+    x (B, in), w (in, out), grad_out (B, out) = dL/dy; with an activation (as for
+    linear_forward), dz = grad_out * act'(z), computed from the saved output y (B, out), or,
+    for an activation whose derivative needs its input (GELU), from the pre-activation z
+    (B, out) that ``linear_forward(preactivation_out=...)`` kept; without one, dz = grad_out
+    (grad_out is never modified). Returns (dw (in, out), db (out,), dx (B, in) or None when
+    need_dx is False), with dw = x.T @ dz, db = dz.sum(0) accumulated in float64, dx = dz @ w.T.
     """
-    code = _activation_code(activation)
-    given = (("x", x), ("w", w), ("grad_out", grad_out), ("y", y if code != 0 else None))
+    entry, param = _activations.resolve(activation)
+    code = 0 if entry is None else entry.code
+    needs_z = entry is not None and entry.needs_input
+    given = (("x", x), ("w", w), ("grad_out", grad_out), ("y", y if code != 0 else None),
+             ("z", z if needs_z else None))
     x = v.float_array(x, "x", ndim=2)
     w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
     batch, n_in = x.shape
@@ -205,13 +181,20 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     n_out = w.shape[1]
     grad_out = v.float_array(grad_out, "grad_out", ndim=2, dtype=x.dtype)
     v.check_shape(grad_out, "grad_out", (batch, n_out))
-    if code != 0:
+    if needs_z:
+        if z is None:
+            raise ValueError(f"z: the saved pre-activation is required with activation={activation!r}")
+        z = v.float_array(z, "z", ndim=2, dtype=x.dtype)
+        v.check_shape(z, "z", (batch, n_out))
+        y = None
+    elif code != 0:
         if y is None:
             raise ValueError(f"y: the saved output is required with activation={activation!r}")
         y = v.float_array(y, "y", ndim=2, dtype=x.dtype)
         v.check_shape(y, "y", (batch, n_out))
+        z = None
     else:
-        y = None
+        y = z = None
     v.blas_dims(batch=batch, in_features=n_in, out_features=n_out)
     inputs = given
     dw = v.out_buffer(dw_out, "dw_out", (n_in, n_out), x.dtype, inputs=inputs)
@@ -220,7 +203,7 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     if need_dx:
         dx = v.out_buffer(dx_out, "dx_out", (batch, n_in), x.dtype,
                           inputs=inputs + (("dw_out", dw), ("db_out", db)))
-    _core.linear_backward(x, w, grad_out, y, code, dw, db, dx)
+    _core.linear_backward(x, w, grad_out, y, code, dw, db, dx, param, z)
     return dw, db, dx
 
 

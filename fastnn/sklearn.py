@@ -43,7 +43,8 @@ try:
 except ImportError as exc:
     raise MissingExtra("fastnn.sklearn needs scikit-learn", "sklearn") from exc
 
-from .layers import Linear, ReLU, ScaledTanh, Sigmoid, Tanh, check_float_dtype
+from . import activations, layers
+from .layers import Linear, check_float_dtype
 from .losses import SoftmaxCrossEntropy
 from .network import Network
 from .optim import SGD, Adam
@@ -57,8 +58,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
 __all__ = ["MLPClassifier"]
 
 # activation name -> layer class (None: no layer, the Linear output is used as is)
-_ACTIVATIONS = {"relu": ReLU, "logistic": Sigmoid, "tanh": Tanh, "identity": None,
-                "scaled_tanh": ScaledTanh}
+_ACTIVATIONS = {"identity": None, **{e.sklearn or e.name: getattr(layers, e.layer) for e in activations.REGISTRY}}
 _SOLVERS = ("sgd", "adam")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
 

@@ -21,7 +21,7 @@ import pytest
 import fastnn
 import synthetic
 from fastnn import (MSE, SGD, BinaryCrossEntropy, Linear, Network, ReLU, TrainingDivergedError,
-                    ops, reference)
+                    activations, ops, reference)
 from fastnn.datasets import DatasetError, load_idx
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,12 +60,15 @@ def valid_call(op, rng, dtype=np.float64):
         "gather_rows": lambda: {"x": a(6, 4), "rows": np.array([5, 0, 0, 2]), "scale": 0.5,
                                 "shift": 1.0},
     }
+    for e in activations.REGISTRY:  # the other activation pairs of the registry
+        calls.setdefault(e.name, lambda: {"x": a(3, 4)})
+        calls.setdefault(e.backward_name, lambda e=e: {e.saved: a(3, 4), "grad": a(3, 4)})
     return calls[op]()
 
 
-OPS = ["sigmoid", "tanh", "relu", "scaled_tanh", "sigmoid_backward", "relu_backward", "softmax",
-       "log_softmax", "softmax_cross_entropy", "linear_forward", "linear_backward", "sgd_update",
-       "gather_rows"]
+OPS = [name for e in activations.REGISTRY for name in (e.name, e.backward_name)] + [
+    "softmax", "log_softmax", "softmax_cross_entropy", "linear_forward", "linear_backward", "sgd_update",
+    "gather_rows"]
 # Arguments read, never written (sgd_update's param and velocity are updated in place).
 INPUTS = {op: [k for k in valid_call(op, np.random.default_rng(0)) if k not in
                ("activation", "lr", "momentum", "weight_decay", "scale", "shift", "param", "velocity")]
