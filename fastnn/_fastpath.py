@@ -28,6 +28,7 @@ _OPTIMIZER_KINDS = {SGD: "sgd", Adam: "adam", AdamW: "adamw"}
 _MAX_LINEARS = 256  # train.pxi's limit
 _STEP_ELEMENTS = 1 << 23  # input values per native call: progress about every 0.05 s
 _PROBE_STEPS = 16
+_UNIFORMS = 1 << 20  # Dropout uniforms drawn per native call at most (but one step's at least)
 # The parts each step's work is cut into (train.pxi's n_parts), whatever the thread count: the
 # weights depend on the parts, not on the threads that run them, so a seed gives the same weights
 # on any machine. Measured on 2 cores (784-128-10, batch 32 and 128) 1 and 2 threads run as fast
@@ -159,6 +160,8 @@ class CompiledEngine:
         batch = self.batch_size
         n_steps = -(-len(order) // batch)
         chunk = max(1, _STEP_ELEMENTS // (batch * engine.dims[0]))
+        if engine.uniforms_per_row:  # the chunk's Dropout uniforms stay a few MB
+            chunk = min(chunk, max(1, _UNIFORMS // (batch * engine.uniforms_per_row)))
         if engine.uniforms_per_row and (self._uniforms is None or len(self._uniforms) < chunk * batch * engine.uniforms_per_row):
             self._uniforms = np.empty(chunk * batch * engine.uniforms_per_row, engine.dtype)
         totals = [0.0, 0.0, 0, 0]

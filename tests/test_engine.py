@@ -488,14 +488,9 @@ def test_engine_trains_parametrised_and_input_derivative_activations(code, slope
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
-LAYER_ACTIVATIONS = [name for name in ("LeakyReLU", "GELU") if hasattr(fastnn.layers, name)]
-
-
-@pytest.mark.skipif(not LAYER_ACTIVATIONS, reason="the LeakyReLU and GELU layers are not in this build")
-@pytest.mark.parametrize("name", LAYER_ACTIVATIONS or ["none"])
+@pytest.mark.parametrize("layer", [lambda: fastnn.LeakyReLU(0.2), fastnn.GELU], ids=["leaky_relu", "gelu"])
 @pytest.mark.parametrize("opt_name", ["momentum", "adamw"])
-def test_compiled_engine_matches_the_layer_path_with_new_activations(name, opt_name, monkeypatch):
-    layer = getattr(fastnn.layers, name)
+def test_compiled_engine_matches_the_layer_path_with_new_activations(layer, opt_name, monkeypatch):
     monkeypatch.setitem(globals(), "_layers", lambda case: [Linear(F, H), layer(), Dropout(0.2), Linear(H, 4)])
     compiled, layered, *_ = _train_both("softmax", opt_name, True)
     for a, b in zip(compiled.parameters(), layered.parameters()):
@@ -514,3 +509,15 @@ def test_a_non_finite_gradient_under_a_finite_loss_stops_before_its_step():
     assert failed == 0 and seen == 0
     for a, b in zip(weights + biases, before):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 2])
+@pytest.mark.parametrize("case", ["dropout", "input_dropout"])
+def test_dropout_uniforms_line_up_across_native_calls(case, steps_per_call, monkeypatch):
+    import fastnn._fastpath as fastpath
+    monkeypatch.setattr(fastpath, "_STEP_ELEMENTS", steps_per_call * BATCH * F)
+    monkeypatch.setattr(fastpath, "_PROBE_STEPS", steps_per_call)
+    compiled, layered, *_ = _train_both(case, "momentum", False)
+    for a, b in zip(compiled.parameters(), layered.parameters()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert compiled._rng.bit_generator.state == layered._rng.bit_generator.state
