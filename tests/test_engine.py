@@ -161,16 +161,17 @@ def test_float32_engine_matches_the_layer_path_to_rounding(case):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
-def test_the_dropout_masks_are_the_layer_paths():
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 1e-5)], ids=["float64", "float32"])
+def test_the_dropout_masks_are_the_layer_paths(dtype, rtol):
     # One step of plain SGD with lr 0 changes nothing but draws the masks: the outputs the
     # engine trained on give the loss the layer path computes with the same generator.
-    (compiled, layered), X, targets, _ = _problem("input_dropout", False)
+    (compiled, layered), X, targets, _ = _problem("input_dropout", False, dtype)
     engine = CompiledEngine(compiled, SGD(lr=0.0), X, targets, None, N)
     order = np.arange(N)
     loss_sum, *_ = engine.run_epoch(order, compiled._rng, None, _never)
     layer_sum, _ = layer_path_epoch(layered, SGD(lr=0.0), X, targets, None, order, N)
     no_dropout = layered.evaluate(X, targets)[0] * N
-    np.testing.assert_allclose(loss_sum, layer_sum, rtol=1e-13)
+    np.testing.assert_allclose(loss_sum, layer_sum, rtol=rtol)
     assert abs(loss_sum - no_dropout) > 1e-3  # the masks mattered
 
 
