@@ -34,6 +34,7 @@ _LAZY = {
     "MSE": ("losses", "MSE"),
     "SGD": ("optim", "SGD"),
     "Adam": ("optim", "Adam"),
+    "AdamW": ("optim", "AdamW"),
     "StepLR": ("schedules", "StepLR"),
     "ExponentialLR": ("schedules", "ExponentialLR"),
     "CosineLR": ("schedules", "CosineLR"),
