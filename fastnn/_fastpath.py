@@ -124,6 +124,7 @@ class CompiledEngine:
         self.threads = _CHOOSERS.setdefault(network, ThreadChooser())
         self._uniforms = None
         self._engine, self._held = None, None
+        self._current_engine()  # checks the arrays now
 
     def _current_engine(self):
         """The TrainingEngine over the current parameter and state arrays (rebuilt when the
@@ -150,9 +151,13 @@ class CompiledEngine:
 
     def run_epoch(self, order, rng, bar, on_diverged):
         """Train on rows ``order`` in batches of batch_size; returns (loss_sum, weight_sum,
-        correct, seen). rng: the generator of the Dropout masks; bar: None or a tqdm bar;
-        on_diverged(step) returns the exception raised when a loss is not finite (1-based
-        step; nothing of that step is applied)."""
+        correct, seen): the weighted sum of the per-sample losses and of the weights (the row
+        count without weights), the rows predicted right (argmax == label for softmax
+        cross-entropy; every output on the right side of 0 for binary cross-entropy; argmax ==
+        the target's argmax for MSE over K >= 2 outputs, none for K = 1) and the rows trained on.
+        Reads the optimizer's hyper-parameters (lr, ...) now. rng: the generator of the Dropout
+        masks; bar: None or a tqdm bar; on_diverged(step) returns the exception raised when a
+        loss or gradient is not finite (1-based step; nothing of that step is applied)."""
         engine = self._current_engine()
         net, opt = self.network, self.optimizer
         order = np.ascontiguousarray(order, dtype=np.int64)

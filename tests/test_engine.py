@@ -522,3 +522,13 @@ def test_dropout_uniforms_line_up_across_native_calls(case, steps_per_call, monk
     for a, b in zip(compiled.parameters(), layered.parameters()):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     assert compiled._rng.bit_generator.state == layered._rng.bit_generator.state
+
+
+def test_the_engine_checks_its_arrays_when_built():
+    (net, _), X, targets, weights = _problem("softmax", True)
+    with pytest.raises(ValueError, match="sample_weight"):
+        CompiledEngine(net, SGD(lr=0.1), X, targets, weights[:-1], BATCH)
+    with pytest.raises(ValueError, match="labels"):
+        CompiledEngine(net, SGD(lr=0.1), X, targets + 4, None, BATCH)
+    with pytest.raises(ValueError, match="x: expected"):
+        CompiledEngine(net, SGD(lr=0.1), X[:, :-1], targets, None, BATCH)
