@@ -30,9 +30,9 @@ class NativeMLP:
 
     def __init__(self, network, dense_steps):
         self.network = network
-        self.steps = dense_steps
         self.linears = [s.linear for s in dense_steps]
         self.activations = [s.act_code for s in dense_steps]  # codes of fastnn.activations
+        self.activation_params = [s.act_param for s in dense_steps]
         self.dims = [self.linears[0].in_features] + [l.out_features for l in self.linears]
         self._buffers = {}
         self.threads = ThreadChooser()
@@ -103,7 +103,7 @@ class NativeMLP:
                     X, y, order, labels, first, stop, batch_size,
                     net.input_scale, net.input_shift, optimizer.lr, 0.0 if adam else optimizer.momentum,
                     optimizer.weight_decay, False if adam else optimizer.nesterov,
-                    N_PARTS, threads, activation_params=[s.act_param for s in self.steps],
+                    N_PARTS, threads, activation_params=self.activation_params,
                     **self._adam_arguments(optimizer, second_moment))
                 if adam:  # the steps applied (a failed step applies nothing)
                     optimizer.t += (failed if failed >= 0 else stop) - first
