@@ -15,9 +15,9 @@ import weakref
 
 import numpy as np
 
+from . import layers as _layers
 from ._native import core as _core
 from ._threads import blas_threads_limited, get_num_threads, threads_pinned
-from . import layers as _layers
 from .layers import Dropout, Linear
 from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW

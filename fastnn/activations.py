@@ -280,7 +280,7 @@ def resolve(activation, argname="activation"):
         return None, 0.0
     if isinstance(activation, str):
         entry = get(activation, argname)
-        return entry, entry.param_value({})
+        return entry, (0.0 if entry.param is None else entry.default)
     entry = getattr(activation, "entry", None)
     if not isinstance(entry, ActivationEntry):
         raise ValueError(f"{argname}: expected None, one of the names {ACTIVATIONS[1:]} or an "
@@ -296,41 +296,21 @@ def code(activation):
 
 # -- the public op functions of fastnn.ops and fastnn.reference ----------------------------------
 
-def _signature(first, entry, backward):
-    from inspect import Parameter, Signature
-    names = [first, "grad"] if backward else [first]
-    params = [Parameter(n, Parameter.POSITIONAL_OR_KEYWORD) for n in names]
-    if entry.param is not None:
-        params.append(Parameter(entry.param, Parameter.POSITIONAL_OR_KEYWORD, default=entry.default))
-    params.append(Parameter("out", Parameter.POSITIONAL_OR_KEYWORD, default=None))
-    return Signature(params)
-
-
 def op_functions(entry, forward, backward, module):
     """The public pair ``<name>(x[, param], out=None)`` and ``<name>_backward(y or x, grad[,
     param], out=None)`` of ``module``, calling ``forward(entry, x, out, param)`` and
-    ``backward(entry, saved, grad, out, param)`` after binding and checking the parameter."""
-    fsig = _signature("x", entry, False)
-    bsig = _signature(entry.saved, entry, True)
-
-    def fwd(*args, **kwargs):
-        bound = fsig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        a = bound.arguments
-        param = entry.check_param(a[entry.param]) if entry.param else 0.0
-        return forward(entry, a["x"], a["out"], param)
-
-    def bwd(*args, **kwargs):
-        bound = bsig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        a = bound.arguments
-        param = entry.check_param(a[entry.param]) if entry.param else 0.0
-        return backward(entry, a[entry.saved], a["grad"], a["out"], param)
-
-    for f, name, sig, doc in ((fwd, entry.name, fsig, entry.doc),
-                              (bwd, entry.backward_name, bsig, entry.backward_doc)):
-        f.__name__ = f.__qualname__ = name
+    ``backward(entry, saved, grad, out, param)`` with the parameter checked. Written out as
+    source so that they have their real signatures and cost no argument binding per call."""
+    param = f"{entry.param}={entry.default!r}, " if entry.param else ""
+    value = f"entry.check_param({entry.param})" if entry.param else "0.0"
+    source = (f"def {entry.name}(x, {param}out=None):\n"
+              f"    return forward(entry, x, out, {value})\n"
+              f"def {entry.backward_name}({entry.saved}, grad, {param}out=None):\n"
+              f"    return backward(entry, {entry.saved}, grad, out, {value})\n")
+    namespace = {"entry": entry, "forward": forward, "backward": backward}
+    exec(source, namespace)  # the source above, built from the registry's own names
+    pair = namespace[entry.name], namespace[entry.backward_name]
+    for f, doc in zip(pair, (entry.doc, entry.backward_doc)):
         f.__module__ = module
-        f.__signature__ = sig
         f.__doc__ = doc
-    return fwd, bwd
+    return pair

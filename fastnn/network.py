@@ -16,11 +16,10 @@ import weakref
 
 import numpy as np
 
-from . import _inference, _range, ops
+from . import _inference, _range, activations, ops
 from ._native import core as _core
 from ._threads import blas_threads_limited, kernels_on_calling_thread
 from .history import EarlyStopping, History
-from . import activations
 from .initializers import default_init
 from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
 from .losses import Loss, SoftmaxCrossEntropy, accuracy

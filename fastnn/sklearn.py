@@ -58,7 +58,8 @@ except ImportError:  # pragma: no cover - older scikit-learn
 __all__ = ["MLPClassifier"]
 
 # activation name -> layer class (None: no layer, the Linear output is used as is)
-_ACTIVATIONS = {"identity": None, **{e.sklearn or e.name: getattr(layers, e.layer) for e in activations.REGISTRY}}
+_ACTIVATIONS = {"identity": None,
+                **{e.sklearn or e.name: getattr(layers, e.layer) for e in activations.REGISTRY}}
 _SOLVERS = ("sgd", "adam")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
 

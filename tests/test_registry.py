@@ -300,3 +300,19 @@ def test_activation_names_appear_in_at_most_four_files():
                   if p.is_file() and p.suffix in (".py", ".pyx", ".pxi", ".pxd", ".h", ".c")
                   and p.name != "_core.c" and pattern.search(p.read_text(errors="replace")))
     assert len(hits) <= 4, hits
+
+
+@pytest.mark.parametrize("slope, dtype, node", [(0.25, "float64", "LeakyRelu"), (0.01, "float64", "Max"),
+                                                (0.01, "float32", "LeakyRelu")])
+def test_leaky_relu_onnx_node_is_exact(slope, dtype, node):
+    # LeakyRelu's alpha is a float32 attribute: used where it holds the slope exactly
+    pytest.importorskip("onnx", reason='the onnx extra is not installed (pip install ".[onnx]")')
+    ort = pytest.importorskip("onnxruntime", reason='the onnx extra is not installed (pip install ".[onnx]")')
+    from fastnn.export_onnx import to_onnx_model
+    net = fastnn.Network([fastnn.Linear(5, 7), fastnn.LeakyReLU(slope), fastnn.Linear(7, 3)], dtype=dtype, seed=2)
+    model = to_onnx_model(net)
+    assert node in {n.op_type for n in model.graph.node}
+    X = np.random.default_rng(10).normal(size=(30, 5)).astype(dtype) * 3
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"input": X})[0]
+    np.testing.assert_allclose(got, net.predict_proba(X), rtol=0, atol={"float32": 1e-6, "float64": 1e-14}[dtype])
