@@ -137,6 +137,7 @@ cdef class TrainingEngine:
     cdef readonly Py_ssize_t uniforms_per_row
     cdef list _keep
     cdef object _order
+    cdef bint _running  # a run is in progress (in another thread): the arrays must stay
 
     def __cinit__(self):
         self.dims_c = NULL
@@ -307,6 +308,8 @@ cdef class TrainingEngine:
 
     def start_epoch(self, order, double input_scale, double input_shift):
         """The rows of the next run of steps (int64 (n_order,) in [0, n)) and x's scale and shift."""
+        if self._running:
+            raise RuntimeError("TrainingEngine: a run is in progress in another thread")
         x = self._keep[2]
         if not isinstance(order, np.ndarray) or order.dtype != np.int64 or order.ndim != 1 \
                 or not order.flags.c_contiguous or order.shape[0] == 0:
@@ -336,11 +339,14 @@ cdef class TrainingEngine:
             double eps=1e-8, int64_t steps_before=0, int n_parts=0, int n_threads=0):
         """Train steps [first_step, stop_step) of the epoch given to start_epoch; returns
         (loss_sum, weight_sum, correct, seen, failed_step): failed_step is -1, or the step whose
-        loss or a gradient was not finite (nothing of that step was applied). uniforms: None without Dropout,
-        else n_uniforms(first_step, stop_step) or more values in [0, 1) of the network dtype.
+        loss or a gradient was not finite (nothing of that step was applied). uniforms: None
+        without Dropout, else n_uniforms(first_step, stop_step) or more values in [0, 1) of the
+        network dtype. RuntimeError while another thread runs this engine.
         steps_before: the optimizer's update steps so far (Adam's bias correction). n_parts: how
         the work is cut (the same parts give the same bits for any thread count); n_threads:
         threads to run them (at most n_parts). 0 means the kernel thread count for either."""
+        if self._running:
+            raise RuntimeError("TrainingEngine: a run is in progress in another thread")
         if self._order is None:
             raise RuntimeError("start_epoch() first")
         cdef Py_ssize_t n_steps = (self.src.n_order + self.batch - 1) // self.batch
@@ -378,14 +384,18 @@ cdef class TrainingEngine:
         cdef int parts = n_parts if n_parts > 0 else nt
         if parts > _MAX_PARTS:
             parts = _MAX_PARTS
-        with nogil:
-            if self.f32:
-                status = fnn_mlp_steps_f32(&self.m, &self.src, &opt, first_step, stop_step, self.batch, parts,
-                                           nt, &res)
-            else:
-                status = fnn_mlp_steps_f64(&self.m, &self.src, &opt, first_step, stop_step, self.batch, parts,
-                                           nt, &res)
-        self.src.uniforms = NULL
+        self._running = True
+        try:
+            with nogil:
+                if self.f32:
+                    status = fnn_mlp_steps_f32(&self.m, &self.src, &opt, first_step, stop_step, self.batch,
+                                               parts, nt, &res)
+                else:
+                    status = fnn_mlp_steps_f64(&self.m, &self.src, &opt, first_step, stop_step, self.batch,
+                                               parts, nt, &res)
+        finally:
+            self._running = False
+            self.src.uniforms = NULL
         if status != 0:
             raise MemoryError("TrainingEngine.run: could not allocate the per-thread partial products")
         return res.loss_sum, res.weight_sum, res.correct, res.seen, res.failed_step
