@@ -532,3 +532,32 @@ def test_the_engine_checks_its_arrays_when_built():
         CompiledEngine(net, SGD(lr=0.1), X, targets + 4, None, BATCH)
     with pytest.raises(ValueError, match="x: expected"):
         CompiledEngine(net, SGD(lr=0.1), X[:, :-1], targets, None, BATCH)
+
+
+def _fit(engine, case, optimizer):
+    """Two epochs of Network.fit on the compiled engine or the layer path (the private switch the
+    lead replaces with fit(engine=...))."""
+    (net, _), X, targets, _ = _problem(case, False)
+    if engine == "layers":
+        net._native_epoch = None
+    history = net.fit(X, targets, epochs=2, batch_size=BATCH, optimizer=optimizer, seed=5, progress=False,
+                      validation_split=0.2)
+    return net, history
+
+
+@pytest.mark.parametrize("case, opt_name", [("dropout", "adam"), ("input_dropout", "nesterov"), ("mse", "adamw"),
+                                            ("bce", "weight_decay")])
+def test_fit_trains_compiled_and_agrees_with_the_layer_path(case, opt_name, monkeypatch):
+    import fastnn._fastpath as fastpath
+    runs = []
+    real = fastpath.CompiledEngine.run_epoch
+    monkeypatch.setattr(fastpath.CompiledEngine, "run_epoch", lambda *a, **k: runs.append(1) or real(*a, **k))
+    compiled, h_compiled = _fit("compiled", case, OPTIMIZERS[opt_name]())
+    assert runs == [1, 1]
+    layered, h_layered = _fit("layers", case, OPTIMIZERS[opt_name]())
+    assert runs == [1, 1]
+    np.testing.assert_allclose(h_compiled.train_loss, h_layered.train_loss, rtol=1e-12)
+    np.testing.assert_allclose(h_compiled.val_loss, h_layered.val_loss, rtol=1e-12)
+    for a, b in zip(compiled.parameters(), layered.parameters()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert compiled._rng.bit_generator.state == layered._rng.bit_generator.state
