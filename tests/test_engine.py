@@ -561,3 +561,22 @@ def test_fit_trains_compiled_and_agrees_with_the_layer_path(case, opt_name, monk
     for a, b in zip(compiled.parameters(), layered.parameters()):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     assert compiled._rng.bit_generator.state == layered._rng.bit_generator.state
+
+
+def test_weights_do_not_depend_on_threads_with_dropout_gelu_and_adamw(monkeypatch):
+    import warnings
+
+    from fastnn import _cpulimits
+    monkeypatch.setattr(_cpulimits, "available_cores", lambda: (8, "test"))  # more than this machine
+    weights = []
+    for threads in (1, 3, 4, 8):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with fastnn.num_threads(threads):
+                _, X, targets, _ = _problem("dropout", False, np.float32)
+                net = Network([Dropout(0.1), Linear(F, 40), fastnn.GELU(), Dropout(0.3), Linear(40, 4)], seed=3)
+                net.fit(X, targets, epochs=2, batch_size=BATCH, optimizer=AdamW(lr=0.01), seed=1, progress=False)
+        weights.append(net.parameters())
+    for other in weights[1:]:
+        for a, b in zip(weights[0], other):
+            assert np.array_equal(a, b)
