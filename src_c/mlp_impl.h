@@ -100,14 +100,20 @@ static void NAME(bias_gradient)(const TABLE_TYPE *T, const REAL *dz, REAL *gb, p
 
 /* The Dropout on rows (rows, width) of a layer's output: mask = 1 / (1 - p) where u >= p, else 0,
    compared and scaled in the network type as the layer path does; out = in * mask. y_keep and
-   mask_out may be NULL (the input's Dropout keeps neither). */
+   mask_out are both NULL for the input's Dropout (it keeps neither), else both given. */
 static void NAME(dropout)(const REAL *u, double p, REAL *x, REAL *y_keep, REAL *mask_out, ptrdiff_t n)
 {
     const REAL threshold = (REAL)p, keep = (REAL)(1.0 / (1.0 - p));
+    if (!y_keep || !mask_out) {
+#pragma GCC ivdep
+        for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] * (u[i] >= threshold ? keep : (REAL)0);
+        return;
+    }
+#pragma GCC ivdep
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL m = u[i] >= threshold ? keep : (REAL)0;
-        if (y_keep) y_keep[i] = x[i];
-        if (mask_out) mask_out[i] = m;
+        y_keep[i] = x[i];
+        mask_out[i] = m;
         x[i] = x[i] * m;
     }
 }
