@@ -193,13 +193,14 @@ def _data(n=100, f=10, k=3):
     return rng.normal(size=(n, f)), rng.integers(0, k, n)
 
 
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-4)], ids=["float64", "float32"])
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_native_loop_matches_the_layer_path(entry):
+def test_native_loop_matches_the_layer_path(entry, dtype, tol):
     X, y = _data()
-    compiled = _train(_net(entry, "float64"), X, y, "compiled")
-    layers = _train(_net(entry, "float64"), X, y, "layers")
+    compiled = _train(_net(entry, dtype), X, y, "compiled")
+    layers = _train(_net(entry, dtype), X, y, "layers")
     for a, b in zip(compiled.parameters(), layers.parameters()):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
