@@ -239,8 +239,8 @@ REGISTRY = (
     ActivationEntry(
         "gelu", 6, "GELU",
         "x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (exact GELU, Hendrycks & Gimpel), elementwise; "
-        "computed in double and rounded once (within 2 ulp).",
-        "grad * (Phi(x) + x phi(x)) from the INPUT x of gelu (not its output).",
+        "computed in double and rounded once (within a few ulp).",
+        "grad * (Phi(x) + x phi(x)) from the input x of gelu (not its output y).",
         _gelu, _gelu_backward, needs_input=True, onnx=_onnx_gelu),
 )
 
@@ -251,8 +251,6 @@ NAMES = ACTIVATIONS[1:]
 """The names alone (``fastnn train --activation`` choices)."""
 
 _BY_NAME = {e.name: e for e in REGISTRY}
-_BY_LAYER = {e.layer: e for e in REGISTRY}
-_BY_SKLEARN = {e.sklearn: e for e in REGISTRY if e.sklearn}
 
 
 def get(name, argname="activation"):
@@ -261,16 +259,6 @@ def get(name, argname="activation"):
         return _BY_NAME[name]
     except (KeyError, TypeError):
         raise ValueError(f"{argname}: expected one of {ACTIVATIONS}, got {name!r}") from None
-
-
-def by_layer(class_name):
-    """The entry whose layer class is called ``class_name``, or None."""
-    return _BY_LAYER.get(class_name)
-
-
-def sklearn_names():
-    """scikit-learn's ``activation`` values -> entry name (None for "identity")."""
-    return {"identity": None, **{s: e.name for s, e in _BY_SKLEARN.items()}}
 
 
 def resolve(activation, argname="activation"):
@@ -286,12 +274,6 @@ def resolve(activation, argname="activation"):
         raise ValueError(f"{argname}: expected None, one of the names {ACTIVATIONS[1:]} or an "
                          f"activation layer, got {activation!r}")
     return entry, activation.param
-
-
-def code(activation):
-    """The C code of an ``activation=`` argument (0 for None)."""
-    entry, _ = resolve(activation)
-    return 0 if entry is None else entry.code
 
 
 # -- the public op functions of fastnn.ops and fastnn.reference ----------------------------------

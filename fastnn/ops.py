@@ -9,9 +9,8 @@ result is written into them and returned. Threads: :func:`fastnn.set_num_threads
 import numpy as np
 
 from . import _validate as v
-from ._native import core as _core
-
 from . import activations as _activations
+from ._native import core as _core
 
 __all__ = [name for e in _activations.REGISTRY for name in (e.name, e.backward_name)] + [
     "softmax", "log_softmax", "softmax_cross_entropy",

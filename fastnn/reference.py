@@ -96,8 +96,6 @@ def _output(name, out, shape, dtype, inputs=(), alias_ok=False):
     return out
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # Elementwise activations: the NumPy twins of fastnn.activations, one pair per entry
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Every entry of the activation registry (fastnn.activations), through every path that uses it:
 the op pair against finite differences, an independent formula and its NumPy twin; the fused
 Linear block; the native training loop against the layer-by-layer path; ONNX; save/load."""
+import json
 import math
 import pathlib
 import re
@@ -192,13 +193,14 @@ def _data(n=100, f=10, k=3):
     return rng.normal(size=(n, f)), rng.integers(0, k, n)
 
 
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-4)], ids=["float64", "float32"])
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_native_loop_matches_the_layer_path(entry):
+def test_native_loop_matches_the_layer_path(entry, dtype, tol):
     X, y = _data()
-    compiled = _train(_net(entry, "float64"), X, y, "compiled")
-    layers = _train(_net(entry, "float64"), X, y, "layers")
+    compiled = _train(_net(entry, dtype), X, y, "compiled")
+    layers = _train(_net(entry, dtype), X, y, "layers")
     for a, b in zip(compiled.parameters(), layers.parameters()):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -316,3 +318,23 @@ def test_leaky_relu_onnx_node_is_exact(slope, dtype, node):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(["probabilities"], {"input": X})[0]
     np.testing.assert_allclose(got, net.predict_proba(X), rtol=0, atol={"float32": 1e-6, "float64": 1e-14}[dtype])
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_cli_trains_with_every_activation(entry, capsys):
+    from fastnn.cli import main
+    assert main(["train", "--limit", "1000", "--epochs", "2", "--hidden", "16", "--activation", entry.name,
+                 "--json", "--quiet"]) in (0, None)
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["config"]["activation"] == entry.name
+    assert result["test_accuracy"] > 0.3  # ten classes: it learnt
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_sklearn_estimator_takes_every_activation(entry):
+    pytest.importorskip("sklearn", reason='the sklearn extra is not installed (pip install ".[sklearn]")')
+    from fastnn.sklearn import MLPClassifier
+    X, y = _data()
+    with pytest.warns(Warning):  # three iterations do not converge
+        clf = MLPClassifier((8,), activation=entry.sklearn or entry.name, max_iter=3, random_state=0).fit(X, y)
+    assert type(clf.network_.layers[1]).__name__ == entry.layer
