@@ -63,7 +63,7 @@ mkdir "$work/selftest"
 if ASAN_OPTIONS="detect_leaks=0:log_path=$work/selftest/report" "$python" -c '
 import numpy as np
 from fastnn import _core
-_core.act_forward(1, np.zeros(64), np.zeros(8))  # writes 64 doubles into 8
+_core.act_forward(1, 0.0, np.zeros(64), np.zeros(8))  # writes 64 doubles into 8
 ' 2>/dev/null || ! grep -qs "heap-buffer-overflow" "$work"/selftest/report*; then
     echo "memcheck: ASan did not report a deliberate heap-buffer-overflow; the setup is broken" >&2
     exit 2

@@ -1,93 +1,175 @@
-"""Whole runs of training steps in one native call, for the networks that allow it.
+"""The compiled training engine: whole runs of training steps in one native call.
 
-A plain MLP (Linear + optional activation blocks, no Dropout, softmax cross-entropy on the last
-Linear's outputs) trained with SGD or Adam runs through ``_core.mlp_sgd_steps``: the batch gather,
-forward, loss, backward and update of many steps happen in C without returning to Python. The
-parameters, gradient buffers and optimizer states (SGD's velocities, Adam's moments and step
-count) are the ones the layer-by-layer path uses, so the two paths can take turns (and
-checkpoints do not care which one ran).
+Every network the API builds from fastnn's own layers (Linear + activation blocks, Dropout after
+a block or on the input), with softmax cross-entropy, binary cross-entropy over K outputs or MSE,
+optional per-sample weights, and SGD (momentum, Nesterov, weight decay), Adam or AdamW, trains
+through ``_core.TrainingEngine``: the batch gather, forward, loss, backward and update of many
+steps happen in C without returning to Python. ``unsupported_reason`` says when it cannot (a
+user-defined layer or loss, another optimizer). The parameters and the optimizer's state
+buffers (``Optimizer.state_for``) are the ones the layer-by-layer path uses, and the Dropout
+masks come from the same generator in the same order, so the two engines give the same weights
+up to rounding and can take turns (checkpoints do not care which one ran).
 """
 import time
+import weakref
 
 import numpy as np
 
+from . import layers as _layers
 from ._native import core as _core
 from ._threads import blas_threads_limited, get_num_threads, threads_pinned
-from .losses import SoftmaxCrossEntropy
-from .optim import SGD, Adam, _check_state
+from .layers import Dropout, Linear
+from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+from .optim import SGD, Adam, AdamW
 
-_ACTIVATION_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "scaled_tanh": 4}
+_LOSS_KINDS = {SoftmaxCrossEntropy: _core.LOSS_SOFTMAX_XENT, BinaryCrossEntropy: _core.LOSS_BCE,
+               MSE: _core.LOSS_MSE}
+_OPTIMIZER_KINDS = {SGD: "sgd", Adam: "adam", AdamW: "adamw"}
+_MAX_LINEARS = 256  # train.pxi's limit
 _STEP_ELEMENTS = 1 << 23  # input values per native call: progress about every 0.05 s
 _PROBE_STEPS = 16
+_UNIFORMS = 1 << 20  # Dropout uniforms drawn per native call at most (but one step's at least)
 # The parts each step's work is cut into (train.pxi's n_parts), whatever the thread count: the
 # weights depend on the parts, not on the threads that run them, so a seed gives the same weights
 # on any machine. Measured on 2 cores (784-128-10, batch 32 and 128) 1 and 2 threads run as fast
 # with 4 parts as with one part per thread; see the README ("Threads and reproducibility").
 N_PARTS = 4
+# One ThreadChooser per network, kept across fits (what it measured still holds for the next).
+_CHOOSERS = weakref.WeakKeyDictionary()
 
 
-class NativeMLP:
-    """The compiled training loop for one network; ``applies`` says whether it can be used."""
+def _activation(layer):
+    """(C code, parameter) of one of fastnn's activation layers (their fastnn.activations
+    entry), or None for anything else (a subclass may compute something else)."""
+    entry = getattr(type(layer), "entry", None)
+    if entry is None or getattr(_layers, entry.layer, None) is not type(layer):
+        return None
+    return entry.code, float(layer.param)
 
-    def __init__(self, network, dense_steps):
-        self.network = network
-        self.linears = [s.linear for s in dense_steps]
-        self.activations = [_ACTIVATION_CODES[s.act] for s in dense_steps]
-        self.dims = [self.linears[0].in_features] + [l.out_features for l in self.linears]
-        self._buffers = {}
-        self.threads = ThreadChooser()
 
-    @classmethod
-    def for_network(cls, network, steps, loss):
-        """A NativeMLP when every step is a dropout-free fused Linear block and the last one
-        feeds SoftmaxCrossEntropy without an activation; otherwise None."""
-        if type(loss) is not SoftmaxCrossEntropy or not steps:
-            return None
-        if not all(type(s).__name__ == "_Dense" and s.p == 0 for s in steps):
-            return None
-        if steps[-1].act is not None:
-            return None
-        return cls(network, steps)
-
-    @staticmethod
-    def applies(optimizer):
-        return type(optimizer) in (SGD, Adam)
-
-    def _batch_buffers(self, batch, dtype):
-        bufs = self._buffers.get(batch)
-        if bufs is None:
-            acts = [np.empty((batch, d), dtype) for d in self.dims]
-            grads = [None] + [np.empty((batch, d), dtype) for d in self.dims[1:]]
-            scratch = [np.empty((batch, d), dtype) for d in self.dims[1:]]
-            labels = np.empty(batch, np.int64)
-            self._buffers = {batch: (acts, grads, scratch, labels)}  # one batch size at a time
-            bufs = self._buffers[batch]
-        return bufs
-
-    def run_epoch(self, X, y, order, batch_size, optimizer, bar, grads, on_diverged):
-        """Train on rows ``order`` of X / y; returns (loss sum, correct, seen) like the Python
-        path. ``on_diverged(step)`` builds the error raised at a non-finite loss (1-based step)."""
-        net = self.network
-        params = net._fit_params
-        adam = type(optimizer) is Adam
-        if adam:
-            # The state Adam.step keeps: moments m and v, and its step count t.
-            if not (_check_state(optimizer._m, params, "m") and _check_state(optimizer._v, params, "v")):
-                optimizer._m = [np.zeros_like(p) for p in params]
-                optimizer._v = [np.zeros_like(p) for p in params]
-                optimizer.t = 0
-            first_moment, second_moment = optimizer._m, optimizer._v
+def _blocks(layers):
+    """(linears, (code, param) of the activation after each Linear, Dropout probability on each
+    Linear's input), or the reason why the layers are not Linear [activation] [Dropout] blocks
+    (with an optional Dropout on the input)."""
+    linears, acts, drop = [], [], []
+    pending, previous = 0.0, None  # Dropout on the next Linear's input; the last layer's kind
+    for i, layer in enumerate(layers):
+        kind = type(layer)
+        if kind is Linear:
+            linears.append(layer)
+            acts.append((0, 0.0))
+            drop.append(pending)
+            pending, previous = 0.0, "linear"
+        elif kind is Dropout:
+            if previous == "dropout":
+                return f"layers[{i}] (Dropout) follows another Dropout"
+            pending, previous = layer.p, "dropout"
+        elif _activation(layer) is not None:
+            if previous != "linear":
+                return f"layers[{i}] ({kind.__name__}) does not follow a Linear"
+            acts[-1] = _activation(layer)
+            previous = "activation"
         else:
-            if optimizer.momentum != 0.0 and not _velocity_matches(optimizer, params):
-                optimizer._velocity = [np.zeros_like(p) for p in params]
-            first_moment = optimizer._velocity if optimizer.momentum != 0.0 else None
-            second_moment = None
-        acts, grad_bufs, scratch, labels = self._batch_buffers(batch_size, net.dtype)
+            return f"layers[{i}] is a user-defined Layer ({kind.__name__})"
+    if previous == "dropout":
+        return "a Dropout after the last Linear has no compiled step"
+    if len(linears) > _MAX_LINEARS:
+        return f"more than {_MAX_LINEARS} Linear layers"
+    return linears, acts, drop
+
+
+def unsupported_reason(network, optimizer, sample_weight):
+    """None when the compiled engine trains ``network`` with ``optimizer`` (and per-sample weights
+    or None), else one short phrase saying why not."""
+    loss = network.loss
+    if type(loss) not in _LOSS_KINDS:
+        return f"loss {type(loss).__name__} has no compiled kernel"
+    if optimizer is not None and type(optimizer) not in _OPTIMIZER_KINDS:
+        return f"optimizer {type(optimizer).__name__} has no compiled step"
+    blocks = _blocks(network.layers)
+    if isinstance(blocks, str):
+        return blocks
+    if sample_weight is not None and np.ndim(sample_weight) != 1:
+        return "sample_weight is not one weight per row"
+    return None
+
+
+class CompiledEngine:
+    """The compiled training engine for one fit (see the module docstring).
+
+    network: a Network that ``unsupported_reason`` accepts with ``optimizer``; X as
+    ``Network._check_X`` returns it (uint8/float32/float64, C-contiguous, (N, n_features));
+    targets as ``network.loss.prepare_targets`` returns them (labels (N,) for softmax
+    cross-entropy, (N, K) of the network dtype for the others); sample_weight None or (N,) finite
+    and >= 0; batch_size >= 1. Raises ValueError when the network or optimizer is unsupported or
+    an argument does not fit.
+    """
+
+    def __init__(self, network, optimizer, X, targets, sample_weight, batch_size):
+        reason = unsupported_reason(network, optimizer, sample_weight)
+        if reason is not None:
+            raise ValueError(f"the compiled engine cannot train this network: {reason}")
+        self.network, self.optimizer, self.batch_size = network, optimizer, int(batch_size)
+        self.inputs = (X, targets, sample_weight)  # as given (the arrays below may be copies)
+        self.linears, self.acts, self.drop = _blocks(network.layers)
+        dtype = network.dtype
+        self.loss_kind = _LOSS_KINDS[type(network.loss)]
+        if self.loss_kind == _core.LOSS_SOFTMAX_XENT:
+            targets = np.ascontiguousarray(targets, dtype=np.int64)
+        else:
+            targets = np.ascontiguousarray(targets, dtype=dtype).reshape(len(targets), -1)
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
+        self.X, self.targets, self.sample_weight = X, targets, sample_weight
+        self.threads = _CHOOSERS.setdefault(network, ThreadChooser())
+        self._uniforms = None
+        self._engine, self._held = None, None
+        self._current_engine()  # checks the arrays now
+
+    def _current_engine(self):
+        """The TrainingEngine over the current parameter and state arrays (rebuilt when the
+        optimizer's state buffers or the layers' arrays were replaced since the last epoch)."""
+        params = [p for layer in self.linears for p in (layer.W, layer.b)]
+        state = self.optimizer.state_for(params)
+        held = params + [a for name in sorted(state) for a in state[name]]
+        if self._held is None or len(held) != len(self._held) or any(a is not b for a, b in zip(held, self._held)):
+            first = state.get("momentum_buffer") or state.get("exp_avg")
+            self._engine = _core.TrainingEngine(
+                params[0::2], params[1::2], [a[0] for a in self.acts], [a[1] for a in self.acts], self.drop,
+                self.X, self.loss_kind, self.targets, self.sample_weight, self.batch_size,
+                _OPTIMIZER_KINDS[type(self.optimizer)], first, state.get("exp_avg_sq"))
+            self._held = held
+        return self._engine
+
+    def _hyperparameters(self):
+        opt = self.optimizer
+        if type(opt) is SGD:
+            return {"lr": opt.lr, "momentum": opt.momentum, "weight_decay": opt.weight_decay,
+                    "nesterov": opt.nesterov}
+        return {"lr": opt.lr, "weight_decay": opt.weight_decay, "beta1": opt.beta1, "beta2": opt.beta2,
+                "eps": opt.eps}
+
+    def run_epoch(self, order, rng, bar, on_diverged):
+        """Train on rows ``order`` in batches of batch_size; returns (loss_sum, weight_sum,
+        correct, seen): the weighted sum of the per-sample losses and of the weights (the row
+        count without weights), the rows predicted right (argmax == label for softmax
+        cross-entropy; every output on the right side of 0 for binary cross-entropy; argmax ==
+        the target's argmax for MSE over K >= 2 outputs, none for K = 1) and the rows trained on.
+        Reads the optimizer's hyper-parameters (lr, ...) now. rng: the generator of the Dropout
+        masks; bar: None or a tqdm bar; on_diverged(step) returns the exception raised when a
+        loss or gradient is not finite (1-based step; nothing of that step is applied)."""
+        engine = self._current_engine()
+        net, opt = self.network, self.optimizer
         order = np.ascontiguousarray(order, dtype=np.int64)
-        y = np.ascontiguousarray(y, dtype=np.int64)
-        n_steps = -(-len(order) // batch_size)
-        chunk = max(1, _STEP_ELEMENTS // (batch_size * self.dims[0]))
-        total, correct, seen = 0.0, 0, 0
+        engine.start_epoch(order, net.input_scale, net.input_shift)
+        batch = self.batch_size
+        n_steps = -(-len(order) // batch)
+        chunk = max(1, _STEP_ELEMENTS // (batch * engine.dims[0]))
+        if engine.uniforms_per_row:  # the chunk's Dropout uniforms stay a few MB
+            chunk = min(chunk, max(1, _UNIFORMS // (batch * engine.uniforms_per_row)))
+        if engine.uniforms_per_row and (self._uniforms is None or len(self._uniforms) < chunk * batch * engine.uniforms_per_row):
+            self._uniforms = np.empty(chunk * batch * engine.uniforms_per_row, engine.dtype)
+        totals = [0.0, 0.0, 0, 0]
         self.threads.start(get_num_threads(), pinned=threads_pinned())
         with blas_threads_limited(1):  # the loop's own threads split the work
             first = 0
@@ -95,41 +177,27 @@ class NativeMLP:
                 threads, probing = self.threads.next()
                 # A probe needs only a few steps: under contention a slow choice costs ms per step.
                 stop = min(first + (min(chunk, _PROBE_STEPS) if probing else chunk), n_steps)
+                uniforms = None
+                needed = engine.n_uniforms(first, stop)
+                if needed:  # the layer path's draws: per step, per Dropout in layer order
+                    uniforms = self._uniforms[:needed]
+                    rng.random(out=uniforms, dtype=engine.dtype)
                 t0 = time.perf_counter()
-                loss_sum, c, s, failed = _core.mlp_sgd_steps(
-                    params[0::2], params[1::2],
-                    first_moment[0::2] if first_moment else [], first_moment[1::2] if first_moment else [],
-                    grads[0::2], grads[1::2], acts, grad_bufs, scratch, self.activations,
-                    X, y, order, labels, first, stop, batch_size,
-                    net.input_scale, net.input_shift, optimizer.lr, 0.0 if adam else optimizer.momentum,
-                    optimizer.weight_decay, False if adam else optimizer.nesterov,
-                    N_PARTS, threads, **self._adam_arguments(optimizer, second_moment))
-                if adam:  # the steps applied (a failed step applies nothing)
-                    optimizer.t += (failed if failed >= 0 else stop) - first
+                loss_sum, weight_sum, correct, seen, failed = engine.run(
+                    first, stop, uniforms, steps_before=opt.steps, n_parts=N_PARTS, n_threads=threads,
+                    **self._hyperparameters())
+                opt.steps += (failed if failed >= 0 else stop) - first  # a failed step applies nothing
                 self.threads.record(threads, (time.perf_counter() - t0) / (stop - first))
-                total, correct, seen = total + loss_sum, correct + c, seen + s
+                for i, value in enumerate((loss_sum, weight_sum, correct, seen)):
+                    totals[i] += value
                 if failed >= 0:
                     raise on_diverged(failed + 1)
                 if bar is not None:
                     bar.update(stop - first)
-                    bar.set_postfix_str(f"loss={total / seen:.4f}", refresh=False)
+                    if totals[1] > 0:
+                        bar.set_postfix_str(f"loss={totals[0] / totals[1]:.4f}", refresh=False)
                 first = stop
-        return total, correct, seen
-
-    @staticmethod
-    def _adam_arguments(optimizer, second_moment):
-        """The keyword arguments of mlp_sgd_steps that make its steps Adam's (none for SGD)."""
-        if second_moment is None:
-            return {}
-        return {"adam_second_w": second_moment[0::2], "adam_second_b": second_moment[1::2],
-                "beta1": optimizer.beta1, "beta2": optimizer.beta2, "eps": optimizer.eps,
-                "adam_steps_before": optimizer.t}
-
-
-def _velocity_matches(optimizer, params):
-    v = optimizer._velocity
-    return (v is not None and len(v) == len(params)
-            and all(a.shape == p.shape and a.dtype == p.dtype for a, p in zip(v, params)))
+        return tuple(totals)
 
 
 class ThreadChooser:

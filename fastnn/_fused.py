@@ -12,7 +12,7 @@ backward(bufs, grad) -> dL/dinput (None for the first block).
 """
 import numpy as np
 
-from . import ops
+from . import activations, ops
 from .layers import Activation, Dropout, Linear
 
 
@@ -28,16 +28,27 @@ def _draw_mask(rng, mask, p):
 
 
 class _Dense:
-    """Linear + optional activation + optional dropout, fused."""
+    """Linear + optional activation + optional dropout, fused.
+
+    activation: None, a registry name or an activation layer (whose parameter is used). act is
+    its name, act_code / act_param what the compiled loops take; an activation whose derivative
+    needs its input (keeps_z) keeps the pre-activation z for the backward pass."""
 
     def __init__(self, linear, activation, p, need_dx, dw, db):
-        self.linear, self.act, self.p, self.need_dx = linear, activation, p, need_dx
+        entry, self.act_param = activations.resolve(activation)
+        self.act = None if entry is None else entry.name
+        self.act_code = 0 if entry is None else entry.code
+        self.keeps_z = entry is not None and entry.needs_input
+        # what the ops get: the name, or the layer itself when it carries a parameter
+        self._activation = activation if entry is not None and entry.param is not None else self.act
+        self.linear, self.p, self.need_dx = linear, p, need_dx
         self.dw, self.db = dw, db
 
     def buffers(self, n, dtype):
         b = _Bufs()
         b.x = None
         b.y = np.empty((n, self.linear.out_features), dtype)
+        b.z = np.empty_like(b.y) if self.keeps_z else None
         b.dx = np.empty((n, self.linear.in_features), dtype) if self.need_dx else None
         b.dropped = False
         if self.p > 0:
@@ -49,7 +60,7 @@ class _Dense:
     def forward(self, b, x, training, rng):
         b.x = x
         lin = self.linear
-        y = ops.linear_forward(x, lin.W, lin.b, self.act, b.y)
+        y = ops.linear_forward(x, lin.W, lin.b, self._activation, b.y, preactivation_out=b.z)
         b.dropped = training and self.p > 0
         if b.dropped:
             _draw_mask(rng, b.mask, self.p)
@@ -61,30 +72,32 @@ class _Dense:
         if b.dropped:
             np.multiply(grad, b.mask, out=b.gm)
             grad = b.gm
-        ops.linear_backward(b.x, self.linear.W, grad, b.y if self.act else None, self.act,
-                            self.need_dx, self.dw, self.db, b.dx)
+        ops.linear_backward(b.x, self.linear.W, grad, b.y if self.act else None, self._activation,
+                            self.need_dx, self.dw, self.db, b.dx, z=b.z)
         return b.dx
 
 
 class _Act:
-    """An activation that could not be fused into a Linear block."""
+    """An activation that could not be fused into a Linear block (it keeps its input when its
+    derivative needs it)."""
 
     def __init__(self, layer, width):
-        self.name, self.width = layer.name, width
-        self.fwd = getattr(ops, layer.name)
-        self.bwd = getattr(ops, layer.name + "_backward")
+        self.layer, self.name, self.width = layer, layer.name, width
+        self.entry, self.param = layer.entry, layer.param
 
     def buffers(self, n, dtype):
         b = _Bufs()
+        b.x = None
         b.y = np.empty((n, self.width), dtype)
         b.dx = np.empty((n, self.width), dtype)
         return b
 
     def forward(self, b, x, training, rng):
-        return self.fwd(x, b.y)
+        b.x = x if self.entry.needs_input else None
+        return self.layer.forward(x, b.y)
 
     def backward(self, b, grad):
-        return self.bwd(b.y, grad, b.dx)
+        return self.layer.backward(b.y, grad, b.dx, x=b.x)
 
 
 class _Drop:
@@ -160,7 +173,7 @@ def build_steps(layers, widths, grads):
         if isinstance(layer, Linear):
             j, act, p = i + 1, None, 0.0
             if j < len(layers) and isinstance(layers[j], Activation):
-                act, j = layers[j].name, j + 1
+                act, j = layers[j], j + 1
             if j < len(layers) and isinstance(layers[j], Dropout):
                 p, j = layers[j].p, j + 1
             if first_dense is None:

@@ -1,7 +1,7 @@
 """predict / predict_proba in one compiled call (``_core.infer``, src_c/infer.pxi).
 
 A network's forward pass is turned once into an InferencePlan (pointers to the weights,
-widths, activation codes) and rebuilt only when a layer's W or b is replaced by another array.
+widths, activation codes and parameters) and rebuilt only when a layer's W or b is replaced by another array.
 Each call then checks the input's type and shape in a few attribute reads, and the compiled
 call does the rest on the calling thread: NaN/Inf and overflow checks, scaling, every layer,
 the head. No BLAS and no thread pool are involved, so one row costs a few microseconds, and the
@@ -12,7 +12,6 @@ import numpy as np
 
 from ._native import core as _core
 from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
-from .ops import _ACTIVATION_CODES
 
 # (exact loss type, method) -> the compiled head; other losses get the outputs and apply their own.
 _HEADS = {
@@ -50,10 +49,10 @@ def build_plan(network):
             if not (_usable(lin.W, (lin.in_features, lin.out_features), network.dtype)
                     and _usable(lin.b, (lin.out_features,), network.dtype)):
                 return None
-            steps.append((lin.W, lin.b, _ACTIVATION_CODES[step.act], lin.out_features))
+            steps.append((lin.W, lin.b, step.act_code, lin.out_features, step.act_param))
             linears.append(lin)
         elif kind == "_Act":
-            steps.append((None, None, _ACTIVATION_CODES[step.name], step.width))
+            steps.append((None, None, step.entry.code, step.width, step.param))
         # _Drop: the identity at inference
     limit = float(np.finfo(network.dtype).max)
     return _core.InferencePlan(steps, network.n_features, network.dtype == np.float32,

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from . import _fused, _range, _sparse, ops
-from ._engine_adapter import CompiledEngine, unsupported_reason
+from ._fastpath import CompiledEngine, unsupported_reason
 from ._threads import kernels_on_calling_thread
 from .errors import TrainingDivergedError, TrainingUnstableWarning
 from .history import EarlyStopping, History

@@ -1,8 +1,9 @@
 """ONNX export: a Network (or a fastnn.sklearn.MLPClassifier) as an ONNX graph.
 
 The graph computes what ``predict`` / ``predict_proba`` compute: the input scaling
-(``x * input_scale + input_shift``), each Linear as a Gemm, the activations (scaled tanh as
-``1.7159 * Tanh(x * 2/3)``), no Dropout (inference), then the loss's head:
+(``x * input_scale + input_shift``), each Linear as a Gemm, the activations (the nodes of their
+entry in :mod:`fastnn.activations`: scaled tanh as ``1.7159 * Tanh(x * 2/3)``, LeakyReLU as
+LeakyRelu, GELU as ``0.5 x (1 + Erf(x / sqrt 2))``), no Dropout (inference), then the loss's head:
 
 ========================  =========================================================
 loss                      outputs
@@ -103,19 +104,11 @@ class _SklearnBuilder:
 
 # -- the network ---------------------------------------------------------------------------------
 
-def _activation(g, act, x, dtype):
-    from .ops import SCALED_TANH_A, SCALED_TANH_B
-    if act == "sigmoid":
-        return g.node("Sigmoid", [x], "sigmoid")
-    if act == "relu":
-        return g.node("Relu", [x], "relu")
-    if act == "tanh":
-        return g.node("Tanh", [x], "tanh")
-    if act == "scaled_tanh":
-        inner = g.node("Mul", [x, g.const("scaled_tanh_b", np.array(SCALED_TANH_B, dtype))], "scaled")
-        t = g.node("Tanh", [inner], "tanh")
-        return g.node("Mul", [t, g.const("scaled_tanh_a", np.array(SCALED_TANH_A, dtype))], "scaled_tanh")
-    raise ValueError(f"activation {act!r} has no ONNX export")
+def _activation(g, layer, x, dtype):
+    """The nodes of an activation layer, from its registry entry."""
+    if layer.entry.onnx is None:
+        raise ValueError(f"activation {layer.name!r} has no ONNX export")
+    return layer.entry.onnx(g, x, layer.param, dtype)
 
 
 def _network_body(g, net, x):
@@ -130,7 +123,7 @@ def _network_body(g, net, x):
         if isinstance(layer, Linear):
             x = g.node("Gemm", [x, g.const(f"W{i}", layer.W), g.const(f"b{i}", layer.b)], f"linear{i}")
         elif isinstance(layer, Activation):
-            x = _activation(g, layer.name, x, dtype)
+            x = _activation(g, layer, x, dtype)
         elif not isinstance(layer, Dropout):  # Dropout is the identity at inference
             raise TypeError(f"layers[{i}]: {type(layer).__name__} has no ONNX export")
     return x

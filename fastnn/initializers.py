@@ -7,8 +7,10 @@ INITIALIZERS = ("lecun", "he", "xavier", "uniform")
 
 
 def default_init(activation):
-    """The initialiser used when a Linear has ``init=None``: "he" before ReLU, else "lecun"."""
-    return "he" if activation == "relu" else "lecun"
+    """The initialiser used when a Linear has ``init=None``: the activation's registry default
+    ("he" before the ReLU family, else "lecun"); "lecun" without an activation."""
+    from .activations import get
+    return "lecun" if activation is None else get(activation).init
 
 
 def check_init(name, argname="init"):

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from . import ops
+from . import activations, ops
 from .initializers import check_init, init_weights
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -106,37 +106,58 @@ class Linear(Layer):
 
 
 class Activation(Layer):
-    """Elementwise activation; ``name`` is the ops kernel (and the fused ``activation=`` value)."""
+    """Elementwise activation, one class per entry of :mod:`fastnn.activations` (``entry``):
+    Sigmoid, ReLU, Tanh, ScaledTanh, LeakyReLU(negative_slope=0.01), GELU. ``name`` is the ops
+    kernel (and the fused ``activation=`` value); ``param`` the parameter's value (0.0 when the
+    activation has none)."""
 
+    entry = None
     name = None
+
+    def __init__(self, *args, **kwargs):
+        bound = self.__signature__.bind(*args, **kwargs)
+        self.param = self.entry.param_value(bound.arguments)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        from inspect import Parameter, Signature
+        params = []
+        if cls.entry is not None and cls.entry.param is not None:
+            params.append(Parameter(cls.entry.param, Parameter.POSITIONAL_OR_KEYWORD,
+                                    default=cls.entry.default))
+        cls.__signature__ = Signature(params)
+
+    def _param_kwargs(self):
+        return {} if self.entry.param is None else {self.entry.param: self.param}
+
+    def get_config(self):
+        return self._param_kwargs()
 
     def forward(self, x, out=None):
         """y = f(x), any shape, float32/float64."""
-        return getattr(ops, self.name)(x, out=out)
+        return getattr(ops, self.name)(x, out=out, **self._param_kwargs())
 
-    def backward(self, y, grad, out=None):
-        """dL/dx from the saved output y and dL/dy."""
-        return getattr(ops, self.name + "_backward")(y, grad, out=out)
-
-
-class Sigmoid(Activation):
-    """y = 1 / (1 + exp(-x))."""
-    name = "sigmoid"
-
-
-class ReLU(Activation):
-    """y = max(x, 0)."""
-    name = "relu"
+    def backward(self, y, grad, out=None, x=None):
+        """dL/dx from dL/dy ``grad`` and the saved output y, or, when ``entry.needs_input``
+        (GELU), the saved input x (required then; y is not read)."""
+        saved = y
+        if self.entry.needs_input:
+            if x is None:
+                raise ValueError(f"x: {type(self).__name__}.backward needs the saved input x")
+            saved = x
+        return getattr(ops, self.entry.backward_name)(saved, grad, out=out, **self._param_kwargs())
 
 
-class Tanh(Activation):
-    """y = tanh(x)."""
-    name = "tanh"
+def _activation_class(entry):
+    attrs = {"entry": entry, "name": entry.name, "__module__": __name__,
+             "__doc__": f"y = {entry.doc}\n\nThe layer of ``fastnn.ops.{entry.name}``."}
+    if entry.param is not None:  # the parameter under its own name too (layer.negative_slope)
+        attrs[entry.param] = property(lambda self: self.param)
+    return type(entry.layer, (Activation,), attrs)
 
 
-class ScaledTanh(Activation):
-    """y = 1.7159 * tanh(2x/3) (LeCun's scaled tanh)."""
-    name = "scaled_tanh"
+ACTIVATION_LAYERS = tuple(_activation_class(e) for e in activations.REGISTRY)
+globals().update({cls.__name__: cls for cls in ACTIVATION_LAYERS})
 
 
 class Dropout(Layer):
@@ -154,7 +175,7 @@ class Dropout(Layer):
         return {"p": self.p}
 
 
-LAYER_TYPES = {cls.__name__: cls for cls in (Linear, Sigmoid, ReLU, Tanh, ScaledTanh, Dropout)}
+LAYER_TYPES = {cls.__name__: cls for cls in (Linear, *ACTIVATION_LAYERS, Dropout)}
 
 
 def layer_from_config(type_name, config):

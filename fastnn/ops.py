@@ -9,82 +9,44 @@ result is written into them and returned. Threads: :func:`fastnn.set_num_threads
 import numpy as np
 
 from . import _validate as v
+from . import activations as _activations
 from ._native import core as _core
 
-__all__ = [
-    "sigmoid", "sigmoid_backward", "relu", "relu_backward", "tanh", "tanh_backward",
-    "scaled_tanh", "scaled_tanh_backward", "softmax", "log_softmax", "softmax_cross_entropy",
-    "linear_forward", "linear_backward", "sgd_update", "gather_rows",
+__all__ = [name for e in _activations.REGISTRY for name in (e.name, e.backward_name)] + [
+    "softmax", "log_softmax", "softmax_cross_entropy",
+    "linear_forward", "linear_backward", "sgd_update", "gather_rows", "adam_update", "adamw_update",
 ]
 
-SCALED_TANH_A = 1.7159
-SCALED_TANH_B = 2.0 / 3.0
-ACTIVATIONS = (None, "sigmoid", "relu", "tanh", "scaled_tanh")
-_ACTIVATION_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "scaled_tanh": 4}
+SCALED_TANH_A = _activations.SCALED_TANH_A
+SCALED_TANH_B = _activations.SCALED_TANH_B
+ACTIVATIONS = _activations.ACTIVATIONS
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _activation_code(activation):
-    try:
-        return _ACTIVATION_CODES[activation]
-    except (KeyError, TypeError):
-        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}") from None
-
-
-def _forward(code, x, out):
+def _forward(entry, x, out, param):
     x_given = x
     x = v.float_array(x, "x")
     out = v.out_buffer(out, "out", x.shape, x.dtype, may_alias=(x_given,))
-    return _core.act_forward(code, x, out)
+    return _core.act_forward(entry.code, param, x, out)
 
 
-def _backward(code, y, grad, out):
-    given = (y, grad)
-    y = v.float_array(y, "y")
-    grad = v.float_array(grad, "grad", dtype=y.dtype)
-    v.check_shape(grad, "grad", y.shape)
-    out = v.out_buffer(out, "out", y.shape, y.dtype, may_alias=given)
-    return _core.act_backward(code, y, grad, out)
+def _backward(entry, saved, grad, out, param):
+    """grad * act'(x) from the saved input x (entry.needs_input) or output y."""
+    name = entry.saved
+    given = (saved, grad)
+    saved = v.float_array(saved, name)
+    grad = v.float_array(grad, "grad", dtype=saved.dtype)
+    v.check_shape(grad, "grad", saved.shape)
+    out = v.out_buffer(out, "out", saved.shape, saved.dtype, may_alias=given)
+    z, y = (saved, None) if entry.needs_input else (None, saved)
+    return _core.act_backward(entry.code, param, z, y, grad, out)
 
 
-def sigmoid(x, out=None):
-    """1 / (1 + exp(-x)), elementwise; any shape, float32/float64. Saturates to exactly 0 and 1."""
-    return _forward(1, x, out)
-
-
-def sigmoid_backward(y, grad, out=None):
-    """grad * y * (1 - y) from the saved output y = sigmoid(x); y and grad of one shape and dtype."""
-    return _backward(1, y, grad, out)
-
-
-def relu(x, out=None):
-    """max(x, 0), elementwise; NaN stays NaN."""
-    return _forward(2, x, out)
-
-
-def relu_backward(y, grad, out=None):
-    """grad * (y > 0) from the saved output y = relu(x)."""
-    return _backward(2, y, grad, out)
-
-
-def tanh(x, out=None):
-    """tanh(x), elementwise; any shape, float32/float64."""
-    return _forward(3, x, out)
-
-
-def tanh_backward(y, grad, out=None):
-    """grad * (1 - y**2) from the saved output y = tanh(x)."""
-    return _backward(3, y, grad, out)
-
-
-def scaled_tanh(x, out=None):
-    """1.7159 * tanh(2x/3) (LeCun's scaled tanh), elementwise."""
-    return _forward(4, x, out)
-
-
-def scaled_tanh_backward(y, grad, out=None):
-    """grad * (A*B - (B/A) * y**2), A = 1.7159, B = 2/3, from the saved output y = scaled_tanh(x)."""
-    return _backward(4, y, grad, out)
+# sigmoid, sigmoid_backward, relu, ...: one pair per registry entry (fastnn.activations).
+for _entry in _activations.REGISTRY:
+    globals().update(zip((_entry.name, _entry.backward_name),
+                         _activations.op_functions(_entry, _forward, _backward, __name__)))
+del _entry
 
 
 def _softmax(logits, out, log):
@@ -165,13 +127,18 @@ def _normalized(weights):
     return (relative / relative.sum()).astype(weights.dtype)
 
 
-def linear_forward(x, w, b, activation=None, out=None):
+def linear_forward(x, w, b, activation=None, out=None, preactivation_out=None):
     """act(x @ w + b): x (B, in), w (in, out), b (out,) or None -> (B, out), one dtype.
 
     The product runs through BLAS; bias and activation follow in one pass over each block of
-    the output while it is in cache. activation: None, "sigmoid", "relu", "tanh", "scaled_tanh".
+    the output while it is in cache. activation: None, a name of ``ACTIVATIONS`` (with its
+    default parameter) or an activation layer such as ``fastnn.LeakyReLU(0.2)`` (with its own).
+    preactivation_out: None, or a (B, out) array that receives z = x @ w + b before the
+    activation (what ``linear_backward(z=...)`` needs for an activation whose derivative comes
+    from its input, such as GELU).
     """
-    code = _activation_code(activation)
+    entry, param = _activations.resolve(activation)
+    code = 0 if entry is None else entry.code
     given = (("x", x), ("w", w), ("b", b))
     x = v.float_array(x, "x", ndim=2)
     w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
@@ -182,20 +149,29 @@ def linear_forward(x, w, b, activation=None, out=None):
         v.check_shape(b, "b", (w.shape[1],))
     v.blas_dims(batch=x.shape[0], in_features=x.shape[1], out_features=w.shape[1])
     out = v.out_buffer(out, "out", (x.shape[0], w.shape[1]), x.dtype, inputs=given)
-    return _core.linear_forward(x, w, b, code, out)
+    z_out = None
+    if preactivation_out is not None:
+        z_out = v.out_buffer(preactivation_out, "preactivation_out", out.shape, x.dtype,
+                             inputs=given + (("out", out),))
+    return _core.linear_forward(x, w, b, code, out, param, z_out)
 
 
 def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
-                    dw_out=None, db_out=None, dx_out=None):
+                    dw_out=None, db_out=None, dx_out=None, z=None):
     """Gradients of a linear layer (and its activation) in one call.
 
-    x (B, in), w (in, out), grad_out (B, out) = dL/dy; with an activation, y (B, out) is the saved
-    output and dz = grad_out * act'(y), else dz = grad_out (grad_out is never modified).
-    Returns (dw (in, out), db (out,), dx (B, in) or None when need_dx is False), with
-    dw = x.T @ dz, db = dz.sum(0) accumulated in float64, dx = dz @ w.T.
+    x (B, in), w (in, out), grad_out (B, out) = dL/dy; with an activation (as for
+    linear_forward), dz = grad_out * act'(z), computed from the saved output y (B, out), or,
+    for an activation whose derivative needs its input (GELU), from the pre-activation z
+    (B, out) that ``linear_forward(preactivation_out=...)`` kept; without one, dz = grad_out
+    (grad_out is never modified). Returns (dw (in, out), db (out,), dx (B, in) or None when
+    need_dx is False), with dw = x.T @ dz, db = dz.sum(0) accumulated in float64, dx = dz @ w.T.
     """
-    code = _activation_code(activation)
-    given = (("x", x), ("w", w), ("grad_out", grad_out), ("y", y if code != 0 else None))
+    entry, param = _activations.resolve(activation)
+    code = 0 if entry is None else entry.code
+    needs_z = entry is not None and entry.needs_input
+    given = (("x", x), ("w", w), ("grad_out", grad_out), ("y", y if code != 0 else None),
+             ("z", z if needs_z else None))
     x = v.float_array(x, "x", ndim=2)
     w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
     batch, n_in = x.shape
@@ -204,13 +180,20 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     n_out = w.shape[1]
     grad_out = v.float_array(grad_out, "grad_out", ndim=2, dtype=x.dtype)
     v.check_shape(grad_out, "grad_out", (batch, n_out))
-    if code != 0:
+    if needs_z:
+        if z is None:
+            raise ValueError(f"z: the saved pre-activation is required with activation={activation!r}")
+        z = v.float_array(z, "z", ndim=2, dtype=x.dtype)
+        v.check_shape(z, "z", (batch, n_out))
+        y = None
+    elif code != 0:
         if y is None:
             raise ValueError(f"y: the saved output is required with activation={activation!r}")
         y = v.float_array(y, "y", ndim=2, dtype=x.dtype)
         v.check_shape(y, "y", (batch, n_out))
+        z = None
     else:
-        y = None
+        y = z = None
     v.blas_dims(batch=batch, in_features=n_in, out_features=n_out)
     inputs = given
     dw = v.out_buffer(dw_out, "dw_out", (n_in, n_out), x.dtype, inputs=inputs)
@@ -219,7 +202,7 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     if need_dx:
         dx = v.out_buffer(dx_out, "dx_out", (batch, n_in), x.dtype,
                           inputs=inputs + (("dw_out", dw), ("db_out", db)))
-    _core.linear_backward(x, w, grad_out, y, code, dw, db, dx)
+    _core.linear_backward(x, w, grad_out, y, code, dw, db, dx, param, z)
     return dw, db, dx
 
 
@@ -279,3 +262,58 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     dtype = out.dtype if isinstance(out, np.ndarray) and out.dtype.char in "fd" else default
     out = v.out_buffer(out, "out", (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x_given),))
     return _core.gather(x, rows, out, scale, shift)
+
+
+def _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    lr = v.finite_number(lr, "lr", minimum=0.0)
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0.0 <= v.finite_number(value, name) < 1.0:
+            raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    eps = v.finite_number(eps, "eps")
+    if eps <= 0:
+        raise ValueError(f"eps: expected a number > 0, got {eps!r}")
+    weight_decay = v.finite_number(weight_decay, "weight_decay", minimum=0.0)
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"step: expected the 1-based step count (an integer >= 1), got {step!r}")
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param: expected a numpy array (updated in place), got {type(param).__name__}")
+    if param.dtype.char not in "fd" or not param.dtype.isnative:
+        raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype}")
+    if not param.flags.c_contiguous or not param.flags.writeable:
+        raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
+    grad_given = grad
+    grad = v.float_array(grad, "grad", dtype=param.dtype)
+    v.check_shape(grad, "grad", param.shape)
+    exp_avg = v.out_buffer(exp_avg, "exp_avg", param.shape, param.dtype,
+                           inputs=(("param", param), ("grad", grad_given)))
+    exp_avg_sq = v.out_buffer(exp_avg_sq, "exp_avg_sq", param.shape, param.dtype,
+                              inputs=(("param", param), ("grad", grad_given), ("exp_avg", exp_avg)))
+    return (param, grad, exp_avg, exp_avg_sq, int(step), lr, float(beta1), float(beta2), eps,
+            weight_decay)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0):
+    """One Adam step in place (PyTorch's ``Adam``: L2 weight decay in the gradient); returns param.
+
+    g = grad + weight_decay * param; exp_avg = beta1 * exp_avg + (1 - beta1) * g;
+    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g;
+    param -= lr / (1 - beta1**step) * exp_avg / (sqrt(exp_avg_sq / (1 - beta2**step)) + eps).
+    param, exp_avg, exp_avg_sq: C-contiguous, writeable, updated in place; grad of the same shape
+    and dtype (float32 or float64). step: the 1-based count of this step (int >= 1).
+    lr, weight_decay >= 0; beta1, beta2 in [0, 1); eps > 0 (ValueError otherwise).
+    """
+    args = _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
+    return _core.adam(*args[:4], args[4], *args[5:], False)
+
+
+def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.01):
+    """One AdamW step in place (decoupled weight decay, PyTorch's ``AdamW``); returns param.
+
+    param *= 1 - lr * weight_decay, then adam_update's step with weight_decay 0. Arguments as
+    adam_update's.
+    """
+    args = _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
+    return _core.adam(*args[:4], args[4], *args[5:], True)
+

@@ -2,8 +2,16 @@
 
 SGD follows PyTorch's convention (dampening 0): g = grad + wd*p; v = mu*v + g;
 p -= lr * (g + mu*v if nesterov else v). Adam is Kingma & Ba with bias correction and L2 weight
-decay added to the gradient (PyTorch's ``Adam``, not AdamW). State (velocity, moments) is
-created on the first step, one buffer per parameter, and saved by ``state_dict()``.
+decay added to the gradient (PyTorch's ``Adam``); AdamW decays the weights apart from the
+gradient (Loshchilov & Hutter, PyTorch's ``AdamW``). The updates run in the compiled kernels
+(:func:`fastnn.ops.sgd_update`, :func:`fastnn.ops.adam_update`, :func:`fastnn.ops.adamw_update`).
+
+State, with PyTorch's names: one buffer per parameter of each of ``state_names``
+(SGD: "momentum_buffer" when momentum != 0; Adam and AdamW: "exp_avg", "exp_avg_sq"), created as
+zeros on the first step, and ``steps``, the update steps taken with that state (Adam's bias
+correction uses it). ``state_for(params)`` hands the live buffers to a caller that updates them
+itself (the compiled training engine); ``state_dict()`` / ``load_state_dict()`` copy them out
+and back in.
 """
 import math
 import numbers
@@ -31,8 +39,15 @@ def check_real(value, name, low=None, high=None, low_open=False, high_open=False
     return v
 
 
+def _check_steps(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
 class Optimizer:
-    """Base class: ``lr`` (validated, changed by schedules), step, state_dict, load_state_dict.
+    """Base class: ``lr`` (validated, changed by schedules), ``steps``, step, state_for,
+    state_dict, load_state_dict.
 
     Every optimizer also takes ``learning_rate=`` (Keras' name) for ``lr``; giving both is a
     TypeError.
@@ -43,6 +58,8 @@ class Optimizer:
             if lr != default_lr:
                 raise TypeError("give lr or learning_rate (the same setting), not both")
             lr = learning_rate
+        self._state = {}
+        self.steps = 0
         self.lr = lr
 
     @property
@@ -54,41 +71,83 @@ class Optimizer:
     def lr(self, value):
         self._lr = check_real(value, "lr", low=0.0)
 
+    @property
+    def state_names(self):
+        """Names of the per-parameter state buffers this optimizer keeps (a tuple)."""
+        return ()
+
     def step(self, params, grads):
-        """Update each array of ``params`` in place from the aligned ``grads``."""
+        """Update each array of ``params`` in place from the aligned ``grads``.
+
+        Raises ValueError when the state was made for other parameters (``reset()`` first)."""
+        for name in self.state_names:
+            _check_state(self._state.get(name), params, name)
+        state = self.state_for(params)
+        self._update(params, grads, state, self.steps + 1)
+        self.steps += 1
+
+    def _update(self, params, grads, state, step):
         raise NotImplementedError
 
+    def state_for(self, params):
+        """{name: list of live buffers aligned with ``params``} for each of ``state_names``.
+
+        Buffers that are missing or do not match the parameters' shapes and dtypes are created
+        as zeros (and ``steps`` restarts at 0); the caller may update them in place."""
+        state = {}
+        for name in self.state_names:
+            buffers = self._state.get(name)
+            if not _state_matches(buffers, params):
+                buffers = self._state[name] = [np.zeros_like(p) for p in params]
+                self.steps = 0
+            state[name] = buffers
+        return state
+
     def reset(self):
-        """Forget the state (velocity/moments); the next step starts fresh."""
-        raise NotImplementedError
+        """Forget the state (buffers and step count); the next step starts fresh."""
+        self._state = {}
+        self.steps = 0
 
     def get_config(self):
         """Hyper-parameters as a JSON-able dict (the constructor's keyword arguments)."""
         raise NotImplementedError
 
-    def _scalars(self):
-        return {}
-
-    def _arrays(self):
-        return {}
-
-    def _set_state(self, scalars, arrays):
-        raise NotImplementedError
-
     def state_dict(self):
-        """{"type", "config", "scalars" (JSON-able), "arrays" (name -> copy of each buffer)}."""
-        return {"type": type(self).__name__, "config": self.get_config(),
-                "scalars": self._scalars(),
-                "arrays": {k: np.array(v, copy=True) for k, v in self._arrays().items()}}
+        """{"type": class name, "hyperparameters": get_config(), "steps": int,
+        "state": {name: [copy of each buffer] or None}}: JSON-able but for the arrays."""
+        return {"type": type(self).__name__, "hyperparameters": self.get_config(),
+                "steps": self.steps,
+                "state": {name: None if self._state.get(name) is None
+                          else [np.array(a, copy=True) for a in self._state[name]]
+                          for name in self.state_names}}
 
     def load_state_dict(self, state):
-        """Restore hyper-parameters and buffers from ``state_dict()`` output (ValueError if the
-        type or contents do not fit; checked against the parameters at the next step)."""
-        if not isinstance(state, dict) or state.get("type") != type(self).__name__:
-            got = state.get("type") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"state: expected a {type(self).__name__} state_dict, got {got!r}")
-        fresh = type(self)(**state.get("config", {}))  # validates the hyper-parameters
-        fresh._set_state(state.get("scalars", {}), state.get("arrays", {}))
+        """Restore hyper-parameters, steps and buffers from ``state_dict()`` output (or the
+        {"config", "scalars", "arrays"} form of files saved by earlier versions). ValueError if
+        the type or contents do not fit; the buffers are checked against the parameters at the
+        next step."""
+        state = _upgrade(state)
+        if state.get("type") != type(self).__name__:
+            raise ValueError(f"state: expected a {type(self).__name__} state_dict, got {state.get('type')!r}")
+        hyper = state.get("hyperparameters", {})
+        if not isinstance(hyper, dict):
+            raise ValueError("state['hyperparameters']: expected a dict")
+        fresh = type(self)(**hyper)  # validates the hyper-parameters
+        buffers = state.get("state") or {}
+        if not isinstance(buffers, dict) or set(buffers) - set(fresh.state_names):
+            raise ValueError(f"state['state']: expected buffers named {fresh.state_names}, got "
+                             f"{sorted(buffers) if isinstance(buffers, dict) else buffers!r}")
+        lists = {}
+        for name, arrays in buffers.items():
+            if arrays is None:
+                continue
+            if not isinstance(arrays, (list, tuple)) or not all(isinstance(a, np.ndarray) for a in arrays):
+                raise ValueError(f"state['state'][{name!r}]: expected a list of arrays or None")
+            lists[name] = [np.ascontiguousarray(a).copy() for a in arrays]
+        if len({len(a) for a in lists.values()}) > 1:
+            raise ValueError("state['state']: the buffer lists have different lengths")
+        fresh._state = lists
+        fresh.steps = _check_steps(state.get("steps", 0), "state['steps']")
         self.__dict__.update(fresh.__dict__)
 
     def __repr__(self):
@@ -96,25 +155,52 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+# The state names of files saved before the PyTorch names (and their step count's name).
+_OLD_STATE_NAMES = {"velocity": "momentum_buffer", "m": "exp_avg", "v": "exp_avg_sq"}
+
+
+def _upgrade(state):
+    """A state_dict in the current form, from either form (ValueError for anything else)."""
+    if not isinstance(state, dict):
+        raise ValueError(f"state: expected an optimizer state_dict, got {type(state).__name__}")
+    if "hyperparameters" in state or "config" not in state:
+        return state
+    arrays = state.get("arrays", {})
+    if not isinstance(arrays, dict):
+        raise ValueError("state['arrays']: expected a dict")
+    lists = {}
+    for key, array in arrays.items():
+        prefix, _, index = str(key).rpartition(".")
+        if prefix not in _OLD_STATE_NAMES or not index.isdigit():
+            raise ValueError(f"optimizer state: unknown buffer {key!r}")
+        lists.setdefault(_OLD_STATE_NAMES[prefix], {})[int(index)] = array
+    state_lists = {}
+    for name, numbered in lists.items():
+        if sorted(numbered) != list(range(len(numbered))):
+            raise ValueError(f"optimizer state: {name} buffers are not numbered 0..n-1")
+        state_lists[name] = [numbered[i] for i in range(len(numbered))]
+    scalars = state.get("scalars", {})
+    if not isinstance(scalars, dict):
+        raise ValueError("state['scalars']: expected a dict")
+    return {"type": state.get("type"), "hyperparameters": state["config"],
+            "steps": scalars.get("t", 0), "state": state_lists}
+
+
+def _state_matches(buffers, params):
+    return (buffers is not None and len(buffers) == len(params)
+            and all(b.shape == p.shape and b.dtype == p.dtype for b, p in zip(buffers, params)))
+
+
 def _check_state(buffers, params, what):
-    """True when ``buffers`` (list or None) matches the params; raise if it exists but differs."""
+    """Raise ValueError if ``buffers`` exists but does not match the params."""
     if buffers is None:
-        return False
+        return
     if len(buffers) != len(params):
         raise ValueError(f"optimizer {what} has {len(buffers)} buffers for {len(params)} parameters")
     for i, (b, p) in enumerate(zip(buffers, params)):
         if b.shape != p.shape or b.dtype != p.dtype:
             raise ValueError(f"optimizer {what}[{i}] is {b.dtype.name}{b.shape}, "
                              f"parameter {i} is {p.dtype.name}{p.shape}")
-    return True
-
-
-def _arrays_to_list(arrays, prefix):
-    names = sorted((k for k in arrays if k.startswith(prefix + ".")),
-                   key=lambda k: int(k.rsplit(".", 1)[1]))
-    if [k.rsplit(".", 1)[1] for k in names] != [str(i) for i in range(len(names))]:
-        raise ValueError(f"optimizer state: {prefix} buffers are not numbered 0..n-1")
-    return [np.ascontiguousarray(arrays[k]).copy() for k in names] or None
 
 
 MOMENTUM_CONVENTIONS = ("pytorch", "sklearn")
@@ -140,7 +226,6 @@ class SGD(Optimizer):
             raise ValueError(f"momentum_convention: expected 'pytorch' or 'sklearn', got "
                              f"{momentum_convention!r}")
         self.momentum_convention = momentum_convention
-        self._velocity = None
         super().__init__(lr, learning_rate, default_lr=0.01)
         self.momentum = check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
         self.weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
@@ -151,6 +236,10 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     @property
+    def state_names(self):
+        return ("momentum_buffer",) if self.momentum != 0.0 else ()
+
+    @property
     def lr(self):
         """Learning rate (float >= 0); see the class docstring for what a change does to the
         velocity with momentum_convention="sklearn"."""
@@ -159,24 +248,17 @@ class SGD(Optimizer):
     @lr.setter
     def lr(self, value):
         old, new = getattr(self, "_lr", None), check_real(value, "lr", low=0.0)
-        if self.momentum_convention == "sklearn" and self._velocity is not None and old and new \
+        velocity = self._state.get("momentum_buffer")
+        if self.momentum_convention == "sklearn" and velocity is not None and old and new \
                 and new != old:
-            for v in self._velocity:
+            for v in velocity:
                 v *= old / new
         self._lr = new
 
-    def step(self, params, grads):
-        if self.momentum == 0.0:
-            for p, g in zip(params, grads):
-                ops.sgd_update(p, g, None, self._lr, 0.0, self.weight_decay, False)
-            return
-        if not _check_state(self._velocity, params, "velocity"):
-            self._velocity = [np.zeros_like(p) for p in params]
-        for p, g, v in zip(params, grads, self._velocity):
+    def _update(self, params, grads, state, step):
+        velocity = state.get("momentum_buffer") or [None] * len(params)
+        for p, g, v in zip(params, grads, velocity):
             ops.sgd_update(p, g, v, self._lr, self.momentum, self.weight_decay, self.nesterov)
-
-    def reset(self):
-        self._velocity = None
 
     def get_config(self):
         config = {"lr": self._lr, "momentum": self.momentum, "nesterov": self.nesterov,
@@ -185,113 +267,84 @@ class SGD(Optimizer):
             config["momentum_convention"] = self.momentum_convention
         return config
 
-    def _arrays(self):
-        return {f"velocity.{i}": v for i, v in enumerate(self._velocity or [])}
 
-    def _set_state(self, scalars, arrays):
-        self._velocity = _arrays_to_list(arrays, "velocity")
+def _betas(betas, beta1, beta2):
+    if betas is None:
+        return beta1, beta2
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+    if (beta1, beta2) != (0.9, 0.999):
+        raise TypeError("give betas or beta1/beta2 (the same settings), not both")
+    return betas
 
 
 class Adam(Optimizer):
     """Adam: m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
-    p -= lr * (m / (1-b1**t)) / (sqrt(v / (1-b2**t)) + eps), with g = grad + weight_decay*p.
+    p -= lr * (m / (1-b1**t)) / (sqrt(v / (1-b2**t)) + eps), with g = grad + weight_decay*p
+    and t = ``steps``.
 
-    lr >= 0, beta1 and beta2 in [0, 1), eps > 0, weight_decay >= 0.
+    lr >= 0, beta1 and beta2 in [0, 1) (or ``betas=(beta1, beta2)``, PyTorch's form), eps > 0,
+    weight_decay >= 0.
     """
 
+    _decoupled = False
+
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, *,
-                 learning_rate=None):
+                 learning_rate=None, betas=None):
         super().__init__(lr, learning_rate, default_lr=1e-3)
+        beta1, beta2 = _betas(betas, beta1, beta2)
         self.beta1 = check_real(beta1, "beta1", 0.0, 1.0, high_open=True)
         self.beta2 = check_real(beta2, "beta2", 0.0, 1.0, high_open=True)
         self.eps = check_real(eps, "eps", low=0.0, low_open=True)
         self.weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
-        self.t = 0
-        self._m = self._v = None
-        self._scratch = None
 
-    def step(self, params, grads):
-        if not (_check_state(self._m, params, "m") and _check_state(self._v, params, "v")):
-            self._m = [np.zeros_like(p) for p in params]
-            self._v = [np.zeros_like(p) for p in params]
-            self.t = 0
-        if self._scratch is None or not _check_state_quiet(self._scratch, params):
-            self._scratch = [(np.empty_like(p), np.empty_like(p)) for p in params]
-        self.t += 1
-        b1, b2 = self.beta1, self.beta2
-        step_size = self._lr / (1.0 - b1 ** self.t)
-        inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - b2 ** self.t)
-        for p, g, m, v, (s, tmp) in zip(params, grads, self._m, self._v, self._scratch):
-            if self.weight_decay:
-                np.multiply(p, self.weight_decay, out=s)
-                s += g
-                g = s
-            m *= b1
-            np.multiply(g, 1.0 - b1, out=tmp)
-            m += tmp
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            tmp *= 1.0 - b2
-            v += tmp
-            np.sqrt(v, out=tmp)
-            tmp *= inv_sqrt_bc2
-            tmp += self.eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= step_size
-            p -= tmp
+    @property
+    def state_names(self):
+        return ("exp_avg", "exp_avg_sq")
 
-    def reset(self):
-        self._m = self._v = None
-        self.t = 0
+    def _update(self, params, grads, state, step):
+        update = ops.adamw_update if self._decoupled else ops.adam_update
+        for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
+            update(p, g, m, v, step, lr=self._lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                   weight_decay=self.weight_decay)
 
     def get_config(self):
         return {"lr": self._lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
-    def _scalars(self):
-        return {"t": self.t}
 
-    def _arrays(self):
-        out = {f"m.{i}": a for i, a in enumerate(self._m or [])}
-        out.update({f"v.{i}": a for i, a in enumerate(self._v or [])})
-        return out
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled weight decay
+    regularization"; PyTorch's ``AdamW``): p -= lr*weight_decay*p, then Adam's step with the
+    gradient alone. Arguments as Adam's; weight_decay defaults to 0.01."""
 
-    def _set_state(self, scalars, arrays):
-        t = scalars.get("t", 0)
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
-            raise ValueError(f"optimizer state: t must be a non-negative integer, got {t!r}")
-        self.t = t
-        self._m = _arrays_to_list(arrays, "m")
-        self._v = _arrays_to_list(arrays, "v")
-        if (self._m is None) != (self._v is None) or (self._m and len(self._m) != len(self._v)):
-            raise ValueError("optimizer state: m and v buffers do not match")
+    _decoupled = True
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, *,
+                 learning_rate=None, betas=None):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, learning_rate=learning_rate, betas=betas)
 
 
-def _check_state_quiet(pairs, params):
-    return len(pairs) == len(params) and all(
-        s.shape == p.shape and s.dtype == p.dtype for (s, _), p in zip(pairs, params))
-
-
-OPTIMIZER_TYPES = {"SGD": SGD, "Adam": Adam}
+OPTIMIZER_TYPES = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
 
 
 def optimizer_from_state(state):
-    """Build an optimizer from ``state_dict()`` output."""
-    if not isinstance(state, dict) or state.get("type") not in OPTIMIZER_TYPES:
-        got = state.get("type") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"unknown optimizer type {got!r}")
-    opt = OPTIMIZER_TYPES[state["type"]](**state.get("config", {}))
+    """Build an optimizer from ``state_dict()`` output (either form, see load_state_dict)."""
+    state = _upgrade(state)
+    if state.get("type") not in OPTIMIZER_TYPES:
+        raise ValueError(f"unknown optimizer type {state.get('type')!r}")
+    opt = OPTIMIZER_TYPES[state["type"]](**state.get("hyperparameters", {}))
     opt.load_state_dict(state)
     return opt
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def get(identifier):
-    """An Optimizer from an instance (returned as is) or a name (``"sgd"``, ``"adam"``, in any
-    case; the class's default hyper-parameters). Raises ValueError for an unknown name and
-    TypeError for anything else."""
+    """An Optimizer from an instance (returned as is) or a name (``"sgd"``, ``"adam"``,
+    ``"adamw"``, in any case; the class's default hyper-parameters). Raises ValueError for an
+    unknown name and TypeError for anything else."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str):

@@ -14,15 +14,9 @@ import numbers
 
 import numpy as np
 
-__all__ = [
-    "sigmoid",
-    "sigmoid_backward",
-    "relu",
-    "relu_backward",
-    "tanh",
-    "tanh_backward",
-    "scaled_tanh",
-    "scaled_tanh_backward",
+from . import activations as _activations
+
+__all__ = [name for e in _activations.REGISTRY for name in (e.name, e.backward_name)] + [
     "softmax",
     "log_softmax",
     "softmax_cross_entropy",
@@ -30,11 +24,13 @@ __all__ = [
     "linear_backward",
     "sgd_update",
     "gather_rows",
+    "adam_update",
+    "adamw_update",
 ]
 
-SCALED_TANH_A = 1.7159
-SCALED_TANH_B = 2.0 / 3.0
-ACTIVATIONS = (None, "sigmoid", "relu", "tanh", "scaled_tanh")
+SCALED_TANH_A = _activations.SCALED_TANH_A
+SCALED_TANH_B = _activations.SCALED_TANH_B
+ACTIVATIONS = _activations.ACTIVATIONS
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -100,145 +96,35 @@ def _output(name, out, shape, dtype, inputs=(), alias_ok=False):
     return out
 
 
-def _check_activation(activation):
-    if not (activation is None or (isinstance(activation, str) and activation in ACTIVATIONS)):
-        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
-
-
 # --------------------------------------------------------------------------------------------
-# Kernels without validation: out is ready, may alias the inputs exactly
+# Elementwise activations: the NumPy twins of fastnn.activations, one pair per entry
 # --------------------------------------------------------------------------------------------
 
-def _sigmoid_into(x, out):
-    # e = exp(-|x|) never overflows; y = 1/(1+e) for x >= 0 and e/(1+e) otherwise.
-    nonnegative = x >= 0
-    np.abs(x, out=out)
-    np.negative(out, out=out)
-    np.exp(out, out=out)
-    denominator = np.add(out, 1)
-    np.copyto(out, 1, where=nonnegative)
-    np.divide(out, denominator, out=out)
-    return out
-
-
-def _sigmoid_backward_into(y, grad, out):
-    one_minus_y = np.subtract(1, y)
-    np.multiply(grad, y, out=out)
-    np.multiply(out, one_minus_y, out=out)
-    return out
-
-
-def _relu_into(x, out):
-    return np.maximum(x, 0, out=out)
-
-
-def _relu_backward_into(y, grad, out):
-    return np.multiply(grad, y > 0, out=out)
-
-
-def _tanh_into(x, out):
-    return np.tanh(x, out=out)
-
-
-def _tanh_backward_into(y, grad, out):
-    factor = np.multiply(y, y)
-    np.subtract(1, factor, out=factor)
-    return np.multiply(grad, factor, out=out)
-
-
-def _scaled_tanh_into(x, out):
-    np.multiply(x, SCALED_TANH_B, out=out)
-    np.tanh(out, out=out)
-    return np.multiply(out, SCALED_TANH_A, out=out)
-
-
-def _scaled_tanh_backward_into(y, grad, out):
-    # d/dx A tanh(Bx) = A B (1 - tanh^2) = A B - (B / A) y^2
-    factor = np.multiply(y, y)
-    np.multiply(factor, SCALED_TANH_B / SCALED_TANH_A, out=factor)
-    np.subtract(SCALED_TANH_A * SCALED_TANH_B, factor, out=factor)
-    return np.multiply(grad, factor, out=out)
-
-
-_FORWARD = {
-    "sigmoid": _sigmoid_into,
-    "relu": _relu_into,
-    "tanh": _tanh_into,
-    "scaled_tanh": _scaled_tanh_into,
-}
-_BACKWARD = {
-    "sigmoid": _sigmoid_backward_into,
-    "relu": _relu_backward_into,
-    "tanh": _tanh_backward_into,
-    "scaled_tanh": _scaled_tanh_backward_into,
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Elementwise activations
-# --------------------------------------------------------------------------------------------
-
-def _forward(kernel, x, out):
+def _forward(entry, x, out, param):
     x = _float_array("x", x)
     if x.ndim < 1:
         raise ValueError(f"x: expected an array with ndim >= 1, got shape {x.shape}")
     out = _output("out", out, x.shape, x.dtype, [("x", x)], alias_ok=True)
     with np.errstate(all="ignore"):
-        return kernel(x, out)
+        return entry.forward_twin(x, out, param)
 
 
-def _backward(kernel, y, grad, out):
-    y = _float_array("y", y)
-    if y.ndim < 1:
-        raise ValueError(f"y: expected an array with ndim >= 1, got shape {y.shape}")
-    grad = _float_array("grad", grad, y.dtype)
-    _require_shape("grad", grad, y.shape)
-    out = _output("out", out, y.shape, y.dtype, [("y", y), ("grad", grad)], alias_ok=True)
+def _backward(entry, saved, grad, out, param):
+    name = entry.saved
+    saved = _float_array(name, saved)
+    if saved.ndim < 1:
+        raise ValueError(f"{name}: expected an array with ndim >= 1, got shape {saved.shape}")
+    grad = _float_array("grad", grad, saved.dtype)
+    _require_shape("grad", grad, saved.shape)
+    out = _output("out", out, saved.shape, saved.dtype, [(name, saved), ("grad", grad)], alias_ok=True)
     with np.errstate(all="ignore"):
-        return kernel(y, grad, out)
+        return entry.backward_twin(saved, grad, out, param)
 
 
-def sigmoid(x, out=None):
-    """Logistic function ``1 / (1 + exp(-x))``, computed without overflow.
-
-    x: float32/float64 array of any shape (ndim >= 1). Returns ``out`` (same shape and dtype).
-    """
-    return _forward(_sigmoid_into, x, out)
-
-
-def sigmoid_backward(y, grad, out=None):
-    """``grad * y * (1 - y)`` where y = sigmoid(x); y, grad, out share shape and dtype."""
-    return _backward(_sigmoid_backward_into, y, grad, out)
-
-
-def relu(x, out=None):
-    """``max(x, 0)`` (NaN propagates); shape and dtype of x."""
-    return _forward(_relu_into, x, out)
-
-
-def relu_backward(y, grad, out=None):
-    """``grad * (y > 0)`` where y = relu(x); y, grad, out share shape and dtype."""
-    return _backward(_relu_backward_into, y, grad, out)
-
-
-def tanh(x, out=None):
-    """Hyperbolic tangent; shape and dtype of x."""
-    return _forward(_tanh_into, x, out)
-
-
-def tanh_backward(y, grad, out=None):
-    """``grad * (1 - y*y)`` where y = tanh(x); y, grad, out share shape and dtype."""
-    return _backward(_tanh_backward_into, y, grad, out)
-
-
-def scaled_tanh(x, out=None):
-    """``SCALED_TANH_A * tanh(SCALED_TANH_B * x)`` (1.7159 tanh(2x/3)); shape and dtype of x."""
-    return _forward(_scaled_tanh_into, x, out)
-
-
-def scaled_tanh_backward(y, grad, out=None):
-    """``grad * (A*B - (B/A) * y*y)`` where y = scaled_tanh(x); shapes and dtypes shared."""
-    return _backward(_scaled_tanh_backward_into, y, grad, out)
+for _entry in _activations.REGISTRY:
+    globals().update(zip((_entry.name, _entry.backward_name),
+                         _activations.op_functions(_entry, _forward, _backward, __name__)))
+del _entry
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,12 +261,14 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
 # Linear layer
 # --------------------------------------------------------------------------------------------
 
-def linear_forward(x, w, b, activation=None, out=None):
+def linear_forward(x, w, b, activation=None, out=None, preactivation_out=None):
     """``act(x @ w + b)``: x (B, in), w (in, out), b (out,) or None -> out (B, out).
 
-    All arrays float32 or all float64; ``out`` must not overlap x, w or b.
+    All arrays float32 or all float64; ``out`` must not overlap x, w or b. activation: None, a
+    name or an activation layer (its parameter). preactivation_out: None or (B, out), receives
+    ``x @ w + b``.
     """
-    _check_activation(activation)
+    entry, param = _activations.resolve(activation)
     x = _float_array("x", x)
     _require_ndim("x", x, 2)
     w = _float_array("w", w, x.dtype)
@@ -392,12 +280,15 @@ def linear_forward(x, w, b, activation=None, out=None):
         _require_shape("b", b, (w.shape[1],))
     shape = (x.shape[0], w.shape[1])
     out = _output("out", out, shape, x.dtype, [("x", x), ("w", w), ("b", b)])
+    z_out = _buffer("preactivation_out", preactivation_out, shape, x.dtype)
     with np.errstate(all="ignore"):
         np.matmul(x, w, out=out)
         if b is not None:
             np.add(out, b, out=out)
-        if activation is not None:
-            _FORWARD[activation](out, out)
+        if z_out is not None:
+            np.copyto(z_out, out)
+        if entry is not None:
+            entry.forward_twin(out, out, param)
     return out
 
 
@@ -406,15 +297,16 @@ def _buffer(name, buffer, shape, dtype):
 
 
 def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
-                    dw_out=None, db_out=None, dx_out=None):
+                    dw_out=None, db_out=None, dx_out=None, z=None):
     """Gradients of a linear layer (+ activation) given dL/dy.
 
     x (B, in), w (in, out), grad_out (B, out) = dL/dy, y (B, out) the forward output (required
-    with an activation). Returns ``(dw, db, dx)``: dw (in, out) = x.T @ dz, db (out,) = dz summed
-    over rows in float64, dx (B, in) = dz @ w.T or None when ``need_dx`` is False, where
-    dz = grad_out * act'(y). grad_out is not modified. All in the dtype of x.
+    with an activation), or z (B, out) the pre-activation instead for an activation whose
+    derivative needs its input. Returns ``(dw, db, dx)``: dw (in, out) = x.T @ dz, db (out,) = dz
+    summed over rows in float64, dx (B, in) = dz @ w.T or None when ``need_dx`` is False, where
+    dz = grad_out * act'(z). grad_out is not modified. All in the dtype of x.
     """
-    _check_activation(activation)
+    entry, param = _activations.resolve(activation)
     x = _float_array("x", x)
     _require_ndim("x", x, 2)
     w = _float_array("w", w, x.dtype)
@@ -425,20 +317,22 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     n_out = w.shape[1]
     grad_out = _float_array("grad_out", grad_out, x.dtype)
     _require_shape("grad_out", grad_out, (n_batch, n_out))
-    if activation is not None:
-        if y is None:
-            raise ValueError(f"y: the forward output is required with activation {activation!r}")
-        y = _float_array("y", y, x.dtype)
-        _require_shape("y", y, (n_batch, n_out))
+    saved = None
+    if entry is not None:
+        name, saved = ("z", z) if entry.needs_input else ("y", y)
+        if saved is None:
+            raise ValueError(f"{name}: required with activation {activation!r}")
+        saved = _float_array(name, saved, x.dtype)
+        _require_shape(name, saved, (n_batch, n_out))
     dw = _buffer("dw_out", dw_out, (n_in, n_out), x.dtype)
     db = _buffer("db_out", db_out, (n_out,), x.dtype)
     dx = _buffer("dx_out", dx_out, (n_batch, n_in), x.dtype) if need_dx else None
 
     with np.errstate(all="ignore"):
-        if activation is None:
+        if entry is None:
             dz = grad_out
         else:
-            dz = _BACKWARD[activation](y, grad_out, np.empty_like(grad_out, order="C"))
+            dz = entry.backward_twin(saved, grad_out, np.empty_like(grad_out, order="C"), param)
         dw = np.matmul(x.T, dz, out=dw)
         if db is None:
             db = np.empty(n_out, x.dtype)
@@ -536,3 +430,49 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     out *= dtype.type(scale)
     out += dtype.type(shift)
     return out
+
+
+def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+               decoupled):
+    for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
+        _check_hyper_parameter(name, value)
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= _check_hyper_parameter(name, value) < 1:
+            raise ValueError(f"{name}: must be in [0, 1), got {value}")
+    if eps <= 0:
+        raise ValueError(f"eps: must be > 0, got {eps}")
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 1:
+        raise ValueError(f"step: must be an integer >= 1, got {step!r}")
+    param = _updatable("param", param)
+    grad = _float_array("grad", grad, param.dtype)
+    _require_shape("grad", grad, param.shape)
+    exp_avg = _updatable("exp_avg", exp_avg, param.dtype)
+    exp_avg_sq = _updatable("exp_avg_sq", exp_avg_sq, param.dtype)
+    _require_shape("exp_avg", exp_avg, param.shape)
+    _require_shape("exp_avg_sq", exp_avg_sq, param.shape)
+    real = param.dtype.type
+    with np.errstate(all="ignore"):
+        if decoupled:
+            param *= real(1.0 - lr * weight_decay)
+        elif weight_decay:
+            grad = param * real(weight_decay) + grad
+        exp_avg *= real(beta1)
+        exp_avg += grad * real(1.0 - beta1)
+        exp_avg_sq *= real(beta2)
+        exp_avg_sq += grad * grad * real(1.0 - beta2)
+        denom = np.sqrt(exp_avg_sq) * real(1.0 / math.sqrt(1.0 - beta2 ** step)) + real(eps)
+        param -= exp_avg / denom * real(lr / (1.0 - beta1 ** step))
+    return param
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0):
+    """One Adam step in place (L2 weight decay in the gradient); returns ``param``."""
+    return _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, False)
+
+
+def adamw_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.01):
+    """One AdamW step in place: param *= 1 - lr * weight_decay, then Adam without decay."""
+    return _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, True)
+

@@ -3,7 +3,8 @@
 Header keys: format ("fastnn-model"), format_version (2), dtype, input_scale, input_shift,
 n_features, n_outputs, loss {type, config}, layers [{type, config, params?}], arrays
 {name: {shape, dtype}}, sha256 (over every array, in header order, with its name), optimizer
-(null or {type, config, scalars, arrays {state name: array name}}), extra (JSON-able dict; numpy
+(null or {type, hyperparameters, steps, state {state name: [array name per parameter] or null}};
+files of earlier versions hold {type, config, scalars, arrays {state name.i: array name}}), extra (JSON-able dict; numpy
 arrays inside it are stored as arrays "extra.<i>" and referenced as {"__ndarray__": name}).
 Version 2 adds input_range (null or the name of the float64 (n_features, 2) array of the
 training inputs' range) and preprocessor (null or TablePreprocessor.to_dict()); version 1 files
@@ -64,11 +65,13 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
         if not isinstance(optimizer, Optimizer):
             raise ValueError("include_optimizer=True needs an optimizer: pass optimizer= or fit first")
         state = optimizer.state_dict()
-        opt_header = {"type": state["type"], "config": state["config"],
-                      "scalars": state["scalars"], "arrays": {}}
-        for name, arr in state["arrays"].items():
-            opt_header["arrays"][name] = f"optimizer.{name}"
-            arrays[f"optimizer.{name}"] = arr
+        opt_header = {"type": state["type"], "hyperparameters": state["hyperparameters"],
+                      "steps": state["steps"], "state": {}}
+        for name, buffers in state["state"].items():
+            names = None if buffers is None else [f"optimizer.{name}.{i}" for i in range(len(buffers))]
+            opt_header["state"][name] = names
+            for array_name, arr in zip(names or [], buffers or []):
+                arrays[array_name] = arr
 
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra: expected a dict or None, got {type(extra).__name__}")
@@ -275,16 +278,7 @@ def _build(path, h, data):
 
     optimizer = None
     if h.get("optimizer") is not None:
-        o = h["optimizer"]
-        arrays = {k: data[v] for k, v in o["arrays"].items()}
-        params = net.parameters()
-        for k, a in arrays.items():
-            idx = int(k.rsplit(".", 1)[1])
-            if not 0 <= idx < len(params) or a.shape != params[idx].shape or a.dtype != dtype:
-                raise ModelFormatError(path, f"optimizer buffer {k!r} ({a.dtype.name}{a.shape}) does "
-                                             "not fit the parameters")
-        optimizer = optimizer_from_state({"type": o["type"], "config": o["config"],
-                                          "scalars": o.get("scalars", {}), "arrays": arrays})
+        optimizer = _optimizer(path, h["optimizer"], data, net.parameters(), dtype)
     extra = h.get("extra")
     if extra is not None and not isinstance(extra, dict):
         raise ModelFormatError(path, "'extra' is not a dict")
@@ -311,3 +305,36 @@ def _preprocessor(path, description, net):
         raise ModelFormatError(path, f"the table preprocessor makes {preprocessor.n_inputs} inputs; "
                                      f"the network takes {net.n_features}")
     return preprocessor
+
+
+def _optimizer(path, o, data, params, dtype):
+    """The optimizer of a file's header entry ``o`` (either form, see the module docstring)."""
+    if not isinstance(o, dict):
+        raise ModelFormatError(path, "invalid 'optimizer' entry in the header")
+    if "state" in o:  # {state name: [array name per parameter] or None}
+        if not isinstance(o["state"], dict):
+            raise ModelFormatError(path, "invalid optimizer 'state' in the header")
+        buffers = {}
+        for name, names in o["state"].items():
+            if names is not None and (not isinstance(names, list) or len(names) != len(params)):
+                raise ModelFormatError(path, f"optimizer state {name!r} does not list one buffer "
+                                             "per parameter")
+            buffers[name] = None if names is None else [data[n] for n in names]
+        state = {"type": o.get("type"), "hyperparameters": o.get("hyperparameters", {}),
+                 "steps": o.get("steps", 0), "state": buffers}
+        listed = [(f"{name}[{i}]", a, i) for name, arrays in buffers.items()
+                  for i, a in enumerate(arrays or [])]
+    else:
+        arrays = {k: data[v] for k, v in o["arrays"].items()}
+        state = {"type": o["type"], "config": o["config"], "scalars": o.get("scalars", {}),
+                 "arrays": arrays}
+        listed = []
+        for k, a in arrays.items():
+            index = k.rsplit(".", 1)[-1]
+            listed.append((k, a, int(index) if index.isdigit() else -1))
+    for k, a, idx in listed:
+        if not 0 <= idx < len(params) or a.shape != params[idx].shape or a.dtype != dtype:
+            raise ModelFormatError(path, f"optimizer buffer {k!r} ({a.dtype.name}{a.shape}) does "
+                                         "not fit the parameters")
+    return optimizer_from_state(state)
+

@@ -11,7 +11,8 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint8_t
 from libc.math cimport fabs
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -24,16 +25,22 @@ cdef extern from "kernels.h" nogil:
     int fnn_openmp_enabled()
     int fnn_openmp_max_threads()
 
-    void fnn_act_forward_f32(int act, const float *x, float *y, Py_ssize_t n, int nt)
-    void fnn_act_forward_f64(int act, const double *x, double *y, Py_ssize_t n, int nt)
-    void fnn_act_backward_f32(int act, const float *y, const float *g, float *out, Py_ssize_t n, int nt)
-    void fnn_act_backward_f64(int act, const double *y, const double *g, double *out, Py_ssize_t n, int nt)
-    void fnn_bias_act_f32(int act, float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols, int nt)
-    void fnn_bias_act_f64(int act, double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols, int nt)
-    void fnn_act_grad_colsum_f32(int act, const float *y, const float *g, float *dz, float *db,
-                                 Py_ssize_t rows, Py_ssize_t cols, int nt)
-    void fnn_act_grad_colsum_f64(int act, const double *y, const double *g, double *dz, double *db,
-                                 Py_ssize_t rows, Py_ssize_t cols, int nt)
+    enum: FNN_ACT_COUNT
+    int fnn_act_needs_input(int act)
+    void fnn_act_forward_f32(int act, double param, const float *x, float *y, Py_ssize_t n, int nt)
+    void fnn_act_forward_f64(int act, double param, const double *x, double *y, Py_ssize_t n, int nt)
+    void fnn_act_backward_f32(int act, double param, const float *z, const float *y, const float *g,
+                              float *out, Py_ssize_t n, int nt)
+    void fnn_act_backward_f64(int act, double param, const double *z, const double *y, const double *g,
+                              double *out, Py_ssize_t n, int nt)
+    void fnn_bias_act_f32(int act, double param, float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols,
+                          int nt)
+    void fnn_bias_act_f64(int act, double param, double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols,
+                          int nt)
+    void fnn_act_grad_colsum_f32(int act, double param, const float *z, const float *y, const float *g,
+                                 float *dz, float *db, Py_ssize_t rows, Py_ssize_t cols, int nt)
+    void fnn_act_grad_colsum_f64(int act, double param, const double *z, const double *y, const double *g,
+                                 double *dz, double *db, Py_ssize_t rows, Py_ssize_t cols, int nt)
     double fnn_softmax_xent_f32(const float *logits, const int64_t *labels, const float *w, float *grad,
                                 double *row_loss, Py_ssize_t rows, Py_ssize_t k, double scale, int nt)
     double fnn_softmax_xent_f64(const double *logits, const int64_t *labels, const double *w, double *grad,
@@ -54,6 +61,10 @@ cdef extern from "kernels.h" nogil:
                         Py_ssize_t f, double scale, double shift, int nt)
     void fnn_transpose_f32(const float *src, float *dst, Py_ssize_t rows, Py_ssize_t cols)
     void fnn_transpose_f64(const double *src, double *dst, Py_ssize_t rows, Py_ssize_t cols)
+    void fnn_adam_f32(float *p, const float *g, float *m, float *v, Py_ssize_t n, double lr, double beta1,
+                      double beta2, double eps, double weight_decay, int decoupled, int64_t step, int nt)
+    void fnn_adam_f64(double *p, const double *g, double *m, double *v, Py_ssize_t n, double lr, double beta1,
+                      double beta2, double eps, double weight_decay, int decoupled, int64_t step, int nt)
     int fnn_finite_range_f32(const float *x, Py_ssize_t n, double *lo, double *hi, int nt)
     int fnn_finite_range_f64(const double *x, Py_ssize_t n, double *lo, double *hi, int nt)
     void fnn_gather_f64_to_f32(const double *x, const int64_t *rows, float *out, Py_ssize_t n_rows,
@@ -67,6 +78,10 @@ cdef extern from "small_gemm.h" nogil:
     void fnn_set_small_gemm(int enabled)
 
 cdef extern from "mlp.h" nogil:
+    void fnn_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc)
+    void fnn_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a, int lda,
+                      const double *b, int ldb, double beta, double *c, int ldc)
     void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int lda, const float *b,
                             int ldb, float *c, int ldc)
     void fnn_gemm_small_f64(int trans_a, int m, int n, int k, const double *a, int lda, const double *b,
@@ -175,33 +190,29 @@ cdef inline bint _is_f32(cnp.ndarray a):
 
 # ---- nogil building blocks (row-major arrays, BLAS is column-major: operands swap) ----
 
-cdef inline int _ld(int n) noexcept nogil:
-    return n if n > 1 else 1
-
-
 cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, real alpha,
                         const real *a, int lda, const real *b, int ldb, real beta,
                         real *c, int ldc) noexcept nogil:
-    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands.
-
-    A row-major (m, n) matrix is a column-major (n, m) one, so C^T = op(B)^T op(A)^T is computed.
-    """
-    cdef char ta = b'T' if trans_b else b'N'
-    cdef char tb = b'T' if trans_a else b'N'
-    cdef int lda_ = _ld(lda), ldb_ = _ld(ldb), ldc_ = _ld(ldc)
-    if m == 0 or n == 0:
-        return
+    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands (mlp.h's fnn_gemm)."""
     if real is float:
-        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*>b, &ldb_, <float*>a, &lda_, &beta, c, &ldc_)
+        fnn_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
-        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*>b, &ldb_, <double*>a, &lda_, &beta, c, &ldc_)
+        fnn_gemm_f64(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
-cdef void bias_act(int act, real *z, const real *b, Py_ssize_t rows, Py_ssize_t cols, int nt) noexcept nogil:
+cdef void bias_act(int act, double param, real *z, const real *b, Py_ssize_t rows, Py_ssize_t cols,
+                   int nt) noexcept nogil:
     if real is float:
-        fnn_bias_act_f32(act, z, b, rows, cols, nt)
+        fnn_bias_act_f32(act, param, z, b, rows, cols, nt)
     else:
-        fnn_bias_act_f64(act, z, b, rows, cols, nt)
+        fnn_bias_act_f64(act, param, z, b, rows, cols, nt)
+
+
+cdef void act_forward_rows(int act, double param, const real *x, real *y, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        fnn_act_forward_f32(act, param, x, y, n, 1)
+    else:
+        fnn_act_forward_f64(act, param, x, y, n, 1)
 
 
 # Output blocks above this many bytes are produced in row blocks, so that bias and activation
@@ -234,7 +245,9 @@ cdef void gemm_small(bint trans_a, int m, int n, int k, const real *a, int lda, 
 
 
 cdef void linear_forward_impl(const real *x, const real *w, const real *b, real *out,
-                              int batch, int n_in, int n_out, int act) noexcept nogil:
+                              int batch, int n_in, int n_out, int act, double param,
+                              real *z_out) noexcept nogil:
+    """out = act(x @ w + b); z_out (NULL, or (batch, n_out)) receives x @ w + b."""
     cdef int start = 0, rows = batch, m_tile, n_tile
     cdef Py_ssize_t row_bytes = <Py_ssize_t>n_out * sizeof(real)
     if small_tiles(False, batch, n_out, n_in, &m_tile, &n_tile):
@@ -250,14 +263,22 @@ cdef void linear_forward_impl(const real *x, const real *w, const real *b, real 
                    out + <Py_ssize_t>start * n_out, n_out)
         # One thread: the pass is small next to the product, and OpenMP threads still spinning
         # after it would take a core from BLAS's own threads in the next product.
-        bias_act(act, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)
+        if z_out == NULL:
+            bias_act(act, param, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)
+        else:
+            bias_act(0, 0.0, out + <Py_ssize_t>start * n_out, b, rows, n_out, 1)
+            memcpy(z_out + <Py_ssize_t>start * n_out, out + <Py_ssize_t>start * n_out,
+                   <size_t>rows * n_out * sizeof(real))
+            act_forward_rows(act, param, out + <Py_ssize_t>start * n_out, out + <Py_ssize_t>start * n_out,
+                             <Py_ssize_t>rows * n_out)
         start += rows
 
 
-cdef int linear_backward_impl(const real *x, const real *w, const real *g, const real *y, int act,
-                              real *dw, real *db, real *dx,
+cdef int linear_backward_impl(const real *x, const real *w, const real *g, const real *z, const real *y,
+                              int act, double param, real *dw, real *db, real *dx,
                               int batch, int n_in, int n_out) noexcept nogil:
-    """dz = g * act'(y); db = colsum(dz); dw = x^T dz; dx = dz w^T (dx may be NULL).
+    """dz = g * act'(z) (from y, or from the pre-activation z, which may be NULL when the
+    activation does not need it); db = colsum(dz); dw = x^T dz; dx = dz w^T (dx may be NULL).
 
     With an activation, dz needs a (batch, n_out) scratch buffer, allocated here (g is never
     written). Returns -1 when that allocation fails, 0 otherwise.
@@ -269,9 +290,9 @@ cdef int linear_backward_impl(const real *x, const real *w, const real *g, const
             return -1
     # One thread, as in linear_forward_impl: BLAS threads do the heavy part next.
     if real is float:
-        fnn_act_grad_colsum_f32(act, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
+        fnn_act_grad_colsum_f32(act, param, z, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
     else:
-        fnn_act_grad_colsum_f64(act, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
+        fnn_act_grad_colsum_f64(act, param, z, y, g, dz if act != 0 else NULL, db, batch, n_out, 1)
     gemm_small(True, n_in, n_out, batch, x, n_in, dz, n_out, dw, n_out)
     if dx != NULL:
         input_gradient(dz, w, dx, batch, n_in, n_out)
@@ -305,7 +326,12 @@ cdef inline void* _ptr_or_null(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-def act_forward(int act, cnp.ndarray x, cnp.ndarray y):
+def act_needs_input(int act):
+    """Whether the derivative of activation ``act`` needs its input (else it comes from the output)."""
+    return bool(fnn_act_needs_input(act))
+
+
+def act_forward(int act, double param, cnp.ndarray x, cnp.ndarray y):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef int nt = kernel_threads()
     cdef bint f32 = _is_f32(x)
@@ -313,24 +339,26 @@ def act_forward(int act, cnp.ndarray x, cnp.ndarray y):
     cdef void *yp = _ptr(y)
     with nogil:
         if f32:
-            fnn_act_forward_f32(act, <float*>xp, <float*>yp, n, nt)
+            fnn_act_forward_f32(act, param, <float*>xp, <float*>yp, n, nt)
         else:
-            fnn_act_forward_f64(act, <double*>xp, <double*>yp, n, nt)
+            fnn_act_forward_f64(act, param, <double*>xp, <double*>yp, n, nt)
     return y
 
 
-def act_backward(int act, cnp.ndarray y, cnp.ndarray g, cnp.ndarray out):
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(y)
+def act_backward(int act, double param, object z, object y, cnp.ndarray g, cnp.ndarray out):
+    """out = g * act'(z); z or y may be None where the activation does not read it."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
     cdef int nt = kernel_threads()
-    cdef bint f32 = _is_f32(y)
-    cdef void *yp = _ptr(y)
+    cdef bint f32 = _is_f32(g)
+    cdef void *zp = _ptr_or_null(z)
+    cdef void *yp = _ptr_or_null(y)
     cdef void *gp = _ptr(g)
     cdef void *op = _ptr(out)
     with nogil:
         if f32:
-            fnn_act_backward_f32(act, <float*>yp, <float*>gp, <float*>op, n, nt)
+            fnn_act_backward_f32(act, param, <float*>zp, <float*>yp, <float*>gp, <float*>op, n, nt)
         else:
-            fnn_act_backward_f64(act, <double*>yp, <double*>gp, <double*>op, n, nt)
+            fnn_act_backward_f64(act, param, <double*>zp, <double*>yp, <double*>gp, <double*>op, n, nt)
     return out
 
 
@@ -368,9 +396,11 @@ def softmax_xent(cnp.ndarray logits, cnp.ndarray labels, object weights, cnp.nda
     return total
 
 
-def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray out):
+def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray out, double param=0.0,
+                   object z_out=None):
     cdef int batch = <int>x.shape[0], n_in = <int>x.shape[1], n_out = <int>w.shape[1]
     cdef bint f32 = _is_f32(x)
+    cdef void *zp = _ptr_or_null(z_out)
     cdef void *xp = _ptr(x)
     cdef void *wp = _ptr(w)
     cdef void *bp = _ptr_or_null(b)
@@ -378,15 +408,15 @@ def linear_forward(cnp.ndarray x, cnp.ndarray w, object b, int act, cnp.ndarray 
     with nogil:
         if f32:
             linear_forward_impl[float](<float*>xp, <float*>wp, <float*>bp, <float*>op,
-                                       batch, n_in, n_out, act)
+                                       batch, n_in, n_out, act, param, <float*>zp)
         else:
             linear_forward_impl[double](<double*>xp, <double*>wp, <double*>bp, <double*>op,
-                                        batch, n_in, n_out, act)
+                                        batch, n_in, n_out, act, param, <double*>zp)
     return out
 
 
 def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int act,
-                    cnp.ndarray dw, cnp.ndarray db, object dx):
+                    cnp.ndarray dw, cnp.ndarray db, object dx, double param=0.0, object z=None):
     cdef int batch = <int>x.shape[0], n_in = <int>x.shape[1], n_out = <int>w.shape[1]
     cdef int status
     cdef bint f32 = _is_f32(x)
@@ -394,17 +424,18 @@ def linear_backward(cnp.ndarray x, cnp.ndarray w, cnp.ndarray g, object y, int a
     cdef void *wp = _ptr(w)
     cdef void *gp = _ptr(g)
     cdef void *yp = _ptr_or_null(y)
+    cdef void *zp = _ptr_or_null(z)
     cdef void *dwp = _ptr(dw)
     cdef void *dbp = _ptr(db)
     cdef void *dxp = _ptr_or_null(dx)
     with nogil:
         if f32:
-            status = linear_backward_impl[float](<float*>xp, <float*>wp, <float*>gp, <float*>yp, act,
-                                                 <float*>dwp, <float*>dbp, <float*>dxp,
+            status = linear_backward_impl[float](<float*>xp, <float*>wp, <float*>gp, <float*>zp, <float*>yp,
+                                                 act, param, <float*>dwp, <float*>dbp, <float*>dxp,
                                                  batch, n_in, n_out)
         else:
-            status = linear_backward_impl[double](<double*>xp, <double*>wp, <double*>gp, <double*>yp, act,
-                                                  <double*>dwp, <double*>dbp, <double*>dxp,
+            status = linear_backward_impl[double](<double*>xp, <double*>wp, <double*>gp, <double*>zp,
+                                                  <double*>yp, act, param, <double*>dwp, <double*>dbp, <double*>dxp,
                                                   batch, n_in, n_out)
     if status != 0:
         raise MemoryError("linear_backward: could not allocate the (batch, out) scratch buffer")
@@ -423,6 +454,25 @@ def sgd(cnp.ndarray p, cnp.ndarray g, object v, double lr, double momentum, doub
             fnn_sgd_f32(<float*>pp, <float*>gp, <float*>vp, n, lr, momentum, weight_decay, nesterov, nt)
         else:
             fnn_sgd_f64(<double*>pp, <double*>gp, <double*>vp, n, lr, momentum, weight_decay, nesterov, nt)
+    return p
+
+
+def adam(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v, int64_t step, double lr,
+         double beta1, double beta2, double eps, double weight_decay, bint decoupled):
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
+    cdef int nt = kernel_threads()
+    cdef bint f32 = _is_f32(p)
+    cdef void *pp = _ptr(p)
+    cdef void *gp = _ptr(g)
+    cdef void *mp = _ptr(m)
+    cdef void *vp = _ptr(v)
+    with nogil:
+        if f32:
+            fnn_adam_f32(<float*>pp, <float*>gp, <float*>mp, <float*>vp, n, lr, beta1, beta2, eps,
+                         weight_decay, decoupled, step, nt)
+        else:
+            fnn_adam_f64(<double*>pp, <double*>gp, <double*>mp, <double*>vp, n, lr, beta1, beta2, eps,
+                         weight_decay, decoupled, step, nt)
     return p
 
 

@@ -9,7 +9,6 @@ cdef extern from "dense_rows.h" nogil:
     void fnn_dense_rows_f64(const double *x, const double *w, double *out, int rows, int k, int n)
 
 from cython.parallel cimport prange, threadid
-from libc.string cimport memcpy
 
 # What infer returns: the outputs (N, n_outputs), softmax probabilities (N, K), argmax labels
 # (N,) intp, sigmoid of the single output (N,), labels (N,) int64 where the single output > 0.
@@ -23,13 +22,14 @@ cdef int64_t _row_zero = 0  # one row at a time: the row pointer itself, index 0
 
 cdef class InferencePlan:
     """A network's forward pass as C arrays: per step, W (n_in, n_out) and b (n_out,) of a Linear
-    (or NULL for an activation on its own) and the activation code that follows. Built by
+    (or NULL for an activation on its own) and the activation code (and its parameter) that follows. Built by
     fastnn.network from validated parameters; keeps references to them, and ``current()`` says
     whether the layers still hold those very arrays."""
     cdef int n_steps, n_features, n_outputs, widest
     cdef bint f32
     cdef double scale, shift, limit
     cdef int *acts
+    cdef double *params
     cdef int *widths
     cdef void **w
     cdef void **b
@@ -38,25 +38,31 @@ cdef class InferencePlan:
 
     def __cinit__(self, list steps, int n_features, bint f32, double scale, double shift,
                   double limit, list layers):
-        """steps: [(W or None, b or None, activation code, output width)]; layers: the Linear
+        """steps: [(W or None, b or None, activation code, output width[, activation parameter])]
+        (the parameter is 0 when left out); layers: the Linear
         layers whose W and b attributes current() compares with the arrays of steps."""
         cdef int i
         if not steps:
             raise ValueError("steps: expected at least one step")
         self.n_steps = len(steps)
         self.acts = <int*>malloc(sizeof(int) * (self.n_steps + 1))
+        self.params = <double*>malloc(sizeof(double) * (self.n_steps + 1))
         self.widths = <int*>malloc(sizeof(int) * (self.n_steps + 1))
         self.w = <void**>malloc(sizeof(void*) * (self.n_steps + 1))
         self.b = <void**>malloc(sizeof(void*) * (self.n_steps + 1))
-        if not (self.acts and self.widths and self.w and self.b):
+        if not (self.acts and self.params and self.widths and self.w and self.b):
             raise MemoryError()
         self.n_features, self.f32 = n_features, f32
         self.scale, self.shift, self.limit = scale, shift, limit
         self.widest = n_features
         self.arrays = []
         self.layers = layers
-        for i, (W, B, act, width) in enumerate(steps):
+        for i, step in enumerate(steps):
+            W, B, act, width = step[:4]
+            if not 0 <= act < FNN_ACT_COUNT:
+                raise ValueError(f"steps[{i}]: unknown activation code {act}")
             self.acts[i] = act
+            self.params[i] = step[4] if len(step) > 4 else 0.0
             self.widths[i] = width
             self.w[i] = _ptr_or_null(W)
             self.b[i] = _ptr_or_null(B)
@@ -67,6 +73,7 @@ cdef class InferencePlan:
 
     def __dealloc__(self):
         free(self.acts)
+        free(self.params)
         free(self.widths)
         free(self.w)
         free(self.b)
@@ -117,14 +124,14 @@ cdef void _layers(InferencePlan p, const void *x, int rows, void *buf0, void *bu
         if p.w[i] != NULL:
             if p.f32:
                 fnn_dense_rows_f32(<const float*>a, <const float*>p.w[i], <float*>dst, rows, width, p.widths[i])
-                fnn_bias_act_f32(p.acts[i], <float*>dst, <const float*>p.b[i], rows, p.widths[i], 1)
+                fnn_bias_act_f32(p.acts[i], p.params[i], <float*>dst, <const float*>p.b[i], rows, p.widths[i], 1)
             else:
                 fnn_dense_rows_f64(<const double*>a, <const double*>p.w[i], <double*>dst, rows, width, p.widths[i])
-                fnn_bias_act_f64(p.acts[i], <double*>dst, <const double*>p.b[i], rows, p.widths[i], 1)
+                fnn_bias_act_f64(p.acts[i], p.params[i], <double*>dst, <const double*>p.b[i], rows, p.widths[i], 1)
         elif p.f32:
-            fnn_act_forward_f32(p.acts[i], <const float*>a, <float*>dst, <Py_ssize_t>rows * p.widths[i], 1)
+            fnn_act_forward_f32(p.acts[i], p.params[i], <const float*>a, <float*>dst, <Py_ssize_t>rows * p.widths[i], 1)
         else:
-            fnn_act_forward_f64(p.acts[i], <const double*>a, <double*>dst, <Py_ssize_t>rows * p.widths[i], 1)
+            fnn_act_forward_f64(p.acts[i], p.params[i], <const double*>a, <double*>dst, <Py_ssize_t>rows * p.widths[i], 1)
         width = p.widths[i]
         a = dst
         dst = buf1 if dst == buf0 else buf0
@@ -155,9 +162,9 @@ cdef void _head(InferencePlan p, int head, const void *z, int rows, void *out) n
             (<Py_ssize_t*>out)[r] = best
     elif head == 3:  # the single output column is contiguous
         if p.f32:
-            fnn_act_forward_f32(1, <const float*>z, <float*>out, rows, 1)
+            fnn_act_forward_f32(1, 0.0, <const float*>z, <float*>out, rows, 1)
         else:
-            fnn_act_forward_f64(1, <const double*>z, <double*>out, rows, 1)
+            fnn_act_forward_f64(1, 0.0, <const double*>z, <double*>out, rows, 1)
     else:
         for r in range(rows):
             if p.f32:

@@ -48,7 +48,8 @@
             act_grad_colsum_##SUF##_##PATH, softmax_xent_##SUF##_##PATH,                           \
             softmax_rows_##SUF##_##PATH, sgd_##SUF##_##PATH, adam_##SUF##_##PATH,                  \
             gather_u8_##SUF##_##PATH,                                                              \
-            gather_##SUF##_##PATH, finite_range_##SUF##_##PATH, transpose_##SUF##_##PATH           \
+            gather_##SUF##_##PATH, finite_range_##SUF##_##PATH, transpose_##SUF##_##PATH,          \
+            bce_logits_##SUF##_##PATH, mse_##SUF##_##PATH, col_sums_##SUF##_##PATH                 \
     }
 
 static const fnn_table_f32 table_f32_generic = FNN_TABLE_INIT(f32, generic);
@@ -93,6 +94,7 @@ int fnn_simd_select(const char *name)
 }
 
 const char *fnn_simd_current(void) { return current_path; }
+int fnn_act_needs_input(int act) { return act == FNN_ACT_GELU; }
 const fnn_table_f32 *fnn_table_f32_current(void) { return T32; }
 const fnn_table_f64 *fnn_table_f64_current(void) { return T64; }
 const char *fnn_build_flags(void) { return FASTNN_BUILD_FLAGS; }
@@ -145,25 +147,29 @@ static int threads_for(ptrdiff_t work, int n_threads)
 /* ---- public entry points ---- */
 
 #define FNN_DEFINE(REAL, SUF, T)                                                                   \
-    void fnn_act_forward_##SUF(int act, const REAL *x, REAL *y, ptrdiff_t n, int n_threads)        \
+    void fnn_act_forward_##SUF(int act, double param, const REAL *x, REAL *y, ptrdiff_t n,         \
+                               int n_threads)                                                      \
     {                                                                                              \
         int nt = threads_for(n, n_threads);                                                        \
-        FNN_SPLIT(n, nt, 16, T->act_forward(act, x + b, y + b, e - b));                            \
+        FNN_SPLIT(n, nt, 16, T->act_forward(act, param, x + b, y + b, e - b));                     \
     }                                                                                              \
-    void fnn_act_backward_##SUF(int act, const REAL *y, const REAL *grad, REAL *out, ptrdiff_t n,  \
-                                int n_threads)                                                     \
+    void fnn_act_backward_##SUF(int act, double param, const REAL *z, const REAL *y,               \
+                                const REAL *grad, REAL *out, ptrdiff_t n, int n_threads)           \
     {                                                                                              \
         int nt = threads_for(n, n_threads);                                                        \
-        FNN_SPLIT(n, nt, 16, T->act_backward(act, y + b, grad + b, out + b, e - b));               \
+        FNN_SPLIT(n, nt, 16,                                                                       \
+                  T->act_backward(act, param, z ? z + b : NULL, y ? y + b : NULL, grad + b,        \
+                                  out + b, e - b));                                                \
     }                                                                                              \
-    void fnn_bias_act_##SUF(int act, REAL *z, const REAL *bias, ptrdiff_t rows, ptrdiff_t cols,    \
-                            int n_threads)                                                         \
+    void fnn_bias_act_##SUF(int act, double param, REAL *z, const REAL *bias, ptrdiff_t rows,      \
+                            ptrdiff_t cols, int n_threads)                                         \
     {                                                                                              \
         int nt = threads_for(rows * cols, n_threads);                                              \
-        FNN_SPLIT(rows, nt, 1, T->bias_act(act, z + b * cols, bias, e - b, cols));                 \
+        FNN_SPLIT(rows, nt, 1, T->bias_act(act, param, z + b * cols, bias, e - b, cols));          \
     }                                                                                              \
-    void fnn_act_grad_colsum_##SUF(int act, const REAL *y, const REAL *grad, REAL *dz, REAL *db,   \
-                                   ptrdiff_t rows, ptrdiff_t cols, int n_threads)                  \
+    void fnn_act_grad_colsum_##SUF(int act, double param, const REAL *z, const REAL *y,            \
+                                   const REAL *grad, REAL *dz, REAL *db, ptrdiff_t rows,           \
+                                   ptrdiff_t cols, int n_threads)                                  \
     {                                                                                              \
         int nt = threads_for(rows * cols, n_threads);                                              \
         double stack_acc[1024];                                                                    \
@@ -178,7 +184,8 @@ static int threads_for(ptrdiff_t work, int n_threads)
                 ptrdiff_t w = cols - c0 < 1024 ? cols - c0 : 1024;                                 \
                 memset(part, 0, sizeof(double) * (size_t)w);                                       \
                 for (ptrdiff_t r = 0; r < rows; r++)                                               \
-                    T->act_grad_colsum(act, y ? y + r * cols + c0 : NULL, grad + r * cols + c0,    \
+                    T->act_grad_colsum(act, param, z ? z + r * cols + c0 : NULL,                   \
+                                       y ? y + r * cols + c0 : NULL, grad + r * cols + c0,         \
                                        dz ? dz + r * cols + c0 : NULL, part, 1, w);                \
                 for (ptrdiff_t c = 0; c < w; c++) db[c0 + c] = (REAL)part[c];                      \
             }                                                                                      \
@@ -186,7 +193,7 @@ static int threads_for(ptrdiff_t work, int n_threads)
         }                                                                                          \
         memset(acc, 0, sizeof(double) * (size_t)nt * (size_t)cols);                               \
         if (nt <= 1) {                                                                             \
-            T->act_grad_colsum(act, y, grad, dz, acc, rows, cols);                                 \
+            T->act_grad_colsum(act, param, z, y, grad, dz, acc, rows, cols);                       \
         } else {                                                                                   \
             FNN_PARALLEL(nt)                                                                       \
             {                                                                                      \
@@ -194,7 +201,8 @@ static int threads_for(ptrdiff_t work, int n_threads)
                 int tid = FNN_THREAD_ID();                                                         \
                 split_range(rows, FNN_THREAD_COUNT(), tid, 1, &b, &e);                             \
                 if (b < e)                                                                         \
-                    T->act_grad_colsum(act, y ? y + b * cols : NULL, grad + b * cols,              \
+                    T->act_grad_colsum(act, param, z ? z + b * cols : NULL,                        \
+                                       y ? y + b * cols : NULL, grad + b * cols,                   \
                                        dz ? dz + b * cols : NULL, acc + (ptrdiff_t)tid * cols,     \
                                        e - b, cols);                                               \
             }                                                                                      \
@@ -292,6 +300,19 @@ static int threads_for(ptrdiff_t work, int n_threads)
     void fnn_transpose_##SUF(const REAL *src, REAL *dst, ptrdiff_t rows, ptrdiff_t cols)           \
     {                                                                                              \
         T->transpose(src, dst, rows, cols);                                                        \
+    }                                                                                              \
+    void fnn_adam_##SUF(REAL *p, const REAL *g, REAL *m, REAL *v, ptrdiff_t n, double lr,          \
+                        double beta1, double beta2, double eps, double weight_decay, int decoupled, \
+                        int64_t step, int n_threads)                                               \
+    {                                                                                              \
+        double step_size, inv_sqrt_bc2;                                                            \
+        int nt = threads_for(n, n_threads);                                                        \
+        fnn_adam_factors(lr, beta1, beta2, step, &step_size, &inv_sqrt_bc2);                       \
+        const REAL wd = decoupled ? (REAL)0 : (REAL)weight_decay;                                  \
+        const REAL decay = decoupled ? (REAL)(1.0 - lr * weight_decay) : (REAL)1;                  \
+        FNN_SPLIT(n, nt, 16,                                                                       \
+                  T->adam(p + b, g + b, m + b, v + b, e - b, (REAL)step_size, (REAL)inv_sqrt_bc2,  \
+                          (REAL)beta1, (REAL)beta2, (REAL)eps, wd, decay));                        \
     }
 
 FNN_DEFINE(float, f32, T32)

@@ -16,8 +16,15 @@ enum fnn_activation {
     FNN_ACT_SIGMOID = 1,
     FNN_ACT_RELU = 2,
     FNN_ACT_TANH = 3,
-    FNN_ACT_SCALED_TANH = 4
+    FNN_ACT_SCALED_TANH = 4,
+    FNN_ACT_LEAKY_RELU = 5, /* param: the negative slope (>= 0, checked in Python) */
+    FNN_ACT_GELU = 6
 };
+#define FNN_ACT_COUNT 7
+
+/* 1 when the derivative of activation `act` needs its input z (the others derive it from the
+   output y alone, and their backward accepts z == NULL). */
+int fnn_act_needs_input(int act);
 
 #define FNN_SCALED_TANH_A 1.7159
 #define FNN_SCALED_TANH_B (2.0 / 3.0)
@@ -32,18 +39,23 @@ int fnn_openmp_max_threads(void);
 
 /* The suffix _f32 / _f64 names the element type; each pair below has the same contract. */
 #define FNN_DECLARE(REAL, SUF)                                                                    \
+    /* Every activation entry point takes the code and one parameter (LeakyReLU's negative        \
+       slope; ignored by the others). */                                                          \
     /* y = act(x), n elements (y may be x). */                                                    \
-    void fnn_act_forward_##SUF(int act, const REAL *x, REAL *y, ptrdiff_t n, int n_threads);      \
-    /* out = grad * act'(x) expressed from the saved output y (out may alias y or grad). */       \
-    void fnn_act_backward_##SUF(int act, const REAL *y, const REAL *grad, REAL *out, ptrdiff_t n, \
-                                int n_threads);                                                   \
+    void fnn_act_forward_##SUF(int act, double param, const REAL *x, REAL *y, ptrdiff_t n,        \
+                               int n_threads);                                                    \
+    /* out = grad * act'(z), from the input z and the output y = act(z); z may be NULL when       \
+       fnn_act_needs_input(act) is 0 (out may alias z, y or grad exactly). */                     \
+    void fnn_act_backward_##SUF(int act, double param, const REAL *z, const REAL *y,              \
+                                const REAL *grad, REAL *out, ptrdiff_t n, int n_threads);         \
     /* z (rows, cols) in place: z = act(z + bias); bias may be NULL. */                           \
-    void fnn_bias_act_##SUF(int act, REAL *z, const REAL *bias, ptrdiff_t rows, ptrdiff_t cols,   \
-                            int n_threads);                                                       \
-    /* dz = grad * act'(y) (dz may be NULL when act is NONE: then dz is grad itself) and          \
-       db = column sums of dz, accumulated in double. */                                          \
-    void fnn_act_grad_colsum_##SUF(int act, const REAL *y, const REAL *grad, REAL *dz, REAL *db,  \
-                                   ptrdiff_t rows, ptrdiff_t cols, int n_threads);                \
+    void fnn_bias_act_##SUF(int act, double param, REAL *z, const REAL *bias, ptrdiff_t rows,     \
+                            ptrdiff_t cols, int n_threads);                                       \
+    /* dz = grad * act'(z) (from z and y as fnn_act_backward; dz may be NULL when act is NONE:    \
+       then dz is grad itself) and db = column sums of dz, accumulated in double. */              \
+    void fnn_act_grad_colsum_##SUF(int act, double param, const REAL *z, const REAL *y,           \
+                                   const REAL *grad, REAL *dz, REAL *db, ptrdiff_t rows,          \
+                                   ptrdiff_t cols, int n_threads);                                \
     /* Softmax cross-entropy, one pass per row. grad_i = scale * w_i * (softmax_i - onehot_i);    \
        returns sum_i w_i * loss_i; row_loss (may be NULL) receives w_i * loss_i.                  \
        weights may be NULL (all ones); grad may alias logits exactly. */                          \
@@ -71,6 +83,14 @@ int fnn_openmp_max_threads(void);
 FNN_DECLARE(float, f32)
 FNN_DECLARE(double, f64)
 #undef FNN_DECLARE
+
+/* One Adam step in place at 1-based step `step` (fastnn.ops.adam_update / adamw_update):
+   decoupled 0 adds weight_decay * p to the gradient (Adam), 1 first scales p by
+   1 - lr * weight_decay (AdamW). */
+void fnn_adam_f32(float *p, const float *g, float *m, float *v, ptrdiff_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int decoupled, int64_t step, int n_threads);
+void fnn_adam_f64(double *p, const double *g, double *m, double *v, ptrdiff_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int decoupled, int64_t step, int n_threads);
 
 /* Gather between the two float types (x float64 -> out float32 and back). */
 void fnn_gather_f64_to_f32(const double *x, const int64_t *rows, float *out, ptrdiff_t n_rows,

@@ -28,7 +28,73 @@ FNN_INLINE REAL NAME(tanh1)(REAL v)
     return COPYSIGN(-m / ((REAL)2 + m), v);
 }
 
-static FNN_TARGET void NAME(act_forward)(int act, const REAL *x, REAL *y, ptrdiff_t n)
+/* Code 6 (exact GELU): x Phi(x) and its derivative Phi(x) + x phi(x), where
+ * Phi(x) = erfc(-x / sqrt 2) / 2 (erfc, not 1 + erf: no cancellation for negative x), computed
+ * in double with libm's erfc and exp and rounded once to REAL. Below x = -1 the rounding of the
+ * argument t = -x / sqrt 2 is corrected to first order, erfc(t + e) = erfc(t) - e 2/sqrt(pi)
+ * exp(-t^2), else its relative error, about 2 t^2 ulp, would dominate the far tail (above -1
+ * it is below an ulp). Beyond +-40, Phi is 1 or 0 in double: GELU is then x or -0 (so -inf
+ * gives -0, not -inf * 0 = NaN). NaN passes through. */
+#ifndef FNN_GAUSS_HELPERS
+#define FNN_GAUSS_HELPERS
+#define FNN_INV_SQRT2_HI 0.70710678118654757274  /* 1/sqrt(2) rounded to double */
+#define FNN_INV_SQRT2_LO -4.8336466567264567e-17 /* 1/sqrt(2) - FNN_INV_SQRT2_HI */
+#define FNN_INV_SQRT_2PI 0.39894228040143267794
+/* Phi(x) for |x| <= 40, given gauss = exp(-x^2 / 2) (read only below -1). */
+static inline double fnn_gauss_cdf_d(double x, double gauss)
+{
+    const double u = -x, t = u * FNN_INV_SQRT2_HI;
+    double p = erfc(t);
+    if (x < -1.0) p -= (fma(u, FNN_INV_SQRT2_HI, -t) + u * FNN_INV_SQRT2_LO) * 1.12837916709551257390 * gauss;
+    return 0.5 * p;
+}
+static inline double fnn_gauss_gate_d(double x)
+{
+    if (!(x >= -40.0 && x <= 40.0)) return x > 0 ? x : x < 0 ? -0.0 : x;
+    return x * fnn_gauss_cdf_d(x, x < -1.0 ? exp(-0.5 * x * x) : 0.0);
+}
+static inline double fnn_gauss_gate_grad_d(double x)
+{
+    if (!(x >= -40.0 && x <= 40.0)) return x > 0 ? 1.0 : x < 0 ? 0.0 : x;
+    const double gauss = exp(-0.5 * x * x);
+    return fnn_gauss_cdf_d(x, gauss) + x * gauss * FNN_INV_SQRT_2PI;
+}
+
+/* The float32 path: Phi(x) in double without libm, so that the loops vectorise. With a = |x| /
+ * sqrt 2, erfc(a) = exp(-a^2) erfcx(a), and erfcx(a) is a degree-14 polynomial in
+ * u = (3 / (3 + a) - 11/18) * 18/7 (u in [-1, 1] for a in [0, 10.5]), fitted by weighted least
+ * squares on Chebyshev nodes: relative error below 1.3e-12, so x Phi(x) and Phi(x) + x phi(x)
+ * are within about half an ulp of float32 before their final rounding. Beyond |x| = 14.8 (a
+ * clamped at 10.5) GELU is x or -0 and its derivative 1 or 0 once rounded to float32.
+ * *gauss receives exp(-x^2 / 2) (for the clamped a beyond 14.8, where it is negligible). */
+FNN_INLINE double fnn_gauss_cdf_poly(double x, double *gauss)
+{
+    const double z = x * FNN_INV_SQRT2_HI;
+    double a = z < 0 ? -z : z;
+    a = a < 10.5 ? a : 10.5; /* NaN too: the caller's x carries it */
+    const double u = 3.0 / (3.0 + a) * (18.0 / 7.0) - 11.0 / 7.0;
+    double p = 2.54570758768440849e-08;
+    p = p * u + 4.73890655750547766e-08;
+    p = p * u - 3.96879454142125216e-07;
+    p = p * u - 6.71348270163351585e-07;
+    p = p * u + 5.36656114273941431e-06;
+    p = p * u + 1.14911170402405031e-05;
+    p = p * u - 7.13274187831098102e-05;
+    p = p * u - 3.02805973976596381e-04;
+    p = p * u + 5.17134900290948602e-04;
+    p = p * u + 8.24828500361539374e-03;
+    p = p * u + 3.71643752307110609e-02;
+    p = p * u + 1.06674786470590990e-01;
+    p = p * u + 2.23668850025881105e-01;
+    p = p * u + 3.58622917469286040e-01;
+    p = p * u + 2.65461921997009576e-01;
+    *gauss = fnn_exp_neg_d(-a * a);
+    const double half_erfc = 0.5 * *gauss * p; /* erfc(a) / 2 */
+    return z < 0 ? half_erfc : 1.0 - half_erfc;
+}
+#endif
+
+static FNN_TARGET void NAME(act_forward)(int act, double param, const REAL *x, REAL *y, ptrdiff_t n)
 {
     ptrdiff_t i;
     switch (act) {
@@ -48,12 +114,33 @@ static FNN_TARGET void NAME(act_forward)(int act, const REAL *x, REAL *y, ptrdif
 #pragma GCC ivdep
         for (i = 0; i < n; i++) y[i] = SCALED_A * NAME(tanh1)(SCALED_B * x[i]);
         break;
+    case FNN_ACT_LEAKY_RELU: {
+        const REAL slope = (REAL)param;
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) y[i] = x[i] < 0 ? slope * x[i] : x[i]; /* NaN passes through */
+        break;
+    }
+    case FNN_ACT_GELU:
+#if FNN_IS_F32
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) {
+            const double v = (double)x[i];
+            double gauss;
+            const double cdf = fnn_gauss_cdf_poly(v, &gauss);
+            y[i] = (REAL)(v < -20.0 ? -0.0 : v * cdf);
+        }
+#else
+        for (i = 0; i < n; i++) y[i] = (REAL)fnn_gauss_gate_d((double)x[i]);
+#endif
+        break;
     default:
         if (x != y) memcpy(y, x, (size_t)n * sizeof(REAL));
     }
 }
 
-static FNN_TARGET void NAME(act_backward)(int act, const REAL *y, const REAL *g, REAL *out, ptrdiff_t n)
+/* out = g * act'(z), from y = act(z) except where fnn_act_needs_input says z is needed. */
+static FNN_TARGET void NAME(act_backward)(int act, double param, const REAL *z, const REAL *y, const REAL *g,
+                                          REAL *out, ptrdiff_t n)
 {
     ptrdiff_t i;
     switch (act) {
@@ -76,12 +163,34 @@ static FNN_TARGET void NAME(act_backward)(int act, const REAL *y, const REAL *g,
         for (i = 0; i < n; i++) out[i] = g[i] * (ab - b_over_a * y[i] * y[i]);
         break;
     }
+    case FNN_ACT_LEAKY_RELU: { /* the slope is >= 0, so y > 0 exactly when z > 0 */
+        const REAL slope = (REAL)param;
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) out[i] = g[i] * (y[i] > 0 ? (REAL)1 : slope);
+        break;
+    }
+    case FNN_ACT_GELU:
+        (void)y;
+#if FNN_IS_F32
+#pragma GCC ivdep
+        for (i = 0; i < n; i++) {
+            const double v = (double)z[i];
+            double gauss;
+            const double cdf = fnn_gauss_cdf_poly(v, &gauss);
+            const double d = v > 20.0 ? 1.0 : v < -20.0 ? 0.0 : cdf + v * gauss * FNN_INV_SQRT_2PI;
+            out[i] = g[i] * (REAL)d;
+        }
+#else
+        for (i = 0; i < n; i++) out[i] = g[i] * (REAL)fnn_gauss_gate_grad_d((double)z[i]);
+#endif
+        break;
     default:
         if (g != out) memcpy(out, g, (size_t)n * sizeof(REAL));
     }
 }
 
-static FNN_TARGET void NAME(bias_act)(int act, REAL *z, const REAL *bias, ptrdiff_t rows, ptrdiff_t cols)
+static FNN_TARGET void NAME(bias_act)(int act, double param, REAL *z, const REAL *bias, ptrdiff_t rows,
+                                      ptrdiff_t cols)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *row = z + r * cols;
@@ -90,21 +199,32 @@ static FNN_TARGET void NAME(bias_act)(int act, REAL *z, const REAL *bias, ptrdif
             for (ptrdiff_t c = 0; c < cols; c++) row[c] += bias[c];
         }
         /* The row is in L1 after the bias pass, so a second pass costs little. */
-        NAME(act_forward)(act, row, row, cols);
+        NAME(act_forward)(act, param, row, row, cols);
     }
 }
 
-/* dz = grad * act'(y) row by row and acc[c] += dz[r, c] in double. dz == NULL: use grad. */
-static FNN_TARGET void NAME(act_grad_colsum)(int act, const REAL *y, const REAL *g, REAL *dz,
-                                             double *acc, ptrdiff_t rows, ptrdiff_t cols)
+/* acc[c] += x[r, c] in double for r < rows, c < cols; rows lie ld apart. The one column-sum
+ * kernel: bias gradients of the linear ops (act_grad_colsum) and of the training engine. */
+static FNN_TARGET void NAME(col_sums)(const REAL *x, ptrdiff_t ld, double *acc, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *row = x + r * ld;
+        for (ptrdiff_t c = 0; c < cols; c++) acc[c] += (double)row[c];
+    }
+}
+
+/* dz = grad * act'(z) row by row and acc[c] += dz[r, c] in double. dz == NULL: use grad. */
+static FNN_TARGET void NAME(act_grad_colsum)(int act, double param, const REAL *z, const REAL *y, const REAL *g,
+                                             REAL *dz, double *acc, ptrdiff_t rows, ptrdiff_t cols)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *src = g + r * cols;
         if (dz) {
-            NAME(act_backward)(act, y + r * cols, src, dz + r * cols, cols);
+            NAME(act_backward)(act, param, z ? z + r * cols : NULL, y ? y + r * cols : NULL, src, dz + r * cols,
+                               cols);
             src = dz + r * cols;
         }
-        for (ptrdiff_t c = 0; c < cols; c++) acc[c] += (double)src[c];
+        NAME(col_sums)(src, cols, acc, 1, cols);
     }
 }
 
@@ -305,13 +425,18 @@ static FNN_TARGET void NAME(sgd)(REAL *p, const REAL *g, REAL *v, ptrdiff_t n, R
     }
 }
 
-/* One Adam step in place (fastnn.optim.Adam's formulas): g' = g + wd * p; m = b1 m + (1 - b1) g';
+/* One Adam step in place (fastnn.ops.adam_update's formulas): p = decay * p (AdamW's decoupled
+ * weight decay; decay is 1 for Adam); g' = g + wd * p; m = b1 m + (1 - b1) g';
  * v = b2 v + (1 - b2) g'^2; p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), where
- * step_size = lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t). */
+ * step_size = lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t) (fnn_adam_factors). */
 static FNN_TARGET void NAME(adam)(REAL *p, const REAL *g, REAL *m, REAL *v, ptrdiff_t n, REAL step_size,
-                                  REAL inv_sqrt_bc2, REAL b1, REAL b2, REAL eps, REAL wd)
+                                  REAL inv_sqrt_bc2, REAL b1, REAL b2, REAL eps, REAL wd, REAL decay)
 {
     const REAL c1 = (REAL)1 - b1, c2 = (REAL)1 - b2;
+    if (decay != (REAL)1) {
+#pragma GCC ivdep
+        for (ptrdiff_t i = 0; i < n; i++) p[i] *= decay;
+    }
 #pragma GCC ivdep
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL gi = wd != 0 ? p[i] * wd + g[i] : g[i];
@@ -402,6 +527,50 @@ static FNN_TARGET void NAME(transpose)(const REAL *src, REAL *dst, ptrdiff_t row
                 for (ptrdiff_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
         }
     }
+}
+
+/* ---- Losses of the training engine. Rows carry weights w (NULL: all 1); each returns
+ * sum_i w_i * l_i in double and writes grad = scale * w_i * dl_i/dz (grad may alias z exactly). */
+
+/* Binary cross-entropy on logits z (rows, k), k independent outputs, targets t (rows, k):
+ * l_i = sum_c max(z, 0) + log1p(exp(-|z|)) - t z; dl/dz = sigmoid(z) - t. */
+static FNN_TARGET double NAME(bce_logits)(const REAL *z, const REAL *t, const REAL *w, REAL *grad,
+                                          ptrdiff_t rows, ptrdiff_t k, double scale)
+{
+    double total = 0.0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const double wi = w ? (double)w[r] : 1.0;
+        const REAL f = (REAL)(wi * scale);
+        double row = 0.0;
+        for (ptrdiff_t c = 0; c < k; c++) {
+            const REAL v = z[r * k + c], y = t[r * k + c];
+            const REAL e = EXP_NEG(-FABS(v));
+            const REAL loss = (v > 0 ? v : (REAL)0) + (REAL)log1p((double)e) - y * v;
+            row += (double)loss;
+            grad[r * k + c] = ((v >= 0 ? (REAL)1 : e) / ((REAL)1 + e) - y) * f;
+        }
+        total += wi * row;
+    }
+    return total;
+}
+
+/* Squared error over k outputs: l_i = mean_c (z - t)^2; dl/dz = 2 (z - t) / k. */
+static FNN_TARGET double NAME(mse)(const REAL *z, const REAL *t, const REAL *w, REAL *grad, ptrdiff_t rows,
+                                   ptrdiff_t k, double scale)
+{
+    double total = 0.0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const double wi = w ? (double)w[r] : 1.0;
+        const REAL f = (REAL)(wi * scale * 2.0 / (double)k);
+        double row = 0.0;
+        for (ptrdiff_t c = 0; c < k; c++) {
+            const REAL d = z[r * k + c] - t[r * k + c];
+            row += (double)(d * d);
+            grad[r * k + c] = d * f;
+        }
+        total += wi * (row / (double)k);
+    }
+    return total;
 }
 
 #undef NAME

@@ -4,6 +4,7 @@
 #define FASTNN_KERNELS_INTERNAL_H
 
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 
 #if FASTNN_OPENMP
@@ -22,22 +23,27 @@
 /* Serial kernels of one SIMD path; each works on a contiguous range. */
 #define FNN_TABLE(REAL, SUF)                                                                       \
     typedef struct {                                                                               \
-        void (*act_forward)(int, const REAL *, REAL *, ptrdiff_t);                                 \
-        void (*act_backward)(int, const REAL *, const REAL *, REAL *, ptrdiff_t);                  \
-        void (*bias_act)(int, REAL *, const REAL *, ptrdiff_t, ptrdiff_t);                         \
-        void (*act_grad_colsum)(int, const REAL *, const REAL *, REAL *, double *, ptrdiff_t,      \
-                                ptrdiff_t);                                                        \
+        void (*act_forward)(int, double, const REAL *, REAL *, ptrdiff_t);                         \
+        void (*act_backward)(int, double, const REAL *, const REAL *, const REAL *, REAL *,        \
+                             ptrdiff_t);                                                           \
+        void (*bias_act)(int, double, REAL *, const REAL *, ptrdiff_t, ptrdiff_t);                 \
+        void (*act_grad_colsum)(int, double, const REAL *, const REAL *, const REAL *, REAL *,     \
+                                double *, ptrdiff_t, ptrdiff_t);                                   \
         double (*softmax_xent)(const REAL *, const int64_t *, const REAL *, REAL *, double *,      \
                                ptrdiff_t, ptrdiff_t, double);                                      \
         void (*softmax_rows)(const REAL *, REAL *, ptrdiff_t, ptrdiff_t, int);                     \
         void (*sgd)(REAL *, const REAL *, REAL *, ptrdiff_t, REAL, REAL, REAL, int);               \
         void (*adam)(REAL *, const REAL *, REAL *, REAL *, ptrdiff_t, REAL, REAL, REAL, REAL, REAL,  \
-                     REAL);                                                                        \
+                     REAL, REAL);                                                                  \
         void (*gather_u8)(const uint8_t *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL,   \
                           REAL);                                                                   \
         void (*gather)(const REAL *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL, REAL);  \
         int (*finite_range)(const REAL *, ptrdiff_t, REAL *, REAL *);                              \
         void (*transpose)(const REAL *, REAL *, ptrdiff_t, ptrdiff_t);                             \
+        double (*bce_logits)(const REAL *, const REAL *, const REAL *, REAL *, ptrdiff_t, ptrdiff_t, \
+                             double);                                                              \
+        double (*mse)(const REAL *, const REAL *, const REAL *, REAL *, ptrdiff_t, ptrdiff_t, double); \
+        void (*col_sums)(const REAL *, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t);                 \
     } fnn_table_##SUF;
 
 FNN_TABLE(float, f32)
@@ -55,6 +61,15 @@ static inline void split_range(ptrdiff_t n, int parts, int tid, ptrdiff_t align,
     chunk = (chunk + align - 1) / align * align;
     *begin = chunk * tid < n ? chunk * tid : n;
     *end = *begin + chunk < n ? *begin + chunk : n;
+}
+
+/* Adam's bias corrections at 1-based step t: step_size = lr / (1 - b1^t) and
+   inv_sqrt_bc2 = 1 / sqrt(1 - b2^t) (what the table's adam kernel takes). */
+static inline void fnn_adam_factors(double lr, double b1, double b2, int64_t t, double *step_size,
+                                    double *inv_sqrt_bc2)
+{
+    *step_size = lr / (1.0 - pow(b1, (double)t));
+    *inv_sqrt_bc2 = 1.0 / sqrt(1.0 - pow(b2, (double)t));
 }
 
 #endif

@@ -1,4 +1,4 @@
-/* Instantiates the MLP training loop (mlp_impl.h) for float and double. */
+/* Instantiates the training engine (mlp_impl.h) for float and double. */
 #include "mlp.h"
 
 #include <math.h>
@@ -10,6 +10,8 @@
 #include "small_gemm.h"
 
 #define FNN_MLP_MAX_THREADS 256
+#define FNN_MLP_MAX_LAYERS 256 /* train.pxi refuses deeper networks */
+
 
 #include <sched.h>
 

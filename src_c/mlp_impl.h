@@ -1,18 +1,19 @@
-/* Body of the MLP training loop, included by mlp.c once per element type.
+/* Body of the training engine (mlp.h), included by mlp.c once per element type.
  * Expects REAL, SUF, TABLE_TYPE, TABLE_CURRENT, GEMM_FN, GATHER_OTHER (the cross-type gather). */
 
 #define FNN_CAT2_(a, b) a##_##b
 #define FNN_CAT2(a, b) FNN_CAT2_(a, b)
 #define NAME(base) FNN_CAT2(base, SUF)
 
-/* C (m, n) = op(A) op(B) + beta C for row-major operands: BLAS sees the transposes. */
-static void NAME(gemm)(int trans_a, int trans_b, int m, int n, int k, const REAL *a, int lda,
-                       const REAL *b, int ldb, REAL beta, REAL *c, int ldc)
+void NAME(fnn_gemm)(int trans_a, int trans_b, int m, int n, int k, REAL alpha, const REAL *a, int lda,
+                    const REAL *b, int ldb, REAL beta, REAL *c, int ldc)
 {
     char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
-    REAL one = 1;
     if (m <= 0 || n <= 0) return;
-    GEMM_FN(&ta, &tb, &n, &m, &k, &one, (REAL *)b, &ldb, (REAL *)a, &lda, &beta, c, &ldc);
+    lda = lda > 1 ? lda : 1;
+    ldb = ldb > 1 ? ldb : 1;
+    ldc = ldc > 1 ? ldc : 1;
+    GEMM_FN(&ta, &tb, &n, &m, &k, &alpha, (REAL *)b, &ldb, (REAL *)a, &lda, &beta, c, &ldc);
 }
 
 /* C (m, n) = op(A) (m, k) B (k, n), row-major, beta 0: as tiles of whole-k BLAS calls where
@@ -22,7 +23,7 @@ void NAME(fnn_gemm_small)(int trans_a, int m, int n, int k, const REAL *a, int l
 {
     int m_tile, n_tile;
     if (!fnn_small_gemm_tiles(trans_a, m, n, k, &m_tile, &n_tile)) {
-        NAME(gemm)(trans_a, 0, m, n, k, a, lda, b, ldb, 0, c, ldc);
+        NAME(fnn_gemm)(trans_a, 0, m, n, k, 1, a, lda, b, ldb, 0, c, ldc);
         return;
     }
     for (int r = 0; r < m; r += m_tile) {
@@ -31,71 +32,122 @@ void NAME(fnn_gemm_small)(int trans_a, int m, int n, int k, const REAL *a, int l
         const REAL *a_rows = trans_a ? a + r : a + (ptrdiff_t)r * lda;
         for (int col = 0; col < n; col += n_tile) {
             const int cols = n - col < n_tile ? n - col : n_tile;
-            NAME(gemm)(trans_a, 0, rows, cols, k, a_rows, lda, b + col, ldb, 0, c + (ptrdiff_t)r * ldc + col, ldc);
+            NAME(fnn_gemm)(trans_a, 0, rows, cols, k, 1, a_rows, lda, b + col, ldb, 0, c + (ptrdiff_t)r * ldc + col,
+                           ldc);
         }
     }
 }
 
 /* The optimizer's step on n parameters p with gradient g (state: first and second, see fnn_mlp);
-   adam_step: the 1-based Adam step count of this training step. */
-static void NAME(update)(const TABLE_TYPE *T, const fnn_sgd_config *opt, int64_t adam_step, REAL *p,
-                         const REAL *g, REAL *first, REAL *second, ptrdiff_t n, double weight_decay)
+   t: the 1-based update step count. */
+static void NAME(update)(const TABLE_TYPE *T, const fnn_optimizer *opt, int64_t t, REAL *p, const REAL *g,
+                         REAL *first, REAL *second, ptrdiff_t n)
 {
-    if (opt->adam) {
-        const double step_size = opt->lr / (1.0 - pow(opt->beta1, (double)adam_step));
-        const double inv_sqrt_bc2 = 1.0 / sqrt(1.0 - pow(opt->beta2, (double)adam_step));
-        T->adam(p, g, first, second, n, (REAL)step_size, (REAL)inv_sqrt_bc2, (REAL)opt->beta1,
-                (REAL)opt->beta2, (REAL)opt->eps, (REAL)weight_decay);
-    } else {
-        T->sgd(p, g, first, n, (REAL)opt->lr, (REAL)opt->momentum, (REAL)weight_decay, opt->nesterov);
+    if (opt->kind == FNN_OPT_SGD) {
+        T->sgd(p, g, first, n, (REAL)opt->lr, (REAL)opt->momentum, (REAL)opt->weight_decay, opt->nesterov);
+        return;
     }
+    double step_size, inv_sqrt_bc2;
+    fnn_adam_factors(opt->lr, opt->beta1, opt->beta2, t, &step_size, &inv_sqrt_bc2);
+    const int decoupled = opt->kind == FNN_OPT_ADAMW;
+    T->adam(p, g, first, second, n, (REAL)step_size, (REAL)inv_sqrt_bc2, (REAL)opt->beta1, (REAL)opt->beta2,
+            (REAL)opt->eps, decoupled ? (REAL)0 : (REAL)opt->weight_decay,
+            decoupled ? (REAL)(1.0 - opt->lr * opt->weight_decay) : (REAL)1);
 }
 
-static ptrdiff_t NAME(count_correct)(const REAL *logits, const int64_t *labels, ptrdiff_t rows, int k)
+/* Rows predicted right among `rows` outputs (rows, k) (see fnn_mlp_steps). */
+static ptrdiff_t NAME(count_correct)(int loss, const REAL *out, const int64_t *labels, const REAL *targets,
+                                     ptrdiff_t rows, int k)
 {
     ptrdiff_t correct = 0;
+    if (loss == FNN_LOSS_MSE && k < 2) return 0;
     for (ptrdiff_t r = 0; r < rows; r++) {
-        const REAL *row = logits + r * k;
+        const REAL *row = out + r * k;
+        if (loss == FNN_LOSS_BCE) {
+            int right = 1;
+            for (int c = 0; c < k; c++) right &= (row[c] > 0) == (targets[r * k + c] > (REAL)0.5);
+            correct += right;
+            continue;
+        }
         int best = 0;
         for (int c = 1; c < k; c++)
             if (row[c] > row[best]) best = c;
-        correct += best == labels[r];
+        if (loss == FNN_LOSS_SOFTMAX_XENT) {
+            correct += best == labels[r];
+        } else {
+            const REAL *t = targets + r * k;
+            int want = 0;
+            for (int c = 1; c < k; c++)
+                if (t[c] > t[want]) want = c;
+            correct += best == want;
+        }
     }
     return correct;
 }
 
 /* gb[c] = sum over rows of dz[:, c] for c in [c0, c1), accumulated in double. */
-static void NAME(column_sums)(const REAL *dz, REAL *gb, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t c0,
-                             ptrdiff_t c1)
+static void NAME(bias_gradient)(const TABLE_TYPE *T, const REAL *dz, REAL *gb, ptrdiff_t rows, ptrdiff_t cols,
+                                ptrdiff_t c0, ptrdiff_t c1)
 {
     double acc[512];
     for (ptrdiff_t start = c0; start < c1; start += 512) {
-        ptrdiff_t width = c1 - start < 512 ? c1 - start : 512;
+        const ptrdiff_t width = c1 - start < 512 ? c1 - start : 512;
         for (ptrdiff_t c = 0; c < width; c++) acc[c] = 0.0;
-        for (ptrdiff_t r = 0; r < rows; r++) {
-            const REAL *row = dz + r * cols + start;
-            for (ptrdiff_t c = 0; c < width; c++) acc[c] += (double)row[c];
-        }
+        T->col_sums(dz + start, cols, acc, rows, width);
         for (ptrdiff_t c = 0; c < width; c++) gb[start + c] = (REAL)acc[c];
     }
 }
 
-/* Rows [r0, r1) of a[l+1] = act(sum of the threads' partial products + b). part[0] is a[l+1]. */
-static void NAME(finish_layer)(const TABLE_TYPE *T, REAL **part, int n_parts, const REAL *bias, int act,
-                               ptrdiff_t r0, ptrdiff_t r1, int width)
+/* The Dropout on rows (rows, width) of a layer's output: mask = 1 / (1 - p) where u >= p, else 0,
+   compared and scaled in the network type as the layer path does; out = in * mask. y_keep and
+   mask_out are both NULL for the input's Dropout (it keeps neither), else both given. */
+static void NAME(dropout)(const REAL *u, double p, REAL *x, REAL *y_keep, REAL *mask_out, ptrdiff_t n)
 {
+    const REAL threshold = (REAL)p, keep = (REAL)(1.0 / (1.0 - p));
+    if (!y_keep || !mask_out) {
+#pragma GCC ivdep
+        for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] * (u[i] >= threshold ? keep : (REAL)0);
+        return;
+    }
+#pragma GCC ivdep
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const REAL m = u[i] >= threshold ? keep : (REAL)0;
+        y_keep[i] = x[i];
+        mask_out[i] = m;
+        x[i] = x[i] * m;
+    }
+}
+
+/* Rows [r0, r1) of block l's output: z = the threads' partial products summed + b, then the
+   activation (z kept in dz[l] when its derivative needs it) and the Dropout on a[l+1]. part[0] is
+   a[l+1]; u: this step's uniforms of that Dropout (rows of width n_out). */
+static void NAME(finish_layer)(const TABLE_TYPE *T, const fnn_mlp *m, int l, REAL **part, int n_parts,
+                               const REAL *u, ptrdiff_t r0, ptrdiff_t r1)
+{
+    const int width = m->dims[l + 1], act = m->acts[l];
+    const double param = m->act_params[l];
     REAL *out = part[0] + r0 * width;
     const ptrdiff_t n = (r1 - r0) * width;
     for (int t = 1; t < n_parts; t++) {
         const REAL *src = part[t] + r0 * width;
         for (ptrdiff_t i = 0; i < n; i++) out[i] += src[i];
     }
-    T->bias_act(act, out, bias, r1 - r0, width);
+    if (fnn_act_needs_input(act)) {
+        REAL *z = (REAL *)m->dz[l] + r0 * width;
+        T->bias_act(0, 0.0, out, (const REAL *)m->b[l], r1 - r0, width);
+        memcpy(z, out, sizeof(REAL) * (size_t)n);
+        T->act_forward(act, param, z, out, n);
+    } else {
+        T->bias_act(act, param, out, (const REAL *)m->b[l], r1 - r0, width);
+    }
+    if (l + 1 < m->n_layers && m->drop[l + 1] > 0)
+        NAME(dropout)(u + r0 * width, m->drop[l + 1], out, (REAL *)m->y[l + 1] + r0 * width,
+                      (REAL *)m->mask[l + 1] + r0 * width, n);
 }
 
-int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn_sgd_config *opt,
-                            ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_parts, int n_threads,
-                            fnn_steps_result *out)
+int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn_optimizer *opt,
+                        ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_parts, int n_threads,
+                        fnn_steps_result *out)
 {
     const TABLE_TYPE *T = TABLE_CURRENT();
     const int L = m->n_layers, K = m->dims[m->n_layers];
@@ -104,8 +156,12 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
     const int nt = n_threads < 1 ? 1 : (n_threads > parts ? parts : n_threads);
     double partial_loss[FNN_MLP_MAX_THREADS];
     ptrdiff_t partial_correct[FNN_MLP_MAX_THREADS];
+    int partial_bad[FNN_MLP_MAX_THREADS];
     int widest = 0;
+    ptrdiff_t drop_width = 0; /* uniforms per batch row of a step */
     for (int l = 1; l <= L; l++) widest = d[l] > widest ? d[l] : widest;
+    for (int j = 0; j < L; j++)
+        if (m->drop[j] > 0) drop_width += d[j];
     /* Partial products of parts 1.. (part 0 writes straight into the layer's output). */
     REAL *scratch = NULL;
     if (parts > 1) {
@@ -113,6 +169,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
         if (!scratch) return -1;
     }
     out->loss_sum = 0.0;
+    out->weight_sum = 0.0;
     out->correct = 0;
     out->seen = 0;
     out->failed_step = -1;
@@ -126,6 +183,7 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
         barrier.n = nth; /* the implied barrier publishes it to the team */
 #endif
         REAL *part[FNN_MLP_MAX_THREADS];
+        REAL lo, hi; /* finite_range's extremes, unused */
         for (int p = 0; p < parts; p++)
             part[p] = p == 0 ? NULL : scratch + (size_t)(p - 1) * batch * widest;
         ptrdiff_t b0, b1;
@@ -133,6 +191,23 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
             const ptrdiff_t begin = step * (ptrdiff_t)batch;
             if (begin >= src->n_order) break;
             const int rows = (int)(src->n_order - begin < batch ? src->n_order - begin : batch);
+            /* This step's uniforms: per Dropout in layer order, (rows, width). Only the epoch's
+               last step may be short, so the steps before it are whole batches. */
+            const REAL *u_step = src->uniforms
+                ? (const REAL *)src->uniforms + (step - first_step) * (ptrdiff_t)batch * drop_width : NULL;
+            const REAL *u_layer[FNN_MLP_MAX_LAYERS];
+            ptrdiff_t u_offset = 0;
+            for (int j = 0; j < L; j++) {
+                u_layer[j] = m->drop[j] > 0 ? u_step + u_offset : NULL;
+                if (m->drop[j] > 0) u_offset += (ptrdiff_t)rows * d[j];
+            }
+            /* The batch's weight sum, the same in every thread (each sums it in row order). */
+            double weight_sum = rows;
+            if (src->weights) {
+                weight_sum = 0.0;
+                for (int i = 0; i < rows; i++) weight_sum += (double)((const REAL *)src->weights)[src->order[begin + i]];
+            }
+            const double loss_scale = weight_sum > 0 ? 1.0 / weight_sum : 0.0;
 
             /* The batch, by columns: part p gathers the input columns its forward product and
                its weight gradient read (its rows of W0), so no thread waits for another here. */
@@ -152,6 +227,8 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                                   (REAL)src->shift);
                     else
                         GATHER_OTHER(src->x, offset, x0, width, src->scale, src->shift);
+                    if (u_layer[0])
+                        NAME(dropout)(u_layer[0] + (ptrdiff_t)i * d[0] + b0, m->drop[0], x0, NULL, NULL, width);
                 }
             }
 
@@ -167,16 +244,17 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                     split_range(n_in, parts, p, 1, &b0, &b1);
                     if (b1 > b0)
                         NAME(fnn_gemm_small)(0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
-                                         (REAL *)m->w[l] + b0 * n_out, n_out, part[p], n_out);
+                                             (REAL *)m->w[l] + b0 * n_out, n_out, part[p], n_out);
                     else
                         memset(part[p], 0, sizeof(REAL) * (size_t)rows * n_out);
                 }
                 fnn_barrier_wait(&barrier);
                 for (int p = tid; p < parts; p += nth) {
                     split_range(rows, parts, p, 1, &b0, &b1);
-                    if (b1 > b0) NAME(finish_layer)(T, part, parts, (REAL *)m->b[l], m->acts[l], b0, b1, n_out);
+                    if (b1 > b0)
+                        NAME(finish_layer)(T, m, l, part, parts, l + 1 < L ? u_layer[l + 1] : NULL, b0, b1);
                 }
-                /* The loss below reads only the logit rows its own part finished. */
+                /* The loss below reads only the output rows its own part finished. */
                 if (l < L - 1) fnn_barrier_wait(&barrier);
             }
 
@@ -186,15 +264,34 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 partial_loss[p] = 0.0;
                 partial_correct[p] = 0;
                 if (nr <= 0) continue;
-                REAL *logits = (REAL *)m->a[L] + b0 * K;
-                int64_t *labels = src->label_buf + b0;
-                for (int i = 0; i < nr; i++) labels[i] = src->y[src->order[begin + b0 + i]];
-                partial_loss[p] = T->softmax_xent(logits, labels, NULL, (REAL *)m->g[L] + b0 * K, NULL, nr,
-                                                  K, 1.0 / rows);
-                partial_correct[p] = NAME(count_correct)(logits, labels, nr, K);
-                if (m->acts[L - 1]) /* an activation on the logits layer itself */
-                    T->act_backward(m->acts[L - 1], (REAL *)m->a[L] + b0 * K, (REAL *)m->g[L] + b0 * K,
-                                    (REAL *)m->dz[L - 1] + b0 * K, (ptrdiff_t)nr * K);
+                REAL *outputs = (REAL *)m->a[L] + b0 * K;
+                REAL *grad = (REAL *)m->g[L] + b0 * K;
+                const int64_t *rows_of = src->order + begin + b0;
+                REAL *w = NULL;
+                if (src->weights) {
+                    w = (REAL *)src->weight_buf + b0;
+                    for (int i = 0; i < nr; i++) w[i] = ((const REAL *)src->weights)[rows_of[i]];
+                }
+                int64_t *labels = NULL;
+                REAL *targets = NULL;
+                if (src->loss == FNN_LOSS_SOFTMAX_XENT) {
+                    labels = src->label_buf + b0;
+                    for (int i = 0; i < nr; i++) labels[i] = src->labels[rows_of[i]];
+                    partial_loss[p] = T->softmax_xent(outputs, labels, w, grad, NULL, nr, K, loss_scale);
+                } else {
+                    targets = (REAL *)src->target_buf + b0 * K;
+                    for (int i = 0; i < nr; i++)
+                        memcpy(targets + (ptrdiff_t)i * K, (const REAL *)src->targets + rows_of[i] * K,
+                               sizeof(REAL) * (size_t)K);
+                    partial_loss[p] = src->loss == FNN_LOSS_BCE
+                                          ? T->bce_logits(outputs, targets, w, grad, nr, K, loss_scale)
+                                          : T->mse(outputs, targets, w, grad, nr, K, loss_scale);
+                }
+                partial_correct[p] = NAME(count_correct)(src->loss, outputs, labels, targets, nr, K);
+                if (m->acts[L - 1]) { /* an activation on the output layer itself */
+                    REAL *dz = (REAL *)m->dz[L - 1] + b0 * K;
+                    T->act_backward(m->acts[L - 1], m->act_params[L - 1], dz, outputs, grad, dz, (ptrdiff_t)nr * K);
+                }
             }
             fnn_barrier_wait(&barrier);
 
@@ -205,9 +302,9 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                 break;
             }
 
-            const int64_t adam_step = opt->adam_steps_before + (step - first_step) + 1;
             /* Backward: dz of layer l is complete here. Each part computes, for its own weight
-               rows, dx columns (from the weights before the update), dW, and the update. */
+               rows, dx columns, dW and db, and notes whether they are all finite. */
+            for (int p = tid; p < parts; p += nth) partial_bad[p] = 0;
             for (int l = L - 1; l >= 0; l--) {
                 const int n_in = d[l], n_out = d[l + 1];
                 const REAL *dz = m->acts[l] ? (REAL *)m->dz[l] : (REAL *)m->g[l + 1];
@@ -218,32 +315,63 @@ int NAME(fnn_mlp_sgd_steps)(const fnn_mlp *m, const fnn_batch_source *src, const
                         REAL *gw = (REAL *)m->gw[l] + b0 * n_out;
                         if (l > 0) {
                             REAL *gx = (REAL *)m->g[l] + b0;
-                            NAME(gemm)(0, 1, rows, (int)(b1 - b0), n_out, dz, n_out, w, n_out, 0, gx, n_in);
-                            if (m->acts[l - 1]) { /* dz of the layer below, for the columns owned here */
-                                for (int r = 0; r < rows; r++)
-                                    T->act_backward(m->acts[l - 1], (REAL *)m->a[l] + (ptrdiff_t)r * n_in + b0,
-                                                    gx + (ptrdiff_t)r * n_in,
-                                                    (REAL *)m->dz[l - 1] + (ptrdiff_t)r * n_in + b0, b1 - b0);
+                            const int below = m->acts[l - 1];
+                            const int dropped = m->drop[l] > 0;
+                            NAME(fnn_gemm)(0, 1, rows, (int)(b1 - b0), n_out, 1, dz, n_out, w, n_out, 0, gx, n_in);
+                            for (int r = 0; r < rows && (below || dropped); r++) {
+                                const ptrdiff_t at = (ptrdiff_t)r * n_in + b0;
+                                REAL *gr = gx + (ptrdiff_t)r * n_in;
+                                if (dropped) {
+                                    const REAL *mask = (const REAL *)m->mask[l] + at;
+                                    for (ptrdiff_t c = 0; c < b1 - b0; c++) gr[c] *= mask[c];
+                                }
+                                if (below) { /* dz of the layer below, for the columns owned here */
+                                    REAL *dz_below = (REAL *)m->dz[l - 1] + at;
+                                    const REAL *y = (const REAL *)(dropped ? m->y[l] : m->a[l]) + at;
+                                    T->act_backward(below, m->act_params[l - 1], dz_below, y, gr, dz_below, b1 - b0);
+                                }
                             }
                         }
                         NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,
-                                         gw, n_out);
-                        NAME(update)(T, opt, adam_step, w, gw, m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL,
-                                     m->sw[l] ? (REAL *)m->sw[l] + b0 * n_out : NULL, (b1 - b0) * n_out,
-                                     opt->weight_decay);
+                                             gw, n_out);
+                        partial_bad[p] |= T->finite_range(gw, (b1 - b0) * n_out, &lo, &hi);
                     }
                     split_range(n_out, parts, p, 1, &b0, &b1);
                     if (b1 > b0) {
-                        NAME(column_sums)(dz, (REAL *)m->gb[l], rows, n_out, b0, b1);
-                        NAME(update)(T, opt, adam_step, (REAL *)m->b[l] + b0, (REAL *)m->gb[l] + b0,
-                                     m->vb[l] ? (REAL *)m->vb[l] + b0 : NULL, m->sb[l] ? (REAL *)m->sb[l] + b0 : NULL,
-                                     b1 - b0, opt->bias_weight_decay);
+                        NAME(bias_gradient)(T, dz, (REAL *)m->gb[l], rows, n_out, b0, b1);
+                        partial_bad[p] |= T->finite_range((REAL *)m->gb[l] + b0, b1 - b0, &lo, &hi);
                     }
                 }
                 fnn_barrier_wait(&barrier);
             }
+            int bad = 0;
+            for (int p = 0; p < parts; p++) bad |= partial_bad[p];
+            if (bad) { /* a gradient is not finite: every thread stops here, nothing applied */
+                if (tid == 0) out->failed_step = step;
+                break;
+            }
+
+            /* The update: each part its own rows of every W and entries of every b (no other part
+               reads them before the next step's barriers). */
+            const int64_t t = opt->steps_before + (step - first_step) + 1;
+            for (int l = 0; l < L; l++) {
+                const int n_in = d[l], n_out = d[l + 1];
+                for (int p = tid; p < parts; p += nth) {
+                    split_range(n_in, parts, p, 1, &b0, &b1);
+                    if (b1 > b0)
+                        NAME(update)(T, opt, t, (REAL *)m->w[l] + b0 * n_out, (REAL *)m->gw[l] + b0 * n_out,
+                                     m->vw[l] ? (REAL *)m->vw[l] + b0 * n_out : NULL,
+                                     m->sw[l] ? (REAL *)m->sw[l] + b0 * n_out : NULL, (b1 - b0) * n_out);
+                    split_range(n_out, parts, p, 1, &b0, &b1);
+                    if (b1 > b0)
+                        NAME(update)(T, opt, t, (REAL *)m->b[l] + b0, (REAL *)m->gb[l] + b0,
+                                     m->vb[l] ? (REAL *)m->vb[l] + b0 : NULL, m->sb[l] ? (REAL *)m->sb[l] + b0 : NULL,
+                                     b1 - b0);
+                }
+            }
             if (tid == 0) {
                 out->loss_sum += total;
+                out->weight_sum += weight_sum;
                 for (int p = 0; p < parts; p++) out->correct += partial_correct[p];
                 out->seen += rows;
             }

@@ -207,15 +207,22 @@ ADAPTIVE_RACE = textwrap.dedent("""
     core = _fastpath._core
     one_thread_chunk, b_finished = threading.Event(), threading.Event()
 
-    class PausingCore:
-        '''Holds thread A inside a one-thread chunk of its adaptive training loop.'''
+    class PausingEngine:
+        def __init__(self, *args):
+            self.engine = core.TrainingEngine(*args)
         def __getattr__(self, name):
-            return getattr(core, name)
-        def mlp_sgd_steps(self, *args):
-            if threading.current_thread().name == "A" and args[-1] == 1:  # n_threads of this call
+            return getattr(self.engine, name)
+        def run(self, *args, **kwargs):
+            if threading.current_thread().name == "A" and kwargs["n_threads"] == 1:
                 one_thread_chunk.set()
                 b_finished.wait(60)
-            return core.mlp_sgd_steps(*args)
+            return self.engine.run(*args, **kwargs)
+
+    class PausingCore:
+        '''Holds thread A inside a one-thread chunk of its adaptive training loop.'''
+        TrainingEngine = PausingEngine
+        def __getattr__(self, name):
+            return getattr(core, name)
 
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((2000, 64)).astype(np.float32), rng.integers(0, 5, 2000)

@@ -38,26 +38,22 @@ def test_one_and_two_threads_agree_to_rounding(threads):
 
 
 def _native_run(kernel_threads, parts):
-    """Three epochs straight through _core.mlp_sgd_steps with the work cut into ``parts``."""
+    """Three epochs straight through _core.TrainingEngine with the work cut into ``parts``."""
     from fastnn._native import core
     rng = np.random.default_rng(5)
     X, y = _data()
     dims = [20, 24, 16, 4]
     w = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32) for a, b in zip(dims, dims[1:])]
     b = [np.zeros(n, np.float32) for n in dims[1:]]
-    vw, vb = [np.zeros_like(a) for a in w], [np.zeros_like(a) for a in b]
-    gw, gb = [np.empty_like(a) for a in w], [np.empty_like(a) for a in b]
-    acts = [np.empty((32, n), np.float32) for n in dims]
-    grads = [None] + [np.empty((32, n), np.float32) for n in dims[1:]]
-    dz = [np.empty((32, n), np.float32) for n in dims[1:]]
-    labels = np.empty(32, np.int64)
+    velocity = [np.zeros_like(a) for pair in zip(w, b) for a in pair]
+    engine = core.TrainingEngine(w, b, [1, 2, 0], [0.0] * 3, [0.0] * 3, X, core.LOSS_SOFTMAX_XENT,
+                                 y.astype(np.int64), None, 32, "sgd", velocity, None)
     previous = core.get_kernel_threads()
     core.set_kernel_threads(kernel_threads)
     try:
         for epoch in range(3):
-            order = rng.permutation(len(X)).astype(np.int64)
-            core.mlp_sgd_steps(w, b, vw, vb, gw, gb, acts, grads, dz, [1, 2, 0], X, y, order, labels,
-                               0, -(-len(X) // 32), 32, 1 / 255, 0.0, 0.1, 0.9, 1e-4, False, parts)
+            engine.start_epoch(rng.permutation(len(X)).astype(np.int64), 1 / 255, 0.0)
+            engine.run(0, -(-len(X) // 32), None, lr=0.1, momentum=0.9, weight_decay=1e-4, n_parts=parts)
     finally:
         core.set_kernel_threads(previous)
     return w + b
@@ -160,9 +156,11 @@ ADAM_TOLERANCE = {np.float32: {"rtol": 1e-4, "atol": 1e-5}, np.float64: {"rtol":
 def test_adam_on_the_native_loop_matches_the_layer_by_layer_path(dtype, threads):
     native, native_losses, native_opt = _adam_fit(dtype, ["native"] * 2)
     python, python_losses, python_opt = _adam_fit(dtype, ["python"] * 2)
-    assert native_opt.t == python_opt.t == 2 * 19  # 600 rows in batches of 32, twice
+    assert native_opt.steps == python_opt.steps == 2 * 19  # 600 rows in batches of 32, twice
     np.testing.assert_allclose(native_losses, python_losses, **ADAM_TOLERANCE[dtype])
-    for a, b in zip(native + native_opt._m + native_opt._v, python + python_opt._m + python_opt._v):
+    native_state, python_state = native_opt.state_dict()["state"], python_opt.state_dict()["state"]
+    for a, b in zip(native + native_state["exp_avg"] + native_state["exp_avg_sq"],
+                    python + python_state["exp_avg"] + python_state["exp_avg_sq"]):
         np.testing.assert_allclose(a, b, **ADAM_TOLERANCE[dtype])
 
 
@@ -172,21 +170,20 @@ def test_adam_state_carries_over_between_the_two_paths(threads):
     mixed, _, opt = _adam_fit(np.float64, ["native", "python"])
     reverse, _, _ = _adam_fit(np.float64, ["python", "native"])
     python, _, _ = _adam_fit(np.float64, ["python", "python"])
-    assert opt.t == 38
+    assert opt.steps == 38
     for a, b, c in zip(mixed, reverse, python):
         np.testing.assert_allclose(a, c, **ADAM_TOLERANCE[np.float64])
         np.testing.assert_allclose(b, c, **ADAM_TOLERANCE[np.float64])
 
 
 def _train_by_layers(threads, seed=3):
-    """A network with Dropout: it trains on the layer-by-layer path."""
+    """A network with Dropout, trained on the layer-by-layer path."""
     fastnn.set_num_threads(threads)
     net = fastnn.Network([fastnn.Linear(20, 300), fastnn.ReLU(), fastnn.Dropout(0.2),
                           fastnn.Linear(300, 4)], input_scale=1 / 255, seed=seed)
-    assert unsupported_reason(net, fastnn.SGD(lr=0.1), None) is not None
     X, y = _data(n=2000)
     net.fit(X, y, epochs=2, batch_size=256, optimizer=fastnn.SGD(lr=0.1, momentum=0.9),
-            progress=False, seed=seed)
+            progress=False, seed=seed, engine="layers")
     return [p.copy() for p in net.parameters()]
 
 

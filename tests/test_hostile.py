@@ -21,7 +21,7 @@ import pytest
 import fastnn
 import synthetic
 from fastnn import (MSE, SGD, BinaryCrossEntropy, Linear, Network, ReLU, TrainingDivergedError,
-                    ops, reference)
+                    activations, ops, reference)
 from fastnn import _training
 from fastnn.datasets import DatasetError, load_idx
 
@@ -61,12 +61,15 @@ def valid_call(op, rng, dtype=np.float64):
         "gather_rows": lambda: {"x": a(6, 4), "rows": np.array([5, 0, 0, 2]), "scale": 0.5,
                                 "shift": 1.0},
     }
+    for e in activations.REGISTRY:  # the other activation pairs of the registry
+        calls.setdefault(e.name, lambda: {"x": a(3, 4)})
+        calls.setdefault(e.backward_name, lambda e=e: {e.saved: a(3, 4), "grad": a(3, 4)})
     return calls[op]()
 
 
-OPS = ["sigmoid", "tanh", "relu", "scaled_tanh", "sigmoid_backward", "relu_backward", "softmax",
-       "log_softmax", "softmax_cross_entropy", "linear_forward", "linear_backward", "sgd_update",
-       "gather_rows"]
+OPS = [name for e in activations.REGISTRY for name in (e.name, e.backward_name)] + [
+    "softmax", "log_softmax", "softmax_cross_entropy", "linear_forward", "linear_backward", "sgd_update",
+    "gather_rows"]
 # Arguments read, never written (sgd_update's param and velocity are updated in place).
 INPUTS = {op: [k for k in valid_call(op, np.random.default_rng(0)) if k not in
                ("activation", "lr", "momentum", "weight_decay", "scale", "shift", "param", "velocity")]
@@ -561,7 +564,7 @@ def test_divergence_stops_at_the_first_non_finite_loss_with_the_last_finite_weig
     native = Network([Linear(20, 32), ReLU(), Linear(32, 3)], seed=0)
     error = diverging_fit(native, engine="compiled")
     assert (error.epoch, error.step) == (1, 9)
-    assert re.fullmatch(r"training diverged at epoch 1, step 9: the loss is not finite\. The "
+    assert re.fullmatch(r"training diverged at epoch 1, step 9: the loss or a gradient is not finite\. The "
                         r"weights from before this step are kept; try a lower learning rate "
                         r"\(lr=1000\)\.", str(error))
 

@@ -7,7 +7,7 @@ import fastnn
 import fastnn._threads
 from fastnn.losses import SoftmaxCrossEntropy
 
-ACTIVATIONS = [fastnn.Sigmoid, fastnn.ReLU, fastnn.Tanh, fastnn.ScaledTanh]
+ACTIVATIONS = [getattr(fastnn, e.layer) for e in fastnn.activations.REGISTRY]
 HEADS = [(fastnn.SoftmaxCrossEntropy, 10), (fastnn.BinaryCrossEntropy, 1), (fastnn.MSE, 3)]
 ROWS = [1, 2, 7, 64]
 BATCH = 300  # more than one block of 64 rows, not a multiple of 4

@@ -55,9 +55,11 @@ def assert_identical(net, reference):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     assert net.extra["note"] == reference.extra["note"]
     assert net.optimizer.get_config() == reference.optimizer.get_config()
-    assert net.optimizer.t == reference.optimizer.t
-    for a, b in zip(net.optimizer._m + net.optimizer._v, reference.optimizer._m + reference.optimizer._v):
-        assert np.array_equal(a, b)
+    mine, theirs = net.optimizer.state_dict(), reference.optimizer.state_dict()
+    assert mine["steps"] == theirs["steps"]
+    for name, buffers in mine["state"].items():
+        for a, b in zip(buffers, theirs["state"][name]):
+            assert np.array_equal(a, b)
 
 
 def load_or_format_error(path, content):

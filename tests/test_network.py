@@ -135,13 +135,17 @@ def test_native_epoch_matches_layer_by_layer(dtype, optimizer):
     rtol = 2e-4 if dtype == "float32" else 1e-10
     for a, b in zip(fast.parameters(), slow.parameters()):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
-    assert fast.optimizer.state_dict()["arrays"].keys() == slow.optimizer.state_dict()["arrays"].keys()
+    fast_state, slow_state = fast.optimizer.state_dict(), slow.optimizer.state_dict()
+    assert fast_state["steps"] == slow_state["steps"]
+    assert {k: v is None for k, v in fast_state["state"].items()} == \
+        {k: v is None for k, v in slow_state["state"].items()}
 
 
 def test_native_epoch_is_used_only_where_it_applies(monkeypatch):
     calls = []
-    real = _core.mlp_sgd_steps
-    monkeypatch.setattr(_core, "mlp_sgd_steps", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    from fastnn._fastpath import CompiledEngine
+    real = CompiledEngine.run_epoch
+    monkeypatch.setattr(CompiledEngine, "run_epoch", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     X, y = small_data()
     _mlp("float32").fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
     assert calls
@@ -151,10 +155,15 @@ def test_native_epoch_is_used_only_where_it_applies(monkeypatch):
     calls.clear()
     dropout = Network([Linear(6, 5), ReLU(), Dropout(0.2), Linear(5, 3)], seed=0)
     dropout.fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
+    assert calls  # and Dropout
+    calls.clear()
+    unfused = Network([Linear(6, 5), ReLU(), Sigmoid(), Linear(5, 3)], seed=0)
+    unfused.fit(X, y, epochs=1, batch_size=32, progress=False, seed=0)
     assert not calls
-    assert "Dropout" in _training.unsupported_reason(dropout, SGD(lr=0.1), None)
+    assert _training.unsupported_reason(dropout, SGD(lr=0.1), None) is None
     _mlp("float32").fit(X, y, epochs=1, progress=False, seed=0, sample_weight=np.ones(len(X)))
-    assert not calls  # sample weights: layer by layer for now
+    assert calls  # sample weights run compiled too
+    calls.clear()
     _mlp("float32").fit(X, y, epochs=1, progress=False, seed=0, engine="layers")
     assert not calls
 
@@ -254,7 +263,8 @@ def test_training_step_allocates_no_arrays():
     y = rng.integers(0, 10, 512)
     net = Network([Linear(128, 256), ReLU(), Dropout(0.1), Linear(256, 10)], seed=0)
     opt = SGD(lr=0.01, momentum=0.9)
-    net.fit(X, y, epochs=1, batch_size=64, optimizer=opt, progress=False)  # warm up the buffers
+    net.fit(X, y, epochs=1, batch_size=64, optimizer=opt, progress=False,
+            engine="layers")  # warm up the buffers
     Y = net._check_targets(y, len(X), "y", "X")
     order = np.arange(512)
     tracemalloc.start()

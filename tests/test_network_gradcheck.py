@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 
+from fastnn import activations, layers
 from fastnn.layers import Dropout, Linear, ReLU, ScaledTanh, Sigmoid, Tanh
 from fastnn.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from fastnn.network import Network
 from fastnn.testing import check_grad
 
-ACTIVATIONS = {"sigmoid": Sigmoid, "relu": ReLU, "tanh": Tanh, "scaled_tanh": ScaledTanh}
+ACTIVATIONS = {e.name: getattr(layers, e.layer) for e in activations.REGISTRY}
 N, F = 7, 5
 
 

@@ -5,11 +5,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fastnn import ops, reference
+from fastnn import activations, ops, reference
 
 from fastnn.testing import TWIN_TOLERANCES as TOLERANCES
 
-FORWARD_OPS = ["sigmoid", "relu", "tanh", "scaled_tanh"]
+FORWARD_OPS = list(activations.NAMES)
 BACKWARD_OPS = [name + "_backward" for name in FORWARD_OPS]
 ELEMENTWISE_OPS = FORWARD_OPS + BACKWARD_OPS
 ELEMENTWISE_SHAPES = [(1,), (1, 1), (7, 13), (3, 4, 5), (1000,)]
@@ -44,13 +44,14 @@ def fill_nan(shape, dtype):
 # --------------------------------------------------------------------------------------------
 
 def elementwise_args(name, shape, dtype, rng):
-    """Inputs of an elementwise op: (x,) for a forward op, (y, grad) for a backward one."""
+    """Inputs of an elementwise op: (x,) for a forward op, (y, grad) for a backward one ((x, grad)
+    when the derivative needs the input)."""
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     if name in FORWARD_OPS:
         return (x,)
-    forward = getattr(reference, name.removesuffix("_backward"))
+    entry = activations.get(name.removesuffix("_backward"))
     grad = rng.standard_normal(shape).astype(dtype)
-    return (forward(x), grad)
+    return (x if entry.needs_input else getattr(reference, entry.name)(x), grad)
 
 
 @pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES, ids=str)
@@ -356,7 +357,8 @@ def test_linear_backward_matches_reference(shape, activation, need_dx, with_buff
                                            threads, simd_path, rng):
     n_batch, n_in, n_out = shape
     x, w, b = linear_inputs(shape, dtype, rng)
-    y = reference.linear_forward(x, w, b, activation)
+    z = np.empty((n_batch, n_out), dtype)
+    y = reference.linear_forward(x, w, b, activation, preactivation_out=z)
     grad_out = rng.standard_normal((n_batch, n_out)).astype(dtype)
     saved = [a.copy() for a in (x, w, y, grad_out)]
     buffers = {}
@@ -365,9 +367,9 @@ def test_linear_backward_matches_reference(shape, activation, need_dx, with_buff
                    "dx_out": fill_nan((n_batch, n_in), dtype) if need_dx else None}
     y_arg = y if activation is not None else None
 
-    dw, db, dx = ops.linear_backward(x, w, grad_out, y_arg, activation, need_dx, **buffers)
+    dw, db, dx = ops.linear_backward(x, w, grad_out, y_arg, activation, need_dx, z=z, **buffers)
     want_dw, want_db, want_dx = reference.linear_backward(x, w, grad_out, y_arg, activation,
-                                                          need_dx)
+                                                          need_dx, z=z)
     assert_matches(dw, want_dw, tol, matmul_atol_scale(n_batch))
     assert_matches(db, want_db, tol, matmul_atol_scale(n_batch))
     if need_dx:
@@ -398,20 +400,22 @@ def test_linear_ops_match_reference_with_either_product_strategy(shape, dtype, t
 @pytest.mark.parametrize("activation", reference.ACTIVATIONS, ids=str)
 def test_linear_backward_read_only_and_layouts(activation, dtype, tol, rng):
     x, w, b = linear_inputs((9, 13, 7), dtype, rng)
-    y = reference.linear_forward(x, w, b, activation)
+    z = np.empty((9, 7), dtype)
+    y = reference.linear_forward(x, w, b, activation, preactivation_out=z)
     grad_out = rng.standard_normal((9, 7)).astype(dtype)
     y_arg = y if activation is not None else None
-    want = reference.linear_backward(x, w, grad_out, y_arg, activation)
-    for a in (x, w, y, grad_out):
+    want = reference.linear_backward(x, w, grad_out, y_arg, activation, z=z)
+    for a in (x, w, y, z, grad_out):
         a.setflags(write=False)
     scales = (matmul_atol_scale(9), matmul_atol_scale(9), matmul_atol_scale(7))
     for got_part, want_part, scale in zip(
-            ops.linear_backward(x, w, grad_out, y_arg, activation), want, scales):
+            ops.linear_backward(x, w, grad_out, y_arg, activation, z=z), want, scales):
         assert_matches(got_part, want_part, tol, scale)
-    views = zip(strided_views(x), strided_views(w), strided_views(y), strided_views(grad_out))
-    for x_view, w_view, y_view, g_view in views:
+    views = zip(strided_views(x), strided_views(w), strided_views(y), strided_views(z),
+                strided_views(grad_out))
+    for x_view, w_view, y_view, z_view, g_view in views:
         got = ops.linear_backward(x_view, w_view, g_view,
-                                  y_view if activation is not None else None, activation)
+                                  y_view if activation is not None else None, activation, z=z_view)
         for got_part, want_part, scale in zip(got, want, scales):
             assert_matches(got_part, want_part, tol, scale)
 

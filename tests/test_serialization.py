@@ -263,8 +263,8 @@ def test_optimizer_buffers_must_fit(trained, tmp_path):
     trained.save(path, include_optimizer=True)
     header, arrays = members(path)
     assert header["optimizer"]["type"] == "SGD"
-    arrays["optimizer.velocity.0"] = arrays["optimizer.velocity.0"][:2].copy()
-    header["arrays"]["optimizer.velocity.0"]["shape"] = list(arrays["optimizer.velocity.0"].shape)
+    arrays["optimizer.momentum_buffer.0"] = arrays["optimizer.momentum_buffer.0"][:2].copy()
+    header["arrays"]["optimizer.momentum_buffer.0"]["shape"] = list(arrays["optimizer.momentum_buffer.0"].shape)
     write(path, header, arrays)
     with pytest.raises(ModelFormatError, match="optimizer buffer"):
         load(path)

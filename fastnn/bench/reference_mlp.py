@@ -2,8 +2,7 @@
 oracle of the training tests. Built on the op twins of :mod:`fastnn.reference`."""
 import numpy as np
 
-from ..reference import (SCALED_TANH_A, SCALED_TANH_B, _check_activation, _require_shape,
-                         softmax_cross_entropy)
+from ..reference import SCALED_TANH_A, SCALED_TANH_B, _require_shape, softmax_cross_entropy
 
 
 class ReferenceMLP:
@@ -33,7 +32,8 @@ class ReferenceMLP:
         if not weights or not (len(weights) == len(biases) == len(activations)):
             raise ValueError("weights, biases and activations: expected one of each per layer")
         for a in activations:
-            _check_activation(a)
+            if not (a is None or (isinstance(a, str) and a in _ACTIVATE_IN_PLACE)):
+                raise ValueError(f"activations: expected None or one of {tuple(_ACTIVATE_IN_PLACE)}, got {a!r}")
         if activations[-1] is not None:
             raise ValueError("activations[-1]: the last layer gives the logits, expected None")
         dims = [weights[0].shape[0]] + [w.shape[1] for w in weights]

@@ -7,7 +7,7 @@ import os
 from .._argtypes import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from .output import UserError, print_error, print_warning
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "scaled_tanh")
+from ..activations import NAMES as ACTIVATIONS  # the --activation choices (no numpy import)
 INITS = ("lecun", "he", "xavier", "uniform")
 SCHEDULES = ("none", "step", "exponential", "cosine")
 SCALINGS = ("unit", "standardize")

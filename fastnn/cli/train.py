@@ -146,8 +146,7 @@ def train(args, started, human=None, resumed=None):
 
 def _layers(args, n_inputs, n_outputs=NUM_CLASSES):
     import fastnn
-    activation = {"relu": fastnn.ReLU, "sigmoid": fastnn.Sigmoid, "tanh": fastnn.Tanh,
-                  "scaled_tanh": fastnn.ScaledTanh}[args.activation]
+    activation = getattr(fastnn, fastnn.activations.get(args.activation).layer)
     layers, width = [], n_inputs
     for size in args.hidden:
         layers += [fastnn.Linear(width, size, init=args.init, dtype=args.dtype), activation()]

@@ -11,7 +11,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ..layers import Linear, ReLU, ScaledTanh, Sigmoid, Tanh, check_float_dtype
+from .. import activations, layers
+from ..layers import Linear, check_float_dtype
 from ..network import Network
 from ..optim import SGD, Adam
 from ._outputs import gradient_scale, network_loss, reported_scale
@@ -23,8 +24,8 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return est._validate_data(*args, force_all_finite=ensure_all_finite, **kwargs)
 
 # activation name -> layer class (None: no layer, the Linear output is used as is)
-_ACTIVATIONS = {"relu": ReLU, "logistic": Sigmoid, "tanh": Tanh, "identity": None,
-                "scaled_tanh": ScaledTanh}
+_ACTIVATIONS = {"identity": None,
+                **{e.sklearn or e.name: getattr(layers, e.layer) for e in activations.REGISTRY}}
 _SOLVERS = ("lbfgs", "sgd", "adam")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
