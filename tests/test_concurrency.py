@@ -211,11 +211,11 @@ ADAPTIVE_RACE = textwrap.dedent("""
         '''Holds thread A inside a one-thread chunk of its adaptive training loop.'''
         def __getattr__(self, name):
             return getattr(core, name)
-        def mlp_sgd_steps(self, *args):
+        def mlp_sgd_steps(self, *args, **kwargs):
             if threading.current_thread().name == "A" and args[-1] == 1:  # n_threads of this call
                 one_thread_chunk.set()
                 b_finished.wait(60)
-            return core.mlp_sgd_steps(*args)
+            return core.mlp_sgd_steps(*args, **kwargs)
 
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((2000, 64)).astype(np.float32), rng.integers(0, 5, 2000)
