@@ -200,8 +200,10 @@ def test_train_is_deterministic_with_the_default_seed():
      {"activation": "sigmoid", "schedule": "exponential", "batch_size": 64, "lr": 0.2,
       "adaptive_threads": True}),
     (["--threads", "auto", "--schedule", "none"], {"adaptive_threads": True, "schedule": "none"}),
+    (["--optimizer", "adamw", "--weight-decay", "0.01", "--activation", "gelu"],
+     {"optimizer": "adamw", "lr": 0.001, "weight_decay": 0.01, "activation": "gelu"}),
 ], ids=["softmax-regression", "two-hidden-tanh", "adam-dropout-float64", "nesterov-standardize",
-        "sigmoid-exponential", "auto-threads"])
+        "sigmoid-exponential", "auto-threads", "adamw-gelu"])
 def test_train_options_reach_the_run(options, config):
     result = last_json_line(run_cli("train", "--limit", "1000", "--epochs", "2", *options,
                                     "--json", "--quiet"))

@@ -51,6 +51,11 @@ def add_arguments(parser):
                         help="time one predict_proba call instead: p50 and p99 for 1, 8 and 256 "
                              "rows of 784-128-10 at 1 thread, against a NumPy forward pass, "
                              "PyTorch and ONNX Runtime when installed (--quick: fewer calls)")
+    parser.add_argument("--engines", action="store_true",
+                        help="time the compiled engine's epoch for each kind of network it trains "
+                             "(Dropout, MSE, binary and multi-label cross-entropy, sample weights, "
+                             "LeakyReLU, GELU) against the plain softmax epoch, at the default "
+                             "thread count and at 1 thread (or --threads)")
     return parser
 
 
@@ -76,6 +81,9 @@ def run(args):
     if getattr(args, "latency", False):
         from .latency import run_latency
         return run_latency(args)
+    if getattr(args, "engines", False):
+        from .engines import run_engines
+        return run_engines(args)
     started = time.time()
     t0 = time.perf_counter()
     run_load = OtherLoad()

@@ -151,17 +151,19 @@ def add_run_options(p):
                           help="passes over the training images")
     training.add_argument("--batch-size", type=positive_int, default=d["batch_size"], metavar="N",
                           help="examples per gradient step")
-    training.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
-                          help="both run in the compiled training loop (networks with Dropout, MSE or binary cross-entropy train layer by layer)")
+    training.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd",
+                          help="each runs in the compiled training engine; adamw is Adam with "
+                               "decoupled weight decay")
     training.add_argument("--lr", type=positive_float, metavar="LR",
                           help=f"learning rate (default: {d['sgd_lr']} for sgd, "
                                f"{d['sgd_mse_lr']} for sgd with --loss mse, "
-                               f"{d['adam_lr']} for adam)")
+                               f"{d['adam_lr']} for adam and adamw)")
     training.add_argument("--momentum", type=unit_interval, metavar="M",
                           help=f"SGD momentum (default: {d['momentum']})")
     training.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     training.add_argument("--weight-decay", type=non_negative_float, default=0.0, metavar="L2",
-                          help="L2 penalty added to the gradients")
+                          help="L2 penalty added to the gradients (for adamw: the decoupled "
+                               "decay, p -= lr * L2 * p each step)")
     training.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"],
                           help="learning-rate schedule per epoch: step halves the rate every "
                                f"third of the epochs; exponential multiplies it by "
@@ -213,7 +215,7 @@ def check_train_args(args):
     _check_table_args(args)
     args.default_lr = args.lr is None
     set_default_lr(args)
-    if args.optimizer == "adam":
+    if args.optimizer in ("adam", "adamw"):
         if args.momentum is not None or args.nesterov:
             raise UserError("--momentum and --nesterov apply to --optimizer sgd only")
     else:
@@ -231,7 +233,7 @@ def set_default_lr(args):
     """The learning rate of the optimizer and loss, unless --lr was given (the loss of a table is
     known once it has been read: this runs again then)."""
     if args.default_lr:
-        args.lr = DEFAULTS["adam_lr"] if args.optimizer == "adam" else \
+        args.lr = DEFAULTS["adam_lr"] if args.optimizer in ("adam", "adamw") else \
             DEFAULTS["sgd_mse_lr"] if args.loss == "mse" else DEFAULTS["sgd_lr"]
 
 

@@ -161,6 +161,8 @@ def _optimizer(args):
     import fastnn
     if args.optimizer == "adam":
         return fastnn.Adam(lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adamw":
+        return fastnn.AdamW(lr=args.lr, weight_decay=args.weight_decay)
     return fastnn.SGD(lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
                       weight_decay=args.weight_decay)
 
