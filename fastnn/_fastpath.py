@@ -34,6 +34,19 @@ _UNIFORMS = 1 << 20  # Dropout uniforms drawn per native call at most (but one s
 # on any machine. Measured on 2 cores (784-128-10, batch 32 and 128) 1 and 2 threads run as fast
 # with 4 parts as with one part per thread; see the README ("Threads and reproducibility").
 N_PARTS = 4
+# A step of fewer multiply-adds than this (batch x the weights) runs as one part, so on one
+# thread: split four ways, its products become calls too small for BLAS and its partial sums
+# cost more than the second core gives back. Measured on 2 cores (float64, Adam, one thread):
+# 8-100-1 at batch 200 took 86 us per step in one part against 153 us in four, 64-64-64-10 at
+# batch 32 51 against 59 us; 784-128-10 at batch 32 (3.3M) is the same either way at one
+# thread and 1.7x faster on two. Like N_PARTS, it depends on the network, not the machine.
+SMALL_STEP_MACS = 1 << 20
+
+
+def n_parts(dims, batch_size):
+    """The parts a step of a network of layer widths ``dims`` is cut into at ``batch_size``."""
+    macs = batch_size * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    return 1 if macs < SMALL_STEP_MACS else N_PARTS
 # One ThreadChooser per network, kept across fits (what it measured still holds for the next).
 _CHOOSERS = weakref.WeakKeyDictionary()
 
@@ -170,7 +183,8 @@ class CompiledEngine:
         if engine.uniforms_per_row and (self._uniforms is None or len(self._uniforms) < chunk * batch * engine.uniforms_per_row):
             self._uniforms = np.empty(chunk * batch * engine.uniforms_per_row, engine.dtype)
         totals = [0.0, 0.0, 0, 0]
-        self.threads.start(get_num_threads(), pinned=threads_pinned())
+        parts = n_parts(engine.dims, batch)
+        self.threads.start(min(get_num_threads(), parts), pinned=threads_pinned())
         with blas_threads_limited(1):  # the loop's own threads split the work
             first = 0
             while first < n_steps:
@@ -184,7 +198,7 @@ class CompiledEngine:
                     rng.random(out=uniforms, dtype=engine.dtype)
                 t0 = time.perf_counter()
                 loss_sum, weight_sum, correct, seen, failed = engine.run(
-                    first, stop, uniforms, steps_before=opt.steps, n_parts=N_PARTS, n_threads=threads,
+                    first, stop, uniforms, steps_before=opt.steps, n_parts=parts, n_threads=threads,
                     **self._hyperparameters())
                 opt.steps += (failed if failed >= 0 else stop) - first  # a failed step applies nothing
                 self.threads.record(threads, (time.perf_counter() - t0) / (stop - first))

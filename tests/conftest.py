@@ -91,3 +91,10 @@ def gemm_strategy(request):
         yield request.param
     finally:
         _core.set_small_gemm(previous)
+
+
+@pytest.fixture
+def four_parts(monkeypatch):
+    """Small networks train in one part (fastnn._fastpath.n_parts); tests of how the parts and
+    the threads share a step's work use this to cut even a small network's steps in four."""
+    monkeypatch.setattr("fastnn._fastpath.SMALL_STEP_MACS", 0)

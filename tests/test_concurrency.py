@@ -246,5 +246,5 @@ ADAPTIVE_RACE = textwrap.dedent("""
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the adaptive loop needs 2 cores")
-def test_adaptive_threads_do_not_leak_between_concurrent_fits():
+def test_adaptive_threads_do_not_leak_between_concurrent_fits(four_parts):
     assert run_fresh(ADAPTIVE_RACE) == "True"

@@ -189,7 +189,7 @@ def _thread_run(threads):
     return compiled.parameters()
 
 
-def test_one_and_two_threads_give_the_same_bits():
+def test_one_and_two_threads_give_the_same_bits(four_parts):
     for a, b in zip(_thread_run(1), _thread_run(2)):
         assert np.array_equal(a, b)
 
@@ -553,7 +553,7 @@ def test_fit_trains_compiled_and_agrees_with_the_layer_path(case, opt_name, monk
     assert compiled._rng.bit_generator.state == layered._rng.bit_generator.state
 
 
-def test_weights_do_not_depend_on_threads_with_dropout_gelu_and_adamw(monkeypatch):
+def test_weights_do_not_depend_on_threads_with_dropout_gelu_and_adamw(monkeypatch, four_parts):
     import warnings
 
     from fastnn import _cpulimits

@@ -26,13 +26,13 @@ def _train(threads, seed=3):
 
 
 @pytest.mark.parametrize("n", [1, 2])
-def test_same_seed_and_thread_count_repeat_bit_for_bit(n, threads):
+def test_same_seed_and_thread_count_repeat_bit_for_bit(n, threads, four_parts):
     first, second = _train(n), _train(n)
     for a, b in zip(first, second):
         assert np.array_equal(a, b)
 
 
-def test_one_and_two_threads_agree_to_rounding(threads):
+def test_one_and_two_threads_agree_to_rounding(threads, four_parts):
     for a, b in zip(_train(1), _train(2)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -220,3 +220,11 @@ def test_calling_thread_override_stays_on_its_thread():
     t.join()
     assert seen == {"other thread": 0, "after": 0}
     assert fastnn.get_num_threads() == 2
+
+
+def test_small_steps_run_in_one_part_and_large_ones_in_four():
+    from fastnn._fastpath import N_PARTS, SMALL_STEP_MACS, n_parts
+    assert n_parts([8, 100, 1], 200) == 1  # 180,000 multiply-adds per step
+    assert n_parts([784, 128, 10], 32) == N_PARTS  # 3.3 million
+    just_below = [SMALL_STEP_MACS // 64 - 1, 1]
+    assert n_parts(just_below, 64) == 1 and n_parts([SMALL_STEP_MACS // 64, 1], 64) == N_PARTS

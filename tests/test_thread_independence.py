@@ -39,7 +39,7 @@ def _mlp():
 
 @pytest.mark.parametrize("optimizer", [lambda: fastnn.SGD(lr=0.05, momentum=0.9),
                                        lambda: fastnn.Adam(lr=1e-3)], ids=["sgd", "adam"])
-def test_native_loop_weights_do_not_depend_on_threads(many_cores, optimizer):
+def test_native_loop_weights_do_not_depend_on_threads(many_cores, optimizer, four_parts):
     reference = _train(1, _mlp, optimizer)
     for threads in THREAD_COUNTS[1:]:
         weights = _train(threads, _mlp, optimizer)
@@ -47,7 +47,7 @@ def test_native_loop_weights_do_not_depend_on_threads(many_cores, optimizer):
             assert np.array_equal(a, b), f"{threads} threads give other weights than 1"
 
 
-def test_sklearn_estimator_does_not_depend_on_threads(many_cores):
+def test_sklearn_estimator_does_not_depend_on_threads(many_cores, four_parts):
     pytest.importorskip("sklearn")
     from fastnn.sklearn import MLPClassifier
     x, y = blobs(300, 20, 3, seed=1)
