@@ -7,6 +7,8 @@ scipy is imported only when a sparse matrix arrives (``is_sparse`` looks at the 
 """
 import numpy as np
 
+from ._validate import network_input
+
 # Dense values gathered at once (per chunk of training steps, per evaluation batch): 8 MB in
 # float32, 16 MB in float64.
 CHUNK_VALUES = 1 << 21
@@ -66,15 +68,7 @@ def check(X, n_features, dtype, scale, shift, argname):
     ValueError for a wrong shape, no rows, NaN/Inf values or values that overflow ``dtype`` once
     scaled (naming the first one's row and column), TypeError for non-real values.
     """
-    if len(X.shape) != 2:
-        raise ValueError(f"{argname}: expected a 2-D sparse matrix, got shape {X.shape}")
-    if X.shape[1] != n_features:
-        raise ValueError(f"{argname}: expected {n_features} features per row (the first Linear's "
-                         f"in_features), got {X.shape[1]}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{argname}: expected at least one row, got shape {X.shape}")
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{argname}: expected real values, got dtype {X.dtype.name}")
+    network_input(X, n_features, argname)
     csr = X.tocsr()
     if csr.dtype not in _DATA_DTYPES:
         csr = csr.astype(dtype)

@@ -34,6 +34,20 @@ def float_array(a, name, ndim=None, dtype=None):
     return a
 
 
+def network_input(X, n_features, name):
+    """Check the shape and kind of a network's input X (an ndarray or a scipy.sparse matrix):
+    2-D, ``n_features`` columns, at least one row, real values."""
+    if len(X.shape) != 2:
+        raise ValueError(f"{name}: expected a 2-D array (n_samples, {n_features}), got shape {X.shape}")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name}: expected {n_features} features per row (the first Linear's "
+                         f"in_features), got {X.shape[1]}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one row, got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real-valued array, got dtype {X.dtype.name}")
+
+
 def check_shape(a, name, shape):
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")

@@ -10,7 +10,7 @@ import weakref
 
 import numpy as np
 
-from . import _fused, _inference, _range, _sparse, _training, ops
+from . import _fused, _inference, _range, _sparse, _training, _validate, ops
 from ._native import core as _core
 from ._threads import blas_threads_limited
 from .initializers import default_init
@@ -401,16 +401,7 @@ class Network:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:  # ragged nested lists and the like
             raise ValueError(f"{argname}: cannot be read as a 2-D array ({exc})") from None
-        if X.ndim != 2:
-            raise ValueError(f"{argname}: expected a 2-D array (n_samples, {self.n_features}), "
-                             f"got shape {X.shape}")
-        if X.shape[1] != self.n_features:
-            raise ValueError(f"{argname}: expected {self.n_features} features per row (the first "
-                             f"Linear's in_features), got {X.shape[1]}")
-        if X.shape[0] == 0:
-            raise ValueError(f"{argname}: expected at least one row, got shape {X.shape}")
-        if X.dtype.kind not in "biuf":
-            raise TypeError(f"{argname}: expected a real-valued array, got dtype {X.dtype.name}")
+        _validate.network_input(X, self.n_features, argname)
         if X.dtype not in _INPUT_DTYPES:
             X = X.astype(self.dtype)
         X = np.ascontiguousarray(X)

@@ -206,6 +206,19 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     return dw, db, dx
 
 
+def _updated_param_and_grad(param, grad):
+    """Check param (a float array updated in place) and return grad as an array like it."""
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param: expected a numpy array (updated in place), got {type(param).__name__}")
+    if param.dtype.char not in "fd" or not param.dtype.isnative:
+        raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype}")
+    if not param.flags.c_contiguous or not param.flags.writeable:
+        raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
+    grad = v.float_array(grad, "grad", dtype=param.dtype)
+    v.check_shape(grad, "grad", param.shape)
+    return grad
+
+
 def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0.0, nesterov=False):
     """One SGD step in place, PyTorch's convention (dampening 0); returns param.
 
@@ -218,15 +231,8 @@ def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0
     weight_decay = v.finite_number(weight_decay, "weight_decay", minimum=0.0)
     if nesterov and momentum == 0:
         raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
-    if not isinstance(param, np.ndarray):
-        raise TypeError(f"param: expected a numpy array (updated in place), got {type(param).__name__}")
-    if param.dtype.char not in "fd" or not param.dtype.isnative:
-        raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype}")
-    if not param.flags.c_contiguous or not param.flags.writeable:
-        raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
     grad_given = grad
-    grad = v.float_array(grad, "grad", dtype=param.dtype)
-    v.check_shape(grad, "grad", param.shape)
+    grad = _updated_param_and_grad(param, grad)
     if momentum != 0:
         if velocity is None:
             raise ValueError("velocity: a buffer (zeros at the start) is required when momentum > 0")
@@ -275,15 +281,8 @@ def _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
     weight_decay = v.finite_number(weight_decay, "weight_decay", minimum=0.0)
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 1:
         raise ValueError(f"step: expected the 1-based step count (an integer >= 1), got {step!r}")
-    if not isinstance(param, np.ndarray):
-        raise TypeError(f"param: expected a numpy array (updated in place), got {type(param).__name__}")
-    if param.dtype.char not in "fd" or not param.dtype.isnative:
-        raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype}")
-    if not param.flags.c_contiguous or not param.flags.writeable:
-        raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
     grad_given = grad
-    grad = v.float_array(grad, "grad", dtype=param.dtype)
-    v.check_shape(grad, "grad", param.shape)
+    grad = _updated_param_and_grad(param, grad)
     exp_avg = v.out_buffer(exp_avg, "exp_avg", param.shape, param.dtype,
                            inputs=(("param", param), ("grad", grad_given)))
     exp_avg_sq = v.out_buffer(exp_avg_sq, "exp_avg_sq", param.shape, param.dtype,
