@@ -10,7 +10,7 @@ loss                         outputs
 ===========================  =================================================================
 SoftmaxCrossEntropy          ``label`` (N,) int64 argmax, ``probabilities`` (N, K) softmax
 BinaryCrossEntropy, K = 1    ``label`` (N,) int64 (logit > 0), ``probabilities`` (N,) P(1)
-BinaryCrossEntropy, K > 1    ``label`` (N, K) int64 (logit > 0), ``probabilities`` (N, K) sigmoids
+BinaryCrossEntropy, K > 1    ``label`` (N, K) int64 (logit > 0), ``probabilities`` (N, K)
 MSE                          ``predictions`` (N, n_outputs)
 Poisson (MLPRegressor's)     ``predictions`` (N, n_outputs) = exp(outputs)
 ===========================  =================================================================
