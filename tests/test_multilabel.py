@@ -98,4 +98,3 @@ def test_save_and_load_keep_a_multilabel_network(tmp_path):
     assert isinstance(loaded, Network) and loaded.n_outputs == K
     np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
     np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
-
