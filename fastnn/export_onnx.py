@@ -1,25 +1,34 @@
-"""ONNX export: a Network (or a fastnn.sklearn.MLPClassifier) as an ONNX graph.
+"""ONNX export: a Network (or a fastnn.sklearn estimator) as an ONNX graph.
 
 The graph computes what ``predict`` / ``predict_proba`` compute: the input scaling
 (``x * input_scale + input_shift``), each Linear as a Gemm, the activations (the nodes of their
 entry in :mod:`fastnn.activations`: scaled tanh as ``1.7159 * Tanh(x * 2/3)``, LeakyReLU as
 LeakyRelu, GELU as ``0.5 x (1 + Erf(x / sqrt 2))``), no Dropout (inference), then the loss's head:
 
-========================  =========================================================
-loss                      outputs
-========================  =========================================================
-SoftmaxCrossEntropy       ``label`` (N,) int64 argmax, ``probabilities`` (N, K) softmax
-BinaryCrossEntropy        ``label`` (N,) int64 (logit > 0), ``probabilities`` (N,) P(1)
-MSE                       ``predictions`` (N, n_outputs)
-========================  =========================================================
+===========================  =================================================================
+loss                         outputs
+===========================  =================================================================
+SoftmaxCrossEntropy          ``label`` (N,) int64 argmax, ``probabilities`` (N, K) softmax
+BinaryCrossEntropy, K = 1    ``label`` (N,) int64 (logit > 0), ``probabilities`` (N,) P(1)
+BinaryCrossEntropy, K > 1    ``label`` (N, K) int64 (logit > 0), ``probabilities`` (N, K)
+MSE                          ``predictions`` (N, n_outputs)
+Poisson (MLPRegressor's)     ``predictions`` (N, n_outputs) = exp(outputs)
+===========================  =================================================================
+
+Any other loss raises TypeError.
 
 A network with a ``preprocessor`` (a tabular model) takes one input per raw column instead: a
 (N, 1) double tensor per numeric column, standardised with the stored means and scales (a NaN
 becomes the mean with ``missing="mean"``), and a (N, 1) string tensor per text column, one-hot
 encoded by ONNX-ML's OneHotEncoder (an unknown or missing category gives an all-zero block).
-Its ``label`` output holds the class names when the preprocessor has them.
+Its ``label`` output holds the class names when the preprocessor has them (one label per row).
 
-onnx (and onnxruntime, skl2onnx for the scikit-learn converter) are the optional extra
+The scikit-learn converters (``register_sklearn_converter``) give skl2onnx's outputs for
+MLPClassifier (``label`` (N,) from classes_ and ``probabilities`` (N, n_classes), two columns
+for two classes; ``label`` (N, K) int64 and ``probabilities`` (N, K) when multi-label) and for
+MLPRegressor (``variable`` (N, n_outputs), exp of the outputs with loss="poisson").
+
+onnx (and onnxruntime, skl2onnx for the scikit-learn converters) are the optional extra
 ``pip install ".[onnx]"``; they are imported only when an export runs.
 """
 import os
@@ -32,6 +41,7 @@ from .errors import MissingExtra
 OPSET = 17
 ML_OPSET = 3
 SKLEARN_ALIAS = "FastnnMLPClassifier"
+SKLEARN_REGRESSOR_ALIAS = "FastnnMLPRegressor"
 
 
 class OnnxMissing(MissingExtra):
@@ -130,17 +140,41 @@ def _network_body(g, net, x):
 
 
 def _head(g, net, outputs):
-    """(label index (N,) int64 or None, probabilities or values) from the network's outputs."""
-    from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+    """(label index int64 or None, probabilities or values) from the network's outputs: the
+    index is (N,), or the (N, K) 0/1 matrix for BinaryCrossEntropy over K > 1 outputs."""
+    from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
     if isinstance(net.loss, SoftmaxCrossEntropy):
         proba = g.node("Softmax", [outputs], "softmax", axis=1)
         return g.node("ArgMax", [outputs], "label_index", axis=1, keepdims=0), proba
     if isinstance(net.loss, BinaryCrossEntropy):
-        logit = g.node("Squeeze", [outputs, g.const("axis1", np.array([1], np.int64))], "logit")
+        logit = outputs
+        if net.n_outputs == 1:
+            logit = g.node("Squeeze", [outputs, g.const("axis1", np.array([1], np.int64))], "logit")
         positive = g.node("Greater", [logit, g.const("zero", np.array(0, net.dtype))], "positive")
         index = g.node("Cast", [positive], "label_index", to=g.onnx.TensorProto.INT64)
-        return index, g.node("Sigmoid", [logit], "sigmoid")
-    return None, outputs
+        return index, _sigmoid(g, logit, net.dtype)
+    if isinstance(net.loss, MSE):
+        return None, outputs
+    if isinstance(net.loss, _poisson_loss()):
+        return None, g.node("Exp", [outputs], "exp")
+    raise TypeError(f"loss: {type(net.loss).__name__} has no ONNX export")
+
+
+def _sigmoid(g, x, dtype):
+    """1 / (1 + exp(-x)): within 2e-7 of the exact value relatively (float32), where ONNX
+    Runtime's float32 Sigmoid is only close in absolute terms (several times off below 1e-5)."""
+    e = g.node("Exp", [g.node("Neg", [x], "negated")], "exp")
+    denominator = g.node("Add", [e, g.const("one", np.array(1, dtype))], "denominator")
+    return g.node("Reciprocal", [denominator], "sigmoid")
+
+
+def _poisson_loss():
+    """fastnn.sklearn's PoissonDeviance class when that module is loaded (it must be for a
+    network to have that loss), else a tuple that matches nothing; importing it would import
+    scikit-learn."""
+    import sys
+    module = sys.modules.get("fastnn.sklearn._outputs")
+    return getattr(module, "PoissonDeviance", ())
 
 
 def _class_names(g, index, classes):
@@ -219,6 +253,7 @@ def to_onnx_model(net):
     Raises OnnxMissing (an ImportError) without onnx, TypeError/ValueError for a network or
     preprocessor the export does not cover.
     """
+    from .losses import BinaryCrossEntropy
     from .network import Network
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a fastnn.Network, got {type(net).__name__}")
@@ -244,16 +279,18 @@ def to_onnx_model(net):
     index, values = _head(g, net, _network_body(g, net, x))
     outputs = []
     if index is not None:
+        shape = ["N", net.n_outputs] if net.n_outputs > 1 else ["N"]
+        multilabel = isinstance(net.loss, BinaryCrossEntropy) and net.n_outputs > 1
         classes = getattr(pre, "classes", None)
-        if classes is not None:
+        if classes is not None and not multilabel:
             label, kind = _class_names(g, index, classes)
-        else:
+        else:  # class indices, or the 0/1 matrix of a multi-label network
             label, kind = index, onnx.TensorProto.INT64
         outputs.append(helper.make_tensor_value_info(
-            g.node("Identity", [label], None, out=names["label"]), kind, ["N"]))
-        proba_shape = ["N", net.n_outputs] if net.n_outputs > 1 else ["N"]
+            g.node("Identity", [label], None, out=names["label"]), kind,
+            shape if multilabel else ["N"]))
         outputs.append(helper.make_tensor_value_info(
-            g.node("Identity", [values], None, out=names["probabilities"]), elem, proba_shape))
+            g.node("Identity", [values], None, out=names["probabilities"]), elem, shape))
     else:
         outputs.append(helper.make_tensor_value_info(
             g.node("Identity", [values], None, out=names["predictions"]), elem, ["N", net.n_outputs]))
@@ -283,44 +320,105 @@ def save_onnx(net, path):
     return path
 
 
-# -- scikit-learn: a converter registered with skl2onnx ------------------------------------------
+# -- scikit-learn: converters registered with skl2onnx --------------------------------------------
 
 def _shape_calculator(operator):
+    from skl2onnx.common.data_types import Int64TensorType
     from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
     calculate_linear_classifier_output_shapes(operator)
+    est = operator.raw_operator
+    if _multilabel(est):  # skl2onnx reads scikit-learn's own flag, multilabel_
+        n = operator.inputs[0].get_first_dimension()
+        operator.outputs[0].set_type(Int64TensorType([n, len(est.classes_)]))
+
+
+def _multilabel(est):
+    return getattr(est, "_multilabel", False)
+
+
+def _regressor_shape_calculator(operator):
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    from skl2onnx.common.shape_calculator import check_input_and_output_numbers
+    check_input_and_output_numbers(operator, input_count_range=1, output_count_range=1)
+    kind = DoubleTensorType if _input_dtype(operator) == np.float64 else FloatTensorType
+    n = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].set_type(kind([n, operator.raw_operator.n_outputs_]))
+
+
+def _input_dtype(operator):
+    """The dtype of the graph's outputs: float64 for a double input, else float32."""
+    double = type(operator.inputs[0].type).__name__ == "DoubleTensorType"
+    return np.dtype(np.float64 if double else np.float32)
+
+
+def _sklearn_body(g, operator):
+    """The estimator's network outputs (N, n_outputs), in its dtype, from the operator's input."""
+    net = operator.raw_operator.network_
+    x = operator.inputs[0].full_name
+    if _input_dtype(operator) != net.dtype or type(operator.inputs[0].type).__name__ not in (
+            "FloatTensorType", "DoubleTensorType"):
+        x = g.node("Cast", [x], "input_cast", to=_onnx_type(g, net.dtype))
+    return _network_body(g, net, x)
+
+
+def _to_output(g, operator, value, position, dtype=None):
+    """Identity from value to the operator's output ``position``, cast to dtype first."""
+    if dtype is not None and dtype != operator.raw_operator.network_.dtype:
+        value = g.node("Cast", [value], "output_cast", to=_onnx_type(g, dtype))
+    g.container.add_node("Identity", [value], [operator.outputs[position].full_name],
+                         name=g.scope.get_unique_operator_name("Identity"))
 
 
 def _sklearn_converter(scope, operator, container):
     est = operator.raw_operator
     net = est.network_
     g = _SklearnBuilder(scope, container)
-    x = operator.inputs[0].full_name
-    in_type = operator.inputs[0].type
-    in_dtype = np.float64 if type(in_type).__name__ == "DoubleTensorType" else np.float32
-    if np.dtype(in_dtype) != net.dtype or type(in_type).__name__ not in ("FloatTensorType",
-                                                                         "DoubleTensorType"):
-        x = g.node("Cast", [x], "input_cast", to=_onnx_type(g, net.dtype))
-    index, proba = _head(g, net, _network_body(g, net, x))
-    if np.dtype(in_dtype) != net.dtype:
-        proba = g.node("Cast", [proba], "proba_cast", to=_onnx_type(g, in_dtype))
-    if container.get_options(est, dict(nocl=False))["nocl"]:
-        label = index  # class indices instead of classes_
+    outputs = _sklearn_body(g, operator)
+    multilabel = _multilabel(est)
+    if multilabel or est.out_activation_ == "logistic":
+        # the estimator's rule: label where P > 0.5
+        proba = _sigmoid(g, outputs, net.dtype)
+        positive = g.node("Greater", [proba, g.const("half", np.array(0.5, net.dtype))], "positive")
+        index = g.node("Cast", [positive], "label_index", to=g.onnx.TensorProto.INT64)
+        if not multilabel:  # one logistic unit: columns P(class 0), P(class 1)
+            proba = g.node("Concat", [g.node("Sub", [g.const("one", np.array(1, net.dtype)), proba],
+                                             "negative"), proba], "proba_pair", axis=1)
+            index = g.node("Squeeze", [index, g.const("axis1", np.array([1], np.int64))], "index")
+    else:
+        index, proba = _head(g, net, outputs)
+    if multilabel or container.get_options(est, dict(nocl=False))["nocl"]:
+        label = index  # the 0/1 matrix, or class indices instead of classes_
     else:
         label, _ = _class_names(g, index, est.classes_)
-    container.add_node("Identity", [label], [operator.outputs[0].full_name],
-                       name=scope.get_unique_operator_name("Identity"))
-    container.add_node("Identity", [proba], [operator.outputs[1].full_name],
-                       name=scope.get_unique_operator_name("Identity"))
+    _to_output(g, operator, label, 0)
+    _to_output(g, operator, proba, 1, _input_dtype(operator))
+
+
+def _sklearn_regressor_converter(scope, operator, container):
+    est = operator.raw_operator
+    g = _SklearnBuilder(scope, container)
+    values = _sklearn_body(g, operator)
+    if est.out_activation_ == "exp":  # loss="poisson"
+        values = g.node("Exp", [values], "exp")
+    _to_output(g, operator, values, 0, _input_dtype(operator))
 
 
 def register_sklearn_converter():
-    """Register fastnn.sklearn.MLPClassifier with skl2onnx, so that ``skl2onnx.to_onnx`` converts
-    it (alone or inside a Pipeline); outputs label and probabilities like scikit-learn's
-    classifiers (a ZipMap unless ``options={id(est): {"zipmap": False}}``; ``"nocl": True``
-    gives class indices as labels). Safe to call twice."""
+    """Register fastnn.sklearn.MLPClassifier and MLPRegressor with skl2onnx, so that
+    ``skl2onnx.to_onnx`` converts them (alone or inside a Pipeline) with scikit-learn's outputs.
+
+    MLPClassifier: ``label`` (N,) from classes_ and ``probabilities`` (N, n_classes) (two columns
+    for two classes), a ZipMap unless ``options={id(est): {"zipmap": False}}``; ``"nocl": True``
+    gives class indices as labels; multi-label: ``label`` (N, K) int64 0/1 and ``probabilities``
+    (N, K). MLPRegressor: ``variable`` (N, n_outputs) (exp of the outputs for loss="poisson").
+    Probabilities and values are float64 for a double input, else float32. Raises OnnxMissing
+    (an ImportError) without skl2onnx. Safe to call twice."""
     skl2onnx = _require("skl2onnx")
-    from .sklearn import MLPClassifier
+    from .sklearn import MLPClassifier, MLPRegressor
     skl2onnx.update_registered_converter(MLPClassifier, SKLEARN_ALIAS, _shape_calculator,
                                          _sklearn_converter,
                                          options={"zipmap": [True, False, "columns"],
                                                   "nocl": [False, True]})
+    skl2onnx.update_registered_converter(MLPRegressor, SKLEARN_REGRESSOR_ALIAS,
+                                         _regressor_shape_calculator,
+                                         _sklearn_regressor_converter)

@@ -483,10 +483,6 @@ class Network:
         Inputs and outputs are described in :mod:`fastnn.export_onnx`. Needs the onnx extra
         (``pip install ".[onnx]"``; an ImportError saying so otherwise).
         """
-        from .losses import BinaryCrossEntropy
-        if isinstance(self.loss, BinaryCrossEntropy) and self.n_outputs > 1:
-            raise ValueError(f"to_onnx: a multi-label network (BinaryCrossEntropy over "
-                             f"{self.n_outputs} outputs) has no ONNX export yet")
         from .export_onnx import save_onnx
         return save_onnx(self, path)
 

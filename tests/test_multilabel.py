@@ -98,10 +98,3 @@ def test_save_and_load_keep_a_multilabel_network(tmp_path):
     assert isinstance(loaded, Network) and loaded.n_outputs == K
     np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
     np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
-
-
-def test_onnx_export_of_a_multilabel_network_is_refused_with_the_reason(tmp_path):
-    with pytest.raises(ValueError, match=r"to_onnx: a multi-label network \(BinaryCrossEntropy "
-                                         r"over 4 outputs\) has no ONNX export yet"):
-        make_net().to_onnx(tmp_path / "m.onnx")
-    assert not (tmp_path / "m.onnx").exists()

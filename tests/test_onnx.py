@@ -1,6 +1,7 @@
 """ONNX export: graphs checked by onnx.checker and run by ONNX Runtime give fastnn's outputs."""
 import os
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -9,11 +10,13 @@ onnx = pytest.importorskip("onnx", reason='the onnx extra is not installed (pip 
 ort = pytest.importorskip("onnxruntime", reason='the onnx extra is not installed (pip install ".[onnx]")')
 
 import fastnn  # noqa: E402
+from synthetic import blobs  # noqa: E402
 from fastnn.cli import main  # noqa: E402
 from fastnn.export_onnx import to_onnx_model  # noqa: E402
 
 ACTIVATIONS = [getattr(fastnn, e.layer) for e in fastnn.activations.REGISTRY]
-HEADS = [(fastnn.SoftmaxCrossEntropy, 3), (fastnn.BinaryCrossEntropy, 1), (fastnn.MSE, 2)]
+HEADS = [(fastnn.SoftmaxCrossEntropy, 3), (fastnn.BinaryCrossEntropy, 1),
+         (fastnn.BinaryCrossEntropy, 3), (fastnn.MSE, 2)]  # BCE over 3: multi-label
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 
 
@@ -188,6 +191,126 @@ def test_sklearn_pipeline_converts(dtype, names):
     indices = skl2onnx.to_onnx(pipe, X[:1], options={id(pipe[-1]): {"zipmap": False, "nocl": True}})
     label, _ = _session(indices).run(None, {"X": X})
     assert label.tolist() == np.searchsorted(pipe.classes_, pipe.predict(X)).tolist()
+
+
+def test_multilabel_network_exports(tmp_path):
+    X, y = blobs(300, 6, k=4, seed=5)
+    Y = np.column_stack([y == 0, y >= 2, y % 2 == 1]).astype(np.float32)  # rows with 0-2 labels
+    net = fastnn.Network([fastnn.Linear(6, 12), fastnn.ReLU(), fastnn.Linear(12, 3)],
+                         loss=fastnn.BinaryCrossEntropy(), seed=2)
+    net.fit(X, Y, epochs=15, batch_size=32, optimizer=fastnn.Adam(0.01), verbose=0)
+    path = net.to_onnx(tmp_path / "m.onnx")
+    outputs = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+               for o in onnx.load(path).graph.output}
+    assert outputs == {"label": ["N", 3], "probabilities": ["N", 3]}
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    label, proba = session.run(None, {"input": X})
+    assert label.dtype == np.int64 and label.shape == (300, 3)
+    np.testing.assert_array_equal(label, net.predict(X))
+    np.testing.assert_allclose(proba, net.predict_proba(X), rtol=1e-5, atol=0)
+    assert (label == Y).all(axis=1).mean() > 0.8  # trained, so labels of both values are compared
+
+
+def test_a_loss_without_export_is_refused():
+    class Hinge(fastnn.losses.Loss):
+        pass
+
+    net = fastnn.Network([fastnn.Linear(3, 1)], loss=Hinge(), seed=0)
+    with pytest.raises(TypeError, match="loss: Hinge has no ONNX export"):
+        to_onnx_model(net)
+
+
+def _fitted_estimator(case, dtype):
+    """A fitted fastnn.sklearn estimator of ``case`` and its data X (float32)."""
+    from fastnn.sklearn import MLPClassifier, MLPRegressor
+    X, y = blobs(240, 5, k=3, seed=1)
+    X = (X / 3).astype(np.float32)
+    options = dict(hidden_layer_sizes=(10,), max_iter=60, learning_rate_init=0.02, random_state=0,
+                   dtype=dtype)
+    if case == "binary":
+        target, est = np.array(["no", "yes"])[(y == 1).astype(int)], MLPClassifier(**options)
+    elif case == "multiclass":
+        target, est = y + 10, MLPClassifier(**options)
+    elif case == "multilabel":
+        target = np.column_stack([y == 0, y >= 1, y == 2]).astype(np.int64)
+        est = MLPClassifier(**options)
+    else:
+        loss, n_outputs = case.split("-")
+        signal = X @ np.linspace(-0.4, 0.4, 5 * 2).reshape(5, 2)
+        target = np.exp(signal) if loss == "poisson" else signal
+        target = target[:, 0] if n_outputs == "1" else target
+        est = MLPRegressor(loss=loss, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not converged in 60 epochs
+        est.fit(X, target)
+    return est, X
+
+
+SKLEARN_CASES = ["binary", "multiclass", "multilabel", "squared_error-1", "squared_error-2",
+                 "poisson-1", "poisson-2"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", SKLEARN_CASES)
+def test_every_sklearn_estimator_converts(case, dtype):
+    pytest.importorskip("sklearn")
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from sklearn.base import is_classifier
+
+    from fastnn.export_onnx import register_sklearn_converter
+
+    est, X = _fitted_estimator(case, dtype)
+    register_sklearn_converter()
+    sample = X[:1].astype(dtype)
+    options = {id(est): {"zipmap": False}} if is_classifier(est) else None
+    model = skl2onnx.to_onnx(est, sample, options=options)
+    onnx.checker.check_model(model)
+    outputs = _session(model).run(None, {"X": X.astype(dtype)})
+    rtol = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    if not is_classifier(est):
+        (values,) = outputs
+        expected = est.predict(X.astype(dtype)).reshape(len(X), -1)
+        assert values.dtype == np.dtype(dtype) and values.shape == expected.shape
+        assert values.shape == (len(X), est.n_outputs_)
+        np.testing.assert_allclose(values, expected, rtol=rtol, atol=0)
+        # the network alone exports the same head (exp for the Poisson loss)
+        (values,) = _session(to_onnx_model(est.network_)).run(None, {"input": X.astype(dtype)})
+        np.testing.assert_allclose(values, expected, rtol=rtol, atol=0)
+        return
+    label, proba = outputs
+    expected = est.predict_proba(X.astype(dtype))
+    assert proba.dtype == np.dtype(dtype) and proba.shape == expected.shape
+    assert proba.shape == (len(X), 2 if case == "binary" else 3)
+    np.testing.assert_allclose(proba, expected, rtol=rtol, atol=0)
+    predicted = est.predict(X.astype(dtype))
+    assert label.shape == predicted.shape
+    assert case != "multilabel" or label.dtype == np.int64
+    assert label.tolist() == predicted.tolist()
+    assert len(np.unique(predicted)) >= 2  # both kinds of labels occur, so the rule is tested
+
+
+def test_regressor_in_a_pipeline_with_float64_input():
+    pytest.importorskip("sklearn")
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from fastnn.export_onnx import register_sklearn_converter
+    from fastnn.sklearn import MLPRegressor
+
+    X, _ = blobs(120, 4, seed=3)
+    X = X.astype(np.float64)
+    y = np.exp(X[:, :1] / 4).ravel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not converged
+        pipe = make_pipeline(StandardScaler(), MLPRegressor(loss="poisson", hidden_layer_sizes=(8,),
+                                                            max_iter=30, random_state=0,
+                                                            dtype="float32")).fit(X, y)
+    register_sklearn_converter()
+    model = skl2onnx.to_onnx(pipe, X[:1])
+    (values,) = _session(model).run(None, {"X": X})
+    assert values.dtype == np.float64 and values.shape == (120, 1)
+    np.testing.assert_allclose(values[:, 0], pipe.predict(X), rtol=1e-5)
 
 
 # -- command line --------------------------------------------------------------------------------
