@@ -61,7 +61,7 @@ class ReferenceMLP:
         activations = list(activations)
         if not weights or not (len(weights) == len(biases) == len(activations)):
             raise ValueError("weights, biases and activations: expected one of each per layer")
-        self._hidden = [_Hidden(a, f"activations[{i}]") for i, a in enumerate(activations)]
+        self._acts = [_Activation(a, f"activations[{i}]") for i, a in enumerate(activations)]
         if activations[-1] is not None:
             raise ValueError("activations[-1]: the last layer gives the logits, expected None")
         dims = [weights[0].shape[0]] + [w.shape[1] for w in weights]
@@ -137,7 +137,7 @@ class ReferenceMLP:
                 # derivative needs its input (kept for the backward pass), else a[l + 1]
                 # (activated in place).
                 "z": [np.empty_like(a[l + 1]) if h.keeps_input else a[l + 1]
-                      for l, h in enumerate(self._hidden)],
+                      for l, h in enumerate(self._acts)],
                 "dz": [np.empty((n, width), dt) for width in d[1:]],
                 "da": [None] + [np.empty((n, width), dt) for width in d[1:-1]],
                 "mask": [np.empty((n, width), bool) for width in d[1:-1]],
@@ -215,7 +215,7 @@ class ReferenceMLP:
                 np.multiply(a[l], ws["drop_mask"][l], out=inputs[l])
             np.matmul(inputs[l], self.weights[l], out=z[l])
             z[l] += self.biases[l]
-            self._hidden[l].forward(z[l], a[l + 1])
+            self._acts[l].forward(z[l], a[l + 1])
 
     def _loss_and_grad(self, outputs, ws, weights):
         """(batch loss, correct predictions), the loss's gradient in ws["dz"][-1]."""
@@ -240,7 +240,7 @@ class ReferenceMLP:
                 np.matmul(dz[l], self.weights[l].T, out=da[l])
                 if self.dropout[l]:
                     da[l] *= ws["drop_mask"][l]
-                self._hidden[l - 1].backward(ws["z"][l - 1], da[l], dz[l - 1], ws["mask"][l - 1])
+                self._acts[l - 1].backward(ws["z"][l - 1], da[l], dz[l - 1], ws["mask"][l - 1])
 
     def _sgd_step(self):
         # PyTorch's convention: g = grad + wd*p; v = mu*v + g; p -= lr * (g + mu*v or v).
@@ -279,7 +279,7 @@ def _dropout_rates(dropout, n_layers):
     return rates
 
 
-class _Hidden:
+class _Activation:
     """The activation after one Linear: forward(z, y) writes y = act(z) (z is y itself unless
     ``keeps_input``), backward(saved, da, dz, mask) writes dz = da * act'(...) from the saved
     array (y, or z when ``keeps_input``: the derivative needs the input, as GELU's). The four
