@@ -220,12 +220,14 @@ class ThreadChooser:
     Several threads meet at barriers several times per step; when another process wants a
     core, each meeting waits for the scheduler and one thread is then many times faster. So,
     unless the count was pinned with fastnn.set_num_threads, the loop times each call, uses
-    the faster of ``configured`` and 1 thread, and tries the other again after a number of
-    calls that doubles each time it loses (back to the minimum when it wins). The first call
+    the faster of ``configured`` and 1 thread (the other count must be SWITCH_MARGIN times
+    faster to be taken), and tries the other again after a number of calls that doubles each
+    time it loses (back to the minimum when it wins). The first call
     with each count only warms up (thread start, first touch of the buffers) and is not counted.
     """
 
     MIN_INTERVAL, MAX_INTERVAL = 8, 256
+    SWITCH_MARGIN = 1.2
 
     def __init__(self):
         self.configured, self.pinned = 1, True
@@ -264,13 +266,18 @@ class ThreadChooser:
             self.per_step[threads] = 0.5 * (previous + seconds_per_step)
         if len(self.per_step) < 2:
             return
-        best = min(self.per_step, key=self.per_step.get)
+        other = next(t for t in self.per_step if t != self.current)
+        # The other count must win clearly: a probe is a few ms, and one slow moment of it
+        # (a page fault, a timer tick) must not send a whole fit to the slower count. Another
+        # process on a core makes the configured count many times slower, not 20 %.
+        other_wins = self.per_step[other] * self.SWITCH_MARGIN < self.per_step[self.current]
         if threads != self.current:  # a probe of the other count
             self.since_probe = 0
-            if best == threads:
+            if other_wins:
                 self.current, self.interval = threads, self.MIN_INTERVAL
             else:
                 self.interval = min(2 * self.interval, self.MAX_INTERVAL)
         else:
             self.since_probe += 1
-            self.current = best
+            if other_wins:
+                self.current = other

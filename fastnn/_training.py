@@ -216,8 +216,9 @@ def _prepare(network, run, validation_data, resume):
         if run.stopper is not None:
             run.stopper.load_state_dict(resume["early_stopping"])
     # The network changes from here on: every refusal came before.
-    network.input_range = _range.union(
-        network.input_range, _range.observed_range(run.X, network.input_scale, network.input_shift))
+    if getattr(network, "track_input_range", True):  # networks pickled before it existed: True
+        network.input_range = _range.union(
+            network.input_range, _range.observed_range(run.X, network.input_scale, network.input_shift))
     network.optimizer = run.optimizer
     run.params = network.parameters()
     run.state = network._fit_state = _FitState(run.seed, run.rng, run.base_lr, run.stopper)

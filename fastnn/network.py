@@ -45,6 +45,11 @@ class Network:
     A layer belongs to one network: layers that already belong to another one are copied (with
     their current weights), so that network keeps its own, in its own dtype. ``net.layers``
     holds the layers this network uses. ``net(x)`` is ``net.forward(x)``.
+
+    ``input_range`` ((n_features, 2) float64 or None): the least and greatest scaled inputs fit
+    has seen; predict warns about inputs far from it (fastnn._range). Setting
+    ``track_input_range = False`` makes fit skip that pass over X and leaves predict silent (the
+    scikit-learn estimators do so).
     """
 
     def __init__(self, layers, loss=None, dtype="float32", input_scale=1.0, input_shift=0.0,
@@ -78,6 +83,7 @@ class Network:
         self.extra = None  # the 'extra' dict of a loaded file
         # (n_features, 2) least and greatest scaled input seen by fit; predict warns far from it.
         self.input_range = None
+        self.track_input_range = True
         self.preprocessor = None  # a fastnn.tabular.TablePreprocessor for a model of a table
         self._fit_state = None
 

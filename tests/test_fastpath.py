@@ -101,6 +101,14 @@ def test_chooser_measures_both_then_keeps_the_faster():
     assert chooser.next() == (2, False)  # two threads measured faster
 
 
+@pytest.mark.parametrize("one, expected", [(9e-6, 2), (8e-6, 1)], ids=["10%-faster", "25%-faster"])
+def test_chooser_leaves_the_configured_count_only_for_a_clear_win(one, expected):
+    chooser = ThreadChooser()
+    chooser.start(2, pinned=False)
+    _measure_both(chooser, two=10e-6, one=one)
+    assert chooser.next() == (expected, False)
+
+
 def test_chooser_falls_back_to_one_thread_when_two_are_slow_and_backs_off():
     chooser = ThreadChooser()
     chooser.start(2, pinned=False)

@@ -393,3 +393,14 @@ def test_adam_parameters_are_passed_on():
     assert isinstance(opt, fastnn.Adam)
     assert (opt.beta1, opt.beta2, opt.eps) == (0.8, 0.99, 1e-6)
     assert opt.weight_decay == pytest.approx(0.032 / 16)
+
+
+def test_inputs_far_from_the_training_range_give_no_warning():
+    # scikit-learn's estimators give none, and cross-validation folds meet such inputs routinely;
+    # the network does not even record the range (one pass over X less per fit).
+    X, y = _blobs()
+    est = _fit_quiet(MLPClassifier(**SMALL), X, y)
+    assert est.network_.input_range is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.predict(X * 1000)

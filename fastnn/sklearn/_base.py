@@ -230,6 +230,9 @@ class BaseMLP(BaseEstimator):
             if act is not None and i < len(units) - 2:
                 layers.append(act())
         self.network_ = Network(layers, loss=network_loss(kind), dtype=dtype, seed=seed)
+        # No warning about inputs outside the training range: scikit-learn's estimators give
+        # none, and cross-validation folds meet such inputs as a matter of course.
+        self.network_.track_input_range = False
 
     @property
     def coefs_(self):
@@ -327,8 +330,6 @@ class BaseMLP(BaseEstimator):
         else:
             rs = check_random_state(self.random_state)
             self._build(hidden, dtype, X.shape[1], n_outputs, kind, rs)
-        # No warning about inputs outside the training range: scikit-learn's estimators give
-        # none, and cross-validation folds meet such inputs as a matter of course.
         if self.solver == "lbfgs":
             from ._lbfgs import fit_lbfgs
 
@@ -336,7 +337,6 @@ class BaseMLP(BaseEstimator):
                 fit_lbfgs(self, X, targets, sw)
         else:
             self._fit_stochastic(X, y, targets, sw, incremental)
-        self.network_.input_range = None
         return self
 
     def _new_optimizer(self, batch_size, decay):
