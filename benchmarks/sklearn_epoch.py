@@ -13,7 +13,9 @@ Three tasks (--task, default all):
 
 Each fit is timed as a whole (input validation included). After an untimed warm-up fit of
 each library, the runs alternate between the libraries (fastnn first for even seeds,
-scikit-learn first for odd ones), so a change of load hits both.
+scikit-learn first for odd ones), so a change of load hits both; each fit starts 0.15 s after
+the previous one ended, as in ``fastnn bench``, so that neither meets the other's spinning BLAS
+workers (fastnn right after numpy BLAS work: BENCHMARKS.md, "Neighbours").
 
     python benchmarks/sklearn_epoch.py --task mnist --epochs 1 --seeds 0 1 2
     python benchmarks/sklearn_epoch.py --task regression --seeds 0 1 2
@@ -35,8 +37,14 @@ if __name__ == "__main__":  # run from a checkout: use the fastnn built in place
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+POOL_IDLE_PAUSE = 0.15
+
+
 def _fit(make):
     est = make()
+    # As fastnn bench does (POOL_IDLE_PAUSE): the other library's BLAS workers spin on a core
+    # for ~0.1 s after its fit; each fit starts after they have gone to sleep.
+    time.sleep(POOL_IDLE_PAUSE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter is the point here
         t0 = time.perf_counter()
