@@ -8,6 +8,7 @@ from .._argtypes import non_negative_float, non_negative_int, positive_float, po
 from .output import UserError, print_error, print_warning
 
 from ..activations import NAMES as ACTIVATIONS  # the --activation choices (no numpy import)
+from ..activations import REGISTRY as _ACTIVATION_ENTRIES
 INITS = ("lecun", "he", "xavier", "uniform")
 SCHEDULES = ("none", "step", "exponential", "cosine")
 SCALINGS = ("unit", "standardize")
@@ -137,9 +138,10 @@ def add_run_options(p):
                        help="activation after each hidden layer")
     model.add_argument("--init", choices=INITS,
                        help="weight initialiser for every Linear layer (default: he before "
-                            "relu, else lecun)")
+                            f"{' or '.join(e.name for e in _ACTIVATION_ENTRIES if e.init == 'he')}, "
+                            "else lecun)")
     model.add_argument("--dropout", type=unit_interval, default=0.0, metavar="P",
-                       help="dropout probability after each hidden activation (slower path)")
+                       help="dropout probability after each hidden activation")
     model.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                        help="parameter and computation dtype")
     model.add_argument("--loss", choices=LOSSES,
@@ -163,7 +165,8 @@ def add_run_options(p):
     training.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     training.add_argument("--weight-decay", type=non_negative_float, default=0.0, metavar="L2",
                           help="L2 penalty added to the gradients (for adamw: the decoupled "
-                               "decay, p -= lr * L2 * p each step)")
+                               "decay, p -= lr * L2 * p each step; 0 unless given, also for "
+                               "adamw, whose Python default is 0.01)")
     training.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"],
                           help="learning-rate schedule per epoch: step halves the rate every "
                                f"third of the epochs; exponential multiplies it by "
