@@ -13,17 +13,10 @@ from fastnn.layers import Dropout, Linear, ReLU, Sigmoid, Tanh
 from fastnn.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam, AdamW, optimizer_from_state
+from optimizer_cases import OPTIMIZERS
 
 N, F, H, BATCH = 150, 12, 16, 32  # the last batch of an epoch is short (150 = 4 * 32 + 22)
 
-OPTIMIZERS = {
-    "sgd": lambda: SGD(lr=0.1),
-    "momentum": lambda: SGD(lr=0.05, momentum=0.9),
-    "nesterov": lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
-    "weight_decay": lambda: SGD(lr=0.05, momentum=0.5, weight_decay=0.01),
-    "adam": lambda: Adam(lr=0.01, weight_decay=1e-3),
-    "adamw": lambda: AdamW(lr=0.01, weight_decay=0.05),
-}
 
 
 def _layers(case):

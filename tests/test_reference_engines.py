@@ -8,19 +8,12 @@ import pytest
 from fastnn import SGD, Adam, AdamW, Dropout, GELU, LeakyReLU, Linear, Network, ReLU, Tanh
 from fastnn.bench.reference_mlp import ReferenceMLP
 from fastnn.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+from optimizer_cases import OPTIMIZERS
 
 N, F, H, BATCH, EPOCHS = 150, 12, 16, 32, 2  # the last batch of an epoch is short (22 rows)
 NET_SEED, FIT_SEED = 5, 11
 TOL = {"rtol": 1e-12, "atol": 1e-12}
 
-OPTIMIZERS = {
-    "sgd": lambda: SGD(lr=0.1),
-    "momentum": lambda: SGD(lr=0.05, momentum=0.9),
-    "nesterov": lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
-    "weight_decay": lambda: SGD(lr=0.05, momentum=0.5, weight_decay=0.01),
-    "adam": lambda: Adam(lr=0.01, weight_decay=1e-3),
-    "adamw": lambda: AdamW(lr=0.01, weight_decay=0.05),
-}
 REFERENCE_OPTIMIZER = {SGD: "sgd", Adam: "adam", AdamW: "adamw"}
 
 
