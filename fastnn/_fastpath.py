@@ -123,7 +123,6 @@ class CompiledEngine:
         if reason is not None:
             raise ValueError(f"the compiled engine cannot train this network: {reason}")
         self.network, self.optimizer, self.batch_size = network, optimizer, int(batch_size)
-        self.inputs = (X, targets, sample_weight)  # as given (the arrays below may be copies)
         self.linears, self.acts, self.drop = _blocks(network.layers)
         dtype = network.dtype
         self.loss_kind = _LOSS_KINDS[type(network.loss)]

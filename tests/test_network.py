@@ -9,7 +9,6 @@ from fastnn.layers import Dropout, Linear, ReLU, ScaledTanh, Sigmoid, Tanh
 from fastnn.losses import MSE, BinaryCrossEntropy
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam
-from fastnn._native import core as _core
 from fastnn import _training
 
 ACT = {
