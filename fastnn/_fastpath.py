@@ -19,11 +19,9 @@ from . import layers as _layers
 from ._native import core as _core
 from ._threads import blas_threads_limited, get_num_threads, threads_pinned
 from .layers import Dropout, Linear
-from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+from .losses import registry_entry
 from .optim import SGD, Adam, AdamW
 
-_LOSS_KINDS = {SoftmaxCrossEntropy: _core.LOSS_SOFTMAX_XENT, BinaryCrossEntropy: _core.LOSS_BCE,
-               MSE: _core.LOSS_MSE}
 _OPTIMIZER_KINDS = {SGD: "sgd", Adam: "adam", AdamW: "adamw"}
 _MAX_LINEARS = 256  # train.pxi's limit
 _STEP_ELEMENTS = 1 << 23  # input values per native call: progress about every 0.05 s
@@ -95,7 +93,7 @@ def unsupported_reason(network, optimizer, sample_weight):
     """None when the compiled engine trains ``network`` with ``optimizer`` (and per-sample weights
     or None), else one short phrase saying why not."""
     loss = network.loss
-    if type(loss) not in _LOSS_KINDS:
+    if registry_entry(loss) is None:
         return f"loss {type(loss).__name__} has no compiled kernel"
     if optimizer is not None and type(optimizer) not in _OPTIMIZER_KINDS:
         return f"optimizer {type(optimizer).__name__} has no compiled step"
@@ -125,8 +123,9 @@ class CompiledEngine:
         self.network, self.optimizer, self.batch_size = network, optimizer, int(batch_size)
         self.linears, self.acts, self.drop = _blocks(network.layers)
         dtype = network.dtype
-        self.loss_kind = _LOSS_KINDS[type(network.loss)]
-        if self.loss_kind == _core.LOSS_SOFTMAX_XENT:
+        entry = registry_entry(network.loss)
+        self.loss_kind = entry.code
+        if entry.targets == "labels":
             targets = np.ascontiguousarray(targets, dtype=np.int64)
         else:
             targets = np.ascontiguousarray(targets, dtype=dtype).reshape(len(targets), -1)

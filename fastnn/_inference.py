@@ -11,25 +11,22 @@ row gives the same bits alone and inside any batch.
 import numpy as np
 
 from ._native import core as _core
-from .losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+from .losses import registry_entry
 
-# (exact loss type, method) -> the compiled head; other losses get the outputs and apply their own.
-_HEADS = {
-    (SoftmaxCrossEntropy, "predict"): _core.HEAD_ARGMAX,
-    (SoftmaxCrossEntropy, "predict_proba"): _core.HEAD_SOFTMAX,
-    (BinaryCrossEntropy, "predict"): _core.HEAD_POSITIVE,
-    (BinaryCrossEntropy, "predict_proba"): _core.HEAD_SIGMOID,
-    (MSE, "predict"): _core.HEAD_OUTPUTS,
-    (MSE, "predict_proba"): _core.HEAD_OUTPUTS,
-}
+_METHODS = ("predict", "predict_proba")
 
 
 def head(loss, method, n_outputs=1):
     """The compiled head for ``loss.<method>`` (method "predict" or "predict_proba") on
-    ``n_outputs`` outputs, or None."""
-    if type(loss) is BinaryCrossEntropy and n_outputs > 1:  # multi-label: the heads read one column
+    ``n_outputs`` outputs (the registry entry's ``heads``), or None: other losses get the
+    outputs and apply their own."""
+    entry = registry_entry(loss)
+    if entry is None:
         return None
-    return _HEADS.get((type(loss), method))
+    name = entry.heads[_METHODS.index(method)]
+    if name in ("positive", "sigmoid") and n_outputs > 1:  # multi-label: these heads read one column
+        return None
+    return getattr(_core, "HEAD_" + name.upper())
 
 
 def _usable(a, shape, dtype):

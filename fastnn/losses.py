@@ -9,11 +9,17 @@ weighted mean sum_i w_i l_i / sum_i w_i and its gradient the gradient of that; a
 weights sum to 0 has loss 0 and a zero gradient. Without weights every w_i is 1. l_i is
 -log p_label for SoftmaxCrossEntropy, the sum over the K outputs of the logistic loss for
 BinaryCrossEntropy and the mean over the K outputs of the squared error for MSE.
+
+These three are the entries of :mod:`fastnn.loss_registry` (``LOSS_TYPES``, each class's
+``entry``): their loss and gradient are the compiled ops ``fastnn.ops.softmax_cross_entropy``,
+``sigmoid_cross_entropy`` and ``mean_squared_error`` (NumPy twins in :mod:`fastnn.reference`),
+the same row kernels the compiled training engine runs.
 """
 import math
 
 import numpy as np
 
+from . import loss_registry as _registry
 from . import ops
 
 
@@ -72,7 +78,10 @@ def weight_sum(sample_weight, n):
 
 
 class Loss:
-    """Base class; subclasses implement prepare_targets, loss_and_grad, count_correct, predict*."""
+    """Base class; subclasses implement prepare_targets, count_correct, predict* and, unless
+    they are one of the registry's losses (``entry``), loss_and_grad."""
+
+    entry = None  # the fastnn.loss_registry entry of fastnn's own losses
 
     def __init__(self):
         self._buffers = {}
@@ -109,31 +118,31 @@ class Loss:
         """(mean loss as float, dL/doutputs (N, out) in the outputs' dtype) for prepared targets.
 
         sample_weight: None or (N,) weights, finite and >= 0 (as check_sample_weight returns
-        them): the loss is then the weighted mean (module docstring). grad_out: None or a
-        (N, out) buffer of the outputs' dtype to write the gradient into.
+        them): the loss is then the weighted mean (module docstring), and 0 with a zero
+        gradient when they sum to 0. grad_out: None or a (N, out) buffer of the outputs' dtype
+        to write the gradient into. fastnn's own losses compute both with their compiled op
+        (``fastnn.ops.<entry.op>``); other subclasses override this.
         """
-        raise NotImplementedError
-
-    def _row_factors(self, sample_weight, n, divisor, dtype):
-        """w_i / (divisor * sum(w)) as an (n, 1) column of ``dtype`` (None when sum(w) is 0),
-        and the same in float64 (n,) for the loss."""
-        total = weight_sum(sample_weight, n)
-        if total == 0.0:
-            return None, None
-        exact = self._buf("exact", (n,), np.float64)
-        np.divide(sample_weight, divisor * total, out=exact)
-        column = self._buf("factors", (n, 1), dtype)
-        column[:, 0] = exact
-        return column, exact
+        if sample_weight is not None and weight_sum(sample_weight, len(outputs)) == 0.0:
+            grad = np.zeros_like(outputs) if grad_out is None else grad_out
+            grad.fill(0)
+            return 0.0, grad
+        return getattr(ops, self.entry.op)(outputs, targets, grad_out=grad_out,
+                                           sample_weight=sample_weight)
 
     def _weighted(self, elementwise, grad, sample_weight, divisor):
-        """Turn the elementwise loss (N, K) and the unscaled gradient (N, K) into the weighted
-        mean loss of rows whose loss is sum_k elementwise / divisor; scales grad in place."""
+        """For losses written in NumPy: turn the elementwise loss (N, K) and the unscaled
+        gradient (N, K) into the weighted mean loss of rows whose loss is
+        sum_k elementwise / divisor; scales grad in place (zero when the weights sum to 0)."""
         n = elementwise.shape[0]
-        column, exact = self._row_factors(sample_weight, n, divisor, grad.dtype)
-        if column is None:
+        total = weight_sum(sample_weight, n)
+        if total == 0.0:
             grad.fill(0)
             return 0.0
+        exact = self._buf("exact", (n,), np.float64)
+        np.divide(sample_weight, divisor * total, out=exact)
+        column = self._buf("factors", (n, 1), grad.dtype)
+        column[:, 0] = exact
         rows = self._buf("rows", (n,), np.float64)
         np.add.reduce(elementwise, axis=1, dtype=np.float64, out=rows)
         grad *= column
@@ -195,14 +204,6 @@ class SoftmaxCrossEntropy(Loss):
                              f"for one-hot targets pass {argname}.argmax(axis=1)")
         return _int_labels(y, n_outputs, argname)
 
-    def loss_and_grad(self, outputs, targets, grad_out=None, sample_weight=None):
-        if sample_weight is not None and weight_sum(sample_weight, len(outputs)) == 0.0:
-            grad = np.zeros_like(outputs) if grad_out is None else grad_out
-            grad.fill(0)
-            return 0.0, grad
-        return ops.softmax_cross_entropy(outputs, targets, grad_out=grad_out,
-                                         sample_weight=sample_weight)
-
     def count_correct(self, outputs, targets):
         pred = self._buf("pred", targets.shape, np.intp)
         eq = self._buf("eq", targets.shape, np.bool_)
@@ -247,26 +248,6 @@ class BinaryCrossEntropy(Loss):
             raise ValueError(f"{argname}: expected 0/1 labels; {argname}[{at}] = {y[tuple(bad[0])]} "
                              f"({len(bad)} not 0 or 1)")
         return np.ascontiguousarray(y, dtype=dtype)
-
-    def loss_and_grad(self, outputs, targets, grad_out=None, sample_weight=None):
-        n = outputs.shape[0]
-        a = self._buf("a", outputs.shape, outputs.dtype)
-        b = self._buf("b", outputs.shape, outputs.dtype)
-        np.abs(outputs, out=a)
-        np.negative(a, out=a)
-        np.exp(a, out=a)
-        np.log1p(a, out=a)
-        np.maximum(outputs, 0, out=b)
-        a += b
-        np.multiply(targets, outputs, out=b)
-        a -= b
-        grad = ops.sigmoid(outputs, out=grad_out)
-        np.subtract(grad, targets, out=grad)
-        if sample_weight is not None:
-            return self._weighted(a, grad, sample_weight, 1.0), grad
-        loss = float(np.add.reduce(a, axis=None, dtype=np.float64)) / n
-        grad *= 1.0 / n
-        return loss, grad
 
     def count_correct(self, outputs, targets):
         p = self._buf("p", outputs.shape, np.bool_)
@@ -327,20 +308,6 @@ class MSE(Loss):
             raise ValueError(f"{argname}: {n_bad} non-finite value(s), the first at {tuple(int(v) for v in i)}")
         return t
 
-    def loss_and_grad(self, outputs, targets, grad_out=None, sample_weight=None):
-        if grad_out is None:
-            grad_out = np.empty_like(outputs)
-        np.subtract(outputs, targets, out=grad_out)
-        sq = self._buf("sq", outputs.shape, outputs.dtype)
-        with np.errstate(over="ignore"):  # an overflowing loss is reported by fit as divergence
-            np.multiply(grad_out, grad_out, out=sq)
-        if sample_weight is not None:
-            grad_out *= 2.0
-            return self._weighted(sq, grad_out, sample_weight, outputs.shape[1]), grad_out
-        loss = float(np.add.reduce(sq, axis=None, dtype=np.float64)) / outputs.size
-        grad_out *= 2.0 / outputs.size
-        return loss, grad_out
-
     def count_correct(self, outputs, targets):
         if outputs.shape[1] < 2:
             return 0
@@ -362,7 +329,18 @@ class MSE(Loss):
         return np.array(outputs, copy=True)
 
 
-LOSS_TYPES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, BinaryCrossEntropy, MSE)}
+LOSS_TYPES = {e.loss_class: globals()[e.loss_class] for e in _registry.REGISTRY}
+"""The Loss class of each registry entry by its name (the ``type`` saved models record)."""
+for _entry in _registry.REGISTRY:
+    LOSS_TYPES[_entry.loss_class].entry = _entry
+del _entry
+
+
+def registry_entry(loss):
+    """The registry entry of ``loss`` when it is exactly one of fastnn's losses (not a subclass,
+    which may compute something else), else None."""
+    entry = getattr(type(loss), "entry", None)
+    return entry if entry is not None and LOSS_TYPES.get(entry.loss_class) is type(loss) else None
 
 
 def accuracy(correct, seen, loss, n_outputs):

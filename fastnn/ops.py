@@ -10,10 +10,11 @@ import numpy as np
 
 from . import _validate as v
 from . import activations as _activations
+from . import loss_registry as _loss_registry
 from ._native import core as _core
 
 __all__ = [name for e in _activations.REGISTRY for name in (e.name, e.backward_name)] + [
-    "softmax", "log_softmax", "softmax_cross_entropy",
+    "softmax", "log_softmax", *(e.op for e in _loss_registry.REGISTRY),
     "linear_forward", "linear_backward", "sgd_update", "gather_rows", "adam_update", "adamw_update",
 ]
 
@@ -21,6 +22,7 @@ SCALED_TANH_A = _activations.SCALED_TANH_A
 SCALED_TANH_B = _activations.SCALED_TANH_B
 ACTIVATIONS = _activations.ACTIVATIONS
 _REDUCTIONS = ("mean", "sum", "none")
+_SOFTMAX_XENT, _SIGMOID_XENT, _MSE = _loss_registry.REGISTRY
 
 
 def _forward(entry, x, out, param):
@@ -76,6 +78,54 @@ def _class_labels(labels, n, k):
     return labels
 
 
+def _loss(entry, outputs, labels, targets, grad_out, reduction, sample_weight, outputs_given):
+    """The loss ``entry`` (fastnn.loss_registry) over checked outputs (N, K) and its gradient:
+    (loss, grad) as the public loss ops return them. outputs_given: the caller's array, which
+    grad_out may be exactly."""
+    n = outputs.shape[0]
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight)
+        if weights.dtype == np.bool_ or weights.dtype.kind not in "fiu":
+            raise TypeError(f"sample_weight: expected a real array, got {weights.dtype}")
+        if weights.ndim != 1 or weights.shape[0] != n:
+            raise ValueError(f"sample_weight: expected shape ({n},), got {weights.shape}")
+        weights = np.ascontiguousarray(weights, dtype=outputs.dtype)
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError("sample_weight: expected finite, non-negative weights")
+        if reduction == "mean":
+            weights = _normalized(weights)
+    grad = v.out_buffer(grad_out, "grad_out", outputs.shape, outputs.dtype, may_alias=(outputs_given,),
+                        inputs=(("labels", labels), ("targets", targets), ("sample_weight", weights)))
+    # For a weighted mean the weights arrive already divided by their sum (1/sum(w) itself can
+    # overflow when the sum is tiny).
+    scale = 1.0 / n if reduction == "mean" and weights is None else 1.0
+    row_loss = np.empty(n, dtype=np.float64) if reduction == "none" else None
+    total = _core.loss(entry.code, outputs, labels, targets, weights, grad, row_loss, scale)
+    if reduction == "none":
+        return row_loss, grad
+    return (total / n if reduction == "mean" and weights is None else total), grad
+
+
+def _logits_and_rows(logits, argname, min_columns):
+    logits = v.float_array(logits, argname, ndim=2)
+    n, k = logits.shape
+    if n == 0 or k < min_columns:
+        raise ValueError(f"{argname}: expected at least one row and {min_columns} column(s), got shape "
+                         f"{logits.shape}")
+    return logits
+
+
+def _dense_targets(targets, outputs, argname):
+    targets = v.float_array(targets, argname, dtype=outputs.dtype)
+    if targets.ndim == 1 and outputs.shape[1] == 1:
+        targets = targets.reshape(-1, 1)
+    v.check_shape(targets, argname, outputs.shape)
+    return targets
+
+
 def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sample_weight=None):
     """Cross-entropy of softmax(logits) against integer labels, and its gradient, in one pass.
 
@@ -86,35 +136,48 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
     grad_out may be logits itself (overwritten row by row).
     """
     logits_given = logits
-    logits = v.float_array(logits, "logits", ndim=2)
-    n, k = logits.shape
-    if n == 0 or k == 0:
-        raise ValueError(f"logits: expected at least one row and one class, got shape {logits.shape}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
-    labels = _class_labels(labels, n, k)
-    weights = None
-    if sample_weight is not None:
-        weights = np.asarray(sample_weight)
-        if weights.dtype.kind not in "fiu":
-            raise TypeError(f"sample_weight: expected a real array, got {weights.dtype}")
-        if weights.ndim != 1 or weights.shape[0] != n:
-            raise ValueError(f"sample_weight: expected shape ({n},), got {weights.shape}")
-        weights = np.ascontiguousarray(weights, dtype=logits.dtype)
-        if not np.isfinite(weights).all() or (weights < 0).any():
-            raise ValueError("sample_weight: expected finite, non-negative weights")
-        if reduction == "mean":
-            weights = _normalized(weights)
-    grad = v.out_buffer(grad_out, "grad_out", logits.shape, logits.dtype, may_alias=(logits_given,),
-                        inputs=(("labels", labels), ("sample_weight", weights)))
-    # For a weighted mean the weights arrive already divided by their sum (1/sum(w) itself can
-    # overflow when the sum is tiny).
-    scale = 1.0 / n if reduction == "mean" and weights is None else 1.0
-    row_loss = np.empty(n, dtype=np.float64) if reduction == "none" else None
-    total = _core.softmax_xent(logits, labels, weights, grad, row_loss, scale)
-    if reduction == "none":
-        return row_loss, grad
-    return (total / n if reduction == "mean" and weights is None else total), grad
+    logits = _logits_and_rows(logits, "logits", 1)
+    labels = _class_labels(labels, logits.shape[0], logits.shape[1])
+    return _loss(_SOFTMAX_XENT, logits, labels, None, grad_out, reduction, sample_weight,
+                 logits_given)
+
+
+def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", sample_weight=None):
+    """Binary cross-entropy on K independent logits per row (sigmoid outputs), and its gradient.
+
+    logits (N, K) float32/float64, K >= 1; targets (N, K) (or (N,) when K = 1) in [0, 1]
+    (0/1 labels, or probabilities), converted to the logits' dtype; sample_weight None or (N,)
+    finite, >= 0. The loss of row i is l_i = sum over its K outputs of
+    softplus(z) - t z = max(z, 0) + log1p(exp(-|z|)) - t z (stable for any z; the sum, not the
+    mean, over the outputs: scikit-learn's multi-label convention, K times PyTorch's
+    ``binary_cross_entropy_with_logits`` "mean"). grad = w_i * (sigmoid(z) - t), divided by
+    sum(w) (or N) for "mean". Returns ``(loss, grad)`` as softmax_cross_entropy does.
+    """
+    logits_given = logits
+    logits = _logits_and_rows(logits, "logits", 1)
+    targets = _dense_targets(targets, logits, "targets")
+    if not ((targets >= 0) & (targets <= 1)).all():
+        bad = np.argwhere(~((targets >= 0) & (targets <= 1)))[0]
+        raise ValueError(f"targets: expected values in [0, 1], got {targets[tuple(bad)]} at "
+                         f"{tuple(int(i) for i in bad)}")
+    return _loss(_SIGMOID_XENT, logits, None, targets, grad_out, reduction, sample_weight,
+                 logits_given)
+
+
+def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample_weight=None):
+    """Squared error averaged over the K outputs of each row, and its gradient.
+
+    outputs (N, K) float32/float64; targets (N, K) (or (N,) when K = 1) real, converted to the
+    outputs' dtype; sample_weight None or (N,) finite, >= 0. The loss of row i is
+    l_i = mean over k of (outputs - targets)^2, so "mean" is PyTorch's ``mse_loss`` "mean" (the
+    mean over all elements) when no weights are given. grad = w_i * 2 (outputs - targets) / K,
+    divided by sum(w) (or N) for "mean". Returns ``(loss, grad)`` as softmax_cross_entropy does.
+    """
+    outputs_given = outputs
+    outputs = _logits_and_rows(outputs, "outputs", 1)
+    targets = _dense_targets(targets, outputs, "targets")
+    return _loss(_MSE, outputs, None, targets, grad_out, reduction, sample_weight,
+                 outputs_given)
 
 
 def _normalized(weights):

@@ -15,11 +15,12 @@ import numbers
 import numpy as np
 
 from . import activations as _activations
+from . import loss_registry as _loss_registry
 
 __all__ = [name for e in _activations.REGISTRY for name in (e.name, e.backward_name)] + [
     "softmax",
     "log_softmax",
-    "softmax_cross_entropy",
+    *(e.op for e in _loss_registry.REGISTRY),
     "linear_forward",
     "linear_backward",
     "sgd_update",
@@ -197,6 +198,51 @@ def _weights_checked(sample_weight, n_rows, dtype):
     return weights
 
 
+def _reduced(losses, grad, weights, reduction, n_rows):
+    """Apply ``reduction`` to the per-row losses (float64 (N,)) and the unweighted per-row
+    gradient ``grad`` (N, K) (scaled in place): (loss, grad) as the loss ops return them."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+    if weights is not None and reduction == "mean":
+        if not weights.any():
+            raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
+        # Divide by the sum first (by way of the largest weight): w * loss / sum(w) would
+        # lose every bit of a subnormal weight, and 1/sum(w) can overflow.
+        weights = weights / weights.max()
+        weights /= weights.sum()
+    if weights is not None:
+        # The compiled kernels scale by the weights rounded to the outputs' dtype.
+        weights = weights.astype(grad.dtype).astype(np.float64)
+        losses *= weights
+        np.multiply(grad, weights[:, None], out=grad, casting="same_kind")
+    if reduction == "none":
+        return losses, grad
+    loss = float(losses.sum())
+    if reduction == "mean" and weights is None:
+        np.divide(grad, n_rows, out=grad, casting="same_kind")
+        return loss / n_rows, grad
+    return loss, grad
+
+
+def _rows_and_columns(name, a, min_columns=1):
+    a = _float_array(name, a)
+    _require_ndim(name, a, 2)
+    if a.shape[0] == 0 or a.shape[1] < min_columns:
+        raise ValueError(f"{name}: expected at least one row and {min_columns} column(s), got shape {a.shape}")
+    return a
+
+
+def _dense_targets(targets, outputs):
+    targets = np.asarray(targets)
+    if targets.dtype.char not in "fd":
+        raise TypeError(f"targets: expected a float32 or float64 array, got {targets.dtype}")
+    targets = targets.astype(outputs.dtype)
+    if targets.ndim == 1 and outputs.shape[1] == 1:
+        targets = targets[:, None]
+    _require_shape("targets", targets, outputs.shape)
+    return targets
+
+
 def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sample_weight=None):
     """Cross-entropy of softmax(logits) against integer labels, and its gradient.
 
@@ -205,21 +251,14 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
     for "none"; grad (N, K) has the logits' dtype (written to ``grad_out`` when given, which
     may be ``logits`` itself).
     """
-    logits = _logits_2d(logits)
+    logits = _rows_and_columns("logits", logits)
     n_rows, n_classes = logits.shape
-    if n_rows == 0:
-        raise ValueError("logits: expected at least one row (N == 0)")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
     labels = _labels_checked(labels, n_rows, n_classes)
-    weights = None
-    if sample_weight is not None:
-        weights = _weights_checked(sample_weight, n_rows, logits.dtype)
-        if reduction == "mean" and not weights.any():
-            raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
+    weights = None if sample_weight is None else _weights_checked(sample_weight, n_rows, logits.dtype)
     grad = _output("grad_out", grad_out, logits.shape, logits.dtype, [("logits", logits)],
                    alias_ok=True)
-
     rows = np.arange(n_rows)
     with np.errstate(all="ignore"):
         # Read everything needed from logits before grad (possibly logits itself) is written.
@@ -233,28 +272,44 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
         losses -= label_gap
         np.divide(grad, row_sum[:, None], out=grad, casting="same_kind")
         grad[rows, labels] -= 1
+        return _reduced(losses, grad, weights, reduction, n_rows)
 
-        if weights is not None and reduction == "mean":
-            # Divide by the sum first (by way of the largest weight): w * loss / sum(w) would
-            # lose every bit of a subnormal weight, and 1/sum(w) can overflow.
-            weights = weights / weights.max()
-            weights /= weights.sum()
-        if weights is not None:
-            losses *= weights
-        if reduction == "none":
-            if weights is not None:
-                np.multiply(grad, weights[:, None], out=grad, casting="same_kind")
-            return losses, grad
-        loss = float(losses.sum())
-        if reduction == "sum":
-            if weights is not None:
-                np.multiply(grad, weights[:, None], out=grad, casting="same_kind")
-            return loss, grad
-        if weights is None:
-            np.divide(grad, n_rows, out=grad)
-            return loss / n_rows, grad
-        np.multiply(grad, weights[:, None], out=grad, casting="same_kind")
-        return loss, grad
+
+def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", sample_weight=None):
+    """Binary cross-entropy on K independent logits per row, and its gradient: the loss of a
+    row is the sum over its outputs of max(z, 0) + log1p(exp(-|z|)) - t z, the gradient
+    sigmoid(z) - t. logits (N, K); targets (N, K) (or (N,) when K = 1) in [0, 1]; the rest as
+    softmax_cross_entropy."""
+    logits = _rows_and_columns("logits", logits)
+    targets = _dense_targets(targets, logits)
+    if not ((targets >= 0) & (targets <= 1)).all():
+        raise ValueError("targets: expected values in [0, 1]")
+    weights = None if sample_weight is None else _weights_checked(sample_weight, len(logits), logits.dtype)
+    grad = _output("grad_out", grad_out, logits.shape, logits.dtype, [("logits", logits), ("targets", targets)],
+                   alias_ok=True)
+    with np.errstate(all="ignore"):
+        elementwise = np.maximum(logits, 0) + np.log1p(np.exp(-np.abs(logits))) - targets * logits
+        losses = elementwise.sum(axis=1, dtype=np.float64)
+        _activations.get("sigmoid").forward_twin(logits, grad, 0.0)
+        grad -= targets
+        return _reduced(losses, grad, weights, reduction, len(logits))
+
+
+def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample_weight=None):
+    """Squared error averaged over the K outputs of each row, and its gradient 2 (outputs -
+    targets) / K. outputs (N, K); targets (N, K) (or (N,) when K = 1); the rest as
+    softmax_cross_entropy."""
+    outputs = _rows_and_columns("outputs", outputs)
+    targets = _dense_targets(targets, outputs)
+    weights = None if sample_weight is None else _weights_checked(sample_weight, len(outputs), outputs.dtype)
+    grad = _output("grad_out", grad_out, outputs.shape, outputs.dtype,
+                   [("outputs", outputs), ("targets", targets)], alias_ok=True)
+    k = outputs.shape[1]
+    with np.errstate(all="ignore"):
+        np.subtract(outputs, targets, out=grad)
+        losses = np.square(grad).mean(axis=1, dtype=np.float64)
+        grad *= 2.0 / k
+        return _reduced(losses, grad, weights, reduction, len(outputs))
 
 
 # --------------------------------------------------------------------------------------------

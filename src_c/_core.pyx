@@ -41,10 +41,12 @@ cdef extern from "kernels.h" nogil:
                                  float *dz, float *db, Py_ssize_t rows, Py_ssize_t cols, int nt)
     void fnn_act_grad_colsum_f64(int act, double param, const double *z, const double *y, const double *g,
                                  double *dz, double *db, Py_ssize_t rows, Py_ssize_t cols, int nt)
-    double fnn_softmax_xent_f32(const float *logits, const int64_t *labels, const float *w, float *grad,
-                                double *row_loss, Py_ssize_t rows, Py_ssize_t k, double scale, int nt)
-    double fnn_softmax_xent_f64(const double *logits, const int64_t *labels, const double *w, double *grad,
-                                double *row_loss, Py_ssize_t rows, Py_ssize_t k, double scale, int nt)
+    enum: FNN_LOSS_SOFTMAX_XENT, FNN_LOSS_BCE, FNN_LOSS_MSE, FNN_LOSS_COUNT
+    double fnn_loss_f32(int loss, const float *z, const int64_t *labels, const float *targets, const float *w,
+                        float *grad, double *row_loss, Py_ssize_t rows, Py_ssize_t k, double scale, int nt)
+    double fnn_loss_f64(int loss, const double *z, const int64_t *labels, const double *targets,
+                        const double *w, double *grad, double *row_loss, Py_ssize_t rows, Py_ssize_t k,
+                        double scale, int nt)
     void fnn_softmax_f32(const float *logits, float *out, Py_ssize_t rows, Py_ssize_t k, int log_, int nt)
     void fnn_softmax_f64(const double *logits, double *out, Py_ssize_t rows, Py_ssize_t k, int log_, int nt)
     void fnn_sgd_f32(float *p, const float *g, float *v, Py_ssize_t n, double lr, double mu, double wd,
@@ -376,23 +378,35 @@ def softmax(cnp.ndarray logits, cnp.ndarray out, bint log):
     return out
 
 
-def softmax_xent(cnp.ndarray logits, cnp.ndarray labels, object weights, cnp.ndarray grad,
-                 object row_loss, double scale):
-    """Returns sum_i w_i loss_i; labels int64, weights None or the logits' dtype, row_loss None or float64."""
-    cdef Py_ssize_t rows = logits.shape[0], k = logits.shape[1]
+LOSS_SOFTMAX_XENT, LOSS_BCE, LOSS_MSE = FNN_LOSS_SOFTMAX_XENT, FNN_LOSS_BCE, FNN_LOSS_MSE
+LOSS_COUNT = FNN_LOSS_COUNT
+
+
+def loss(int code, cnp.ndarray z, object labels, object targets, object weights, cnp.ndarray grad,
+         object row_loss, double scale):
+    """Returns sum_i w_i loss_i of loss `code` (kernels.h's enum fnn_loss): labels int64 (rows,)
+    for LOSS_SOFTMAX_XENT, else targets (rows, k) of z's dtype; weights None or z's dtype,
+    row_loss None or float64. The caller (fastnn.ops) has checked every shape and value."""
+    if not 0 <= code < FNN_LOSS_COUNT:
+        raise ValueError(f"code: expected a loss code in [0, {FNN_LOSS_COUNT}), got {code}")
+    if (labels is None) != (code != FNN_LOSS_SOFTMAX_XENT) or (targets is None) == (labels is None):
+        raise ValueError("labels, targets: expected labels for softmax cross-entropy, targets otherwise")
+    cdef Py_ssize_t rows = z.shape[0], k = z.shape[1]
     cdef int nt = kernel_threads()
-    cdef bint f32 = _is_f32(logits)
-    cdef void *xp = _ptr(logits)
-    cdef int64_t *lp = <int64_t*>_ptr(labels)
+    cdef bint f32 = _is_f32(z)
+    cdef void *zp = _ptr(z)
+    cdef int64_t *lp = <int64_t*>_ptr_or_null(labels)
+    cdef void *tp = _ptr_or_null(targets)
     cdef void *wp = _ptr_or_null(weights)
     cdef void *gp = _ptr(grad)
     cdef double *rl = <double*>_ptr_or_null(row_loss)
     cdef double total
     with nogil:
         if f32:
-            total = fnn_softmax_xent_f32(<float*>xp, lp, <float*>wp, <float*>gp, rl, rows, k, scale, nt)
+            total = fnn_loss_f32(code, <float*>zp, lp, <float*>tp, <float*>wp, <float*>gp, rl, rows, k, scale, nt)
         else:
-            total = fnn_softmax_xent_f64(<double*>xp, lp, <double*>wp, <double*>gp, rl, rows, k, scale, nt)
+            total = fnn_loss_f64(code, <double*>zp, lp, <double*>tp, <double*>wp, <double*>gp, rl, rows, k, scale,
+                                 nt)
     return total
 
 

@@ -214,12 +214,14 @@ static int threads_for(ptrdiff_t work, int n_threads)
         }                                                                                          \
         if (acc != stack_acc) free(acc);                                                           \
     }                                                                                              \
-    double fnn_softmax_xent_##SUF(const REAL *logits, const int64_t *labels, const REAL *weights,  \
-                                  REAL *grad, double *row_loss, ptrdiff_t rows, ptrdiff_t k,       \
-                                  double scale, int n_threads)                                     \
+    double fnn_loss_##SUF(int loss, const REAL *z, const int64_t *labels, const REAL *targets,     \
+                          const REAL *weights, REAL *grad, double *row_loss, ptrdiff_t rows,       \
+                          ptrdiff_t k, double scale, int n_threads)                                \
     {                                                                                              \
         int nt = threads_for(rows * k, n_threads);                                                 \
-        if (nt <= 1) return T->softmax_xent(logits, labels, weights, grad, row_loss, rows, k, scale); \
+        if (nt <= 1)                                                                               \
+            return fnn_loss_rows_##SUF(T, loss, z, labels, targets, weights, grad, row_loss, rows, \
+                                       k, scale);                                                  \
         double partial[256] = {0};                                                                 \
         if (nt > 256) nt = 256;                                                                    \
         FNN_PARALLEL(nt)                                                                           \
@@ -228,9 +230,11 @@ static int threads_for(ptrdiff_t work, int n_threads)
             int tid = FNN_THREAD_ID();                                                             \
             split_range(rows, FNN_THREAD_COUNT(), tid, 1, &b, &e);                                 \
             if (b < e)                                                                             \
-                partial[tid] = T->softmax_xent(logits + b * k, labels + b,                         \
-                                               weights ? weights + b : NULL, grad + b * k,         \
-                                               row_loss ? row_loss + b : NULL, e - b, k, scale);   \
+                partial[tid] = fnn_loss_rows_##SUF(T, loss, z + b * k, labels ? labels + b : NULL, \
+                                                   targets ? targets + b * k : NULL,               \
+                                                   weights ? weights + b : NULL, grad + b * k,     \
+                                                   row_loss ? row_loss + b : NULL, e - b, k,       \
+                                                   scale);                                         \
         }                                                                                          \
         double total = 0.0;                                                                        \
         for (int t = 0; t < nt; t++) total += partial[t];                                          \

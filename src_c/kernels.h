@@ -22,6 +22,14 @@ enum fnn_activation {
 };
 #define FNN_ACT_COUNT 7
 
+/* The losses fnn_loss dispatches on (fastnn/loss_registry.py holds the same codes). */
+enum fnn_loss {
+    FNN_LOSS_SOFTMAX_XENT = 0, /* softmax cross-entropy on logits, int64 class labels */
+    FNN_LOSS_BCE = 1,          /* binary cross-entropy on K logits, targets in [0, 1] */
+    FNN_LOSS_MSE = 2           /* squared error averaged over the K outputs of a row */
+};
+#define FNN_LOSS_COUNT 3
+
 /* 1 when the derivative of activation `act` needs its input z (the others derive it from the
    output y alone, and their backward accepts z == NULL). */
 int fnn_act_needs_input(int act);
@@ -56,12 +64,14 @@ int fnn_openmp_max_threads(void);
     void fnn_act_grad_colsum_##SUF(int act, double param, const REAL *z, const REAL *y,           \
                                    const REAL *grad, REAL *dz, REAL *db, ptrdiff_t rows,          \
                                    ptrdiff_t cols, int n_threads);                                \
-    /* Softmax cross-entropy, one pass per row. grad_i = scale * w_i * (softmax_i - onehot_i);    \
-       returns sum_i w_i * loss_i; row_loss (may be NULL) receives w_i * loss_i.                  \
-       weights may be NULL (all ones); grad may alias logits exactly. */                          \
-    double fnn_softmax_xent_##SUF(const REAL *logits, const int64_t *labels, const REAL *weights, \
-                                  REAL *grad, double *row_loss, ptrdiff_t rows, ptrdiff_t k,      \
-                                  double scale, int n_threads);                                   \
+    /* The loss `loss` (enum fnn_loss) of each row i and its gradient, one pass per row:         \
+       grad_i = scale * w_i * dl_i/dz_i; returns sum_i w_i * l_i; row_loss (may be NULL)          \
+       receives w_i * l_i. labels (int64, in [0, k)) for FNN_LOSS_SOFTMAX_XENT, else targets      \
+       (rows, k) (the other may be NULL); weights may be NULL (all ones); grad may alias z        \
+       exactly. */                                                                                \
+    double fnn_loss_##SUF(int loss, const REAL *z, const int64_t *labels, const REAL *targets,    \
+                          const REAL *weights, REAL *grad, double *row_loss, ptrdiff_t rows,      \
+                          ptrdiff_t k, double scale, int n_threads);                              \
     /* out = softmax(logits) or log_softmax(logits) row by row (out may alias logits). */         \
     void fnn_softmax_##SUF(const REAL *logits, REAL *out, ptrdiff_t rows, ptrdiff_t k, int log,   \
                            int n_threads);                                                        \

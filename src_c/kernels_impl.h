@@ -529,45 +529,74 @@ static FNN_TARGET void NAME(transpose)(const REAL *src, REAL *dst, ptrdiff_t row
     }
 }
 
-/* ---- Losses of the training engine. Rows carry weights w (NULL: all 1); each returns
- * sum_i w_i * l_i in double and writes grad = scale * w_i * dl_i/dz (grad may alias z exactly). */
+/* ---- Losses besides softmax cross-entropy (above). Rows carry weights w (NULL: all 1); each
+ * returns sum_i w_i * l_i in double, writes grad = scale * w_i * dl_i/dz (grad may alias z
+ * exactly) and, when row_loss is not NULL, w_i * l_i to row_loss[i]. */
+
+#define FNN_LOSS_CHUNK 256 /* elements of a row whose terms are summed at once */
+
+/* log1p(e) for e in [0, 1] without libm (so the loop vectorises): log(u) * e / (u - 1) with
+   u = 1 + e rounded, which cancels u's rounding error (exact to a few ulp of double). */
+static FNN_TARGET inline double NAME(log1p_unit)(double e)
+{
+    const double u = 1.0 + e;
+    return u == 1.0 ? e : fnn_log_d(u) * (e / (u - 1.0));
+}
 
 /* Binary cross-entropy on logits z (rows, k), k independent outputs, targets t (rows, k):
- * l_i = sum_c max(z, 0) + log1p(exp(-|z|)) - t z; dl/dz = sigmoid(z) - t. */
+ * l_i = sum_c max(z, 0) + log1p(exp(-|z|)) - t z; dl/dz = sigmoid(z) - t. Each term is
+ * rounded to REAL (as the NumPy twin computes it) and the row's terms summed in double. */
 static FNN_TARGET double NAME(bce_logits)(const REAL *z, const REAL *t, const REAL *w, REAL *grad,
-                                          ptrdiff_t rows, ptrdiff_t k, double scale)
+                                          double *row_loss, ptrdiff_t rows, ptrdiff_t k, double scale)
 {
+    REAL terms[FNN_LOSS_CHUNK];
     double total = 0.0;
     for (ptrdiff_t r = 0; r < rows; r++) {
         const double wi = w ? (double)w[r] : 1.0;
         const REAL f = (REAL)(wi * scale);
         double row = 0.0;
-        for (ptrdiff_t c = 0; c < k; c++) {
-            const REAL v = z[r * k + c], y = t[r * k + c];
-            const REAL e = EXP_NEG(-FABS(v));
-            const REAL loss = (v > 0 ? v : (REAL)0) + (REAL)log1p((double)e) - y * v;
-            row += (double)loss;
-            grad[r * k + c] = ((v >= 0 ? (REAL)1 : e) / ((REAL)1 + e) - y) * f;
+        for (ptrdiff_t c0 = 0; c0 < k; c0 += FNN_LOSS_CHUNK) {
+            const ptrdiff_t n = k - c0 < FNN_LOSS_CHUNK ? k - c0 : FNN_LOSS_CHUNK;
+            const REAL *zr = z + r * k + c0, *tr = t + r * k + c0;
+            REAL *gr = grad + r * k + c0;
+#pragma GCC ivdep
+            for (ptrdiff_t c = 0; c < n; c++) {
+                const REAL v = zr[c], y = tr[c];
+                const REAL e = EXP_NEG(-FABS(v));
+                terms[c] = (v > 0 ? v : (REAL)0) + (REAL)NAME(log1p_unit)((double)e) - y * v;
+                gr[c] = ((v >= 0 ? (REAL)1 : e) / ((REAL)1 + e) - y) * f;
+            }
+            row += NAME(row_sum_long)(terms, n);
         }
+        if (row_loss) row_loss[r] = wi * row;
         total += wi * row;
     }
     return total;
 }
 
 /* Squared error over k outputs: l_i = mean_c (z - t)^2; dl/dz = 2 (z - t) / k. */
-static FNN_TARGET double NAME(mse)(const REAL *z, const REAL *t, const REAL *w, REAL *grad, ptrdiff_t rows,
-                                   ptrdiff_t k, double scale)
+static FNN_TARGET double NAME(mse)(const REAL *z, const REAL *t, const REAL *w, REAL *grad, double *row_loss,
+                                   ptrdiff_t rows, ptrdiff_t k, double scale)
 {
+    REAL terms[FNN_LOSS_CHUNK];
     double total = 0.0;
     for (ptrdiff_t r = 0; r < rows; r++) {
         const double wi = w ? (double)w[r] : 1.0;
         const REAL f = (REAL)(wi * scale * 2.0 / (double)k);
         double row = 0.0;
-        for (ptrdiff_t c = 0; c < k; c++) {
-            const REAL d = z[r * k + c] - t[r * k + c];
-            row += (double)(d * d);
-            grad[r * k + c] = d * f;
+        for (ptrdiff_t c0 = 0; c0 < k; c0 += FNN_LOSS_CHUNK) {
+            const ptrdiff_t n = k - c0 < FNN_LOSS_CHUNK ? k - c0 : FNN_LOSS_CHUNK;
+            const REAL *zr = z + r * k + c0, *tr = t + r * k + c0;
+            REAL *gr = grad + r * k + c0;
+#pragma GCC ivdep
+            for (ptrdiff_t c = 0; c < n; c++) {
+                const REAL d = zr[c] - tr[c];
+                terms[c] = d * d;
+                gr[c] = d * f;
+            }
+            row += NAME(row_sum_long)(terms, n);
         }
+        if (row_loss) row_loss[r] = wi * (row / (double)k);
         total += wi * (row / (double)k);
     }
     return total;

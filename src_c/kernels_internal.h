@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels.h"
+
 #if FASTNN_OPENMP
 #include <omp.h>
 #define FNN_PARALLEL(nt) _Pragma("omp parallel num_threads(nt)")
@@ -40,14 +42,37 @@
         void (*gather)(const REAL *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL, REAL);  \
         int (*finite_range)(const REAL *, ptrdiff_t, REAL *, REAL *);                              \
         void (*transpose)(const REAL *, REAL *, ptrdiff_t, ptrdiff_t);                             \
-        double (*bce_logits)(const REAL *, const REAL *, const REAL *, REAL *, ptrdiff_t, ptrdiff_t, \
-                             double);                                                              \
-        double (*mse)(const REAL *, const REAL *, const REAL *, REAL *, ptrdiff_t, ptrdiff_t, double); \
+        double (*bce_logits)(const REAL *, const REAL *, const REAL *, REAL *, double *, ptrdiff_t, \
+                             ptrdiff_t, double);                                                   \
+        double (*mse)(const REAL *, const REAL *, const REAL *, REAL *, double *, ptrdiff_t,       \
+                      ptrdiff_t, double);                                                          \
         void (*col_sums)(const REAL *, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t);                 \
     } fnn_table_##SUF;
 
 FNN_TABLE(float, f32)
 FNN_TABLE(double, f64)
+
+/* One loss (enum fnn_loss in kernels.h) over rows, on the calling thread: the switch both the
+   ops (kernels.c) and the training engine (mlp_impl.h) dispatch through. Arguments as fnn_loss. */
+#define FNN_LOSS_ROWS(REAL, SUF)                                                                   \
+    static inline double fnn_loss_rows_##SUF(const fnn_table_##SUF *T, int loss, const REAL *z,   \
+                                             const int64_t *labels, const REAL *targets,           \
+                                             const REAL *w, REAL *grad, double *row_loss,          \
+                                             ptrdiff_t rows, ptrdiff_t k, double scale)            \
+    {                                                                                              \
+        switch (loss) {                                                                            \
+        case FNN_LOSS_SOFTMAX_XENT:                                                                \
+            return T->softmax_xent(z, labels, w, grad, row_loss, rows, k, scale);                  \
+        case FNN_LOSS_BCE:                                                                         \
+            return T->bce_logits(z, targets, w, grad, row_loss, rows, k, scale);                   \
+        default:                                                                                   \
+            return T->mse(z, targets, w, grad, row_loss, rows, k, scale);                          \
+        }                                                                                          \
+    }
+
+FNN_LOSS_ROWS(float, f32)
+FNN_LOSS_ROWS(double, f64)
+#undef FNN_LOSS_ROWS
 
 /* The tables of the SIMD path selected now. */
 const fnn_table_f32 *fnn_table_f32_current(void);

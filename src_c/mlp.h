@@ -41,7 +41,6 @@ void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int ld
 void fnn_gemm_small_f64(int trans_a, int m, int n, int k, const double *a, int lda, const double *b, int ldb,
                         double *c, int ldc);
 
-enum fnn_loss { FNN_LOSS_SOFTMAX_XENT = 0, FNN_LOSS_BCE = 1, FNN_LOSS_MSE = 2 };
 enum fnn_optimizer_kind { FNN_OPT_SGD = 0, FNN_OPT_ADAM = 1, FNN_OPT_ADAMW = 2 };
 
 typedef struct {
@@ -69,7 +68,7 @@ typedef struct {
 typedef struct {
     const void *x;          /* (n, dims[0]) rows */
     int x_kind;             /* 0 uint8, 1 float32, 2 float64 */
-    int loss;               /* enum fnn_loss */
+    int loss;               /* enum fnn_loss (kernels.h) */
     const int64_t *labels;  /* (n,) class labels, softmax cross-entropy */
     const void *targets;    /* (n, K) targets in the network type, the other losses */
     const void *weights;    /* (n,) per-sample weights in the network type, or NULL */

@@ -277,16 +277,14 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                 if (src->loss == FNN_LOSS_SOFTMAX_XENT) {
                     labels = src->label_buf + b0;
                     for (int i = 0; i < nr; i++) labels[i] = src->labels[rows_of[i]];
-                    partial_loss[p] = T->softmax_xent(outputs, labels, w, grad, NULL, nr, K, loss_scale);
                 } else {
                     targets = (REAL *)src->target_buf + b0 * K;
                     for (int i = 0; i < nr; i++)
                         memcpy(targets + (ptrdiff_t)i * K, (const REAL *)src->targets + rows_of[i] * K,
                                sizeof(REAL) * (size_t)K);
-                    partial_loss[p] = src->loss == FNN_LOSS_BCE
-                                          ? T->bce_logits(outputs, targets, w, grad, nr, K, loss_scale)
-                                          : T->mse(outputs, targets, w, grad, nr, K, loss_scale);
                 }
+                partial_loss[p] = NAME(fnn_loss_rows)(T, src->loss, outputs, labels, targets, w, grad, NULL, nr, K,
+                                                      loss_scale);
                 partial_correct[p] = NAME(count_correct)(src->loss, outputs, labels, targets, nr, K);
                 if (m->acts[L - 1]) { /* an activation on the output layer itself */
                     REAL *dz = (REAL *)m->dz[L - 1] + b0 * K;

@@ -71,7 +71,6 @@ cdef extern from "mlp.h" nogil:
 
 fnn_set_blas(<fnn_sgemm_fn>sgemm, <fnn_dgemm_fn>dgemm)
 
-LOSS_SOFTMAX_XENT, LOSS_BCE, LOSS_MSE = 0, 1, 2
 OPTIMIZER_KINDS = {"sgd": 0, "adam": 1, "adamw": 2}
 _MAX_LAYERS = 256  # mlp.c's FNN_MLP_MAX_LAYERS
 _MAX_PARTS = 256  # mlp.c's FNN_MLP_MAX_THREADS
@@ -206,10 +205,10 @@ cdef class TrainingEngine:
             if bad >= 0:
                 raise ValueError(f"labels: expected class labels in [0, {K}), got {labels_or_targets[bad]} "
                                  f"at index {bad}")
-        elif loss in (LOSS_BCE, LOSS_MSE):
+        elif 0 <= loss < LOSS_COUNT:
             _check_array(labels_or_targets, "targets", (n, K), dtype, writeable=False)
         else:
-            raise ValueError(f"loss: expected LOSS_SOFTMAX_XENT, LOSS_BCE or LOSS_MSE, got {loss}")
+            raise ValueError(f"loss: expected a loss code in [0, {LOSS_COUNT}), got {loss}")
         if sample_weight is not None:
             _check_array(sample_weight, "sample_weight", (n,), dtype, writeable=False)
             if not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):

@@ -53,6 +53,10 @@ def valid_call(op, rng, dtype=np.float64):
         "log_softmax": lambda: {"logits": a(3, 4)},
         "softmax_cross_entropy": lambda: {"logits": a(3, 4), "labels": np.array([0, 3, 1]),
                                           "sample_weight": np.abs(a(3)) + 0.5},
+        "sigmoid_cross_entropy": lambda: {"logits": a(3, 4), "targets": (a(3, 4) > 0).astype(dtype),
+                                          "sample_weight": np.abs(a(3)) + 0.5},
+        "mean_squared_error": lambda: {"outputs": a(3, 4), "targets": a(3, 4),
+                                       "sample_weight": np.abs(a(3)) + 0.5},
         "linear_forward": lambda: {"x": a(3, 4), "w": a(4, 5), "b": a(5), "activation": "tanh"},
         "linear_backward": lambda: {"x": a(3, 4), "w": a(4, 5), "grad_out": a(3, 5),
                                     "y": np.tanh(a(3, 5)), "activation": "tanh"},
@@ -68,8 +72,8 @@ def valid_call(op, rng, dtype=np.float64):
 
 
 OPS = [name for e in activations.REGISTRY for name in (e.name, e.backward_name)] + [
-    "softmax", "log_softmax", "softmax_cross_entropy", "linear_forward", "linear_backward", "sgd_update",
-    "gather_rows"]
+    "softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy", "mean_squared_error",
+    "linear_forward", "linear_backward", "sgd_update", "gather_rows"]
 # Arguments read, never written (sgd_update's param and velocity are updated in place).
 INPUTS = {op: [k for k in valid_call(op, np.random.default_rng(0)) if k not in
                ("activation", "lr", "momentum", "weight_decay", "scale", "shift", "param", "velocity")]
@@ -168,8 +172,10 @@ def sprinkle(a, rng):
     return a
 
 
+# Validated inputs (refused when not finite) are tested in test_bad_values_name_the_argument.
 FLOAT_INPUTS = [(op, arg) for op in OPS for arg in INPUTS[op]
-                if arg not in ("labels", "rows", "sample_weight")]
+                if arg not in ("labels", "rows", "sample_weight")
+                and (op, arg) != ("sigmoid_cross_entropy", "targets")]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -210,6 +216,10 @@ def empty_cases():
         "log_softmax (0, 0)": ("log_softmax", {"logits": z((0, 0))}),
         "softmax_cross_entropy (0, 3)": ("softmax_cross_entropy", {"logits": z((0, 3)), "labels": z(0, int)}),
         "softmax_cross_entropy (3, 0)": ("softmax_cross_entropy", {"logits": z((3, 0)), "labels": z(3, int)}),
+        "sigmoid_cross_entropy (0, 3)": ("sigmoid_cross_entropy", {"logits": z((0, 3)), "targets": z((0, 3))}),
+        "sigmoid_cross_entropy (3, 0)": ("sigmoid_cross_entropy", {"logits": z((3, 0)), "targets": z((3, 0))}),
+        "mean_squared_error (0, 3)": ("mean_squared_error", {"outputs": z((0, 3)), "targets": z((0, 3))}),
+        "mean_squared_error (3, 0)": ("mean_squared_error", {"outputs": z((3, 0)), "targets": z((3, 0))}),
         "linear_forward batch 0": ("linear_forward", {"x": z((0, 3)), "w": z((3, 2)), "b": z(2)}),
         "linear_forward 0 features": ("linear_forward", {"x": z((3, 0)), "w": z((0, 2)), "b": np.ones(2)}),
         "linear_forward 0 outputs": ("linear_forward", {"x": z((3, 2)), "w": z((2, 0)), "b": z(0)}),
@@ -256,6 +266,16 @@ def test_empty_arrays_and_zero_features(case):
     ("softmax_cross_entropy", "sample_weight", np.array([1.0, np.nan, 1.0]), ValueError),
     ("softmax_cross_entropy", "sample_weight", np.array([1.0, -1.0, 1.0]), ValueError),
     ("softmax_cross_entropy", "sample_weight", np.ones(4), ValueError),
+    ("sigmoid_cross_entropy", "targets", np.full((3, 4), 1.5), ValueError),
+    ("sigmoid_cross_entropy", "targets", np.full((3, 4), -0.5), ValueError),
+    ("sigmoid_cross_entropy", "targets", np.full((3, 4), np.nan), ValueError),
+    ("sigmoid_cross_entropy", "targets", np.ones((3, 3)), ValueError),
+    ("sigmoid_cross_entropy", "targets", np.array([["a"] * 4] * 3), TypeError),
+    ("sigmoid_cross_entropy", "sample_weight", np.array([1.0, -1.0, 1.0]), ValueError),
+    ("mean_squared_error", "targets", np.ones((4, 4)), ValueError),
+    ("mean_squared_error", "targets", np.ones(3), ValueError),
+    ("mean_squared_error", "targets", np.ones((3, 4), object), TypeError),
+    ("mean_squared_error", "sample_weight", np.array([1.0, np.inf, 1.0]), ValueError),
     ("gather_rows", "rows", np.array([0, 6]), ValueError),
     ("gather_rows", "rows", np.array([-1]), ValueError),
     ("gather_rows", "rows", np.array([1.0]), TypeError),

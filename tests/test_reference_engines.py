@@ -7,7 +7,8 @@ import pytest
 
 from fastnn import SGD, Adam, AdamW, Dropout, GELU, LeakyReLU, Linear, Network, ReLU, Tanh
 from fastnn.bench.reference_mlp import ReferenceMLP
-from fastnn.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
+from fastnn import loss_registry
+from fastnn.losses import LOSS_TYPES
 from optimizer_cases import OPTIMIZERS
 
 N, F, H, BATCH, EPOCHS = 150, 12, 16, 32, 2  # the last batch of an epoch is short (22 rows)
@@ -21,7 +22,7 @@ class Case:
     """One network: hidden activations (layer factories and what the reference takes), the
     Dropout rate of each Linear's input, the loss, the number of outputs, weighted or not."""
 
-    def __init__(self, loss="softmax", outputs=3, acts=((Tanh, "tanh"),), dropout=None,
+    def __init__(self, loss="cross_entropy", outputs=3, acts=((Tanh, "tanh"),), dropout=None,
                  weighted=False):
         self.loss, self.outputs, self.acts, self.weighted = loss, outputs, acts, weighted
         self.dropout = dropout or [0.0] * (len(acts) + 1)
@@ -39,14 +40,14 @@ class Case:
         return layers
 
     def network(self):
-        loss = {"softmax": SoftmaxCrossEntropy, "bce": BinaryCrossEntropy, "mse": MSE}[self.loss]()
+        loss = LOSS_TYPES[loss_registry.get(self.loss).loss_class]()
         return Network(self.layers(), loss=loss, dtype="float64", seed=NET_SEED)
 
     def data(self):
         rng = np.random.default_rng(7)
         X = rng.standard_normal((N, F))
         k = self.outputs
-        if self.loss == "softmax":
+        if self.loss == "cross_entropy":
             y = np.argmax(X[:, :k], axis=1)
         elif self.loss == "bce":
             y = (X[:, :k] + X[:, k:2 * k] > 0).astype(np.float64)
@@ -61,7 +62,7 @@ class Case:
 
 
 CASES = {
-    "softmax": Case(),
+    "cross_entropy": Case(),
     "softmax_weighted": Case(weighted=True),
     "mse": Case("mse", outputs=3),
     "mse_weighted": Case("mse", outputs=3, weighted=True),

@@ -3,10 +3,11 @@ import inspect
 
 import pytest
 
-from fastnn import activations, ops, reference
+from fastnn import activations, loss_registry, ops, reference
 
 CONTRACT_OPS = [name for e in activations.REGISTRY for name in (e.name, e.backward_name)] + [
-    "softmax", "log_softmax", "softmax_cross_entropy",
+    e.op for e in loss_registry.REGISTRY] + [
+    "softmax", "log_softmax",
     "linear_forward", "linear_backward", "sgd_update", "gather_rows", "adam_update", "adamw_update",
 ]
 

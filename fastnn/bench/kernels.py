@@ -50,15 +50,20 @@ def _sigmoid_builder(shape):
     return build
 
 
-def _softmax_xent_builder(rows, classes):
+def _loss_builder(entry, rows, k):
+    """The op of loss registry entry ``entry`` on float32 outputs (rows, k)."""
     def build(module):
         import numpy as np
 
         rng = _inputs_rng()
-        logits = rng.standard_normal((rows, classes), dtype=np.float32) * 3
-        labels = rng.integers(0, classes, rows)
-        grad = np.empty_like(logits)
-        return lambda: module.softmax_cross_entropy(logits, labels, grad_out=grad)
+        outputs = rng.standard_normal((rows, k), dtype=np.float32) * 3
+        if entry.targets == "labels":
+            targets = rng.integers(0, k, rows)
+        else:
+            targets = (rng.random((rows, k)) > 0.5).astype(np.float32)
+        grad = np.empty_like(outputs)
+        op = getattr(module, entry.op)
+        return lambda: op(outputs, targets, grad_out=grad)
     return build
 
 
@@ -127,8 +132,12 @@ def kernel_cases(with_target_only=False):
     just the cases that have a speed target (what ``--quick`` runs)."""
     cases = [KernelCase("sigmoid", f"({r}, {c})", t, _sigmoid_builder((r, c)))
              for (r, c), t in (((32, 128), 3.0), ((128, 128), 4.0), ((4096, 1024), 6.0))]
-    cases += [KernelCase("softmax_cross_entropy", f"({r}, {k})", t, _softmax_xent_builder(r, k))
+    from ..loss_registry import REGISTRY as losses
+    cross_entropy, *others = losses
+    cases += [KernelCase(cross_entropy.op, f"({r}, {k})", t, _loss_builder(cross_entropy, r, k))
               for (r, k), t in (((32, 10), None), ((128, 10), 6.0), ((4096, 1000), 4.0))]
+    cases += [KernelCase(entry.op, f"({r}, {k})", None, _loss_builder(entry, r, k))
+              for entry in others for r, k in ((128, 10), (4096, 100))]
     linear_targets = {("forward", 128, 784): 1.3, ("backward", 128, 784): 1.15}
     linear = (("forward", _linear_forward_builder, _linear_forward_gemm_builder),
               ("backward", _linear_backward_builder, _linear_backward_gemm_builder))

@@ -5,14 +5,11 @@ of the activation registry (:mod:`fastnn.activations`) and the losses' own conve
 import numpy as np
 
 from .. import activations as _activations
+from .. import loss_registry as _loss_registry
 from .. import losses as _losses
+from .. import reference as _reference
 from .._fused import _draw_mask
-from ..reference import (SCALED_TANH_A, SCALED_TANH_B, _require_shape, adam_update, adamw_update,
-                         softmax_cross_entropy)
-
-LOSSES = {"softmax": _losses.SoftmaxCrossEntropy, "bce": _losses.BinaryCrossEntropy,
-          "mse": _losses.MSE}
-"""The ``loss=`` names and the fastnn loss each one is."""
+from ..reference import SCALED_TANH_A, SCALED_TANH_B, _require_shape, adam_update, adamw_update
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -37,10 +34,11 @@ class ReferenceMLP:
     Inputs are used as ``x * input_scale + input_shift`` per batch, so uint8 images train
     without a float copy of the data set (like ``Network(input_scale=1/255)``).
 
-    loss: "softmax" (``SoftmaxCrossEntropy``, at least 2 outputs, integer labels), "bce"
-    (``BinaryCrossEntropy`` over K >= 1 outputs, 0/1 targets) or "mse" (``MSE``, real targets);
-    the targets are what those losses take, and "bce" and "mse" are computed by those losses'
-    ``loss_and_grad`` (BCE's sigmoid is the compiled ``fastnn.ops.sigmoid``). dropout: None or
+    loss: a name of :data:`fastnn.loss_registry.NAMES`: "cross_entropy"
+    (``SoftmaxCrossEntropy``, at least 2 outputs, integer labels), "bce" (``BinaryCrossEntropy``
+    over K >= 1 outputs, 0/1 targets) or "mse" (``MSE``, real targets); the targets are what
+    those losses take, and the loss and its gradient are the entry's NumPy twin
+    (``fastnn.reference.<op>``). dropout: None or
     one rate in [0, 1) per Linear, the Dropout applied to that Linear's input (dropout[0] on the
     network's input, dropout[l] after hidden layer l); the masks are drawn like the layer path's,
     per step and in layer order, from the generator given to ``step``/``epoch``. optimizer:
@@ -55,7 +53,7 @@ class ReferenceMLP:
 
     def __init__(self, weights, biases, activations, lr=0.1, momentum=0.9, weight_decay=0.0,
                  nesterov=False, input_scale=1.0, input_shift=0.0, dtype=None, *,
-                 loss="softmax", dropout=None, optimizer="sgd", beta1=0.9, beta2=0.999, eps=1e-8):
+                 loss="cross_entropy", dropout=None, optimizer="sgd", beta1=0.9, beta2=0.999, eps=1e-8):
         weights = [np.asarray(w) for w in weights]
         biases = [np.asarray(b) for b in biases]
         activations = list(activations)
@@ -71,10 +69,11 @@ class ReferenceMLP:
         self.dtype = np.dtype(weights[0].dtype if dtype is None else dtype)
         if self.dtype.char not in "fd":
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
-        if loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {tuple(LOSSES)}, got {loss!r}")
-        self._loss = LOSSES[loss]()
+        entry = _loss_registry.get(loss)
+        self._loss = _losses.LOSS_TYPES[entry.loss_class]()  # its targets and accuracy
         self._loss.check_outputs(dims[-1])
+        self._loss_twin = getattr(_reference, entry.op)
+        self._labels = entry.targets == "labels"
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
         if optimizer == "sgd" and momentum == 0 and nesterov:
@@ -127,7 +126,7 @@ class ReferenceMLP:
             dropped = [np.empty((n, d[l]), dt) if p else None for l, p in enumerate(self.dropout)]
             ws = self._workspaces[key] = {
                 "raw": np.empty((n, d[0]), raw_dtype),
-                "targets": (np.empty(n, np.int64) if self.loss == "softmax"
+                "targets": (np.empty(n, np.int64) if self._labels
                             else np.empty((n, d[-1]), dt)),
                 "weights": np.empty(n, dt),
                 "a": a,
@@ -148,7 +147,7 @@ class ReferenceMLP:
 
     def step(self, x, labels, sample_weight=None, rng=None):
         """One optimizer step on a batch x (B, in) of any real dtype (scaled by
-        input_scale/shift) and its targets: integer labels (B,) in [0, K) for "softmax", what
+        input_scale/shift) and its targets: integer labels (B,) in [0, K) for "cross_entropy", what
         the loss takes otherwise. sample_weight: None or (B,) weights >= 0; rng: the
         ``np.random.Generator`` of the Dropout masks (required with dropout). Returns (mean
         loss, weighted by sample_weight, number of correct predictions)."""
@@ -188,7 +187,7 @@ class ReferenceMLP:
 
     def _targets(self, y):
         """The targets as the loss takes them (softmax labels unchecked: the benchmarks' path)."""
-        if self.loss == "softmax":
+        if self._labels:
             return np.asarray(y)
         return self._loss.prepare_targets(y, self.dims[-1], self.dtype)
 
@@ -220,15 +219,15 @@ class ReferenceMLP:
     def _loss_and_grad(self, outputs, ws, weights):
         """(batch loss, correct predictions), the loss's gradient in ws["dz"][-1]."""
         targets, grad = ws["targets"], ws["dz"][-1]
-        if self.loss != "softmax":
-            loss, _ = self._loss.loss_and_grad(outputs, targets, grad, weights)
-            return loss, self._loss.count_correct(outputs, targets)
-        np.argmax(outputs, axis=1, out=ws["pred"])
-        hits = int(np.count_nonzero(np.equal(ws["pred"], targets, out=ws["hit"])))
+        if self._labels:
+            np.argmax(outputs, axis=1, out=ws["pred"])
+            hits = int(np.count_nonzero(np.equal(ws["pred"], targets, out=ws["hit"])))
+        else:
+            hits = self._loss.count_correct(outputs, targets)
         if weights is not None and not weights.any():  # losses.py: loss 0, zero gradient
             grad.fill(0)
             return 0.0, hits
-        loss, _ = softmax_cross_entropy(outputs, targets, grad_out=grad, sample_weight=weights)
+        loss, _ = self._loss_twin(outputs, targets, grad_out=grad, sample_weight=weights)
         return loss, hits
 
     def _backward(self, ws):

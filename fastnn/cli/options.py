@@ -7,12 +7,13 @@ import os
 from .._argtypes import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from .output import UserError, print_error, print_warning
 
+from .. import loss_registry  # the --loss choices (no numpy import)
 from ..activations import NAMES as ACTIVATIONS  # the --activation choices (no numpy import)
 from ..activations import REGISTRY as _ACTIVATION_ENTRIES
+
 INITS = ("lecun", "he", "xavier", "uniform")
 SCHEDULES = ("none", "step", "exponential", "cosine")
 SCALINGS = ("unit", "standardize")
-LOSSES = ("cross_entropy", "bce", "mse")
 TASKS = ("classification", "regression")
 MISSING = ("drop", "mean")
 NUM_CLASSES = 10
@@ -144,7 +145,7 @@ def add_run_options(p):
                        help="dropout probability after each hidden activation")
     model.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                        help="parameter and computation dtype")
-    model.add_argument("--loss", choices=LOSSES,
+    model.add_argument("--loss", choices=loss_registry.NAMES,
                        help="default: cross_entropy for a classification, mse for a regression; "
                             "bce is one sigmoid output for a target with two classes")
 

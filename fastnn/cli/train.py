@@ -179,9 +179,8 @@ def _schedule(args):
 
 
 def _loss(args):
-    import fastnn
-    return {"cross_entropy": fastnn.SoftmaxCrossEntropy, "bce": fastnn.BinaryCrossEntropy,
-            "mse": fastnn.MSE}[args.loss]()
+    from .. import losses, loss_registry
+    return losses.LOSS_TYPES[loss_registry.get(args.loss, "--loss").loss_class]()
 
 
 def _write_outputs(args, network, history, score_text, human):
@@ -191,8 +190,8 @@ def _write_outputs(args, network, history, score_text, human):
             print(f"saved to {args.save}", file=human, flush=True)
     if args.plot:
         from ..plotting import save_learning_curves
-        loss_name = {"cross_entropy": "Cross-entropy loss", "bce": "Binary cross-entropy loss",
-                     "mse": "Mean squared error"}[args.loss]
+        from .. import loss_registry
+        loss_name = loss_registry.get(args.loss, "--loss").title
         if is_regression(network) and network.preprocessor is not None:
             loss_name += " (standardised target)"
         save_learning_curves(history, args.plot, loss_name=loss_name,

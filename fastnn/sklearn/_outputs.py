@@ -8,13 +8,19 @@ losses give the same, except the MSE (see ``gradient_scale``).
 import numpy as np
 from scipy.special import xlogy
 
-from ..losses import MSE, BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from .. import loss_registry
+from ..losses import LOSS_TYPES, Loss
 
 
 def network_loss(kind):
-    """The fastnn Loss that trains scikit-learn's output activation ``kind``."""
-    return {"softmax": SoftmaxCrossEntropy, "logistic": BinaryCrossEntropy, "identity": MSE,
-            "exp": PoissonDeviance}[kind]()
+    """The fastnn Loss that trains scikit-learn's output activation ``kind``: the registry's
+    loss of that output ("softmax", "logistic", "identity"), or the Poisson deviance ("exp")."""
+    entry = loss_registry.for_sklearn(kind)
+    if entry is not None:
+        return LOSS_TYPES[entry.loss_class]()
+    if kind == "exp":
+        return PoissonDeviance()
+    raise ValueError(f"kind: expected an output activation of scikit-learn's MLP, got {kind!r}")
 
 
 def gradient_scale(kind, n_outputs):
