@@ -80,8 +80,6 @@ class Optimizer:
         """Update each array of ``params`` in place from the aligned ``grads``.
 
         Raises ValueError when the state was made for other parameters (``reset()`` first)."""
-        for name in self.state_names:
-            _check_state(self._state.get(name), params, name)
         state = self.state_for(params)
         self._update(params, grads, state, self.steps + 1)
         self.steps += 1
@@ -92,12 +90,15 @@ class Optimizer:
     def state_for(self, params):
         """{name: list of live buffers aligned with ``params``} for each of ``state_names``.
 
-        Buffers that are missing or do not match the parameters' shapes and dtypes are created
-        as zeros (and ``steps`` restarts at 0); the caller may update them in place."""
+        Missing buffers are created as zeros (and ``steps`` restarts at 0); the caller may
+        update them in place. Raises ValueError when the state was made (or loaded) for other
+        parameters: another count, shape or dtype (``reset()`` first to start afresh)."""
+        for name in self.state_names:
+            _check_state(self._state.get(name), params, name)
         state = {}
         for name in self.state_names:
             buffers = self._state.get(name)
-            if not _state_matches(buffers, params):
+            if buffers is None:
                 buffers = self._state[name] = [np.zeros_like(p) for p in params]
                 self.steps = 0
             state[name] = buffers
@@ -186,11 +187,6 @@ def _upgrade(state):
             "steps": scalars.get("t", 0), "state": state_lists}
 
 
-def _state_matches(buffers, params):
-    return (buffers is not None and len(buffers) == len(params)
-            and all(b.shape == p.shape and b.dtype == p.dtype for b, p in zip(buffers, params)))
-
-
 def _check_state(buffers, params, what):
     """Raise ValueError if ``buffers`` exists but does not match the params."""
     if buffers is None:
@@ -200,7 +196,8 @@ def _check_state(buffers, params, what):
     for i, (b, p) in enumerate(zip(buffers, params)):
         if b.shape != p.shape or b.dtype != p.dtype:
             raise ValueError(f"optimizer {what}[{i}] is {b.dtype.name}{b.shape}, "
-                             f"parameter {i} is {p.dtype.name}{p.shape}")
+                             f"parameter {i} is {p.dtype.name}{p.shape}: the state was made for "
+                             f"other parameters (call reset() to start afresh)")
 
 
 MOMENTUM_CONVENTIONS = ("pytorch", "sklearn")

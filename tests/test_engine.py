@@ -336,7 +336,13 @@ def test_state_names_are_pytorchs_and_state_for_gives_live_buffers():
     assert sorted(state) == ["exp_avg", "exp_avg_sq"] and adam.steps == 0
     adam.step(params, [np.ones((2, 3)), np.ones(3)])
     assert adam.steps == 1
-    other = adam.state_for([np.ones((4, 4), np.float32)])  # other parameters: fresh zeros
+    with pytest.raises(ValueError, match="exp_avg has 2 buffers for 1 parameters"):
+        adam.state_for([np.ones((4, 4), np.float32)])  # other parameters: refused, not reset
+    with pytest.raises(ValueError, match=r"exp_avg\[0\] is float64\(2, 3\), parameter 0 is float32"):
+        adam.state_for([np.ones((2, 3), np.float32), np.ones(3, np.float32)])
+    assert adam.steps == 1
+    adam.reset()
+    other = adam.state_for([np.ones((4, 4), np.float32)])  # after reset(): fresh zeros
     assert other["exp_avg"][0].dtype == np.float32 and adam.steps == 0
     assert fastnn.optim.get("AdamW").weight_decay == 0.01
     assert Adam(betas=(0.8, 0.99)).get_config()["beta2"] == 0.99
