@@ -18,13 +18,13 @@ import warnings
 
 import numpy as np
 
-from . import _fused, _range, _sparse, ops
+from . import _fused, _range, _sparse, _validate, ops
 from ._fastpath import CompiledEngine, unsupported_reason
 from ._threads import kernels_on_calling_thread
 from .errors import TrainingDivergedError, TrainingUnstableWarning
 from .history import EarlyStopping, History
 from .layers import check_positive_int
-from .losses import accuracy, check_sample_weight, weight_sum
+from .losses import accuracy, weight_sum
 from .optim import SGD, check_real
 from .optim import get as get_optimizer
 
@@ -177,7 +177,7 @@ def _check_arguments(network, X, y, epochs, batch_size, optimizer, validation_sp
     run.engine = _check_engine(engine)
     run.X = network._check_X(X, "X")
     run.Y = network._check_targets(y, len(run.X), "y", "X")
-    run.W = check_sample_weight(sample_weight, len(run.X), network.dtype)
+    run.W = _validate.check_sample_weight(sample_weight, len(run.X), network.dtype)
     run.split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
     run.optimizer = SGD(lr=0.1, momentum=0.9) if optimizer is None else get_optimizer(optimizer)
     run.progress, run.epoch_lines = _check_verbose(verbose, progress)
@@ -243,7 +243,7 @@ def _validation_rows(network, run, validation_data):
                                     "validation_data[0]")
         Wv = None
         if len(validation_data) == 3:
-            Wv = check_sample_weight(validation_data[2], len(Xv), network.dtype, "validation_data[2]")
+            Wv = _validate.check_sample_weight(validation_data[2], len(Xv), network.dtype, "validation_data[2]")
         return None, (Xv, Yv, None, Wv)
     if not split:
         return None, None

@@ -129,3 +129,45 @@ def as_index(value, name):
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
+
+
+def check_sample_weight(sample_weight, n, dtype, argname="sample_weight", require_positive=True,
+                        finite_sum=True):
+    """None, or ``sample_weight`` as a C-contiguous (n,) array of ``dtype``.
+
+    Raises TypeError for a non-real dtype and ValueError (naming ``argname``, the first bad
+    index and its value) for a shape other than (n,), NaN/Inf (also after conversion to
+    ``dtype``) or negative weights; with ``require_positive`` (a weighted mean is taken) also
+    for weights that are all zero, and with ``finite_sum`` for weights whose sum overflows
+    float64 (training sums them per batch).
+    """
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype == np.bool_ or w.dtype.kind not in "iuf":
+        raise TypeError(f"{argname}: expected real weights, got dtype {w.dtype.name}")
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError(f"{argname}: expected shape ({n},), one weight per row, got shape {w.shape}")
+    with np.errstate(over="ignore"):
+        converted = np.ascontiguousarray(w, dtype=dtype)
+    bad = np.flatnonzero(~np.isfinite(converted))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{argname}: expected finite weights; {argname}[{i}] = {w[i]} "
+                         f"({bad.size} not finite in {np.dtype(dtype).name})")
+    bad = np.flatnonzero(converted < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{argname}: expected weights >= 0; {argname}[{i}] = {w[i]} "
+                         f"({bad.size} negative)")
+    if require_positive and not converted.any():
+        raise ValueError(f"{argname}: all {n} weights are zero (or underflow to zero in "
+                         f"{np.dtype(dtype).name}); at least one must be positive")
+    if finite_sum:
+        with np.errstate(over="ignore"):
+            total = np.add.reduce(converted, dtype=np.float64)
+        if not math.isfinite(total):
+            raise ValueError(f"{argname}: the weights sum to more than float64 holds (largest "
+                             f"{float(converted.max()):.3g}); divide them all by one factor, "
+                             "which leaves every weighted mean unchanged")
+    return converted

@@ -15,9 +15,11 @@ with sample weights, scikit-learn's convention); its ops take ``(outputs, target
 reduction="mean", sample_weight=None)`` and return ``(loss, grad)``.
 
 Adding a loss: one entry below with the next free code; in C, that code in ``enum fnn_loss``
-(and FNN_LOSS_COUNT) of src_c/kernels.h, its row kernel in src_c/kernels_impl.h (in the kernel
-table of kernels_internal.h and kernels.c) and its case in ``fnn_loss_rows``; its Loss class in
-fastnn/losses.py, its op in fastnn/ops.py and twin in fastnn/reference.py; and its row in
+(and FNN_LOSS_COUNT) of src_c/kernels.h, its row kernel in src_c/kernels_impl.h with its slot
+in the kernel table (FNN_TABLE in kernels_internal.h, filled in kernels.c), its case in
+``fnn_loss_rows`` (kernels_internal.h) and, unless its accuracy is the targets' argmax, its
+branch in ``count_correct`` (mlp_impl.h); its Loss class in fastnn/losses.py (exported in
+fastnn/__init__.py), its op in fastnn/ops.py and twin in fastnn/reference.py; and its row in
 tests/test_loss_registry.py.
 """
 from dataclasses import dataclass

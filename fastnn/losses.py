@@ -21,6 +21,7 @@ import numpy as np
 
 from . import loss_registry as _registry
 from . import ops
+from ._validate import check_sample_weight
 
 
 def _int_labels(y, n_classes, argname):
@@ -36,38 +37,6 @@ def _int_labels(y, n_classes, argname):
         raise ValueError(f"{argname}: labels must be in [0, {n_classes}); {argname}[{i}] = {y[i]} "
                          f"({bad.size} out of range)")
     return np.ascontiguousarray(y, dtype=np.intp)
-
-
-def check_sample_weight(sample_weight, n, dtype, argname="sample_weight"):
-    """None, or ``sample_weight`` as a C-contiguous (n,) array of ``dtype``.
-
-    Raises TypeError for a non-real dtype and ValueError (naming ``argname``) for a shape other
-    than (n,), NaN/Inf (also after conversion to ``dtype``), negative weights, or weights that
-    are all zero.
-    """
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight)
-    if w.dtype == np.bool_ or w.dtype.kind not in "iuf":
-        raise TypeError(f"{argname}: expected real weights, got dtype {w.dtype.name}")
-    if w.ndim != 1 or len(w) != n:
-        raise ValueError(f"{argname}: expected shape ({n},), one weight per row, got shape {w.shape}")
-    with np.errstate(over="ignore"):
-        converted = np.ascontiguousarray(w, dtype=dtype)
-    bad = np.flatnonzero(~np.isfinite(converted))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{argname}: expected finite weights; {argname}[{i}] = {w[i]} "
-                         f"({bad.size} not finite in {np.dtype(dtype).name})")
-    bad = np.flatnonzero(converted < 0)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{argname}: expected weights >= 0; {argname}[{i}] = {w[i]} "
-                         f"({bad.size} negative)")
-    if not converted.any():
-        raise ValueError(f"{argname}: all {n} weights are zero (or underflow to zero in "
-                         f"{np.dtype(dtype).name}); at least one must be positive")
-    return converted
 
 
 def weight_sum(sample_weight, n):
@@ -159,6 +128,7 @@ class Loss:
         if outputs.ndim != 2:
             raise ValueError(f"outputs: expected shape (N, out), got {outputs.shape}")
         outputs = np.ascontiguousarray(outputs)
+        self.check_outputs(outputs.shape[1])
         t = self.prepare_targets(targets, outputs.shape[1], outputs.dtype, "targets")
         if len(t) != len(outputs):
             raise ValueError(f"targets: expected {len(outputs)} rows like outputs, got {len(t)}")
@@ -301,11 +271,13 @@ class MSE(Loss):
             raise ValueError(f"{argname}: expected targets of shape (N, {n_outputs}), got {y.shape}")
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{argname}: expected real targets, got dtype {y.dtype.name}")
-        t = np.ascontiguousarray(y, dtype=dtype)
+        with np.errstate(over="ignore"):  # beyond the dtype's range: refused just below
+            t = np.ascontiguousarray(y, dtype=dtype)
         n_bad = t.size - int(np.count_nonzero(np.isfinite(t)))
         if n_bad:
-            i = np.argwhere(~np.isfinite(t))[0]
-            raise ValueError(f"{argname}: {n_bad} non-finite value(s), the first at {tuple(int(v) for v in i)}")
+            i = tuple(int(v) for v in np.argwhere(~np.isfinite(t))[0])
+            raise ValueError(f"{argname}: {n_bad} value(s) not finite in {np.dtype(dtype).name}, "
+                             f"the first {argname}[{i}] = {y[i]}")
         return t
 
     def count_correct(self, outputs, targets):

@@ -15,7 +15,7 @@ from ._native import core as _core
 from ._threads import blas_threads_limited
 from .initializers import default_init
 from .layers import Activation, Dropout, Layer, Linear, check_float_dtype, check_positive_int
-from .losses import Loss, SoftmaxCrossEntropy, accuracy, check_sample_weight, weight_sum
+from .losses import Loss, SoftmaxCrossEntropy, accuracy, weight_sum
 from .optim import check_real
 
 _INPUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
@@ -327,7 +327,7 @@ class Network:
         batch_size = check_positive_int(batch_size, "batch_size")
         X = self._check_X(X, "X")
         Y = self._check_targets(y, len(X), "y", "X")
-        W = check_sample_weight(sample_weight, len(X), self.dtype)
+        W = _validate.check_sample_weight(sample_weight, len(X), self.dtype)
         return self._evaluate_prepared(X, Y, None, batch_size, W)
 
     def _outputs(self, X, batch_size):

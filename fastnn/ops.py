@@ -22,7 +22,7 @@ SCALED_TANH_A = _activations.SCALED_TANH_A
 SCALED_TANH_B = _activations.SCALED_TANH_B
 ACTIVATIONS = _activations.ACTIVATIONS
 _REDUCTIONS = ("mean", "sum", "none")
-_SOFTMAX_XENT, _SIGMOID_XENT, _MSE = _loss_registry.REGISTRY
+_SOFTMAX_XENT, _SIGMOID_XENT, _MSE = map(_loss_registry.get, ("cross_entropy", "bce", "mse"))
 
 
 def _forward(entry, x, out, param):
@@ -85,18 +85,10 @@ def _loss(entry, outputs, labels, targets, grad_out, reduction, sample_weight, o
     n = outputs.shape[0]
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
-    weights = None
-    if sample_weight is not None:
-        weights = np.asarray(sample_weight)
-        if weights.dtype == np.bool_ or weights.dtype.kind not in "fiu":
-            raise TypeError(f"sample_weight: expected a real array, got {weights.dtype}")
-        if weights.ndim != 1 or weights.shape[0] != n:
-            raise ValueError(f"sample_weight: expected shape ({n},), got {weights.shape}")
-        weights = np.ascontiguousarray(weights, dtype=outputs.dtype)
-        if not np.isfinite(weights).all() or (weights < 0).any():
-            raise ValueError("sample_weight: expected finite, non-negative weights")
-        if reduction == "mean":
-            weights = _normalized(weights)
+    weights = v.check_sample_weight(sample_weight, n, outputs.dtype,
+                                    require_positive=reduction == "mean", finite_sum=False)
+    if weights is not None and reduction == "mean":
+        weights = _normalized(weights)
     grad = v.out_buffer(grad_out, "grad_out", outputs.shape, outputs.dtype, may_alias=(outputs_given,),
                         inputs=(("labels", labels), ("targets", targets), ("sample_weight", weights)))
     # For a weighted mean the weights arrive already divided by their sum (1/sum(w) itself can
@@ -119,11 +111,16 @@ def _logits_and_rows(logits, argname, min_columns):
 
 
 def _dense_targets(targets, outputs, argname):
-    targets = v.float_array(targets, argname, dtype=outputs.dtype)
-    if targets.ndim == 1 and outputs.shape[1] == 1:
-        targets = targets.reshape(-1, 1)
-    v.check_shape(targets, argname, outputs.shape)
-    return targets
+    """Real targets (bool, integer or float, any layout) as a C-contiguous array of the outputs'
+    dtype and shape ((N,) is taken as one column when K = 1)."""
+    given = np.asarray(targets)
+    if given.dtype.kind not in "biuf":
+        raise TypeError(f"{argname}: expected real values, got dtype {given.dtype}")
+    if given.ndim == 1 and outputs.shape[1] == 1:
+        given = given.reshape(-1, 1)
+    v.check_shape(given, argname, outputs.shape)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, as in the twin
+        return np.ascontiguousarray(given, dtype=outputs.dtype)
 
 
 def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sample_weight=None):
@@ -131,9 +128,12 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
 
     logits (N, K) float32/float64; labels (N,) integers in [0, K); sample_weight None or (N,)
     finite, >= 0. Returns ``(loss, grad)``: grad (N, K) in the logits' dtype, equal to
-    w_i * (softmax_i - onehot_i), divided by sum(w) for reduction "mean". loss is a float for
-    "mean" (weighted average) and "sum", and a float64 array (N,) of w_i * loss_i for "none".
-    grad_out may be logits itself (overwritten row by row).
+    w_i * (softmax_i - onehot_i), divided by sum(w) for reduction "mean" (the gradient of the
+    reduced loss; for "none", of the sum of the row losses). loss is a float for "mean"
+    (weighted average) and "sum", and a float64 array (N,) of w_i * loss_i for "none".
+    grad_out may be logits itself (overwritten row by row). Errors: TypeError / ValueError
+    naming the argument (a shape, dtype, label or weight that does not fit; all-zero weights
+    for "mean").
     """
     logits_given = logits
     logits = _logits_and_rows(logits, "logits", 1)
@@ -146,9 +146,9 @@ def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", samp
     """Binary cross-entropy on K independent logits per row (sigmoid outputs), and its gradient.
 
     logits (N, K) float32/float64, K >= 1; targets (N, K) (or (N,) when K = 1) in [0, 1]
-    (0/1 labels, or probabilities), converted to the logits' dtype; sample_weight None or (N,)
-    finite, >= 0. The loss of row i is l_i = sum over its K outputs of
-    softplus(z) - t z = max(z, 0) + log1p(exp(-|z|)) - t z (stable for any z; the sum, not the
+    (0/1 labels, or probabilities; bool, integer or float, converted to the logits' dtype);
+    sample_weight None or (N,) finite, >= 0. The loss of row i is l_i = sum over its K outputs of
+    softplus(z) - t z = max(z, 0) + log1p(exp(-|z|)) - t z (stable for any finite z; the sum, not the
     mean, over the outputs: scikit-learn's multi-label convention, K times PyTorch's
     ``binary_cross_entropy_with_logits`` "mean"). grad = w_i * (sigmoid(z) - t), divided by
     sum(w) (or N) for "mean". Returns ``(loss, grad)`` as softmax_cross_entropy does.
@@ -167,8 +167,8 @@ def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", samp
 def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample_weight=None):
     """Squared error averaged over the K outputs of each row, and its gradient.
 
-    outputs (N, K) float32/float64; targets (N, K) (or (N,) when K = 1) real, converted to the
-    outputs' dtype; sample_weight None or (N,) finite, >= 0. The loss of row i is
+    outputs (N, K) float32/float64; targets (N, K) (or (N,) when K = 1) real (bool, integer or
+    float), converted to the outputs' dtype; sample_weight None or (N,) finite, >= 0. The loss of row i is
     l_i = mean over k of (outputs - targets)^2, so "mean" is PyTorch's ``mse_loss`` "mean" (the
     mean over all elements) when no weights are given. grad = w_i * 2 (outputs - targets) / K,
     divided by sum(w) (or N) for "mean". Returns ``(loss, grad)`` as softmax_cross_entropy does.

@@ -233,14 +233,22 @@ def _rows_and_columns(name, a, min_columns=1):
 
 
 def _dense_targets(targets, outputs):
-    targets = np.asarray(targets)
-    if targets.dtype.char not in "fd":
-        raise TypeError(f"targets: expected a float32 or float64 array, got {targets.dtype}")
-    targets = targets.astype(outputs.dtype)
-    if targets.ndim == 1 and outputs.shape[1] == 1:
-        targets = targets[:, None]
-    _require_shape("targets", targets, outputs.shape)
-    return targets
+    """Real targets as a new array of the outputs' dtype, and the array given."""
+    given = np.asarray(targets)
+    if given.dtype.kind not in "biuf":
+        raise TypeError(f"targets: expected real values, got dtype {given.dtype}")
+    converted = given[:, None] if given.ndim == 1 and outputs.shape[1] == 1 else given
+    _require_shape("targets", converted, outputs.shape)
+    with np.errstate(over="ignore"):
+        return converted.astype(outputs.dtype), given
+
+
+def _loss_gradient_buffer(grad_out, outputs, given):
+    """grad_out checked (it may be the outputs exactly, never overlap the targets or weights
+    given), or a new array."""
+    grad = _output("grad_out", grad_out, outputs.shape, outputs.dtype, [("outputs", outputs)],
+                   alias_ok=True)
+    return _output("grad_out", grad, outputs.shape, outputs.dtype, given)
 
 
 def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sample_weight=None):
@@ -257,8 +265,7 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
     labels = _labels_checked(labels, n_rows, n_classes)
     weights = None if sample_weight is None else _weights_checked(sample_weight, n_rows, logits.dtype)
-    grad = _output("grad_out", grad_out, logits.shape, logits.dtype, [("logits", logits)],
-                   alias_ok=True)
+    grad = _loss_gradient_buffer(grad_out, logits, [("labels", labels), ("sample_weight", sample_weight)])
     rows = np.arange(n_rows)
     with np.errstate(all="ignore"):
         # Read everything needed from logits before grad (possibly logits itself) is written.
@@ -277,16 +284,15 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
 
 def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", sample_weight=None):
     """Binary cross-entropy on K independent logits per row, and its gradient: the loss of a
-    row is the sum over its outputs of max(z, 0) + log1p(exp(-|z|)) - t z, the gradient
-    sigmoid(z) - t. logits (N, K); targets (N, K) (or (N,) when K = 1) in [0, 1]; the rest as
-    softmax_cross_entropy."""
+    row is the sum over its outputs of max(z, 0) + log1p(exp(-|z|)) - t z (finite z), the
+    gradient sigmoid(z) - t. logits (N, K); targets (N, K) (or (N,) when K = 1) in [0, 1],
+    real; the rest as softmax_cross_entropy."""
     logits = _rows_and_columns("logits", logits)
-    targets = _dense_targets(targets, logits)
+    targets, given = _dense_targets(targets, logits)
     if not ((targets >= 0) & (targets <= 1)).all():
         raise ValueError("targets: expected values in [0, 1]")
     weights = None if sample_weight is None else _weights_checked(sample_weight, len(logits), logits.dtype)
-    grad = _output("grad_out", grad_out, logits.shape, logits.dtype, [("logits", logits), ("targets", targets)],
-                   alias_ok=True)
+    grad = _loss_gradient_buffer(grad_out, logits, [("targets", given), ("sample_weight", sample_weight)])
     with np.errstate(all="ignore"):
         elementwise = np.maximum(logits, 0) + np.log1p(np.exp(-np.abs(logits))) - targets * logits
         losses = elementwise.sum(axis=1, dtype=np.float64)
@@ -300,10 +306,9 @@ def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample
     targets) / K. outputs (N, K); targets (N, K) (or (N,) when K = 1); the rest as
     softmax_cross_entropy."""
     outputs = _rows_and_columns("outputs", outputs)
-    targets = _dense_targets(targets, outputs)
+    targets, given = _dense_targets(targets, outputs)
     weights = None if sample_weight is None else _weights_checked(sample_weight, len(outputs), outputs.dtype)
-    grad = _output("grad_out", grad_out, outputs.shape, outputs.dtype,
-                   [("outputs", outputs), ("targets", targets)], alias_ok=True)
+    grad = _loss_gradient_buffer(grad_out, outputs, [("targets", given), ("sample_weight", sample_weight)])
     k = outputs.shape[1]
     with np.errstate(all="ignore"):
         np.subtract(outputs, targets, out=grad)

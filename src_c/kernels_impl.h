@@ -553,7 +553,7 @@ static FNN_TARGET double NAME(bce_logits)(const REAL *z, const REAL *t, const RE
     double total = 0.0;
     for (ptrdiff_t r = 0; r < rows; r++) {
         const double wi = w ? (double)w[r] : 1.0;
-        const REAL f = (REAL)(wi * scale);
+        const double f = wi * scale; /* in double: a huge or subnormal weight must not round */
         double row = 0.0;
         for (ptrdiff_t c0 = 0; c0 < k; c0 += FNN_LOSS_CHUNK) {
             const ptrdiff_t n = k - c0 < FNN_LOSS_CHUNK ? k - c0 : FNN_LOSS_CHUNK;
@@ -564,7 +564,7 @@ static FNN_TARGET double NAME(bce_logits)(const REAL *z, const REAL *t, const RE
                 const REAL v = zr[c], y = tr[c];
                 const REAL e = EXP_NEG(-FABS(v));
                 terms[c] = (v > 0 ? v : (REAL)0) + (REAL)NAME(log1p_unit)((double)e) - y * v;
-                gr[c] = ((v >= 0 ? (REAL)1 : e) / ((REAL)1 + e) - y) * f;
+                gr[c] = (REAL)((double)((v >= 0 ? (REAL)1 : e) / ((REAL)1 + e) - y) * f);
             }
             row += NAME(row_sum_long)(terms, n);
         }
@@ -582,7 +582,8 @@ static FNN_TARGET double NAME(mse)(const REAL *z, const REAL *t, const REAL *w, 
     double total = 0.0;
     for (ptrdiff_t r = 0; r < rows; r++) {
         const double wi = w ? (double)w[r] : 1.0;
-        const REAL f = (REAL)(wi * scale * 2.0 / (double)k);
+        const double f = scale * 2.0 / (double)k; /* in double, times wi last: w (z - t) 2 / k can
+                                                     fit where w * 2 / k overflows */
         double row = 0.0;
         for (ptrdiff_t c0 = 0; c0 < k; c0 += FNN_LOSS_CHUNK) {
             const ptrdiff_t n = k - c0 < FNN_LOSS_CHUNK ? k - c0 : FNN_LOSS_CHUNK;
@@ -592,7 +593,7 @@ static FNN_TARGET double NAME(mse)(const REAL *z, const REAL *t, const REAL *w, 
             for (ptrdiff_t c = 0; c < n; c++) {
                 const REAL d = zr[c] - tr[c];
                 terms[c] = d * d;
-                gr[c] = d * f;
+                gr[c] = (REAL)((double)d * f * wi);
             }
             row += NAME(row_sum_long)(terms, n);
         }

@@ -65,8 +65,10 @@ FNN_TABLE(double, f64)
             return T->softmax_xent(z, labels, w, grad, row_loss, rows, k, scale);                  \
         case FNN_LOSS_BCE:                                                                         \
             return T->bce_logits(z, targets, w, grad, row_loss, rows, k, scale);                   \
-        default:                                                                                   \
+        case FNN_LOSS_MSE:                                                                         \
             return T->mse(z, targets, w, grad, row_loss, rows, k, scale);                          \
+        default: /* a code without its case here: a NaN loss, which training reports */           \
+            return NAN;                                                                            \
         }                                                                                          \
     }
 

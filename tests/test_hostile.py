@@ -409,7 +409,7 @@ def test_non_finite_regression_targets_are_refused():
     t = np.zeros((200, 2))
     t[5, 1] = np.nan
     t[9, 0] = np.inf
-    with pytest.raises(ValueError, match=r"^y: 2 non-finite value\(s\), the first at \(5, 1\)"):
+    with pytest.raises(ValueError, match=r"^y: 2 value\(s\) not finite in float32, the first y\[\(5, 1\)\] = nan"):
         Network([Linear(6, 2)], loss=MSE()).fit(X, t, progress=False)
 
 

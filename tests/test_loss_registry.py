@@ -41,7 +41,8 @@ def _case(entry, dtype, n=9, k=4, seed=0):
     if entry.targets == "dense":
         targets = targets.astype(dtype)
     weights = rng.uniform(0, 2, n)
-    weights[2] = 0.0
+    if n > 2:
+        weights[2] = 0.0
     return z, targets, weights.astype(dtype)
 
 
@@ -173,3 +174,69 @@ def test_sigmoid_cross_entropy_at_extreme_logits(dtype):
     rows, _ = ops.sigmoid_cross_entropy(z.T, np.zeros_like(z.T), reduction="none")
     assert rows[4] == pytest.approx(math.log(2), rel=1e-7) and rows[-1] == pytest.approx(1e30, rel=1e-7)
     assert rows[0] == 0.0
+
+
+@pytest.mark.parametrize("module", [ops, reference], ids=["ops", "reference"])
+@pytest.mark.parametrize("entry", [e for e in loss_registry.REGISTRY if e.targets == "dense"], ids=lambda e: e.name)
+def test_dense_targets_of_any_real_dtype_are_converted(entry, module):
+    op = getattr(module, entry.op)
+    z = np.array([[0.5, -1.0], [2.0, 0.0]], np.float32)
+    want = op(z, np.array([[1.0, 0.0], [0.0, 1.0]], np.float32))
+    for targets in ([[1, 0], [0, 1]], np.array([[True, False], [False, True]]),
+                    np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1, 0], [0, 1]], np.uint8)):
+        loss, grad = op(z, targets)
+        assert loss == want[0] and grad.dtype == np.float32
+        np.testing.assert_array_equal(grad, want[1])
+    with pytest.raises(TypeError, match="^targets: expected real values"):
+        op(z, np.array([["1", "0"], ["0", "1"]]))
+    t = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match="^grad_out"):
+        op(z, t, grad_out=t)
+
+
+@pytest.mark.parametrize("dtype, weight", [(np.float32, 1e38), (np.float32, 1e-45), (np.float64, 1e308),
+                                           (np.float64, 5e-324)], ids=["f32-huge", "f32-subnormal",
+                                                                       "f64-huge", "f64-subnormal"])
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_extreme_weights_give_the_twins_gradient(entry, dtype, weight):
+    # Outputs and targets whose gradient entries are at most 1 in size: w * gradient fits (one
+    # output for the dense losses, where MSE's factor 2 / K is largest).
+    rng = np.random.default_rng(6)
+    k = 3 if entry.targets == "labels" else 1
+    z = rng.uniform(-0.25, 0.25, (2, k)).astype(dtype)
+    t = rng.integers(0, 3, 2) if entry.targets == "labels" else rng.uniform(0, 0.5, (2, k)).astype(dtype)
+    w = np.array([weight, 1.0])
+    tiny = np.finfo(dtype).smallest_subnormal
+    for reduction in ("sum", "none", "mean"):
+        got = getattr(ops, entry.op)(z, t, reduction=reduction, sample_weight=w)
+        want = getattr(reference, entry.op)(z, t, reduction=reduction, sample_weight=w)
+        assert np.isfinite(got[1]).all()
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=4 * tiny)
+
+
+@pytest.mark.parametrize("value, message", [(-1.0, r"sample_weight\[1\] = -1.0 \(1 negative\)"),
+                                            (np.nan, r"sample_weight\[1\] = nan \(1 not finite"),
+                                            (1e39, r"sample_weight\[1\] = 1e\+39 \(1 not finite in float32\)")])
+def test_op_weight_errors_name_the_index_and_value(value, message):
+    z, t, _ = _case(loss_registry.get("mse"), np.float32, n=3, k=2)
+    with pytest.raises(ValueError, match=message):
+        ops.mean_squared_error(z, t, sample_weight=np.array([1.0, value, 1.0]))
+    with pytest.raises(ValueError, match=r"all 2 weights are zero \(or underflow to zero in float32\)"):
+        ops.mean_squared_error(z[:2], t[:2], sample_weight=np.array([1e-300, 1e-300]))
+    zero = ops.mean_squared_error(z[:2], t[:2], reduction="sum", sample_weight=np.zeros(2))
+    assert zero[0] == 0.0 and not zero[1].any()
+
+
+def test_softmax_cross_entropy_class_needs_two_outputs():
+    with pytest.raises(ValueError, match="at least 2 outputs"):
+        fastnn.SoftmaxCrossEntropy().forward(np.zeros((5, 1)), np.zeros(5, int))
+
+
+def test_weights_whose_sum_overflows_are_refused_by_fit():
+    X = np.random.default_rng(0).normal(size=(64, 4))
+    y = np.arange(64) % 3
+    net = fastnn.Network([fastnn.Linear(4, 3)], seed=0, dtype="float64")
+    with pytest.raises(ValueError, match="^sample_weight: the weights sum to more than float64 holds"):
+        net.fit(X, y, epochs=1, sample_weight=np.full(64, 1e307), progress=False)
+    with pytest.raises(ValueError, match="^sample_weight: the weights sum to more than float64 holds"):
+        net.evaluate(X, y, sample_weight=np.full(64, 1e308))

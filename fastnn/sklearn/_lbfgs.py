@@ -14,7 +14,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .. import _sparse
 from .._threads import blas_threads_limited, kernels_on_calling_thread
-from ..losses import check_sample_weight, weight_sum
+from .._validate import check_sample_weight
+from ..losses import weight_sum
 from . import _outputs
 
 
