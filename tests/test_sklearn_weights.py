@@ -134,6 +134,9 @@ def test_class_weight_errors():
         MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1, 2])
     with pytest.raises(ValueError, match="zero"):
         MLPClassifier(class_weight={0: 0.0, 1: 0.0, 2: 0.0}).fit(X, y)
+    for bad in (-1.0, float("nan"), float("inf"), "2"):
+        with pytest.raises(ValueError, match=r"^class_weight: expected finite weights >= 0, got .* for class 2"):
+            MLPClassifier(class_weight={0: 1.0, 1: 1.0, 2: bad}).fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = MLPClassifier(class_weight={0: 2.0}, max_iter=2).partial_fit(X, y, classes=[0, 1, 2])

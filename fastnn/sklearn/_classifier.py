@@ -1,4 +1,7 @@
 """fastnn.sklearn.MLPClassifier."""
+import math
+import numbers
+
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
@@ -148,6 +151,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if type_of_target(y) == "multilabel-indicator":
             raise ValueError("class_weight is not supported for multi-label y; pass "
                              "sample_weight instead")
+        if isinstance(self.class_weight, dict):
+            bad = {label: w for label, w in self.class_weight.items()
+                   if isinstance(w, bool) or not isinstance(w, numbers.Real) or not (math.isfinite(w) and w >= 0)}
+            if bad:
+                label, w = next(iter(bad.items()))
+                raise ValueError(f"class_weight: expected finite weights >= 0, got {w!r} for class {label!r}")
         cw = compute_sample_weight(self.class_weight, y)
         sw = cw if sw is None else sw * cw
         if not sw.any():
