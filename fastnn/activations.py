@@ -255,10 +255,16 @@ _BY_NAME = {e.name: e for e in REGISTRY}
 
 def get(name, argname="activation"):
     """The entry called ``name``; ValueError listing the choices otherwise."""
+    return lookup(_BY_NAME, name, argname, ACTIVATIONS)
+
+
+def lookup(entries, name, argname, choices):
+    """``entries[name]`` (a registry's entries by name), or a ValueError naming ``argname`` and
+    listing ``choices``; shared with :mod:`fastnn.loss_registry`."""
     try:
-        return _BY_NAME[name]
+        return entries[name]
     except (KeyError, TypeError):
-        raise ValueError(f"{argname}: expected one of {ACTIVATIONS}, got {name!r}") from None
+        raise ValueError(f"{argname}: expected one of {choices}, got {name!r}") from None
 
 
 def resolve(activation, argname="activation"):

@@ -24,6 +24,8 @@ tests/test_loss_registry.py.
 """
 from dataclasses import dataclass
 
+from .activations import lookup
+
 
 @dataclass(frozen=True)
 class LossEntry:
@@ -62,10 +64,7 @@ _BY_NAME = {e.name: e for e in REGISTRY}
 
 def get(name, argname="loss"):
     """The entry called ``name``; ValueError listing the choices otherwise."""
-    try:
-        return _BY_NAME[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"{argname}: expected one of {NAMES}, got {name!r}") from None
+    return lookup(_BY_NAME, name, argname, NAMES)
 
 
 def for_sklearn(output_activation):

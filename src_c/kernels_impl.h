@@ -543,62 +543,49 @@ static FNN_TARGET inline double NAME(log1p_unit)(double e)
     return u == 1.0 ? e : fnn_log_d(u) * (e / (u - 1.0));
 }
 
-/* Binary cross-entropy on logits z (rows, k), k independent outputs, targets t (rows, k):
- * l_i = sum_c max(z, 0) + log1p(exp(-|z|)) - t z; dl/dz = sigmoid(z) - t. Each term is
- * rounded to REAL (as the NumPy twin computes it) and the row's terms summed in double. */
-static FNN_TARGET double NAME(bce_logits)(const REAL *z, const REAL *t, const REAL *w, REAL *grad,
+/* The losses on dense targets t (rows, k), selected by `loss` (enum fnn_loss):
+ *   FNN_LOSS_BCE, binary cross-entropy on k independent logits z:
+ *     l_i = sum_c max(z, 0) + log1p(exp(-|z|)) - t z,  dl/dz = sigmoid(z) - t;
+ *   FNN_LOSS_MSE, squared error: l_i = mean_c (z - t)^2,  dl/dz = 2 (z - t) / k.
+ * Each term is rounded to REAL (as the NumPy twins compute it) and a row's terms are summed in
+ * double. The gradient is scaled in double with the weight last: w * dl/dz can fit where
+ * w * 2 / k overflows, and a subnormal weight is rounded once. */
+static FNN_TARGET double NAME(dense_loss)(int loss, const REAL *z, const REAL *t, const REAL *w, REAL *grad,
                                           double *row_loss, ptrdiff_t rows, ptrdiff_t k, double scale)
 {
+    const int bce = loss == FNN_LOSS_BCE;
+    const double unit = bce ? scale : scale * 2.0 / (double)k;
+    const double per_row = bce ? 1.0 : 1.0 / (double)k;
     REAL terms[FNN_LOSS_CHUNK];
     double total = 0.0;
     for (ptrdiff_t r = 0; r < rows; r++) {
         const double wi = w ? (double)w[r] : 1.0;
-        const double f = wi * scale; /* in double: a huge or subnormal weight must not round */
         double row = 0.0;
         for (ptrdiff_t c0 = 0; c0 < k; c0 += FNN_LOSS_CHUNK) {
             const ptrdiff_t n = k - c0 < FNN_LOSS_CHUNK ? k - c0 : FNN_LOSS_CHUNK;
             const REAL *zr = z + r * k + c0, *tr = t + r * k + c0;
             REAL *gr = grad + r * k + c0;
+            if (bce) {
 #pragma GCC ivdep
-            for (ptrdiff_t c = 0; c < n; c++) {
-                const REAL v = zr[c], y = tr[c];
-                const REAL e = EXP_NEG(-FABS(v));
-                terms[c] = (v > 0 ? v : (REAL)0) + (REAL)NAME(log1p_unit)((double)e) - y * v;
-                gr[c] = (REAL)((double)((v >= 0 ? (REAL)1 : e) / ((REAL)1 + e) - y) * f);
+                for (ptrdiff_t c = 0; c < n; c++) {
+                    const REAL v = zr[c], y = tr[c];
+                    const REAL e = EXP_NEG(-FABS(v));
+                    terms[c] = (v > 0 ? v : (REAL)0) + (REAL)NAME(log1p_unit)((double)e) - y * v;
+                    gr[c] = (REAL)((double)((v >= 0 ? (REAL)1 : e) / ((REAL)1 + e) - y) * unit * wi);
+                }
+            } else {
+#pragma GCC ivdep
+                for (ptrdiff_t c = 0; c < n; c++) {
+                    const REAL d = zr[c] - tr[c];
+                    terms[c] = d * d;
+                    gr[c] = (REAL)((double)d * unit * wi);
+                }
             }
             row += NAME(row_sum_long)(terms, n);
         }
+        row *= per_row;
         if (row_loss) row_loss[r] = wi * row;
         total += wi * row;
-    }
-    return total;
-}
-
-/* Squared error over k outputs: l_i = mean_c (z - t)^2; dl/dz = 2 (z - t) / k. */
-static FNN_TARGET double NAME(mse)(const REAL *z, const REAL *t, const REAL *w, REAL *grad, double *row_loss,
-                                   ptrdiff_t rows, ptrdiff_t k, double scale)
-{
-    REAL terms[FNN_LOSS_CHUNK];
-    double total = 0.0;
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const double wi = w ? (double)w[r] : 1.0;
-        const double f = scale * 2.0 / (double)k; /* in double, times wi last: w (z - t) 2 / k can
-                                                     fit where w * 2 / k overflows */
-        double row = 0.0;
-        for (ptrdiff_t c0 = 0; c0 < k; c0 += FNN_LOSS_CHUNK) {
-            const ptrdiff_t n = k - c0 < FNN_LOSS_CHUNK ? k - c0 : FNN_LOSS_CHUNK;
-            const REAL *zr = z + r * k + c0, *tr = t + r * k + c0;
-            REAL *gr = grad + r * k + c0;
-#pragma GCC ivdep
-            for (ptrdiff_t c = 0; c < n; c++) {
-                const REAL d = zr[c] - tr[c];
-                terms[c] = d * d;
-                gr[c] = (REAL)((double)d * f * wi);
-            }
-            row += NAME(row_sum_long)(terms, n);
-        }
-        if (row_loss) row_loss[r] = wi * (row / (double)k);
-        total += wi * (row / (double)k);
     }
     return total;
 }

@@ -42,10 +42,8 @@
         void (*gather)(const REAL *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL, REAL);  \
         int (*finite_range)(const REAL *, ptrdiff_t, REAL *, REAL *);                              \
         void (*transpose)(const REAL *, REAL *, ptrdiff_t, ptrdiff_t);                             \
-        double (*bce_logits)(const REAL *, const REAL *, const REAL *, REAL *, double *, ptrdiff_t, \
-                             ptrdiff_t, double);                                                   \
-        double (*mse)(const REAL *, const REAL *, const REAL *, REAL *, double *, ptrdiff_t,       \
-                      ptrdiff_t, double);                                                          \
+        double (*dense_loss)(int, const REAL *, const REAL *, const REAL *, REAL *, double *,    \
+                             ptrdiff_t, ptrdiff_t, double);                                        \
         void (*col_sums)(const REAL *, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t);                 \
     } fnn_table_##SUF;
 
@@ -64,9 +62,8 @@ FNN_TABLE(double, f64)
         case FNN_LOSS_SOFTMAX_XENT:                                                                \
             return T->softmax_xent(z, labels, w, grad, row_loss, rows, k, scale);                  \
         case FNN_LOSS_BCE:                                                                         \
-            return T->bce_logits(z, targets, w, grad, row_loss, rows, k, scale);                   \
         case FNN_LOSS_MSE:                                                                         \
-            return T->mse(z, targets, w, grad, row_loss, rows, k, scale);                          \
+            return T->dense_loss(loss, z, targets, w, grad, row_loss, rows, k, scale);             \
         default: /* a code without its case here: a NaN loss, which training reports */           \
             return NAN;                                                                            \
         }                                                                                          \
