@@ -44,6 +44,8 @@
                              double);                                                              \
         double (*mse)(const REAL *, const REAL *, const REAL *, REAL *, ptrdiff_t, ptrdiff_t, double); \
         void (*col_sums)(const REAL *, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t);                 \
+        void (*gemm_direct)(int, int, int, int, int, int, const REAL *, int, const REAL *, int,    \
+                            REAL *, int);                                                          \
     } fnn_table_##SUF;
 
 FNN_TABLE(float, f32)

@@ -1,0 +1,211 @@
+/* fastnn's direct (unpacked) matrix products (direct_gemm.h says which shapes take them),
+ * included by kernels_types.h once per (element type, SIMD path), before kernels_impl.h
+ * (which undefines the per-type macros). Expects REAL, SUF, FNN_IS_F32, PATH and FNN_TARGET.
+ *
+ * Every output is one sum over the shared dimension in p order, started from the first
+ * product (as a BLAS kernel does; the sum may differ from BLAS's in the last bits), whatever
+ * block it falls in, except in the dot form, which keeps 2 DG_W partial sums (fixed, so the
+ * same shape always gives the same bits on one SIMD path).
+ */
+
+#define FNN_DG_CAT_(a, b, c) a##_##b##_##c
+#define FNN_DG_CAT(a, b, c) FNN_DG_CAT_(a, b, c)
+#define DG_NAME(base) FNN_DG_CAT(base, SUF, PATH)
+
+/* Eight floats or four doubles, loaded and stored unaligned: one AVX2 register on the avx2 path
+ * (GCC's vector extensions; the generic path and other CPUs get two of their own). */
+typedef REAL DG_NAME(vec) __attribute__((vector_size(32), aligned(sizeof(REAL)), may_alias));
+#define DG_VEC DG_NAME(vec)
+#define DG_W ((int)(32 / sizeof(REAL)))
+#define DG_IB 6 /* rows of C per block: 6 x 2 vectors of sums stay in registers */
+/* acc + x * y for one element, rounded as the vector loops round it: one fused multiply-add on
+ * the avx2 path (where GCC contracts the vector a * b + c), a product and a sum on the generic
+ * one. Written out so that GCC cannot turn a loop of them into vector products added in order,
+ * which would round each product apart on the avx2 path. */
+#if FNN_AVX2_INTRINSICS && FNN_IS_F32
+#define DG_MADD(acc, x, y) __builtin_fmaf((x), (y), (acc))
+#elif FNN_AVX2_INTRINSICS
+#define DG_MADD(acc, x, y) __builtin_fma((x), (y), (acc))
+#else
+#define DG_MADD(acc, x, y) ((acc) + (x) * (y))
+#endif
+
+/* One row of dg_rows: c[j*c_cs] = sum_p a[p*a_cs] * b[p*b_rs + j] for j < n, in blocks of 8
+ * vectors (8 independent sums, so the additions do not wait on each other), then of one vector,
+ * then the last columns one by one. */
+static FNN_TARGET void DG_NAME(dg_row1)(int n, int k, const REAL *a, ptrdiff_t a_cs, const REAL *b, ptrdiff_t b_rs,
+                                        REAL *c, ptrdiff_t c_cs)
+{
+    int j0 = 0;
+    for (; j0 + 8 * DG_W <= n; j0 += 8 * DG_W) {
+        DG_VEC acc[8];
+        for (int v = 0; v < 8; v++) acc[v] = (DG_VEC){0};
+        for (int p = 0; p < k; p++) {
+            const REAL s = a[(ptrdiff_t)p * a_cs];
+            const REAL *bp = b + (ptrdiff_t)p * b_rs + j0;
+            for (int v = 0; v < 8; v++) acc[v] += s * *(const DG_VEC *)(bp + v * DG_W);
+        }
+        for (int v = 0; v < 8; v++)
+            for (int j = 0; j < DG_W; j++) c[(ptrdiff_t)(j0 + v * DG_W + j) * c_cs] = acc[v][j];
+    }
+    for (; j0 + DG_W <= n; j0 += DG_W) {
+        DG_VEC acc = {0};
+        for (int p = 0; p < k; p++) acc += a[(ptrdiff_t)p * a_cs] * *(const DG_VEC *)(b + (ptrdiff_t)p * b_rs + j0);
+        for (int j = 0; j < DG_W; j++) c[(ptrdiff_t)(j0 + j) * c_cs] = acc[j];
+    }
+    for (; j0 < n; j0++) {
+        REAL acc = 0;
+        for (int p = 0; p < k; p++) acc = DG_MADD(acc, a[(ptrdiff_t)p * a_cs], b[(ptrdiff_t)p * b_rs + j0]);
+        c[(ptrdiff_t)j0 * c_cs] = acc;
+    }
+}
+
+/* c[i*c_rs + j*c_cs] = sum_p a[i*a_rs + p*a_cs] * b[p*b_rs + j] for i < m, j < n, p < k: a
+ * multiple of each B row is added into DG_IB x 2 DG_W outputs held in registers; the columns and
+ * rows left over go through dg_row1. */
+static FNN_TARGET void DG_NAME(dg_rows)(int m, int n, int k, const REAL *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
+                                        const REAL *b, ptrdiff_t b_rs, REAL *c, ptrdiff_t c_rs, ptrdiff_t c_cs)
+{
+    const int n_block = n - n % (2 * DG_W);
+    int i = 0;
+    for (; n >= DG_W && i + DG_IB <= m; i += DG_IB) {
+        const REAL *ai = a + (ptrdiff_t)i * a_rs;
+        for (int j0 = 0; j0 < n_block; j0 += 2 * DG_W) {
+            DG_VEC acc[DG_IB][2];
+            const REAL *bj = b + j0;
+            for (int r = 0; r < DG_IB; r++) acc[r][0] = acc[r][1] = (DG_VEC){0};
+            for (int p = 0; p < k; p++) {
+                const REAL *bp = bj + (ptrdiff_t)p * b_rs;
+                const DG_VEC b0 = *(const DG_VEC *)bp, b1 = *(const DG_VEC *)(bp + DG_W);
+                for (int r = 0; r < DG_IB; r++) {
+                    const REAL s = ai[r * a_rs + (ptrdiff_t)p * a_cs];
+                    acc[r][0] += s * b0;
+                    acc[r][1] += s * b1;
+                }
+            }
+            for (int r = 0; r < DG_IB; r++) {
+                REAL *cr = c + (ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)j0 * c_cs;
+                if (c_cs == 1) {
+                    *(DG_VEC *)cr = acc[r][0];
+                    *(DG_VEC *)(cr + DG_W) = acc[r][1];
+                } else {
+                    for (int j = 0; j < DG_W; j++) {
+                        cr[j * c_cs] = acc[r][0][j];
+                        cr[(j + DG_W) * c_cs] = acc[r][1][j];
+                    }
+                }
+            }
+        }
+        int j0 = n_block;
+        if (j0 + DG_W <= n) { /* one more vector of columns */
+            DG_VEC acc[DG_IB];
+            for (int r = 0; r < DG_IB; r++) acc[r] = (DG_VEC){0};
+            for (int p = 0; p < k; p++) {
+                const DG_VEC bv = *(const DG_VEC *)(b + j0 + (ptrdiff_t)p * b_rs);
+                for (int r = 0; r < DG_IB; r++) acc[r] += ai[r * a_rs + (ptrdiff_t)p * a_cs] * bv;
+            }
+            for (int r = 0; r < DG_IB; r++)
+                for (int j = 0; j < DG_W; j++) c[(ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)(j0 + j) * c_cs] = acc[r][j];
+            j0 += DG_W;
+        }
+        if (j0 < n)
+            for (int r = 0; r < DG_IB; r++)
+                DG_NAME(dg_row1)(n - j0, k, ai + r * a_rs, a_cs, b + j0, b_rs,
+                                 c + (ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)j0 * c_cs, c_cs);
+    }
+    for (; i < m; i++)
+        DG_NAME(dg_row1)(n, k, a + (ptrdiff_t)i * a_rs, a_cs, b, b_rs, c + (ptrdiff_t)i * c_rs, c_cs);
+}
+
+/* The 2 DG_W partial sums of a dot product: s0 + s1, its lanes added pairwise (lane l and lane
+ * l + half, half = DG_W / 2, ..., 1), then `tail`. */
+#if FNN_IS_F32
+typedef int32_t DG_NAME(lane_index) __attribute__((vector_size(32)));
+#define DG_HALVES(v, h) ((h) == 4 ? (DG_NAME(lane_index)){4, 5, 6, 7, 0, 1, 2, 3}                       \
+                         : (h) == 2 ? (DG_NAME(lane_index)){2, 3, 0, 1, 6, 7, 4, 5}                     \
+                                    : (DG_NAME(lane_index)){1, 0, 3, 2, 5, 4, 7, 6})
+#else
+typedef int64_t DG_NAME(lane_index) __attribute__((vector_size(32)));
+#define DG_HALVES(v, h) ((h) == 2 ? (DG_NAME(lane_index)){2, 3, 0, 1} : (DG_NAME(lane_index)){1, 0, 3, 2})
+#endif
+static FNN_TARGET inline REAL DG_NAME(dg_lanes_sum)(DG_VEC s0, DG_VEC s1, REAL tail)
+{
+    DG_VEC s = s0 + s1;
+    for (int half = DG_W / 2; half >= 1; half /= 2) s = s + __builtin_shuffle(s, DG_HALVES(s, half));
+    return s[0] + tail;
+}
+#undef DG_HALVES
+
+/* c[i*ldc + j] = sum_p a[i*lda + p] * b[j*b_cs + p]: dot products of contiguous rows, DG_IB rows
+ * of A at a time against one column of op(B), in 2 DG_W partial sums (the first DG_W also take
+ * a last whole vector), then the last elements in one sum. */
+static FNN_TARGET void DG_NAME(dg_dots)(int m, int n, int k, const REAL *a, ptrdiff_t lda, const REAL *b,
+                                        ptrdiff_t b_cs, REAL *c, ptrdiff_t ldc)
+{
+    const int k_vec = k - k % (2 * DG_W), k_half = k_vec + DG_W <= k ? k_vec + DG_W : k_vec;
+    for (int i = 0; i < m; i += DG_IB) {
+        const int rows = m - i < DG_IB ? m - i : DG_IB;
+        const REAL *ai = a + (ptrdiff_t)i * lda;
+        for (int j = 0; j < n; j++) {
+            const REAL *bj = b + (ptrdiff_t)j * b_cs;
+            if (rows == DG_IB) {
+                DG_VEC s[DG_IB][2];
+                REAL tail[DG_IB];
+                for (int r = 0; r < DG_IB; r++) {
+                    s[r][0] = s[r][1] = (DG_VEC){0};
+                    tail[r] = 0;
+                }
+                for (int p = 0; p < k_vec; p += 2 * DG_W) {
+                    const DG_VEC b0 = *(const DG_VEC *)(bj + p), b1 = *(const DG_VEC *)(bj + p + DG_W);
+                    for (int r = 0; r < DG_IB; r++) {
+                        s[r][0] += *(const DG_VEC *)(ai + r * lda + p) * b0;
+                        s[r][1] += *(const DG_VEC *)(ai + r * lda + p + DG_W) * b1;
+                    }
+                }
+                if (k_half > k_vec) {
+                    const DG_VEC b0 = *(const DG_VEC *)(bj + k_vec);
+                    for (int r = 0; r < DG_IB; r++) s[r][0] += *(const DG_VEC *)(ai + r * lda + k_vec) * b0;
+                }
+                for (int p = k_half; p < k; p++)
+                    for (int r = 0; r < DG_IB; r++) tail[r] = DG_MADD(tail[r], ai[r * lda + p], bj[p]);
+                for (int r = 0; r < DG_IB; r++)
+                    c[(ptrdiff_t)(i + r) * ldc + j] = DG_NAME(dg_lanes_sum)(s[r][0], s[r][1], tail[r]);
+            } else {
+                for (int r = 0; r < rows; r++) {
+                    const REAL *ar = ai + r * lda;
+                    DG_VEC s0 = {0}, s1 = {0};
+                    REAL tail = 0;
+                    for (int p = 0; p < k_vec; p += 2 * DG_W) {
+                        s0 += *(const DG_VEC *)(ar + p) * *(const DG_VEC *)(bj + p);
+                        s1 += *(const DG_VEC *)(ar + p + DG_W) * *(const DG_VEC *)(bj + p + DG_W);
+                    }
+                    if (k_half > k_vec) s0 += *(const DG_VEC *)(ar + k_vec) * *(const DG_VEC *)(bj + k_vec);
+                    for (int p = k_half; p < k; p++) tail = DG_MADD(tail, ar[p], bj[p]);
+                    c[(ptrdiff_t)(i + r) * ldc + j] = DG_NAME(dg_lanes_sum)(s0, s1, tail);
+                }
+            }
+        }
+    }
+}
+
+/* C (m, n) = op(A) op(B), row-major with leading dimensions lda, ldb, ldc, in the form
+ * direct_gemm.h chose (FNN_DIRECT_ROWS / COLS / DOTS; its operands' contiguity is checked
+ * there). */
+static FNN_TARGET void DG_NAME(gemm_direct)(int form, int trans_a, int trans_b, int m, int n, int k, const REAL *a,
+                                            int lda, const REAL *b, int ldb, REAL *c, int ldc)
+{
+    if (form == FNN_DIRECT_ROWS) /* rows of op(B) are contiguous: B not transposed, or one column */
+        DG_NAME(dg_rows)(m, n, k, a, trans_a ? 1 : lda, trans_a ? lda : 1, b, trans_b ? 1 : ldb, c, ldc, 1);
+    else if (form == FNN_DIRECT_COLS) /* C^T = op(B)^T op(A)^T: columns of op(A) are contiguous */
+        DG_NAME(dg_rows)(n, m, k, b, trans_b ? ldb : 1, trans_b ? 1 : ldb, a, trans_a ? lda : 1, c, 1, ldc);
+    else /* FNN_DIRECT_DOTS: rows of A and columns of op(B) are contiguous */
+        DG_NAME(dg_dots)(m, n, k, a, lda, b, trans_b ? ldb : 1, c, ldc);
+}
+
+#undef DG_VEC
+#undef DG_W
+#undef DG_MADD
+#undef DG_IB
+#undef DG_NAME
+#undef FNN_DG_CAT
+#undef FNN_DG_CAT_
