@@ -4,7 +4,9 @@ Two parts (--part, default both):
 
 * products: each product shape of the two estimator benchmarks and a few more of each shape
   class, through ``fastnn._core.gemm`` (the product the engine and the ops make), with the
-  direct kernels on and off, interleaved; microseconds per call (the Python call included).
+  direct kernels on and off, interleaved; microseconds of the calling thread's CPU time per call
+  (the Python call included; CPU time, so that other processes on the machine disturb it less;
+  these products are too small for BLAS to start its threads).
 * fits: the estimators of ``benchmarks/sklearn_epoch.py`` (regression: MLPRegressor, 10 epochs
   of Adam on 200,000 x 8 float64 rows; mnist: MLPClassifier, one epoch at batch 32), fitted
   with the direct kernels on and off in turn (the order alternates), medians.
@@ -68,10 +70,10 @@ def products(repeats):
         for r in range(repeats):
             for on in (True, False) if r % 2 == 0 else (False, True):
                 core.set_direct_gemm(set(core.DIRECT_GEMM_CLASSES) if on else False)
-                t0 = time.perf_counter()
+                t0 = time.thread_time()
                 for _ in range(calls):
                     core.gemm(a, b, c, ta, tb)
-                times[on].append((time.perf_counter() - t0) / calls * 1e6)
+                times[on].append((time.thread_time() - t0) / calls * 1e6)
         core.set_direct_gemm(True)
         direct, blas = statistics.median(times[True]), statistics.median(times[False])
         print(f"{dtype} {trans} {m:4d}x{n:4d}x{k:4d}  {kind or '-':10}  {form or '-':5}  {direct:9.2f}  {blas:8.2f}   {blas / direct:5.2f}x")

@@ -117,73 +117,94 @@ static FNN_TARGET void DG_NAME(dg_rows)(int m, int n, int k, const REAL *a, ptrd
         DG_NAME(dg_row1)(n, k, a + (ptrdiff_t)i * a_rs, a_cs, b, b_rs, c + (ptrdiff_t)i * c_rs, c_cs);
 }
 
-/* The 2 DG_W partial sums of a dot product: s0 + s1, its lanes added pairwise (lane l and lane
- * l + half, half = DG_W / 2, ..., 1), then `tail`. */
+/* The lanes of a dot product's sums v added pairwise: lanes 2l and 2l+1, then those pairs two by
+ * two, ... (for doubles (x0 + x1) + (x2 + x3)); dg_lanes_sum for one v, dg_lanes_sum4 for four
+ * at once (the same additions, four results in one vector). */
 #if FNN_IS_F32
-typedef int32_t DG_NAME(lane_index) __attribute__((vector_size(32)));
-#define DG_HALVES(v, h) ((h) == 4 ? (DG_NAME(lane_index)){4, 5, 6, 7, 0, 1, 2, 3}                       \
-                         : (h) == 2 ? (DG_NAME(lane_index)){2, 3, 0, 1, 6, 7, 4, 5}                     \
-                                    : (DG_NAME(lane_index)){1, 0, 3, 2, 5, 4, 7, 6})
-#else
-typedef int64_t DG_NAME(lane_index) __attribute__((vector_size(32)));
-#define DG_HALVES(v, h) ((h) == 2 ? (DG_NAME(lane_index)){2, 3, 0, 1} : (DG_NAME(lane_index)){1, 0, 3, 2})
-#endif
-static FNN_TARGET inline REAL DG_NAME(dg_lanes_sum)(DG_VEC s0, DG_VEC s1, REAL tail)
+typedef int32_t DG_NAME(lanes) __attribute__((vector_size(32)));
+static FNN_TARGET inline REAL DG_NAME(dg_lanes_sum)(DG_VEC v)
 {
-    DG_VEC s = s0 + s1;
-    for (int half = DG_W / 2; half >= 1; half /= 2) s = s + __builtin_shuffle(s, DG_HALVES(s, half));
-    return s[0] + tail;
+    v = v + __builtin_shuffle(v, (DG_NAME(lanes)){1, 0, 3, 2, 5, 4, 7, 6});
+    v = v + __builtin_shuffle(v, (DG_NAME(lanes)){2, 3, 0, 1, 6, 7, 4, 5});
+    return v[0] + v[4];
 }
-#undef DG_HALVES
+static FNN_TARGET inline DG_VEC DG_NAME(dg_lanes_sum4)(DG_VEC v0, DG_VEC v1, DG_VEC v2, DG_VEC v3)
+{
+    const DG_NAME(lanes) even = {0, 8, 2, 10, 4, 12, 6, 14}, odd = {1, 9, 3, 11, 5, 13, 7, 15};
+    const DG_VEC u01 = __builtin_shuffle(v0, v1, even) + __builtin_shuffle(v0, v1, odd);
+    const DG_VEC u23 = __builtin_shuffle(v2, v3, even) + __builtin_shuffle(v2, v3, odd);
+    /* lanes 0-3: rows 0-3 summed over x0..x3, lanes 4-7: over x4..x7 */
+    const DG_VEC t = __builtin_shuffle(u01, u23, (DG_NAME(lanes)){0, 1, 8, 9, 4, 5, 12, 13})
+                     + __builtin_shuffle(u01, u23, (DG_NAME(lanes)){2, 3, 10, 11, 6, 7, 14, 15});
+    return t + __builtin_shuffle(t, (DG_NAME(lanes)){4, 5, 6, 7, 0, 1, 2, 3});
+}
+#else
+typedef int64_t DG_NAME(lanes) __attribute__((vector_size(32)));
+static FNN_TARGET inline REAL DG_NAME(dg_lanes_sum)(DG_VEC v)
+{
+    v = v + __builtin_shuffle(v, (DG_NAME(lanes)){1, 0, 3, 2});
+    return v[0] + v[2];
+}
+static FNN_TARGET inline DG_VEC DG_NAME(dg_lanes_sum4)(DG_VEC v0, DG_VEC v1, DG_VEC v2, DG_VEC v3)
+{
+    const DG_NAME(lanes) even = {0, 4, 2, 6}, odd = {1, 5, 3, 7};
+    const DG_VEC u01 = __builtin_shuffle(v0, v1, even) + __builtin_shuffle(v0, v1, odd);
+    const DG_VEC u23 = __builtin_shuffle(v2, v3, even) + __builtin_shuffle(v2, v3, odd);
+    return __builtin_shuffle(u01, u23, (DG_NAME(lanes)){0, 1, 4, 5})
+           + __builtin_shuffle(u01, u23, (DG_NAME(lanes)){2, 3, 6, 7});
+}
+#endif
 
-/* c[i*ldc + j] = sum_p a[i*lda + p] * b[j*b_cs + p]: dot products of contiguous rows, DG_IB rows
- * of A at a time against one column of op(B), in 2 DG_W partial sums (the first DG_W also take
- * a last whole vector), then the last elements in one sum. */
+/* c[i*ldc + j] = sum_p a[i*lda + p] * b[j*b_cs + p]: dot products of contiguous rows, 4 rows of A
+ * at a time against one column of op(B), in two vectors of partial sums (the first also takes a
+ * last whole vector) added together and then lane by lane (dg_lanes_sum), then the last elements
+ * in one sum. */
 static FNN_TARGET void DG_NAME(dg_dots)(int m, int n, int k, const REAL *a, ptrdiff_t lda, const REAL *b,
                                         ptrdiff_t b_cs, REAL *c, ptrdiff_t ldc)
 {
     const int k_vec = k - k % (2 * DG_W), k_half = k_vec + DG_W <= k ? k_vec + DG_W : k_vec;
-    for (int i = 0; i < m; i += DG_IB) {
-        const int rows = m - i < DG_IB ? m - i : DG_IB;
+    int i = 0;
+    for (; i + 4 <= m; i += 4) {
         const REAL *ai = a + (ptrdiff_t)i * lda;
         for (int j = 0; j < n; j++) {
             const REAL *bj = b + (ptrdiff_t)j * b_cs;
-            if (rows == DG_IB) {
-                DG_VEC s[DG_IB][2];
-                REAL tail[DG_IB];
-                for (int r = 0; r < DG_IB; r++) {
-                    s[r][0] = s[r][1] = (DG_VEC){0};
-                    tail[r] = 0;
-                }
-                for (int p = 0; p < k_vec; p += 2 * DG_W) {
-                    const DG_VEC b0 = *(const DG_VEC *)(bj + p), b1 = *(const DG_VEC *)(bj + p + DG_W);
-                    for (int r = 0; r < DG_IB; r++) {
-                        s[r][0] += *(const DG_VEC *)(ai + r * lda + p) * b0;
-                        s[r][1] += *(const DG_VEC *)(ai + r * lda + p + DG_W) * b1;
-                    }
-                }
-                if (k_half > k_vec) {
-                    const DG_VEC b0 = *(const DG_VEC *)(bj + k_vec);
-                    for (int r = 0; r < DG_IB; r++) s[r][0] += *(const DG_VEC *)(ai + r * lda + k_vec) * b0;
-                }
-                for (int p = k_half; p < k; p++)
-                    for (int r = 0; r < DG_IB; r++) tail[r] = DG_MADD(tail[r], ai[r * lda + p], bj[p]);
-                for (int r = 0; r < DG_IB; r++)
-                    c[(ptrdiff_t)(i + r) * ldc + j] = DG_NAME(dg_lanes_sum)(s[r][0], s[r][1], tail[r]);
-            } else {
-                for (int r = 0; r < rows; r++) {
-                    const REAL *ar = ai + r * lda;
-                    DG_VEC s0 = {0}, s1 = {0};
-                    REAL tail = 0;
-                    for (int p = 0; p < k_vec; p += 2 * DG_W) {
-                        s0 += *(const DG_VEC *)(ar + p) * *(const DG_VEC *)(bj + p);
-                        s1 += *(const DG_VEC *)(ar + p + DG_W) * *(const DG_VEC *)(bj + p + DG_W);
-                    }
-                    if (k_half > k_vec) s0 += *(const DG_VEC *)(ar + k_vec) * *(const DG_VEC *)(bj + k_vec);
-                    for (int p = k_half; p < k; p++) tail = DG_MADD(tail, ar[p], bj[p]);
-                    c[(ptrdiff_t)(i + r) * ldc + j] = DG_NAME(dg_lanes_sum)(s0, s1, tail);
+            DG_VEC s[4][2];
+            REAL tail[4];
+            for (int r = 0; r < 4; r++) {
+                s[r][0] = s[r][1] = (DG_VEC){0};
+                tail[r] = 0;
+            }
+            for (int p = 0; p < k_vec; p += 2 * DG_W) {
+                const DG_VEC b0 = *(const DG_VEC *)(bj + p), b1 = *(const DG_VEC *)(bj + p + DG_W);
+                for (int r = 0; r < 4; r++) {
+                    s[r][0] += *(const DG_VEC *)(ai + r * lda + p) * b0;
+                    s[r][1] += *(const DG_VEC *)(ai + r * lda + p + DG_W) * b1;
                 }
             }
+            if (k_half > k_vec) {
+                const DG_VEC b0 = *(const DG_VEC *)(bj + k_vec);
+                for (int r = 0; r < 4; r++) s[r][0] += *(const DG_VEC *)(ai + r * lda + k_vec) * b0;
+            }
+            for (int p = k_half; p < k; p++)
+                for (int r = 0; r < 4; r++) tail[r] = DG_MADD(tail[r], ai[r * lda + p], bj[p]);
+            const DG_VEC sums = DG_NAME(dg_lanes_sum4)(s[0][0] + s[0][1], s[1][0] + s[1][1], s[2][0] + s[2][1],
+                                                       s[3][0] + s[3][1]);
+            for (int r = 0; r < 4; r++) c[(ptrdiff_t)(i + r) * ldc + j] = sums[r] + tail[r];
+        }
+    }
+    for (; i < m; i++) {
+        const REAL *ar = a + (ptrdiff_t)i * lda;
+        for (int j = 0; j < n; j++) {
+            const REAL *bj = b + (ptrdiff_t)j * b_cs;
+            DG_VEC s0 = {0}, s1 = {0};
+            REAL tail = 0;
+            for (int p = 0; p < k_vec; p += 2 * DG_W) {
+                s0 += *(const DG_VEC *)(ar + p) * *(const DG_VEC *)(bj + p);
+                s1 += *(const DG_VEC *)(ar + p + DG_W) * *(const DG_VEC *)(bj + p + DG_W);
+            }
+            if (k_half > k_vec) s0 += *(const DG_VEC *)(ar + k_vec) * *(const DG_VEC *)(bj + k_vec);
+            for (int p = k_half; p < k; p++) tail = DG_MADD(tail, ar[p], bj[p]);
+            c[(ptrdiff_t)i * ldc + j] = DG_NAME(dg_lanes_sum)(s0 + s1) + tail;
         }
     }
 }
