@@ -24,7 +24,8 @@ GEMM_CHOICES = ("auto", "tiled", "direct", "plain")
 
 # OpenBLAS cores (lower case, as openblas_get_corename reports them) whose sgemm/dgemm run
 # small products without packing the operands: its AVX-512 kernels. Elsewhere (Haswell and
-# Zen kernels, ARM, MKL, Accelerate) every call packs, and one call per product is faster.
+# Zen kernels, ARM, MKL, Accelerate) every call packs, and one call per product (beside
+# fastnn's own kernels for the small shapes, as on every machine) is faster.
 UNPACKED_SMALL_GEMM_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
 # What decided the product strategy (the strategy itself lives in the core: small_gemm_enabled

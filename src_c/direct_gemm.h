@@ -2,7 +2,31 @@
  * direct_gemm_impl.h, compiled for each SIMD path), shared by fnn_gemm (mlp_impl.h), through
  * which the training engine and the linear ops (_core.pyx) make every product.
  *
- * THRESHOLDS_COMMENT
+ * Where one BLAS call costs more than the arithmetic: OpenBLAS's AVX2 (Haswell) kernels pack both
+ * operands of every call, and for a product with one output column, one output row, or a short
+ * shared dimension the packing and the call cost several times the multiply-adds. Measured with
+ * benchmarks/direct_gemm.py (microseconds of CPU time per call, the Python call included, medians
+ * of 11; 2 vCPUs of an AMD EPYC shared with other jobs, so noisy), direct / BLAS:
+ *
+ *   class       product (row-major, m x n x k)       Haswell kernels     SkylakeX kernels
+ *   one_column  200x1x100 f64 (x @ W, one output)     2.6 / 13.2 us       1.83 / 1.84 us
+ *               100x1x200 f64 (x^T @ dz)              2.8 / 21.0          2.09 / 2.10
+ *               128x1x784 f32, 784x1x128 f32 (x^T)    3.8 / 18.2, 4.9 / 37.7   3.9 / 4.2, 4.2 / 4.3
+ *   outer       200x100x1 f64 (dz @ W^T, W one row)   3.9 / 7.4           2.4 / 4.5
+ *               128x784x1 f32                         5.5 / 9.2           5.7 / 11.0
+ *   one_row     1x128x784 f32, A or A^T               4.7 / 62.9, 5.2 / 63.0   4.2 / 4.1, 4.8 / 5.1
+ *   small_k     200x100x8 f64                         9.2 / 12.6          7.0 / 6.9
+ *               128x128x4 f32, 128x128x16 f32         1.8 / 2.9, 5.1 / 7.4     1.8 / 1.8, 5.1 / 5.1
+ *               128x128x16 f64                        11.0 / 13.8         10.6 / 10.3
+ *
+ * On the SkylakeX (AVX-512) kernels, whose small-matrix path does not pack, the classes tie
+ * (0.97-1.07x, within the noise) except outer products (1.9x); no class loses on either kind, so
+ * all four are taken. Not taken: a transposed B with 2 <= k <= 16 and A not transposed (short
+ * dot products: 32x25x10 f32 took 2.0 us direct against 0.7 us in BLAS), and shapes outside the
+ * classes (8x100x200 with A transposed, 32x100x196: BLAS's packed kernels are as fast or faster).
+ * Above FNN_DIRECT_MAX_MNK multiply-adds BLAS may run threads and its packing costs little.
+ * The regressor of benchmarks/sklearn_epoch.py (8-100-1, batch 200, float64), whose five products
+ * per step all have a tiny side, fits in 0.69 s instead of 1.10 s on the Haswell kernels.
  *
  * The choice depends on the shape and the leading dimensions alone (never on timing), so one
  * shape always runs the same code on one SIMD path and gives the same bits.
@@ -17,7 +41,7 @@ enum { FNN_DIRECT_NONE = 0, FNN_DIRECT_ROWS = 1, FNN_DIRECT_COLS = 2, FNN_DIRECT
  * not, whose short dot products are slow). A product belongs to the first that fits. */
 enum { FNN_DIRECT_OUTER = 1, FNN_DIRECT_ONE_COLUMN = 2, FNN_DIRECT_ONE_ROW = 4, FNN_DIRECT_SMALL_K = 8 };
 #define FNN_DIRECT_ALL_CLASSES 15
-/* The classes taken (see the figures above). */
+/* The classes taken: all (see the figures above). */
 #define FNN_DIRECT_TAKEN FNN_DIRECT_ALL_CLASSES
 
 /* Products of more multiply-adds than this always go to BLAS (which may also run threads). */
