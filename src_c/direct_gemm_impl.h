@@ -5,7 +5,8 @@
  * Every output is one sum over the shared dimension in p order, started from the first
  * product (as a BLAS kernel does; the sum may differ from BLAS's in the last bits), whatever
  * block it falls in, except in the dot form, which keeps 2 DG_W partial sums (fixed, so the
- * same shape always gives the same bits on one SIMD path).
+ * same shape always gives the same bits on one SIMD path). All arithmetic is on whole vectors,
+ * so that an output rounds alike in every block.
  */
 
 #define FNN_DG_CAT_(a, b, c) a##_##b##_##c
@@ -18,21 +19,10 @@ typedef REAL DG_NAME(vec) __attribute__((vector_size(32), aligned(sizeof(REAL)),
 #define DG_VEC DG_NAME(vec)
 #define DG_W ((int)(32 / sizeof(REAL)))
 #define DG_IB 6 /* rows of C per block: 6 x 2 vectors of sums stay in registers */
-/* acc + x * y for one element, rounded as the vector loops round it: one fused multiply-add on
- * the avx2 path (where GCC contracts the vector a * b + c), a product and a sum on the generic
- * one. Written out so that GCC cannot turn a loop of them into vector products added in order,
- * which would round each product apart on the avx2 path. */
-#if FNN_AVX2_INTRINSICS && FNN_IS_F32
-#define DG_MADD(acc, x, y) __builtin_fmaf((x), (y), (acc))
-#elif FNN_AVX2_INTRINSICS
-#define DG_MADD(acc, x, y) __builtin_fma((x), (y), (acc))
-#else
-#define DG_MADD(acc, x, y) ((acc) + (x) * (y))
-#endif
-
 /* One row of dg_rows: c[j*c_cs] = sum_p a[p*a_cs] * b[p*b_rs + j] for j < n, in blocks of 8
  * vectors (8 independent sums, so the additions do not wait on each other), then of one vector,
- * then the last columns one by one. */
+ * then the last columns in one vector. All arithmetic is on whole vectors, so every output is
+ * rounded alike (GCC contracts a * b + c into one fused multiply-add on the avx2 path). */
 static FNN_TARGET void DG_NAME(dg_row1)(int n, int k, const REAL *a, ptrdiff_t a_cs, const REAL *b, ptrdiff_t b_rs,
                                         REAL *c, ptrdiff_t c_cs)
 {
@@ -53,10 +43,16 @@ static FNN_TARGET void DG_NAME(dg_row1)(int n, int k, const REAL *a, ptrdiff_t a
         for (int p = 0; p < k; p++) acc += a[(ptrdiff_t)p * a_cs] * *(const DG_VEC *)(b + (ptrdiff_t)p * b_rs + j0);
         for (int j = 0; j < DG_W; j++) c[(ptrdiff_t)(j0 + j) * c_cs] = acc[j];
     }
-    for (; j0 < n; j0++) {
-        REAL acc = 0;
-        for (int p = 0; p < k; p++) acc = DG_MADD(acc, a[(ptrdiff_t)p * a_cs], b[(ptrdiff_t)p * b_rs + j0]);
-        c[(ptrdiff_t)j0 * c_cs] = acc;
+    if (j0 < n) { /* the last columns in one vector, its other lanes zero */
+        const int width = n - j0;
+        DG_VEC acc = {0};
+        for (int p = 0; p < k; p++) {
+            const REAL *bp = b + (ptrdiff_t)p * b_rs + j0;
+            DG_VEC bv = {0};
+            for (int j = 0; j < width; j++) bv[j] = bp[j];
+            acc += a[(ptrdiff_t)p * a_cs] * bv;
+        }
+        for (int j = 0; j < width; j++) c[(ptrdiff_t)(j0 + j) * c_cs] = acc[j];
     }
 }
 
@@ -155,10 +151,18 @@ static FNN_TARGET inline DG_VEC DG_NAME(dg_lanes_sum4)(DG_VEC v0, DG_VEC v1, DG_
 }
 #endif
 
+/* The n < DG_W elements at x in a vector, its other lanes zero. */
+static FNN_TARGET inline DG_VEC DG_NAME(dg_last)(const REAL *x, int n)
+{
+    DG_VEC v = {0};
+    for (int l = 0; l < n; l++) v[l] = x[l];
+    return v;
+}
+
 /* c[i*ldc + j] = sum_p a[i*lda + p] * b[j*b_cs + p]: dot products of contiguous rows, 4 rows of A
  * at a time against one column of op(B), in two vectors of partial sums (the first also takes a
- * last whole vector) added together and then lane by lane (dg_lanes_sum), then the last elements
- * in one sum. */
+ * last whole vector, the second the last elements, zero-padded) added together and then lane by
+ * lane (dg_lanes_sum). */
 static FNN_TARGET void DG_NAME(dg_dots)(int m, int n, int k, const REAL *a, ptrdiff_t lda, const REAL *b,
                                         ptrdiff_t b_cs, REAL *c, ptrdiff_t ldc)
 {
@@ -169,11 +173,7 @@ static FNN_TARGET void DG_NAME(dg_dots)(int m, int n, int k, const REAL *a, ptrd
         for (int j = 0; j < n; j++) {
             const REAL *bj = b + (ptrdiff_t)j * b_cs;
             DG_VEC s[4][2];
-            REAL tail[4];
-            for (int r = 0; r < 4; r++) {
-                s[r][0] = s[r][1] = (DG_VEC){0};
-                tail[r] = 0;
-            }
+            for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = (DG_VEC){0};
             for (int p = 0; p < k_vec; p += 2 * DG_W) {
                 const DG_VEC b0 = *(const DG_VEC *)(bj + p), b1 = *(const DG_VEC *)(bj + p + DG_W);
                 for (int r = 0; r < 4; r++) {
@@ -185,11 +185,13 @@ static FNN_TARGET void DG_NAME(dg_dots)(int m, int n, int k, const REAL *a, ptrd
                 const DG_VEC b0 = *(const DG_VEC *)(bj + k_vec);
                 for (int r = 0; r < 4; r++) s[r][0] += *(const DG_VEC *)(ai + r * lda + k_vec) * b0;
             }
-            for (int p = k_half; p < k; p++)
-                for (int r = 0; r < 4; r++) tail[r] = DG_MADD(tail[r], ai[r * lda + p], bj[p]);
+            if (k_half < k) {
+                const DG_VEC b_last = DG_NAME(dg_last)(bj + k_half, k - k_half);
+                for (int r = 0; r < 4; r++) s[r][1] += DG_NAME(dg_last)(ai + r * lda + k_half, k - k_half) * b_last;
+            }
             const DG_VEC sums = DG_NAME(dg_lanes_sum4)(s[0][0] + s[0][1], s[1][0] + s[1][1], s[2][0] + s[2][1],
                                                        s[3][0] + s[3][1]);
-            for (int r = 0; r < 4; r++) c[(ptrdiff_t)(i + r) * ldc + j] = sums[r] + tail[r];
+            for (int r = 0; r < 4; r++) c[(ptrdiff_t)(i + r) * ldc + j] = sums[r];
         }
     }
     for (; i < m; i++) {
@@ -197,14 +199,13 @@ static FNN_TARGET void DG_NAME(dg_dots)(int m, int n, int k, const REAL *a, ptrd
         for (int j = 0; j < n; j++) {
             const REAL *bj = b + (ptrdiff_t)j * b_cs;
             DG_VEC s0 = {0}, s1 = {0};
-            REAL tail = 0;
             for (int p = 0; p < k_vec; p += 2 * DG_W) {
                 s0 += *(const DG_VEC *)(ar + p) * *(const DG_VEC *)(bj + p);
                 s1 += *(const DG_VEC *)(ar + p + DG_W) * *(const DG_VEC *)(bj + p + DG_W);
             }
             if (k_half > k_vec) s0 += *(const DG_VEC *)(ar + k_vec) * *(const DG_VEC *)(bj + k_vec);
-            for (int p = k_half; p < k; p++) tail = DG_MADD(tail, ar[p], bj[p]);
-            c[(ptrdiff_t)i * ldc + j] = DG_NAME(dg_lanes_sum)(s0 + s1) + tail;
+            if (k_half < k) s1 += DG_NAME(dg_last)(ar + k_half, k - k_half) * DG_NAME(dg_last)(bj + k_half, k - k_half);
+            c[(ptrdiff_t)i * ldc + j] = DG_NAME(dg_lanes_sum)(s0 + s1);
         }
     }
 }
@@ -225,7 +226,6 @@ static FNN_TARGET void DG_NAME(gemm_direct)(int form, int trans_a, int trans_b, 
 
 #undef DG_VEC
 #undef DG_W
-#undef DG_MADD
 #undef DG_IB
 #undef DG_NAME
 #undef FNN_DG_CAT
