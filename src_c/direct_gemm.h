@@ -26,7 +26,8 @@
  * classes (8x100x200 with A transposed, 32x100x196: BLAS's packed kernels are as fast or faster).
  * Above FNN_DIRECT_MAX_MNK multiply-adds BLAS may run threads and its packing costs little.
  * The regressor of benchmarks/sklearn_epoch.py (8-100-1, batch 200, float64), whose five products
- * per step all have a tiny side, fits in 0.69 s instead of 1.10 s on the Haswell kernels.
+ * per step all have a tiny side, fits in 0.70-0.75 s instead of 0.96-1.13 s on the Haswell kernels
+ * (benchmarks/direct_gemm.py --part fits; BENCHMARKS.md has the rest).
  *
  * The choice depends on the shape and the leading dimensions alone (never on timing), so one
  * shape always runs the same code on one SIMD path and gives the same bits.
