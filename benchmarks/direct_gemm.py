@@ -76,7 +76,8 @@ def products(repeats):
                 times[on].append((time.thread_time() - t0) / calls * 1e6)
         core.set_direct_gemm(True)
         direct, blas = statistics.median(times[True]), statistics.median(times[False])
-        print(f"{dtype} {trans} {m:4d}x{n:4d}x{k:4d}  {kind or '-':10}  {form or '-':5}  {direct:9.2f}  {blas:8.2f}   {blas / direct:5.2f}x")
+        print(f"{dtype} {trans} {m:4d}x{n:4d}x{k:4d}  {kind or '-':10}  {form or '-':5}  "
+              f"{direct:9.2f}  {blas:8.2f}   {blas / direct:5.2f}x")
 
 
 def fits(repeats, tasks, configs):
