@@ -147,6 +147,7 @@ def test_large_products_go_to_blas(every_class):
 
 
 def test_the_strategies_switch_the_direct_kernels(every_class):
+    previous, _ = _machine.gemm_strategy()
     try:
         _machine.set_gemm_strategy(core, "plain")
         assert _machine.gemm_strategy()[0] == "plain" and not core.direct_gemm_enabled()
@@ -158,7 +159,7 @@ def test_the_strategies_switch_the_direct_kernels(every_class):
         with pytest.raises(ValueError, match="strategy"):
             _machine.set_gemm_strategy(core, "fast")
     finally:
-        core.set_direct_gemm(ALL_CLASSES)
+        _machine.set_gemm_strategy(core, previous)  # the every_class fixture restores the classes
 
 
 def test_gemm_refuses_what_it_cannot_multiply():
