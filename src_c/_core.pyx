@@ -230,17 +230,24 @@ def direct_gemm_class(bint trans_a, bint trans_b, int m, int n, int k):
     return next((name for name, b in DIRECT_GEMM_CLASSES.items() if b == bit), None)
 
 
+cdef enum:
+    _INT_MAX = 2147483647
+
+
 cdef int _row_stride(cnp.ndarray x, str name) except -1:
     """The leading dimension (in elements) of a 2-D array whose rows are contiguous."""
     if cnp.PyArray_NDIM(x) != 2:
         raise ValueError(f"{name}: expected a 2-D array, got {cnp.PyArray_NDIM(x)}-D")
+    if x.shape[0] > _INT_MAX or x.shape[1] > _INT_MAX:
+        raise ValueError(f"{name}: expected sides below 2**31, got {(<object>x).shape}")
     if cnp.PyArray_SIZE(x) == 0:
         return <int>max(x.shape[1], 1)
     cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(x)
     cdef Py_ssize_t rs = cnp.PyArray_STRIDES(x)[0], cs = cnp.PyArray_STRIDES(x)[1]
-    if (x.shape[1] > 1 and cs != item) or rs % item != 0 or rs < 0 or (x.shape[0] > 1 and rs < x.shape[1] * item):
-        raise ValueError(f"{name}: expected rows of contiguous elements at a positive stride, "
-                         f"got strides {(rs, cs)}")
+    if ((x.shape[1] > 1 and cs != item) or rs % item != 0 or rs < 0 or rs // item > _INT_MAX
+            or (x.shape[0] > 1 and rs < x.shape[1] * item)):
+        raise ValueError(f"{name}: expected rows of contiguous elements at a positive stride below "
+                         f"2**31 elements, got strides {(rs, cs)}")
     return <int>max(rs // item, 1)
 
 
@@ -249,16 +256,22 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, bint trans_a=False, bint
     direct kernel or BLAS, by direct_gemm.h's rule); op transposes when trans_a / trans_b.
 
     a, b, out: 2-D float32 or float64 arrays of one dtype whose rows are contiguous (views of
-    larger arrays welcome: the leading dimensions are their row strides). Raises ValueError on
-    other dtypes, layouts or shapes that do not match. For tests and measurements."""
+    larger arrays welcome: the leading dimensions are their row strides); out writeable and
+    sharing no memory with a or b. Returns out. Raises ValueError naming the argument otherwise
+    (other dtypes, layouts, shapes that do not match). For tests and measurements."""
     cdef int lda = _row_stride(a, "a"), ldb = _row_stride(b, "b"), ldc = _row_stride(out, "out")
     if not (a.dtype == b.dtype == out.dtype) or a.dtype not in (np.float32, np.float64):
-        raise ValueError(f"a, b, out: expected one dtype, float32 or float64, got {a.dtype}, {b.dtype}, {out.dtype}")
+        raise ValueError(f"a, b, out: expected one dtype, float32 or float64, got {a.dtype}, {b.dtype}, "
+                         f"{out.dtype}")
     cdef int m = <int>(a.shape[1] if trans_a else a.shape[0]), k = <int>(a.shape[0] if trans_a else a.shape[1])
     cdef int kb = <int>(b.shape[1] if trans_b else b.shape[0]), n = <int>(b.shape[0] if trans_b else b.shape[1])
     if kb != k or out.shape[0] != m or out.shape[1] != n:
-        raise ValueError(f"a, b, out: shapes {(<object>a).shape}, {(<object>b).shape}, {(<object>out).shape} do not make "
-                         f"out = op(a) @ op(b) (trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")
+        raise ValueError(f"a, b, out: shapes {(<object>a).shape}, {(<object>b).shape}, {(<object>out).shape} "
+                         f"do not make out = op(a) @ op(b) (trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")
+    if not out.flags.writeable:
+        raise ValueError("out: expected a writeable array, got a read-only one")
+    if first_overlap(out, (a, b)) >= 0:
+        raise ValueError("out: expected memory of its own, got an array that overlaps a or b")
     cdef bint f32 = _is_f32(a)
     cdef void *ap = _ptr(a)
     cdef void *bp = _ptr(b)

@@ -1,6 +1,7 @@
 /* Includes direct_gemm_impl.h and kernels_impl.h once for float and once for double, with the
  * FNN_TARGET and PATH the includer defined (kernels.c does so once per SIMD path); kernels_impl.h
- * undefines the per-type macros below after each use. No include guard: meant to be included several times. */
+ * undefines the per-type macros below after each use. No include guard: meant to be included
+ * several times. */
 
 #define REAL float
 #define SUF f32

@@ -172,3 +172,10 @@ def test_gemm_refuses_what_it_cannot_multiply():
         core.gemm(np.ones((3, 8))[:, ::2], b, np.empty((3, 5)))
     with pytest.raises(ValueError, match="2-D"):
         core.gemm(np.ones(4), b, np.empty((3, 5)))
+    with pytest.raises(ValueError, match="overlaps"):
+        buf = np.ones((3, 9))
+        core.gemm(buf[:, :4], b, buf[:, 4:])
+    read_only = np.empty((3, 5))
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        core.gemm(a, b, read_only)
