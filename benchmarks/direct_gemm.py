@@ -9,7 +9,8 @@ Two parts (--part, default both):
   these products are too small for BLAS to start its threads).
 * fits: the estimators of ``benchmarks/sklearn_epoch.py`` (regression: MLPRegressor, 10 epochs
   of Adam on 200,000 x 8 float64 rows; mnist: MLPClassifier, one epoch at batch 32), fitted
-  with the direct kernels on and off in turn (the order alternates), medians.
+  with the direct kernels on and off in turn (the order rotates), medians of the wall time and
+  of the calling thread's CPU time (the regressor's steps run on the calling thread).
 
 Run it once as it is and once with ``OPENBLAS_CORETYPE=Haswell`` (AVX2 kernels) to see both
 kinds of OpenBLAS kernels. The rest of the product strategy (``FASTNN_GEMM``) stays as chosen.
@@ -101,22 +102,26 @@ def fits(repeats, tasks, configs):
     labels = list(configs)
     for name, (make, X, y) in cases.items():
         times = {label: [] for label in labels}
+        cpu = {label: [] for label in labels}
         for r in range(repeats + 1):  # the first round warms up
             for label in labels[r % len(labels):] + labels[:r % len(labels)]:
                 core.set_direct_gemm(configs[label])
                 time.sleep(sklearn_epoch.POOL_IDLE_PAUSE)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.thread_time()
                     make().fit(X, y)
                     if r:
                         times[label].append(time.perf_counter() - t0)
+                        cpu[label].append(time.thread_time() - c0)
         core.set_direct_gemm(True)
-        base = statistics.median(times[labels[-1]])
-        print(f"{name}: medians of {repeats}, and the last one's time over each")
+        base, base_cpu = statistics.median(times[labels[-1]]), statistics.median(cpu[labels[-1]])
+        print(f"{name}: medians of {repeats} (wall time; the calling thread's CPU time, which other "
+              "processes disturb less), and the last one's over each")
         for label in labels:
-            t = statistics.median(times[label])
-            print(f"  {label:>24}: {t:.3f} s  {base / t:5.2f}x  ({' '.join(f'{v:.3f}' for v in times[label])})")
+            t, c = statistics.median(times[label]), statistics.median(cpu[label])
+            print(f"  {label:>24}: {t:.3f} s {base / t:5.2f}x; CPU {c:.3f} s {base_cpu / c:5.2f}x  "
+                  f"({' '.join(f'{v:.3f}' for v in times[label])})")
 
 
 def main(argv=None):
