@@ -7,9 +7,12 @@ the same environment make the same calls and give the same bits. Two environment
 override them, for tests and for comparing the paths:
 
 * ``FASTNN_SIMD=auto|avx2_fma|generic``: the kernels' SIMD path (``generic`` runs on any CPU).
-* ``FASTNN_GEMM=auto|tiled|plain``: ``tiled`` cuts products into small whole-k BLAS calls,
-  ``plain`` makes one BLAS call per product; ``auto`` picks ``tiled`` only for BLAS kernels with
-  an unpacked small-matrix path (see ``src_c/small_gemm.h``).
+* ``FASTNN_GEMM=auto|tiled|direct|plain``: ``direct`` computes the small products of small
+  networks (one output column or row, a shared dimension of at most 16) in fastnn's own kernels
+  and makes one BLAS call for each other product (``src_c/direct_gemm.h``); ``tiled`` does the
+  same and also cuts the larger products into small whole-k BLAS calls (``src_c/small_gemm.h``);
+  ``plain`` makes one BLAS call per product. ``auto`` picks ``tiled`` for BLAS kernels with an
+  unpacked small-matrix path, ``direct`` elsewhere.
 """
 import os
 import platform
@@ -17,14 +20,16 @@ import platform
 from .errors import EnvironmentSettingError
 
 SIMD_CHOICES = ("auto", "avx2_fma", "generic")
-GEMM_CHOICES = ("auto", "tiled", "plain")
+GEMM_CHOICES = ("auto", "tiled", "direct", "plain")
 
 # OpenBLAS cores (lower case, as openblas_get_corename reports them) whose sgemm/dgemm run
 # small products without packing the operands: its AVX-512 kernels. Elsewhere (Haswell and
-# Zen kernels, ARM, MKL, Accelerate) every call packs, and one call per product is faster.
+# Zen kernels, ARM, MKL, Accelerate) every call packs, and one call per product (beside
+# fastnn's own kernels for the small shapes, as on every machine) is faster.
 UNPACKED_SMALL_GEMM_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
-# What decided the product strategy (the strategy itself lives in the core: small_gemm_enabled).
+# What decided the product strategy (the strategy itself lives in the core: small_gemm_enabled
+# and direct_gemm_enabled).
 _state = {"gemm_source": None}
 
 
@@ -53,7 +58,7 @@ def blas_called(libraries=None):
 
 def gemm_strategy_for(libraries):
     """``"tiled"`` when the BLAS fastnn calls is an OpenBLAS whose core has the unpacked
-    small-matrix kernels (``UNPACKED_SMALL_GEMM_CORES``), else ``"plain"``.
+    small-matrix kernels (``UNPACKED_SMALL_GEMM_CORES``), else ``"direct"``.
 
     ``libraries``: dicts as :func:`blas_libraries` gives them (keys ``internal_api`` and
     ``architecture``).
@@ -62,7 +67,16 @@ def gemm_strategy_for(libraries):
         if (lib.get("internal_api") == "openblas"
                 and str(lib.get("architecture", "")).lower() in UNPACKED_SMALL_GEMM_CORES):
             return "tiled"
-    return "plain"
+    return "direct"
+
+
+def set_gemm_strategy(core, strategy):
+    """Make the loaded core run ``strategy`` (``"tiled"``, ``"direct"`` or ``"plain"``, see the
+    module docstring)."""
+    if strategy not in GEMM_CHOICES[1:]:
+        raise ValueError(f"strategy: expected one of {', '.join(GEMM_CHOICES[1:])}, got {strategy!r}")
+    core.set_small_gemm(strategy == "tiled")
+    core.set_direct_gemm(strategy != "plain")
 
 
 def configure(core):
@@ -81,15 +95,20 @@ def configure(core):
         strategy, source = gemm_strategy_for(blas_libraries()), "auto: from the BLAS core"
     else:
         strategy, source = gemm, "FASTNN_GEMM"
-    core.set_small_gemm(strategy == "tiled")
+    set_gemm_strategy(core, strategy)
     _state["gemm_source"] = source
 
 
 def gemm_strategy():
-    """``(strategy, what decided it)``: ``"tiled"`` or ``"plain"`` (see the module docstring)."""
+    """``(strategy, what decided it)``: ``"tiled"``, ``"direct"`` or ``"plain"`` (see the module
+    docstring)."""
     from ._native import core  # configures on first load
 
-    return ("tiled" if core.small_gemm_enabled() else "plain"), _state["gemm_source"] or "set"
+    if core.small_gemm_enabled():
+        strategy = "tiled"
+    else:
+        strategy = "direct" if core.direct_gemm_enabled() else "plain"
+    return strategy, _state["gemm_source"] or "set"
 
 
 def cpu_model():

@@ -79,6 +79,14 @@ cdef extern from "small_gemm.h" nogil:
     int fnn_small_gemm_enabled
     void fnn_set_small_gemm(int enabled)
 
+cdef extern from "direct_gemm.h" nogil:
+    int fnn_direct_gemm_form(int trans_a, int trans_b, int m, int n, int k, int lda, int ldb)
+    int fnn_direct_gemm_class(int trans_a, int trans_b, int m, int n, int k)
+    int fnn_direct_gemm_classes
+    void fnn_set_direct_gemm(int classes)
+    enum: FNN_DIRECT_TAKEN
+    enum: FNN_DIRECT_ALL_CLASSES
+
 cdef extern from "mlp.h" nogil:
     void fnn_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc)
@@ -177,6 +185,105 @@ def set_small_gemm(bint enabled):
 
 def small_gemm_enabled():
     return bool(fnn_small_gemm_enabled)
+
+
+# The shape classes of direct_gemm.h, as its bits.
+DIRECT_GEMM_CLASSES = {"outer": 1, "one_column": 2, "one_row": 4, "small_k": 8}
+
+
+def set_direct_gemm(object enabled):
+    """Compute the small products direct_gemm.h takes in fastnn's own kernels (True) or send
+    every product to BLAS (False); a set of class names (DIRECT_GEMM_CLASSES) runs those classes
+    direct instead, for tests and measurements. Set once when the core loads
+    (fastnn._machine.configure)."""
+    if isinstance(enabled, bool):
+        fnn_set_direct_gemm(FNN_DIRECT_TAKEN if enabled else 0)
+    else:
+        fnn_set_direct_gemm(sum(DIRECT_GEMM_CLASSES[name] for name in set(enabled)))
+
+
+def direct_gemm_classes():
+    """The names of the shape classes that run direct now (an empty set: none)."""
+    return {name for name, bit in DIRECT_GEMM_CLASSES.items() if fnn_direct_gemm_classes & bit}
+
+
+def direct_gemm_enabled():
+    """Whether the classes direct_gemm.h takes run direct (the strategies other than "plain")."""
+    return fnn_direct_gemm_classes != 0
+
+
+def direct_gemm_taken():
+    """The names of the classes direct_gemm.h takes."""
+    return {name for name, bit in DIRECT_GEMM_CLASSES.items() if FNN_DIRECT_TAKEN & bit}
+
+
+_DIRECT_FORMS = {0: None, 1: "rows", 2: "cols", 3: "dots"}
+
+
+def direct_gemm_form(bint trans_a, bint trans_b, int m, int n, int k, int lda, int ldb):
+    """The direct kernel's form ("rows", "cols" or "dots") that computes op(A) (m, k) @ op(B)
+    (k, n) with those leading dimensions now, or None when it goes to BLAS."""
+    return _DIRECT_FORMS[fnn_direct_gemm_form(trans_a, trans_b, m, n, k, lda, ldb)]
+
+
+def direct_gemm_class(bint trans_a, bint trans_b, int m, int n, int k):
+    """The shape class of op(A) (m, k) @ op(B) (k, n) (a DIRECT_GEMM_CLASSES name), or None."""
+    cdef int bit = fnn_direct_gemm_class(trans_a, trans_b, m, n, k)
+    return next((name for name, b in DIRECT_GEMM_CLASSES.items() if b == bit), None)
+
+
+cdef enum:
+    _INT_MAX = 2147483647
+
+
+cdef int _row_stride(cnp.ndarray x, str name) except -1:
+    """The leading dimension (in elements) of a 2-D array whose rows are contiguous."""
+    if cnp.PyArray_NDIM(x) != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got {cnp.PyArray_NDIM(x)}-D")
+    if x.shape[0] > _INT_MAX or x.shape[1] > _INT_MAX:
+        raise ValueError(f"{name}: expected sides below 2**31, got {(<object>x).shape}")
+    if cnp.PyArray_SIZE(x) == 0:
+        return <int>max(x.shape[1], 1)
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(x)
+    cdef Py_ssize_t rs = cnp.PyArray_STRIDES(x)[0], cs = cnp.PyArray_STRIDES(x)[1]
+    if ((x.shape[1] > 1 and cs != item) or rs % item != 0 or rs < 0 or rs // item > _INT_MAX
+            or (x.shape[0] > 1 and rs < x.shape[1] * item)):
+        raise ValueError(f"{name}: expected rows of contiguous elements at a positive stride below "
+                         f"2**31 elements, got strides {(rs, cs)}")
+    return <int>max(rs // item, 1)
+
+
+def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, bint trans_a=False, bint trans_b=False):
+    """out (m, n) = op(a) @ op(b) through the product fastnn's engine and ops make (fnn_gemm:
+    direct kernel or BLAS, by direct_gemm.h's rule); op transposes when trans_a / trans_b.
+
+    a, b, out: 2-D float32 or float64 arrays of one dtype whose rows are contiguous (views of
+    larger arrays welcome: the leading dimensions are their row strides); out writeable and
+    sharing no memory with a or b. Returns out. Raises ValueError naming the argument otherwise
+    (other dtypes, layouts, shapes that do not match). For tests and measurements."""
+    cdef int lda = _row_stride(a, "a"), ldb = _row_stride(b, "b"), ldc = _row_stride(out, "out")
+    if not (a.dtype == b.dtype == out.dtype) or a.dtype not in (np.float32, np.float64):
+        raise ValueError(f"a, b, out: expected one dtype, float32 or float64, got {a.dtype}, {b.dtype}, "
+                         f"{out.dtype}")
+    cdef int m = <int>(a.shape[1] if trans_a else a.shape[0]), k = <int>(a.shape[0] if trans_a else a.shape[1])
+    cdef int kb = <int>(b.shape[1] if trans_b else b.shape[0]), n = <int>(b.shape[0] if trans_b else b.shape[1])
+    if kb != k or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"a, b, out: shapes {(<object>a).shape}, {(<object>b).shape}, {(<object>out).shape} "
+                         f"do not make out = op(a) @ op(b) (trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")
+    if not out.flags.writeable:
+        raise ValueError("out: expected a writeable array, got a read-only one")
+    if first_overlap(out, (a, b)) >= 0:
+        raise ValueError("out: expected memory of its own, got an array that overlaps a or b")
+    cdef bint f32 = _is_f32(a)
+    cdef void *ap = _ptr(a)
+    cdef void *bp = _ptr(b)
+    cdef void *cp = _ptr(out)
+    with nogil:
+        if f32:
+            fnn_gemm_f32(trans_a, trans_b, m, n, k, 1, <float*>ap, lda, <float*>bp, ldb, 0, <float*>cp, ldc)
+        else:
+            fnn_gemm_f64(trans_a, trans_b, m, n, k, 1, <double*>ap, lda, <double*>bp, ldb, 0, <double*>cp, ldc)
+    return out
 
 
 set_simd_path("auto")

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "direct_gemm.h"
 #include "fastmath.h"
 #include "kernels_internal.h"
 
@@ -49,7 +50,7 @@
             softmax_rows_##SUF##_##PATH, sgd_##SUF##_##PATH, adam_##SUF##_##PATH,                  \
             gather_u8_##SUF##_##PATH,                                                              \
             gather_##SUF##_##PATH, finite_range_##SUF##_##PATH, transpose_##SUF##_##PATH,          \
-            dense_loss_##SUF##_##PATH, col_sums_##SUF##_##PATH                                     \
+            dense_loss_##SUF##_##PATH, col_sums_##SUF##_##PATH, gemm_direct_##SUF##_##PATH         \
     }
 
 static const fnn_table_f32 table_f32_generic = FNN_TABLE_INIT(f32, generic);

@@ -45,6 +45,8 @@
         double (*dense_loss)(int, const REAL *, const REAL *, const REAL *, REAL *, double *,    \
                              ptrdiff_t, ptrdiff_t, double);                                        \
         void (*col_sums)(const REAL *, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t);                 \
+        void (*gemm_direct)(int, int, int, int, int, int, const REAL *, int, const REAL *, int,    \
+                            REAL *, int);                                                          \
     } fnn_table_##SUF;
 
 FNN_TABLE(float, f32)

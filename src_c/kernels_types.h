@@ -1,6 +1,7 @@
-/* Includes kernels_impl.h once for float and once for double, with the FNN_TARGET and PATH
- * the includer defined (kernels.c does so once per SIMD path); kernels_impl.h undefines the
- * per-type macros below after each use. No include guard: meant to be included several times. */
+/* Includes direct_gemm_impl.h and kernels_impl.h once for float and once for double, with the
+ * FNN_TARGET and PATH the includer defined (kernels.c does so once per SIMD path); kernels_impl.h
+ * undefines the per-type macros below after each use. No include guard: meant to be included
+ * several times. */
 
 #define REAL float
 #define SUF f32
@@ -10,6 +11,7 @@
 #define FABS __builtin_fabsf
 #define COPYSIGN __builtin_copysignf
 #define SQRT __builtin_sqrtf
+#include "direct_gemm_impl.h"
 #include "kernels_impl.h"
 
 #define REAL double
@@ -20,4 +22,5 @@
 #define FABS __builtin_fabs
 #define COPYSIGN __builtin_copysign
 #define SQRT __builtin_sqrt
+#include "direct_gemm_impl.h"
 #include "kernels_impl.h"

@@ -7,6 +7,7 @@
 
 #include "kernels.h"
 #include "kernels_internal.h"
+#include "direct_gemm.h"
 #include "small_gemm.h"
 
 #define FNN_MLP_MAX_THREADS 256
@@ -58,6 +59,10 @@ static const int64_t fnn_row_zero = 0;
 int fnn_small_gemm_enabled = 1;
 
 void fnn_set_small_gemm(int enabled) { fnn_small_gemm_enabled = enabled != 0; }
+
+int fnn_direct_gemm_classes = FNN_DIRECT_TAKEN;
+
+void fnn_set_direct_gemm(int classes) { fnn_direct_gemm_classes = classes & FNN_DIRECT_ALL_CLASSES; }
 
 static fnn_sgemm_fn blas_sgemm;
 static fnn_dgemm_fn blas_dgemm;

@@ -25,9 +25,11 @@ typedef void (*fnn_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
 /* The BLAS routines to call (scipy's, handed over by the Cython module at import). */
 void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm);
 
-/* C (m, n) = alpha op(A) op(B) + beta C for row-major operands through those BLAS routines (the
- * one row-major wrapper of fastnn: BLAS is column-major, so it computes C^T = op(B)^T op(A)^T).
- * Leading dimensions below 1 are taken as 1 (BLAS refuses 0 even for empty operands). */
+/* C (m, n) = alpha op(A) op(B) + beta C for row-major operands (the one row-major product of
+ * fastnn): with alpha 1 and beta 0, the small shapes direct_gemm.h picks run in fastnn's own
+ * kernels; the others through those BLAS routines (BLAS is column-major, so it computes
+ * C^T = op(B)^T op(A)^T). Leading dimensions below 1 are taken as 1 (BLAS refuses 0 even for
+ * empty operands). */
 void fnn_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *c, int ldc);
 void fnn_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a, int lda,

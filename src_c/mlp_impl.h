@@ -10,19 +10,28 @@ void NAME(fnn_gemm)(int trans_a, int trans_b, int m, int n, int k, REAL alpha, c
 {
     char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
     if (m <= 0 || n <= 0) return;
+    if (alpha == 1 && beta == 0) { /* the only products fastnn makes; direct_gemm.h picks the shapes */
+        const int form = fnn_direct_gemm_form(trans_a, trans_b, m, n, k, lda, ldb);
+        if (form != FNN_DIRECT_NONE) {
+            TABLE_CURRENT()->gemm_direct(form, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+            return;
+        }
+    }
     lda = lda > 1 ? lda : 1;
     ldb = ldb > 1 ? ldb : 1;
     ldc = ldc > 1 ? ldc : 1;
     GEMM_FN(&ta, &tb, &n, &m, &k, &alpha, (REAL *)b, &ldb, (REAL *)a, &lda, &beta, c, &ldc);
 }
 
-/* C (m, n) = op(A) (m, k) B (k, n), row-major, beta 0: as tiles of whole-k BLAS calls where
-   small_gemm.h finds that faster, else as one call (declared in mlp.h). */
+/* C (m, n) = op(A) (m, k) B (k, n), row-major, beta 0: computed directly where direct_gemm.h
+   says so, else as tiles of whole-k BLAS calls where small_gemm.h finds that faster, else as one
+   call (declared in mlp.h). */
 void NAME(fnn_gemm_small)(int trans_a, int m, int n, int k, const REAL *a, int lda, const REAL *b, int ldb,
                           REAL *c, int ldc)
 {
     int m_tile, n_tile;
-    if (!fnn_small_gemm_tiles(trans_a, m, n, k, &m_tile, &n_tile)) {
+    if (fnn_direct_gemm_form(trans_a, 0, m, n, k, lda, ldb) != FNN_DIRECT_NONE
+        || !fnn_small_gemm_tiles(trans_a, m, n, k, &m_tile, &n_tile)) {
         NAME(fnn_gemm)(trans_a, 0, m, n, k, 1, a, lda, b, ldb, 0, c, ldc);
         return;
     }

@@ -79,18 +79,20 @@ def simd_path(request):
         _core.set_simd_path(previous)
 
 
-@pytest.fixture(params=["tiled", "plain"])
+@pytest.fixture(params=["tiled", "direct", "plain"])
 def gemm_strategy(request):
-    """Run the test with matrix products cut into small BLAS calls ("tiled") and with one BLAS
-    call per product ("plain"), whichever the machine would choose; then restore."""
-    from fastnn import _core
+    """Run the test with each product strategy (fastnn/_machine.py: the small products in
+    fastnn's own kernels and the larger ones cut into small BLAS calls, "tiled"; the small ones
+    direct and one BLAS call for the others, "direct"; one BLAS call per product, "plain"),
+    whichever the machine would choose; then restore."""
+    from fastnn import _core, _machine
 
-    previous = _core.small_gemm_enabled()
-    _core.set_small_gemm(request.param == "tiled")
+    previous, _ = _machine.gemm_strategy()
+    _machine.set_gemm_strategy(_core, request.param)
     try:
         yield request.param
     finally:
-        _core.set_small_gemm(previous)
+        _machine.set_gemm_strategy(_core, previous)
 
 
 @pytest.fixture

@@ -1,0 +1,232 @@
+/* fastnn's direct (unpacked) matrix products (direct_gemm.h says which shapes take them),
+ * included by kernels_types.h once per (element type, SIMD path), before kernels_impl.h
+ * (which undefines the per-type macros). Expects REAL, SUF, FNN_IS_F32, PATH and FNN_TARGET.
+ *
+ * Every output is one sum over the shared dimension in p order, started from the first
+ * product (as a BLAS kernel does; the sum may differ from BLAS's in the last bits), whatever
+ * block it falls in, except in the dot form, which keeps 2 DG_W partial sums (fixed, so the
+ * same shape always gives the same bits on one SIMD path). All arithmetic is on whole vectors,
+ * so that an output rounds alike in every block.
+ */
+
+#define FNN_DG_CAT_(a, b, c) a##_##b##_##c
+#define FNN_DG_CAT(a, b, c) FNN_DG_CAT_(a, b, c)
+#define DG_NAME(base) FNN_DG_CAT(base, SUF, PATH)
+
+/* Eight floats or four doubles, loaded and stored unaligned: one AVX2 register on the avx2 path
+ * (GCC's vector extensions; the generic path and other CPUs get two of their own). */
+typedef REAL DG_NAME(vec) __attribute__((vector_size(32), aligned(sizeof(REAL)), may_alias));
+#define DG_VEC DG_NAME(vec)
+#define DG_W ((int)(32 / sizeof(REAL)))
+#define DG_IB 6 /* rows of C per block: 6 x 2 vectors of sums stay in registers */
+/* One row of dg_rows: c[j*c_cs] = sum_p a[p*a_cs] * b[p*b_rs + j] for j < n, in blocks of 8
+ * vectors (8 independent sums, so the additions do not wait on each other), then of one vector,
+ * then the last columns in one vector. All arithmetic is on whole vectors, so every output is
+ * rounded alike (GCC contracts a * b + c into one fused multiply-add on the avx2 path). */
+static FNN_TARGET void DG_NAME(dg_row1)(int n, int k, const REAL *a, ptrdiff_t a_cs, const REAL *b, ptrdiff_t b_rs,
+                                        REAL *c, ptrdiff_t c_cs)
+{
+    int j0 = 0;
+    for (; j0 + 8 * DG_W <= n; j0 += 8 * DG_W) {
+        DG_VEC acc[8];
+        for (int v = 0; v < 8; v++) acc[v] = (DG_VEC){0};
+        for (int p = 0; p < k; p++) {
+            const REAL s = a[(ptrdiff_t)p * a_cs];
+            const REAL *bp = b + (ptrdiff_t)p * b_rs + j0;
+            for (int v = 0; v < 8; v++) acc[v] += s * *(const DG_VEC *)(bp + v * DG_W);
+        }
+        for (int v = 0; v < 8; v++)
+            for (int j = 0; j < DG_W; j++) c[(ptrdiff_t)(j0 + v * DG_W + j) * c_cs] = acc[v][j];
+    }
+    for (; j0 + DG_W <= n; j0 += DG_W) {
+        DG_VEC acc = {0};
+        for (int p = 0; p < k; p++) acc += a[(ptrdiff_t)p * a_cs] * *(const DG_VEC *)(b + (ptrdiff_t)p * b_rs + j0);
+        for (int j = 0; j < DG_W; j++) c[(ptrdiff_t)(j0 + j) * c_cs] = acc[j];
+    }
+    if (j0 < n) { /* the last columns in one vector, its other lanes zero */
+        const int width = n - j0;
+        DG_VEC acc = {0};
+        for (int p = 0; p < k; p++) {
+            const REAL *bp = b + (ptrdiff_t)p * b_rs + j0;
+            DG_VEC bv = {0};
+            for (int j = 0; j < width; j++) bv[j] = bp[j];
+            acc += a[(ptrdiff_t)p * a_cs] * bv;
+        }
+        for (int j = 0; j < width; j++) c[(ptrdiff_t)(j0 + j) * c_cs] = acc[j];
+    }
+}
+
+/* c[i*c_rs + j*c_cs] = sum_p a[i*a_rs + p*a_cs] * b[p*b_rs + j] for i < m, j < n, p < k: a
+ * multiple of each B row is added into DG_IB x 2 DG_W outputs held in registers; the columns and
+ * rows left over go through dg_row1. */
+static FNN_TARGET void DG_NAME(dg_rows)(int m, int n, int k, const REAL *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
+                                        const REAL *b, ptrdiff_t b_rs, REAL *c, ptrdiff_t c_rs, ptrdiff_t c_cs)
+{
+    const int n_block = n - n % (2 * DG_W);
+    int i = 0;
+    for (; n >= DG_W && i + DG_IB <= m; i += DG_IB) {
+        const REAL *ai = a + (ptrdiff_t)i * a_rs;
+        for (int j0 = 0; j0 < n_block; j0 += 2 * DG_W) {
+            DG_VEC acc[DG_IB][2];
+            const REAL *bj = b + j0;
+            for (int r = 0; r < DG_IB; r++) acc[r][0] = acc[r][1] = (DG_VEC){0};
+            for (int p = 0; p < k; p++) {
+                const REAL *bp = bj + (ptrdiff_t)p * b_rs;
+                const DG_VEC b0 = *(const DG_VEC *)bp, b1 = *(const DG_VEC *)(bp + DG_W);
+                for (int r = 0; r < DG_IB; r++) {
+                    const REAL s = ai[r * a_rs + (ptrdiff_t)p * a_cs];
+                    acc[r][0] += s * b0;
+                    acc[r][1] += s * b1;
+                }
+            }
+            for (int r = 0; r < DG_IB; r++) {
+                REAL *cr = c + (ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)j0 * c_cs;
+                if (c_cs == 1) {
+                    *(DG_VEC *)cr = acc[r][0];
+                    *(DG_VEC *)(cr + DG_W) = acc[r][1];
+                } else {
+                    for (int j = 0; j < DG_W; j++) {
+                        cr[j * c_cs] = acc[r][0][j];
+                        cr[(j + DG_W) * c_cs] = acc[r][1][j];
+                    }
+                }
+            }
+        }
+        int j0 = n_block;
+        if (j0 + DG_W <= n) { /* one more vector of columns */
+            DG_VEC acc[DG_IB];
+            for (int r = 0; r < DG_IB; r++) acc[r] = (DG_VEC){0};
+            for (int p = 0; p < k; p++) {
+                const DG_VEC bv = *(const DG_VEC *)(b + j0 + (ptrdiff_t)p * b_rs);
+                for (int r = 0; r < DG_IB; r++) acc[r] += ai[r * a_rs + (ptrdiff_t)p * a_cs] * bv;
+            }
+            for (int r = 0; r < DG_IB; r++)
+                for (int j = 0; j < DG_W; j++) c[(ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)(j0 + j) * c_cs] = acc[r][j];
+            j0 += DG_W;
+        }
+        if (j0 < n)
+            for (int r = 0; r < DG_IB; r++)
+                DG_NAME(dg_row1)(n - j0, k, ai + r * a_rs, a_cs, b + j0, b_rs,
+                                 c + (ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)j0 * c_cs, c_cs);
+    }
+    for (; i < m; i++)
+        DG_NAME(dg_row1)(n, k, a + (ptrdiff_t)i * a_rs, a_cs, b, b_rs, c + (ptrdiff_t)i * c_rs, c_cs);
+}
+
+/* The lanes of a dot product's sums v added pairwise: lanes 2l and 2l+1, then those pairs two by
+ * two, ... (for doubles (x0 + x1) + (x2 + x3)); dg_lanes_sum for one v, dg_lanes_sum4 for four
+ * at once (the same additions, four results in one vector). */
+#if FNN_IS_F32
+typedef int32_t DG_NAME(lanes) __attribute__((vector_size(32)));
+static FNN_TARGET inline REAL DG_NAME(dg_lanes_sum)(DG_VEC v)
+{
+    v = v + __builtin_shuffle(v, (DG_NAME(lanes)){1, 0, 3, 2, 5, 4, 7, 6});
+    v = v + __builtin_shuffle(v, (DG_NAME(lanes)){2, 3, 0, 1, 6, 7, 4, 5});
+    return v[0] + v[4];
+}
+static FNN_TARGET inline DG_VEC DG_NAME(dg_lanes_sum4)(DG_VEC v0, DG_VEC v1, DG_VEC v2, DG_VEC v3)
+{
+    const DG_NAME(lanes) even = {0, 8, 2, 10, 4, 12, 6, 14}, odd = {1, 9, 3, 11, 5, 13, 7, 15};
+    const DG_VEC u01 = __builtin_shuffle(v0, v1, even) + __builtin_shuffle(v0, v1, odd);
+    const DG_VEC u23 = __builtin_shuffle(v2, v3, even) + __builtin_shuffle(v2, v3, odd);
+    /* lanes 0-3: rows 0-3 summed over x0..x3, lanes 4-7: over x4..x7 */
+    const DG_VEC t = __builtin_shuffle(u01, u23, (DG_NAME(lanes)){0, 1, 8, 9, 4, 5, 12, 13})
+                     + __builtin_shuffle(u01, u23, (DG_NAME(lanes)){2, 3, 10, 11, 6, 7, 14, 15});
+    return t + __builtin_shuffle(t, (DG_NAME(lanes)){4, 5, 6, 7, 0, 1, 2, 3});
+}
+#else
+typedef int64_t DG_NAME(lanes) __attribute__((vector_size(32)));
+static FNN_TARGET inline REAL DG_NAME(dg_lanes_sum)(DG_VEC v)
+{
+    v = v + __builtin_shuffle(v, (DG_NAME(lanes)){1, 0, 3, 2});
+    return v[0] + v[2];
+}
+static FNN_TARGET inline DG_VEC DG_NAME(dg_lanes_sum4)(DG_VEC v0, DG_VEC v1, DG_VEC v2, DG_VEC v3)
+{
+    const DG_NAME(lanes) even = {0, 4, 2, 6}, odd = {1, 5, 3, 7};
+    const DG_VEC u01 = __builtin_shuffle(v0, v1, even) + __builtin_shuffle(v0, v1, odd);
+    const DG_VEC u23 = __builtin_shuffle(v2, v3, even) + __builtin_shuffle(v2, v3, odd);
+    return __builtin_shuffle(u01, u23, (DG_NAME(lanes)){0, 1, 4, 5})
+           + __builtin_shuffle(u01, u23, (DG_NAME(lanes)){2, 3, 6, 7});
+}
+#endif
+
+/* The n < DG_W elements at x in a vector, its other lanes zero. */
+static FNN_TARGET inline DG_VEC DG_NAME(dg_last)(const REAL *x, int n)
+{
+    DG_VEC v = {0};
+    for (int l = 0; l < n; l++) v[l] = x[l];
+    return v;
+}
+
+/* c[i*ldc + j] = sum_p a[i*lda + p] * b[j*b_cs + p]: dot products of contiguous rows, 4 rows of A
+ * at a time against one column of op(B), in two vectors of partial sums (the first also takes a
+ * last whole vector, the second the last elements, zero-padded) added together and then lane by
+ * lane (dg_lanes_sum). */
+static FNN_TARGET void DG_NAME(dg_dots)(int m, int n, int k, const REAL *a, ptrdiff_t lda, const REAL *b,
+                                        ptrdiff_t b_cs, REAL *c, ptrdiff_t ldc)
+{
+    const int k_vec = k - k % (2 * DG_W), k_half = k_vec + DG_W <= k ? k_vec + DG_W : k_vec;
+    int i = 0;
+    for (; i + 4 <= m; i += 4) {
+        const REAL *ai = a + (ptrdiff_t)i * lda;
+        for (int j = 0; j < n; j++) {
+            const REAL *bj = b + (ptrdiff_t)j * b_cs;
+            DG_VEC s[4][2];
+            for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = (DG_VEC){0};
+            for (int p = 0; p < k_vec; p += 2 * DG_W) {
+                const DG_VEC b0 = *(const DG_VEC *)(bj + p), b1 = *(const DG_VEC *)(bj + p + DG_W);
+                for (int r = 0; r < 4; r++) {
+                    s[r][0] += *(const DG_VEC *)(ai + r * lda + p) * b0;
+                    s[r][1] += *(const DG_VEC *)(ai + r * lda + p + DG_W) * b1;
+                }
+            }
+            if (k_half > k_vec) {
+                const DG_VEC b0 = *(const DG_VEC *)(bj + k_vec);
+                for (int r = 0; r < 4; r++) s[r][0] += *(const DG_VEC *)(ai + r * lda + k_vec) * b0;
+            }
+            if (k_half < k) {
+                const DG_VEC b_last = DG_NAME(dg_last)(bj + k_half, k - k_half);
+                for (int r = 0; r < 4; r++) s[r][1] += DG_NAME(dg_last)(ai + r * lda + k_half, k - k_half) * b_last;
+            }
+            const DG_VEC sums = DG_NAME(dg_lanes_sum4)(s[0][0] + s[0][1], s[1][0] + s[1][1], s[2][0] + s[2][1],
+                                                       s[3][0] + s[3][1]);
+            for (int r = 0; r < 4; r++) c[(ptrdiff_t)(i + r) * ldc + j] = sums[r];
+        }
+    }
+    for (; i < m; i++) {
+        const REAL *ar = a + (ptrdiff_t)i * lda;
+        for (int j = 0; j < n; j++) {
+            const REAL *bj = b + (ptrdiff_t)j * b_cs;
+            DG_VEC s0 = {0}, s1 = {0};
+            for (int p = 0; p < k_vec; p += 2 * DG_W) {
+                s0 += *(const DG_VEC *)(ar + p) * *(const DG_VEC *)(bj + p);
+                s1 += *(const DG_VEC *)(ar + p + DG_W) * *(const DG_VEC *)(bj + p + DG_W);
+            }
+            if (k_half > k_vec) s0 += *(const DG_VEC *)(ar + k_vec) * *(const DG_VEC *)(bj + k_vec);
+            if (k_half < k) s1 += DG_NAME(dg_last)(ar + k_half, k - k_half) * DG_NAME(dg_last)(bj + k_half, k - k_half);
+            c[(ptrdiff_t)i * ldc + j] = DG_NAME(dg_lanes_sum)(s0 + s1);
+        }
+    }
+}
+
+/* C (m, n) = op(A) op(B), row-major with leading dimensions lda, ldb, ldc, in the form
+ * direct_gemm.h chose (FNN_DIRECT_ROWS / COLS / DOTS; its operands' contiguity is checked
+ * there). */
+static FNN_TARGET void DG_NAME(gemm_direct)(int form, int trans_a, int trans_b, int m, int n, int k, const REAL *a,
+                                            int lda, const REAL *b, int ldb, REAL *c, int ldc)
+{
+    if (form == FNN_DIRECT_ROWS) /* rows of op(B) are contiguous: B not transposed, or one column */
+        DG_NAME(dg_rows)(m, n, k, a, trans_a ? 1 : lda, trans_a ? lda : 1, b, trans_b ? 1 : ldb, c, ldc, 1);
+    else if (form == FNN_DIRECT_COLS) /* C^T = op(B)^T op(A)^T: columns of op(A) are contiguous */
+        DG_NAME(dg_rows)(n, m, k, b, trans_b ? ldb : 1, trans_b ? 1 : ldb, a, trans_a ? lda : 1, c, 1, ldc);
+    else /* FNN_DIRECT_DOTS: rows of A and columns of op(B) are contiguous */
+        DG_NAME(dg_dots)(m, n, k, a, lda, b, trans_b ? ldb : 1, c, ldc);
+}
+
+#undef DG_VEC
+#undef DG_W
+#undef DG_IB
+#undef DG_NAME
+#undef FNN_DG_CAT
+#undef FNN_DG_CAT_
