@@ -16,6 +16,7 @@ def config():
 
     blas = _machine.blas_libraries()
     gemm, gemm_source = _machine.gemm_strategy()
+    blas_choice, blas_source = _machine.blas_choice()
     return {
         "fastnn": __version__,
         "python": sys.version.split()[0],
@@ -32,6 +33,8 @@ def config():
         "build_flags": _core.build_flags(),
         "gemm_strategy": gemm,
         "gemm_strategy_source": gemm_source,
+        "blas_choice": blas_choice,
+        "blas_choice_source": blas_source,
         "blas_called": _machine.blas_called(blas),
         "blas_loaded": blas,
     }
@@ -49,6 +52,7 @@ def show_config(file=None):
         f"threads:     {cfg['threads']} (from {cfg['threads_source']})",
         f"build flags: {cfg['build_flags']}",
         f"products:    {cfg['gemm_strategy']} ({cfg['gemm_strategy_source']})",
+        f"BLAS choice: {cfg['blas_choice']}'s ({cfg['blas_choice_source']})",
     ]
     for title, libs in (("BLAS called", cfg["blas_called"]), ("BLAS loaded", cfg["blas_loaded"])):
         for lib in libs:

@@ -1,9 +1,9 @@
-"""The machine fastnn runs on, and the two choices the compiled core makes from it once per
-process: the SIMD path of the elementwise kernels and how matrix products are cut into BLAS
-calls.
+"""The machine fastnn runs on, and the choices the compiled core makes from it once per
+process: the SIMD path of the elementwise kernels, the BLAS library its products call and how
+matrix products are cut into BLAS calls.
 
-Both choices are fixed when the core loads (never re-measured), so two runs on one machine with
-the same environment make the same calls and give the same bits. Two environment switches
+The choices are fixed when the core loads (never re-measured), so two runs on one machine with
+the same environment make the same calls and give the same bits. Three environment switches
 override them, for tests and for comparing the paths:
 
 * ``FASTNN_SIMD=auto|avx2_fma|generic``: the kernels' SIMD path (``generic`` runs on any CPU).
@@ -13,6 +13,11 @@ override them, for tests and for comparing the paths:
   same and also cuts the larger products into small whole-k BLAS calls (``src_c/small_gemm.h``);
   ``plain`` makes one BLAS call per product. ``auto`` picks ``tiled`` for BLAS kernels with an
   unpacked small-matrix path, ``direct`` elsewhere.
+* ``FASTNN_BLAS=auto|numpy|scipy``: the BLAS library the products call. ``numpy`` is the
+  OpenBLAS numpy ships (64-bit integers, ``scipy_sgemm_64_``); ``scipy`` is the one scipy ships,
+  through ``scipy.linalg.cython_blas``. ``auto`` takes numpy's where it is found (it is the
+  newer OpenBLAS in the wheels, and faster at the shapes of small networks: see BENCHMARKS.md,
+  "Which OpenBLAS"), else scipy's.
 """
 import os
 import platform
@@ -21,6 +26,10 @@ from .errors import EnvironmentSettingError
 
 SIMD_CHOICES = ("auto", "avx2_fma", "generic")
 GEMM_CHOICES = ("auto", "tiled", "direct", "plain")
+BLAS_CHOICES = ("auto", "numpy", "scipy")
+# The Fortran gemm routines of numpy's OpenBLAS wheels (scipy-openblas64: ILP64, symbol prefix
+# scipy_ and suffix 64_).
+_NUMPY_OPENBLAS_GEMM = ("scipy_sgemm_64_", "scipy_dgemm_64_")
 
 # OpenBLAS cores (lower case, as openblas_get_corename reports them) whose sgemm/dgemm run
 # small products without packing the operands: its AVX-512 kernels. Elsewhere (Haswell and
@@ -30,7 +39,7 @@ UNPACKED_SMALL_GEMM_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids
 
 # What decided the product strategy (the strategy itself lives in the core: small_gemm_enabled
 # and direct_gemm_enabled).
-_state = {"gemm_source": None}
+_state = {"gemm_source": None, "blas": None, "blas_source": None}
 
 
 def _switch(name, choices):
@@ -47,23 +56,54 @@ def blas_libraries():
     return [info for info in threadpool_info() if info.get("user_api") == "blas"]
 
 
-def blas_called(libraries=None):
-    """The BLAS libraries fastnn's core calls: the one scipy loaded (the core calls BLAS through
-    ``scipy.linalg.cython_blas``); the first loaded one when none is recognisably scipy's."""
+def _shipped_by(lib, package):
+    """Whether the BLAS library ``lib`` (a threadpoolctl dict) is the one ``package`` ships."""
+    return os.path.basename(os.path.dirname(lib.get("filepath", ""))).startswith(package)
+
+
+def blas_called(libraries=None, blas=None):
+    """The BLAS libraries fastnn's core calls: numpy's OpenBLAS when the core calls it (``blas``
+    "numpy"; None: the current choice, see ``FASTNN_BLAS``), else the one scipy loaded
+    (``scipy.linalg.cython_blas``); the first loaded one when none is recognisably that."""
     libraries = blas_libraries() if libraries is None else libraries
-    called = [lib for lib in libraries
-              if os.path.basename(os.path.dirname(lib.get("filepath", ""))).startswith("scipy")]
+    package = blas or _state["blas"] or "scipy"
+    called = [lib for lib in libraries if _shipped_by(lib, package)]
     return called or libraries[:1]
 
 
-def gemm_strategy_for(libraries):
+def numpy_openblas_gemm(libraries):
+    """(sgemm, dgemm) addresses of numpy's OpenBLAS's ILP64 Fortran gemm routines, or None when
+    numpy's BLAS is not that OpenBLAS (another build, MKL, Accelerate...)."""
+    import ctypes
+
+    for lib in libraries:
+        if lib.get("internal_api") == "openblas" and _shipped_by(lib, "numpy"):
+            try:
+                handle = ctypes.CDLL(lib["filepath"])  # already loaded by numpy: the same handle
+                return tuple(ctypes.cast(getattr(handle, name), ctypes.c_void_p).value
+                             for name in _NUMPY_OPENBLAS_GEMM)
+            except (OSError, AttributeError, KeyError):
+                return None
+    return None
+
+
+def set_blas(core, name, libraries):
+    """Make the loaded core call ``name``'s BLAS ("numpy" or "scipy"); returns the name used:
+    "scipy" when numpy's OpenBLAS routines are not found."""
+    addresses = numpy_openblas_gemm(libraries) if name == "numpy" else None
+    core.set_blas64(*(addresses or (0, 0)))
+    _state["blas"] = "numpy" if addresses else "scipy"
+    return _state["blas"]
+
+
+def gemm_strategy_for(libraries, blas=None):
     """``"tiled"`` when the BLAS fastnn calls is an OpenBLAS whose core has the unpacked
     small-matrix kernels (``UNPACKED_SMALL_GEMM_CORES``), else ``"direct"``.
 
     ``libraries``: dicts as :func:`blas_libraries` gives them (keys ``internal_api`` and
-    ``architecture``).
+    ``architecture``); ``blas``: which of them the core calls, as :func:`blas_called` takes it.
     """
-    for lib in blas_called(libraries):
+    for lib in blas_called(libraries, blas):
         if (lib.get("internal_api") == "openblas"
                 and str(lib.get("architecture", "")).lower() in UNPACKED_SMALL_GEMM_CORES):
             return "tiled"
@@ -80,7 +120,8 @@ def set_gemm_strategy(core, strategy):
 
 
 def configure(core):
-    """Apply ``FASTNN_SIMD`` and ``FASTNN_GEMM`` (or the automatic choices) to the loaded core.
+    """Apply ``FASTNN_SIMD``, ``FASTNN_BLAS`` and ``FASTNN_GEMM`` (or the automatic choices) to the
+    loaded core.
 
     Raises EnvironmentSettingError (a ValueError) naming the variable when one holds an unknown value, or when the SIMD path
     asked for is not available on this CPU.
@@ -90,9 +131,16 @@ def configure(core):
         core.set_simd_path(simd)
     except ValueError as exc:
         raise EnvironmentSettingError(f"FASTNN_SIMD: {exc}") from None
+    libraries = blas_libraries()
+    blas = _switch("FASTNN_BLAS", BLAS_CHOICES)
+    used = set_blas(core, "numpy" if blas == "auto" else blas, libraries)
+    if blas == "numpy" and used != "numpy":
+        raise EnvironmentSettingError("FASTNN_BLAS: numpy's OpenBLAS (scipy_sgemm_64_) was not found in "
+                                      "this numpy; use auto or scipy")
+    _state["blas_source"] = "auto" if blas == "auto" else "FASTNN_BLAS"
     gemm = _switch("FASTNN_GEMM", GEMM_CHOICES)
     if gemm == "auto":
-        strategy, source = gemm_strategy_for(blas_libraries()), "auto: from the BLAS core"
+        strategy, source = gemm_strategy_for(libraries), "auto: from the BLAS core"
     else:
         strategy, source = gemm, "FASTNN_GEMM"
     set_gemm_strategy(core, strategy)
@@ -109,6 +157,13 @@ def gemm_strategy():
     else:
         strategy = "direct" if core.direct_gemm_enabled() else "plain"
     return strategy, _state["gemm_source"] or "set"
+
+
+def blas_choice():
+    """``(library, what decided it)``: "numpy" or "scipy" (see ``FASTNN_BLAS``)."""
+    from ._native import core  # noqa: F401  (configures on first load)
+
+    return _state["blas"], _state["blas_source"]
 
 
 def cpu_model():

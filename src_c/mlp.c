@@ -73,12 +73,23 @@ void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm)
     blas_dgemm = dgemm;
 }
 
+static fnn_sgemm64_fn blas_sgemm64;
+static fnn_dgemm64_fn blas_dgemm64;
+
+void fnn_set_blas64(fnn_sgemm64_fn sgemm, fnn_dgemm64_fn dgemm)
+{
+    const int both = sgemm != NULL && dgemm != NULL;
+    blas_sgemm64 = both ? sgemm : NULL;
+    blas_dgemm64 = both ? dgemm : NULL;
+}
+
 #define REAL float
 #define SUF f32
 #define SAME_KIND 1
 #define TABLE_TYPE fnn_table_f32
 #define TABLE_CURRENT fnn_table_f32_current
 #define GEMM_FN blas_sgemm
+#define GEMM64_FN blas_sgemm64
 #define GATHER_OTHER(x, offset, out, width, scale, shift) \
     fnn_gather_f64_to_f32((const double *)(x) + (offset), &fnn_row_zero, out, 1, width, scale, shift, 1)
 #include "mlp_impl.h"
@@ -88,6 +99,7 @@ void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm)
 #undef TABLE_TYPE
 #undef TABLE_CURRENT
 #undef GEMM_FN
+#undef GEMM64_FN
 #undef GATHER_OTHER
 
 #define REAL double
@@ -96,6 +108,7 @@ void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm)
 #define TABLE_TYPE fnn_table_f64
 #define TABLE_CURRENT fnn_table_f64_current
 #define GEMM_FN blas_dgemm
+#define GEMM64_FN blas_dgemm64
 #define GATHER_OTHER(x, offset, out, width, scale, shift) \
     fnn_gather_f32_to_f64((const float *)(x) + (offset), &fnn_row_zero, out, 1, width, scale, shift, 1)
 #include "mlp_impl.h"

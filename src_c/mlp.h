@@ -22,8 +22,18 @@ typedef void (*fnn_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
                              double *a, int *lda, double *b, int *ldb, double *beta, double *c,
                              int *ldc);
 
-/* The BLAS routines to call (scipy's, handed over by the Cython module at import). */
+/* The same routines of a BLAS built with 64-bit integers (ILP64, such as numpy's OpenBLAS). */
+typedef void (*fnn_sgemm64_fn)(char *transa, char *transb, int64_t *m, int64_t *n, int64_t *k, float *alpha,
+                               float *a, int64_t *lda, float *b, int64_t *ldb, float *beta, float *c,
+                               int64_t *ldc);
+typedef void (*fnn_dgemm64_fn)(char *transa, char *transb, int64_t *m, int64_t *n, int64_t *k, double *alpha,
+                               double *a, int64_t *lda, double *b, int64_t *ldb, double *beta, double *c,
+                               int64_t *ldc);
+
+/* The BLAS routines to call: scipy's (handed over by the Cython module at import), or, when
+   fnn_set_blas64 was given a pair (not NULL), those (fastnn/_machine.py chooses). */
 void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm);
+void fnn_set_blas64(fnn_sgemm64_fn sgemm, fnn_dgemm64_fn dgemm);
 
 /* C (m, n) = alpha op(A) op(B) + beta C for row-major operands (the one row-major product of
  * fastnn): with alpha 1 and beta 0, the small shapes direct_gemm.h picks run in fastnn's own

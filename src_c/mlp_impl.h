@@ -1,5 +1,6 @@
 /* Body of the training engine (mlp.h), included by mlp.c once per element type.
- * Expects REAL, SUF, TABLE_TYPE, TABLE_CURRENT, GEMM_FN, GATHER_OTHER (the cross-type gather). */
+ * Expects REAL, SUF, TABLE_TYPE, TABLE_CURRENT, GEMM_FN and GEMM64_FN (the BLAS routine with 32-
+ * and 64-bit integers; the latter NULL unless chosen), GATHER_OTHER (the cross-type gather). */
 
 #define FNN_CAT2_(a, b) a##_##b
 #define FNN_CAT2(a, b) FNN_CAT2_(a, b)
@@ -20,6 +21,11 @@ void NAME(fnn_gemm)(int trans_a, int trans_b, int m, int n, int k, REAL alpha, c
     lda = lda > 1 ? lda : 1;
     ldb = ldb > 1 ? ldb : 1;
     ldc = ldc > 1 ? ldc : 1;
+    if (GEMM64_FN != NULL) {
+        int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc;
+        GEMM64_FN(&ta, &tb, &n64, &m64, &k64, &alpha, (REAL *)b, &ldb64, (REAL *)a, &lda64, &beta, c, &ldc64);
+        return;
+    }
     GEMM_FN(&ta, &tb, &n, &m, &k, &alpha, (REAL *)b, &ldb, (REAL *)a, &lda, &beta, c, &ldc);
 }
 

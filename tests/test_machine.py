@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import _machine
 
 
@@ -24,10 +25,12 @@ def test_strategy_follows_the_blas_core(core, strategy):
     assert _machine.gemm_strategy_for([_openblas(core)]) == strategy
 
 
-def test_strategy_reads_the_blas_fastnn_calls_not_numpys():
-    numpy_skylake = _openblas("SkylakeX", "numpy.libs")
-    assert _machine.gemm_strategy_for([numpy_skylake, _openblas("Haswell")]) == "direct"
-    assert _machine.gemm_strategy_for([_openblas("SkylakeX"), _openblas("Haswell", "numpy.libs")]) == "tiled"
+def test_strategy_reads_the_blas_fastnn_calls():
+    numpy_skylake, scipy_haswell = _openblas("SkylakeX", "numpy.libs"), _openblas("Haswell")
+    assert _machine.gemm_strategy_for([numpy_skylake, scipy_haswell], blas="scipy") == "direct"
+    assert _machine.gemm_strategy_for([numpy_skylake, scipy_haswell], blas="numpy") == "tiled"
+    assert _machine.gemm_strategy_for([_openblas("SkylakeX"), _openblas("Haswell", "numpy.libs")],
+                                      blas="scipy") == "tiled"
 
 
 def test_other_blas_libraries_make_one_call_per_larger_product():
@@ -64,7 +67,7 @@ reg = fastnn.Network([fastnn.Linear(8, 16), fastnn.ReLU(), fastnn.Linear(16, 1)]
 reg.fit(Xr, np.sin(Xr[:, :1]) + Xr[:, 1:2] * Xr[:, 2:3], epochs=2, batch_size=200, optimizer="adam", seed=0,
         progress=False)
 params = net.parameters() + reg.parameters()
-print(json.dumps({"gemm": _machine.gemm_strategy(), "simd": core.get_simd_path(),
+print(json.dumps({"gemm": _machine.gemm_strategy(), "simd": core.get_simd_path(), "blas": _machine.blas_choice(),
                   "digest": [float(np.float64(p).sum()) for p in params],
                   "bytes": [p.tobytes().hex()[:64] + str(hash(p.tobytes())) for p in params]}))
 """
@@ -91,11 +94,50 @@ def test_the_strategies_train_to_the_same_weights_within_rounding():
         np.testing.assert_allclose(_run({"FASTNN_GEMM": strategy})["digest"], plain, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("blas", ["numpy", "scipy"])
+def test_each_blas_repeats_bit_for_bit_and_trains_to_the_same_weights(blas):
+    if blas == "numpy" and _machine.numpy_openblas_gemm(_machine.blas_libraries()) is None:
+        pytest.skip("this numpy does not ship OpenBLAS")
+    env = {"FASTNN_BLAS": blas, "PYTHONHASHSEED": "0"}
+    first, second = _run(env), _run(env)
+    assert first["blas"] == [blas, "FASTNN_BLAS"]
+    assert first["bytes"] == second["bytes"]
+    if blas == "numpy":
+        scipys = _run({"FASTNN_BLAS": "scipy"})
+        np.testing.assert_allclose(first["digest"], scipys["digest"], rtol=1e-4, atol=1e-3)
+
+
+def test_the_blas_can_be_switched_in_a_process():
+    from fastnn._native import core
+
+    libraries = _machine.blas_libraries()
+    before = _machine.blas_choice()[0]
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(37, 53)), rng.normal(size=(53, 29))
+    try:
+        for name in ("scipy", "numpy"):
+            used = _machine.set_blas(core, name, libraries)
+            assert used == name or (name == "numpy" and _machine.numpy_openblas_gemm(libraries) is None)
+            assert core.blas64_enabled() == (used == "numpy")
+            assert _machine.blas_called(libraries)[0]["filepath"].split("/")[-2].startswith(used)
+            y = fastnn.ops.linear_forward(a, b, None)  # 37x53x29: a BLAS product on every path
+            np.testing.assert_allclose(y, a @ b, rtol=1e-12, atol=1e-12)
+    finally:
+        _machine.set_blas(core, before, libraries)
+
+
+def test_other_numpy_blas_libraries_leave_scipys():
+    mkl = {"user_api": "blas", "internal_api": "mkl", "filepath": "/site-packages/numpy.libs/libmkl_rt.so"}
+    assert _machine.numpy_openblas_gemm([mkl]) is None
+    assert _machine.numpy_openblas_gemm([]) is None
+
+
 def test_generic_simd_path_is_forced_by_the_environment():
     assert _run({"FASTNN_SIMD": "generic"})["simd"] == "generic"
 
 
-@pytest.mark.parametrize("name, value", [("FASTNN_GEMM", "fast"), ("FASTNN_SIMD", "avx9000")])
+@pytest.mark.parametrize("name, value", [("FASTNN_GEMM", "fast"), ("FASTNN_SIMD", "avx9000"),
+                                         ("FASTNN_BLAS", "mkl")])
 def test_unknown_switch_values_are_refused_naming_the_variable(name, value):
     proc = subprocess.run([sys.executable, "-m", "fastnn", "info"], capture_output=True, text=True,
                           env={**os.environ, name: value}, timeout=60)

@@ -78,21 +78,24 @@ def versions():
 def blas_in_use():
     """Who calls which BLAS, with the thread counts in force now (threadpoolctl's view).
 
-    fastnn calls scipy's OpenBLAS (through scipy.linalg.cython_blas); np.matmul, and so the
-    NumPy reference, calls numpy's; PyTorch uses the BLAS it was built with (reported by
+    fastnn calls numpy's OpenBLAS or scipy's (``FASTNN_BLAS``, fastnn._machine); np.matmul, and
+    so the NumPy reference, calls numpy's; PyTorch uses the BLAS it was built with (reported by
     torch.__config__, not visible to threadpoolctl when linked statically).
     """
     from threadpoolctl import threadpool_info
 
     import fastnn
+    from .. import _machine
 
+    called = {lib.get("filepath") for lib in _machine.blas_called()}
     rows = []
     for lib in threadpool_info():
         if lib.get("user_api") != "blas":
             continue
         where = os.path.basename(os.path.dirname(lib.get("filepath", "")))
-        side = {"scipy.libs": "fastnn (ops and training loop)",
-                "numpy.libs": "reference (np.matmul)"}.get(where, where)
+        sides = (["reference (np.matmul)"] if where == "numpy.libs" else []) + (
+            ["fastnn (ops and training loop)"] if lib.get("filepath") in called else [])
+        side = " and ".join(sides) or where
         rows.append({"side": side, "library": lib.get("internal_api"), "version": lib.get("version"),
                      "threads": lib.get("num_threads"), "architecture": lib.get("architecture"),
                      "path": lib.get("filepath")})
