@@ -101,12 +101,10 @@ def _loss(entry, outputs, labels, targets, grad_out, reduction, sample_weight, o
     return (total / n if reduction == "mean" and weights is None else total), grad
 
 
-def _logits_and_rows(logits, argname, min_columns):
+def _logits_and_rows(logits, argname):
     logits = v.float_array(logits, argname, ndim=2)
-    n, k = logits.shape
-    if n == 0 or k < min_columns:
-        raise ValueError(f"{argname}: expected at least one row and {min_columns} column(s), got shape "
-                         f"{logits.shape}")
+    if 0 in logits.shape:
+        raise ValueError(f"{argname}: expected at least one row and one column, got shape {logits.shape}")
     return logits
 
 
@@ -136,7 +134,7 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
     for "mean").
     """
     logits_given = logits
-    logits = _logits_and_rows(logits, "logits", 1)
+    logits = _logits_and_rows(logits, "logits")
     labels = _class_labels(labels, logits.shape[0], logits.shape[1])
     return _loss(_SOFTMAX_XENT, logits, labels, None, grad_out, reduction, sample_weight,
                  logits_given)
@@ -154,7 +152,7 @@ def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", samp
     sum(w) (or N) for "mean". Returns ``(loss, grad)`` as softmax_cross_entropy does.
     """
     logits_given = logits
-    logits = _logits_and_rows(logits, "logits", 1)
+    logits = _logits_and_rows(logits, "logits")
     targets = _dense_targets(targets, logits, "targets")
     if not ((targets >= 0) & (targets <= 1)).all():
         bad = np.argwhere(~((targets >= 0) & (targets <= 1)))[0]
@@ -174,7 +172,7 @@ def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample
     divided by sum(w) (or N) for "mean". Returns ``(loss, grad)`` as softmax_cross_entropy does.
     """
     outputs_given = outputs
-    outputs = _logits_and_rows(outputs, "outputs", 1)
+    outputs = _logits_and_rows(outputs, "outputs")
     targets = _dense_targets(targets, outputs, "targets")
     return _loss(_MSE, outputs, None, targets, grad_out, reduction, sample_weight,
                  outputs_given)
@@ -182,11 +180,9 @@ def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample
 
 def _normalized(weights):
     """weights / sum(weights) in the weights' dtype, computed without overflow (float64, by way
-    of the largest weight); a zero sum is a ValueError."""
-    largest = float(weights.max())
-    if largest <= 0:
-        raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
-    relative = weights.astype(np.float64) / largest
+    of the largest weight); check_sample_weight(require_positive=True) has refused all-zero
+    weights."""
+    relative = weights.astype(np.float64) / float(weights.max())
     return (relative / relative.sum()).astype(weights.dtype)
 
 

@@ -224,11 +224,11 @@ def _reduced(losses, grad, weights, reduction, n_rows):
     return loss, grad
 
 
-def _rows_and_columns(name, a, min_columns=1):
+def _rows_and_columns(name, a):
     a = _float_array(name, a)
     _require_ndim(name, a, 2)
-    if a.shape[0] == 0 or a.shape[1] < min_columns:
-        raise ValueError(f"{name}: expected at least one row and {min_columns} column(s), got shape {a.shape}")
+    if 0 in a.shape:
+        raise ValueError(f"{name}: expected at least one row and one column, got shape {a.shape}")
     return a
 
 

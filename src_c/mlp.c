@@ -83,6 +83,8 @@ void fnn_set_blas64(fnn_sgemm64_fn sgemm, fnn_dgemm64_fn dgemm)
     blas_dgemm64 = both ? dgemm : NULL;
 }
 
+int fnn_blas64_enabled(void) { return blas_sgemm64 != NULL; }
+
 #define REAL float
 #define SUF f32
 #define SAME_KIND 1

@@ -34,6 +34,8 @@ typedef void (*fnn_dgemm64_fn)(char *transa, char *transb, int64_t *m, int64_t *
    fnn_set_blas64 was given a pair (not NULL), those (fastnn/_machine.py chooses). */
 void fnn_set_blas(fnn_sgemm_fn sgemm, fnn_dgemm_fn dgemm);
 void fnn_set_blas64(fnn_sgemm64_fn sgemm, fnn_dgemm64_fn dgemm);
+/* 1 while fnn_set_blas64's pair is in use, else 0. */
+int fnn_blas64_enabled(void);
 
 /* C (m, n) = alpha op(A) op(B) + beta C for row-major operands (the one row-major product of
  * fastnn): with alpha 1 and beta 0, the small shapes direct_gemm.h picks run in fastnn's own

@@ -17,6 +17,7 @@ cdef extern from "mlp.h" nogil:
     ctypedef void (*fnn_dgemm64_fn)(char*, char*, int64_t*, int64_t*, int64_t*, double*, double*, int64_t*,
                                     double*, int64_t*, double*, double*, int64_t*)
     void fnn_set_blas64(fnn_sgemm64_fn sgemm, fnn_dgemm64_fn dgemm)
+    int fnn_blas64_enabled()
     ctypedef struct fnn_mlp:
         int n_layers
         const int *dims
@@ -75,22 +76,19 @@ cdef extern from "mlp.h" nogil:
                           fnn_steps_result *out)
 
 fnn_set_blas(<fnn_sgemm_fn>sgemm, <fnn_dgemm_fn>dgemm)
-_blas64 = False
 
 
 def set_blas64(size_t sgemm_address, size_t dgemm_address):
     """Call the ILP64 (64-bit integer) Fortran sgemm_/dgemm_ at these addresses for every BLAS
     product from now on (fastnn/_machine.py finds them in numpy's OpenBLAS); 0, 0 goes back to
     scipy's cython_blas. Both or neither: one address of 0 is taken as neither."""
-    global _blas64
     both = sgemm_address != 0 and dgemm_address != 0
     fnn_set_blas64(<fnn_sgemm64_fn>sgemm_address if both else NULL,
                    <fnn_dgemm64_fn>dgemm_address if both else NULL)
-    _blas64 = both
 
 
 def blas64_enabled():
-    return _blas64
+    return bool(fnn_blas64_enabled())
 
 OPTIMIZER_KINDS = {"sgd": 0, "adam": 1, "adamw": 2}
 _MAX_LAYERS = 256  # mlp.c's FNN_MLP_MAX_LAYERS

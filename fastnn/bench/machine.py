@@ -82,16 +82,13 @@ def blas_in_use():
     so the NumPy reference, calls numpy's; PyTorch uses the BLAS it was built with (reported by
     torch.__config__, not visible to threadpoolctl when linked statically).
     """
-    from threadpoolctl import threadpool_info
-
     import fastnn
     from .. import _machine
 
-    called = {lib.get("filepath") for lib in _machine.blas_called()}
+    libraries = _machine.blas_libraries()
+    called = {lib.get("filepath") for lib in _machine.blas_called(libraries)}
     rows = []
-    for lib in threadpool_info():
-        if lib.get("user_api") != "blas":
-            continue
+    for lib in libraries:
         where = os.path.basename(os.path.dirname(lib.get("filepath", "")))
         sides = (["reference (np.matmul)"] if where == "numpy.libs" else []) + (
             ["fastnn (ops and training loop)"] if lib.get("filepath") in called else [])
