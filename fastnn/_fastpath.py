@@ -182,8 +182,10 @@ class CompiledEngine:
             self._uniforms = np.empty(chunk * batch * engine.uniforms_per_row, engine.dtype)
         totals = [0.0, 0.0, 0, 0]
         parts = n_parts(engine.dims, batch)
-        self.threads.start(min(get_num_threads(), parts), pinned=threads_pinned())
-        with blas_threads_limited(1):  # the loop's own threads split the work
+        most_threads = min(get_num_threads(), parts)
+        self.threads.start(most_threads, pinned=threads_pinned())
+        # the loop's own threads split the work; OpenBLAS's spinning workers would take cores
+        with blas_threads_limited(1, stop_workers=most_threads > 1):
             first = 0
             while first < n_steps:
                 threads, probing = self.threads.next()

@@ -1,5 +1,6 @@
 """One thread count for fastnn: OpenMP in the elementwise kernels and the BLAS libraries."""
 import contextlib
+import ctypes
 import threading
 import warnings
 
@@ -124,6 +125,9 @@ class blas_threads_limited:
     fastnn's (two pools on two cores make each other many times slower). BLAS thread counts are
     process-wide, so concurrent users share one limit: the first to enter applies it, the last to
     leave restores what was there before.
+
+    stop_workers: also end OpenBLAS's idle worker threads on entering and on leaving (see
+    :func:`_stop_blas_workers`); for a block that runs fastnn's own threads for a while.
     """
 
     _lock = threading.Lock()
@@ -131,9 +135,10 @@ class blas_threads_limited:
     _limiter = None
     _controller = None
 
-    def __init__(self, n=1):
+    def __init__(self, n=1, stop_workers=False):
         if n != 1:
             raise ValueError("n: only a limit of 1 thread is supported")
+        self.stop_workers = stop_workers
 
     def __enter__(self):
         cls = blas_threads_limited
@@ -145,6 +150,8 @@ class blas_threads_limited:
                     cls._controller = ThreadpoolController()
                 cls._limiter = cls._controller.limit(limits=1, user_api="blas")
                 _core.set_blas_single(True)
+                if self.stop_workers:
+                    _stop_blas_workers(cls._controller)
             cls._users += 1
         return self
 
@@ -153,7 +160,44 @@ class blas_threads_limited:
         with cls._lock:
             cls._users -= 1
             if cls._users == 0:
-                cls._limiter.restore_original_limits()
+                cls._limiter.restore_original_limits()  # restarts a stopped pool, spinning
                 cls._limiter = None
                 _core.set_blas_single(False)
+                if self.stop_workers:
+                    _stop_blas_workers(cls._controller)
         return False
+
+
+# OpenBLAS library path -> its blas_thread_shutdown_ (None where it has none).
+_shutdowns = {}
+
+
+def _stop_blas_workers(controller):
+    """End the worker threads of each loaded OpenBLAS that runs its own pthreads pool; returns
+    how many pools were stopped.
+
+    After a threaded call, OpenBLAS's workers spin on their cores for about 0.1 s (its
+    ``OPENBLAS_THREAD_TIMEOUT``, 2^28 cycles) whatever thread limit is set meanwhile, and so
+    does a pool that a restored limit has just restarted: fastnn's threads, sharing the cores
+    with them, ran an MNIST epoch right after numpy's products 1.2-1.35x slower. OpenBLAS starts
+    its workers again on its next threaded call (ending them is what it does itself before a
+    fork). Skipped unless the calling thread is the process's only Python thread: another one
+    could be inside a threaded BLAS call.
+    """
+    if threading.active_count() != 1:
+        return 0
+    stopped = 0
+    for lib in controller.lib_controllers:
+        if lib.internal_api != "openblas" or lib.threading_layer != "pthreads":
+            continue
+        if lib.filepath not in _shutdowns:
+            try:
+                shutdown = ctypes.CDLL(lib.filepath).blas_thread_shutdown_  # already loaded
+                shutdown.argtypes, shutdown.restype = [], ctypes.c_int
+            except (OSError, AttributeError):
+                shutdown = None
+            _shutdowns[lib.filepath] = shutdown
+        if _shutdowns[lib.filepath] is not None:
+            _shutdowns[lib.filepath]()
+            stopped += 1
+    return stopped

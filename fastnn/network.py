@@ -338,8 +338,7 @@ class Network:
         result = np.empty((len(X), self.n_outputs), self.dtype)
         batch_size = self._batch_for(X, batch_size)
         # One BLAS thread: beside fastnn's own threads a multithreaded OpenBLAS made prediction
-        # 4x slower here (MNIST test set, 784-100-10: 80 ms against 20 ms), and its workers keep
-        # spinning on a core for ~0.1 s afterwards, which a fit that follows would pay for.
+        # 4x slower here (MNIST test set, 784-100-10: 80 ms against 20 ms).
         with blas_threads_limited():
             for start in range(0, len(X), batch_size):
                 r = np.arange(start, min(start + batch_size, len(X)))
