@@ -1,6 +1,6 @@
 """One thread count for fastnn: OpenMP in the elementwise kernels and the BLAS libraries."""
 import contextlib
-import ctypes
+import os
 import threading
 import warnings
 
@@ -181,16 +181,19 @@ def _stop_blas_workers(controller):
     does a pool that a restored limit has just restarted: fastnn's threads, sharing the cores
     with them, ran an MNIST epoch right after numpy's products 1.2-1.35x slower. OpenBLAS starts
     its workers again on its next threaded call (ending them is what it does itself before a
-    fork). Skipped unless the calling thread is the process's only Python thread: another one
-    could be inside a threaded BLAS call.
+    fork). Skipped unless the calling thread is the process's only Python thread (another one
+    could be inside a threaded BLAS call), and on Windows, where OpenBLAS ends its workers with
+    TerminateThread.
     """
-    if threading.active_count() != 1:
+    if os.name != "posix" or threading.active_count() != 1:
         return 0
     stopped = 0
     for lib in controller.lib_controllers:
         if lib.internal_api != "openblas" or lib.threading_layer != "pthreads":
             continue
         if lib.filepath not in _shutdowns:
+            import ctypes
+
             try:
                 shutdown = ctypes.CDLL(lib.filepath).blas_thread_shutdown_  # already loaded
                 shutdown.argtypes, shutdown.restype = [], ctypes.c_int

@@ -11,6 +11,7 @@ NaN or Inf is not applied and stops training with TrainingDivergedError; the wei
 last finite ones. (Large finite gradients whose squares overflow do not stop training.)
 """
 import copy
+import functools
 import math
 import numbers
 import time
@@ -487,7 +488,18 @@ def _format_logs(logs):
     return " ".join(parts)
 
 
-def _progress_bar(total, epoch, epochs):
+@functools.lru_cache(maxsize=None)
+def _bar_class():
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=f"Epoch {epoch}/{epochs}", unit="step", leave=True,
-                dynamic_ncols=True)
+
+    class Bar(tqdm):
+        # No monitor thread: the training loop ends OpenBLAS's idle workers only while it is the
+        # process's only Python thread (see _threads._stop_blas_workers).
+        monitor_interval = 0
+
+    return Bar
+
+
+def _progress_bar(total, epoch, epochs):
+    return _bar_class()(total=total, desc=f"Epoch {epoch}/{epochs}", unit="step", leave=True,
+                        dynamic_ncols=True)

@@ -88,14 +88,16 @@ finally:
     assert report["running_after_stop"] == [1] * report["openblas_pthreads"]
 
 
-def test_a_threaded_fit_leaves_no_blas_worker_spinning_and_numpy_works_after():
-    report = _run("""
+@pytest.mark.parametrize("progress", [False, True], ids=["quiet", "progress_bar"])
+def test_a_threaded_fit_leaves_no_blas_worker_spinning_and_numpy_works_after(progress):
+    # the progress bar starts no thread of its own, so the loop still runs alone
+    report = _run(f"progress = {progress}" + """
 fastnn.set_num_threads(2)
 rng = np.random.default_rng(0)
 x = rng.standard_normal((512, 256)).astype(np.float32)
 y = rng.integers(0, 10, 512)
 net = fastnn.Network([fastnn.Linear(256, 128), fastnn.Sigmoid(), fastnn.Linear(128, 10)], seed=0)
-net.fit(x, y, epochs=1, batch_size=128, progress=False, seed=0, engine="compiled")
+net.fit(x, y, epochs=1, batch_size=128, progress=progress, seed=0, engine="compiled")
 report["threads_used"] = fastnn.get_num_threads()
 report["running_after_fit"] = pools_running()
 report["blas_limit_restored"] = [lib.num_threads for lib in controller.lib_controllers

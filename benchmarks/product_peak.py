@@ -1,0 +1,119 @@
+"""How close the BLAS products of one MNIST training step come to this core's arithmetic peak.
+
+Prints the single-thread float32 peak of fused multiply-adds, measured by a loop of ten
+independent AVX2 FMA chains compiled with the system C compiler (``cc``, x86-64 only), and
+for each product of a 784-128-10 step at batch 32 and 128, made by numpy's matmul (numpy's
+OpenBLAS, the library fastnn's products call), its GFLOP/s and its share of that peak. The peak
+and every product are measured once per round, interleaved, and the shares are medians over the
+rounds, so a slow phase of a shared machine hits both sides. The share bounds what any product
+kernel can still win at one thread.
+
+    python benchmarks/product_peak.py
+    OPENBLAS_CORETYPE=Haswell python benchmarks/product_peak.py   # the AVX2 kernels
+
+Not a pytest file. Run it on a quiet machine.
+"""
+import argparse
+import ctypes
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+FMA_LOOP = r"""
+#include <immintrin.h>
+__attribute__((target("avx2,fma"))) float fma_chains(long iters)
+{
+    __m256 a0 = _mm256_set1_ps(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+           a8 = a0, a9 = a0, x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    for (long t = 0; t < iters; t++) {
+        a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y); a2 = _mm256_fmadd_ps(a2, x, y);
+        a3 = _mm256_fmadd_ps(a3, x, y); a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
+        a6 = _mm256_fmadd_ps(a6, x, y); a7 = _mm256_fmadd_ps(a7, x, y); a8 = _mm256_fmadd_ps(a8, x, y);
+        a9 = _mm256_fmadd_ps(a9, x, y);
+    }
+    return (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9)[0];
+}
+"""
+CHAINS, LANES = 10, 8
+
+
+def fma_loop():
+    """The FMA loop, compiled: a callable f(iterations) -> seconds."""
+    tmp = tempfile.mkdtemp()
+    source, library = os.path.join(tmp, "peak.c"), os.path.join(tmp, "peak.so")
+    with open(source, "w") as f:
+        f.write(FMA_LOOP)
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", library, source], check=True)
+    loop = ctypes.CDLL(library).fma_chains
+    loop.argtypes, loop.restype = [ctypes.c_long], ctypes.c_float
+    return lambda iters: _seconds(lambda: loop(iters))
+
+
+def _seconds(f):
+    started = time.perf_counter()
+    f()
+    return time.perf_counter() - started
+
+
+def mean_seconds(f, calls=20):
+    return _seconds(lambda: [f() for _ in range(calls)]) / calls
+
+
+def step_products(batch, rng):
+    """(name, flops, callable) of the products of one 784-128-10 step as the reference makes them."""
+    x = rng.random((batch, 784), dtype=np.float32)
+    w1, w2 = rng.random((784, 128), dtype=np.float32), rng.random((128, 10), dtype=np.float32)
+    h, dz1 = rng.random((batch, 128), dtype=np.float32), rng.random((batch, 128), dtype=np.float32)
+    dz2 = rng.random((batch, 10), dtype=np.float32)
+    out1, out2 = np.empty((batch, 128), np.float32), np.empty((batch, 10), np.float32)
+    gw1, gw2, gx2 = np.empty_like(w1), np.empty_like(w2), np.empty((batch, 128), np.float32)
+    return [
+        (f"x @ W1        ({batch}x784 @ 784x128)", 2 * batch * 784 * 128, lambda: np.matmul(x, w1, out=out1)),
+        (f"x.T @ dz1     (784x{batch} @ {batch}x128)", 2 * batch * 784 * 128, lambda: np.matmul(x.T, dz1, out=gw1)),
+        (f"h @ W2        ({batch}x128 @ 128x10)", 2 * batch * 128 * 10, lambda: np.matmul(h, w2, out=out2)),
+        (f"h.T @ dz2     (128x{batch} @ {batch}x10)", 2 * batch * 128 * 10, lambda: np.matmul(h.T, dz2, out=gw2)),
+        (f"dz2 @ W2.T    ({batch}x10 @ 10x128)", 2 * batch * 128 * 10, lambda: np.matmul(dz2, w2.T, out=gx2)),
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=31)
+    args = parser.parse_args()
+    if platform.machine() not in ("x86_64", "AMD64"):
+        sys.exit("product_peak.py measures the AVX2 FMA peak: x86-64 only")
+    threadpool_limits(1)
+    blas = [f"{i['internal_api']} {i['version']} {i.get('architecture')}" for i in threadpool_info()
+            if i.get("user_api") == "blas" and "numpy" in i.get("filepath", "")]
+    loop, iters = fma_loop(), 2_000_000
+    rng = np.random.default_rng(0)
+    products = {batch: step_products(batch, rng) for batch in (32, 128)}
+    peaks, shares = [], {(b, name): [] for b, rows in products.items() for name, _, _ in rows}
+    totals = {b: [] for b in products}
+    for _ in range(args.rounds):  # the peak and every product once per round, so a slow phase hits all
+        peak = iters * CHAINS * LANES * 2 / loop(iters) / 1e9
+        peaks.append(peak)
+        for batch, rows in products.items():
+            flops = seconds = 0.0
+            for name, f, product in rows:
+                t = mean_seconds(product)
+                shares[batch, name].append(f / t / 1e9 / peak)
+                flops, seconds = flops + f, seconds + t
+            totals[batch].append(flops / seconds / 1e9 / peak)
+    print(f"1 thread; numpy's BLAS: {', '.join(blas) or 'unknown'}; medians of {args.rounds} rounds")
+    print(f"float32 AVX2 FMA peak, one core: {np.median(peaks):.1f} GFLOP/s")
+    for batch, rows in products.items():
+        for name, f, _ in rows:
+            share = float(np.median(shares[batch, name]))
+            print(f"  {name:40s} {share * np.median(peaks):6.1f} GFLOP/s  {100 * share:5.1f} % of peak")
+        print(f"  batch {batch}, the five products together: {100 * np.median(totals[batch]):.1f} % of peak")
+
+
+if __name__ == "__main__":
+    main()
