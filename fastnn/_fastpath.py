@@ -137,6 +137,19 @@ class CompiledEngine:
         self._engine, self._held = None, None
         self._current_engine()  # checks the arrays now
 
+    @staticmethod
+    def blas_scope_for(network, batch_size):
+        """The BLAS limit for training ``network`` at ``batch_size`` on this engine (a context
+        manager; ``fit`` holds it for the whole fit): BLAS on one thread, since the loop's own
+        threads split the work, and OpenBLAS's idle workers ended when the loop runs more than
+        one thread (they would spin on its cores; see ``_threads._stop_blas_workers``)."""
+        linears = _blocks(network.layers)[0]
+        dims = [linears[0].W.shape[0]] + [layer.W.shape[1] for layer in linears]
+        return blas_threads_limited(1, stop_workers=min(get_num_threads(), n_parts(dims, batch_size)) > 1)
+
+    def blas_scope(self):
+        return self.blas_scope_for(self.network, self.batch_size)
+
     def _current_engine(self):
         """The TrainingEngine over the current parameter and state arrays (rebuilt when the
         optimizer's state buffers or the layers' arrays were replaced since the last epoch)."""
@@ -182,10 +195,8 @@ class CompiledEngine:
             self._uniforms = np.empty(chunk * batch * engine.uniforms_per_row, engine.dtype)
         totals = [0.0, 0.0, 0, 0]
         parts = n_parts(engine.dims, batch)
-        most_threads = min(get_num_threads(), parts)
-        self.threads.start(most_threads, pinned=threads_pinned())
-        # the loop's own threads split the work; OpenBLAS's spinning workers would take cores
-        with blas_threads_limited(1, stop_workers=most_threads > 1):
+        self.threads.start(min(get_num_threads(), parts), pinned=threads_pinned())
+        with self.blas_scope():  # nothing more when the fit already holds it
             first = 0
             while first < n_steps:
                 threads, probing = self.threads.next()

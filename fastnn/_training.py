@@ -2,7 +2,8 @@
 and the layer-by-layer engine.
 
 Two engines train a network, both built once per fit and called the same way:
-``engine.run_epoch(order, rng, bar, on_diverged) -> (loss_sum, weight_sum, correct, seen)``.
+``engine.run_epoch(order, rng, bar, on_diverged) -> (loss_sum, weight_sum, correct, seen)``,
+inside ``engine.blas_scope()`` (the BLAS thread limit the engine trains under, held by ``fit``).
 The compiled one (``CompiledEngine``) runs whole chunks of steps in C; ``LayerEngine`` runs one
 Python step per batch through fastnn.ops, for every network (the reference).
 
@@ -10,6 +11,7 @@ The divergence rule, the same in both: a step whose loss, or any entry of whose 
 NaN or Inf is not applied and stops training with TrainingDivergedError; the weights stay the
 last finite ones. (Large finite gradients whose squares overflow do not stop training.)
 """
+import contextlib
 import copy
 import functools
 import math
@@ -58,6 +60,14 @@ class LayerEngine:
         self.X, self.targets, self.sample_weight = X, targets, sample_weight
         self.batch_size = batch_size
         self.params = network.parameters()
+
+    @staticmethod
+    def blas_scope_for(network, batch_size):
+        """BLAS keeps its threads on this path (its elementwise kernels run on one thread)."""
+        return contextlib.nullcontext()
+
+    def blas_scope(self):
+        return self.blas_scope_for(self.network, self.batch_size)
 
     def run_epoch(self, order, rng, bar, on_diverged):
         """Train on rows ``order`` (int64) in batches; returns (sum of batch loss * batch
@@ -150,13 +160,16 @@ def fit(network, X, y, *, epochs, batch_size, optimizer, validation_data, valida
     _prepare(network, run, validation_data, resume)
     history = History(initial_epoch=run.initial_epoch)
     last_epoch = run.initial_epoch if run.stopped else run.epochs  # a stopped run has nothing left
-    run.loss_before = _loss_before_training(network, run) if last_epoch > run.initial_epoch else None
-    for e in range(run.initial_epoch, last_epoch):
-        logs = _train_epoch(network, run, e)
-        history.append(logs)
-        if _after_epoch(network, run, e, logs):
-            history.stopped_early = e + 1 < run.epochs
-            break
+    # One BLAS limit for the whole fit: set and restored once, not around every epoch and
+    # evaluation (a restored limit restarts the OpenBLAS workers the compiled loop ends).
+    with run.engine.blas_scope():
+        run.loss_before = _loss_before_training(network, run) if last_epoch > run.initial_epoch else None
+        for e in range(run.initial_epoch, last_epoch):
+            logs = _train_epoch(network, run, e)
+            history.append(logs)
+            if _after_epoch(network, run, e, logs):
+                history.stopped_early = e + 1 < run.epochs
+                break
     if run.stopped:
         history.stopped_early = run.initial_epoch < run.epochs
     if run.stopper is not None:

@@ -110,3 +110,26 @@ report["product_ok"] = bool(np.allclose(b, np.dot(a.astype(np.float64), a)))
     assert report["running_after_fit"] == [0] * report["openblas_pthreads"]
     assert all(n == 2 for n in report["blas_limit_restored"])
     assert report["product_ok"]
+
+
+def test_a_compiled_fit_holds_blas_at_one_thread_from_start_to_end_then_restores():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import numpy as np
+
+    import fastnn
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 16)).astype(np.float32)
+    y = rng.integers(0, 3, 256)
+    seen = []
+    net = fastnn.Network([fastnn.Linear(16, 8), fastnn.ReLU(), fastnn.Linear(8, 3)], seed=0)
+    with threadpool_limits(2, user_api="blas"):
+        net.fit(x, y, epochs=2, batch_size=32, progress=False, seed=0, engine="compiled",
+                validation_split=0.25, callbacks=[lambda epoch, logs, network: seen.append(blas_threads())])
+        after = blas_threads()
+    assert seen == [[1] * len(after)] * 2
+    assert after == [2] * len(after)

@@ -115,6 +115,9 @@ class EpochSpy:
     def __init__(self, engine, orders):
         self.engine, self.orders = engine, orders
 
+    def blas_scope(self):
+        return self.engine.blas_scope()
+
     def run_epoch(self, order, *rest):
         self.orders.append(np.array(order))
         return self.engine.run_epoch(order, *rest)
