@@ -4,7 +4,7 @@ float32), each interleaved, medians of --repeats:
 * ``after-numpy``: an epoch at 2 threads right after numpy BLAS work (three 1024x1024 products at
   2 threads, as a notebook cell before the fit would run) against one after 0.3 s of rest
   (target: at most 1.15x). numpy's OpenBLAS keeps a worker spinning for ~0.1 s after a call;
-  the loop ends those idle workers before it starts (fastnn._threads._stop_blas_workers).
+  a threaded fit ends those idle workers when it starts (fastnn._blas_pools).
 * ``parts``: an epoch at 1 thread with the work cut into 1, 2 and 4 parts
   (fastnn._fastpath.N_PARTS; 4, the default, makes the weights independent of the thread count).
 

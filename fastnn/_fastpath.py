@@ -45,6 +45,12 @@ def n_parts(dims, batch_size):
     """The parts a step of a network of layer widths ``dims`` is cut into at ``batch_size``."""
     macs = batch_size * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     return 1 if macs < SMALL_STEP_MACS else N_PARTS
+
+
+def most_threads(dims, batch_size):
+    """The most threads the loop runs for a network of layer widths ``dims`` at ``batch_size``
+    (one per part at most; the ThreadChooser may run fewer)."""
+    return min(get_num_threads(), n_parts(dims, batch_size))
 # One ThreadChooser per network, kept across fits (what it measured still holds for the next).
 _CHOOSERS = weakref.WeakKeyDictionary()
 
@@ -141,14 +147,11 @@ class CompiledEngine:
     def blas_scope_for(network, batch_size):
         """The BLAS limit for training ``network`` at ``batch_size`` on this engine (a context
         manager; ``fit`` holds it for the whole fit): BLAS on one thread, since the loop's own
-        threads split the work, and OpenBLAS's idle workers ended when the loop runs more than
-        one thread (they would spin on its cores; see ``_threads._stop_blas_workers``)."""
+        threads split the work, and OpenBLAS's idle workers ended when the loop may run more
+        than one thread (they would spin on its cores; see fastnn._blas_pools)."""
         linears = _blocks(network.layers)[0]
         dims = [linears[0].W.shape[0]] + [layer.W.shape[1] for layer in linears]
-        return blas_threads_limited(1, stop_workers=min(get_num_threads(), n_parts(dims, batch_size)) > 1)
-
-    def blas_scope(self):
-        return self.blas_scope_for(self.network, self.batch_size)
+        return blas_threads_limited(1, stop_workers=most_threads(dims, batch_size) > 1)
 
     def _current_engine(self):
         """The TrainingEngine over the current parameter and state arrays (rebuilt when the
@@ -195,8 +198,8 @@ class CompiledEngine:
             self._uniforms = np.empty(chunk * batch * engine.uniforms_per_row, engine.dtype)
         totals = [0.0, 0.0, 0, 0]
         parts = n_parts(engine.dims, batch)
-        self.threads.start(min(get_num_threads(), parts), pinned=threads_pinned())
-        with self.blas_scope():  # nothing more when the fit already holds it
+        self.threads.start(most_threads(engine.dims, batch), pinned=threads_pinned())
+        with blas_threads_limited(1):  # the loop's own threads split the work
             first = 0
             while first < n_steps:
                 threads, probing = self.threads.next()

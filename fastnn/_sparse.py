@@ -113,8 +113,8 @@ class ChunkedEngine:
         self.chunk_rows = rows_per_chunk(X.shape[1], batch_size)
         self.buffer = np.empty((self.chunk_rows, X.shape[1]), X.dtype)
 
-    def blas_scope(self):
-        return self.engine_cls.blas_scope_for(self.network, self.batch_size)
+    def blas_scope_for(self, network, batch_size):
+        return self.engine_cls.blas_scope_for(network, batch_size)
 
     def run_epoch(self, order, rng, bar, on_diverged):
         totals = [0.0, 0.0, 0, 0]

@@ -1,10 +1,9 @@
 """One thread count for fastnn: OpenMP in the elementwise kernels and the BLAS libraries."""
 import contextlib
-import os
 import threading
 import warnings
 
-from . import _cpulimits
+from . import _blas_pools, _cpulimits
 from ._native import core as _core
 
 SET_SOURCE = "set_num_threads"
@@ -29,6 +28,7 @@ def set_num_threads(n):
     _core.set_kernel_threads(n)
     _state.update(pinned=True, source=SET_SOURCE)
     _limit_blas(n)
+    blas_threads_limited._rebase()  # inside a fit: n is what its end restores
 
 
 def _check_count(n):
@@ -66,7 +66,8 @@ def num_threads(n):
     try:
         yield
     finally:
-        limiter.restore_original_limits()
+        # without restarting the OpenBLAS workers a fit in the block ended
+        _blas_pools.restore_limits(limiter, blas_threads_limited._controller_now())
         _core.set_kernel_threads(before)
         _state.update(state)
 
@@ -124,83 +125,74 @@ class blas_threads_limited:
     The native training loop uses it so that BLAS does not start threads of its own beside
     fastnn's (two pools on two cores make each other many times slower). BLAS thread counts are
     process-wide, so concurrent users share one limit: the first to enter applies it, the last to
-    leave restores what was there before.
+    leave restores what was there before. A :func:`set_num_threads` inside the block becomes
+    what is restored (BLAS stays at one thread until the block ends).
 
-    stop_workers: also end OpenBLAS's idle worker threads on entering and on leaving (see
-    :func:`_stop_blas_workers`); for a block that runs fastnn's own threads for a while.
+    stop_workers: the first to enter also ends OpenBLAS's idle worker threads, and the last to
+    leave ends them again after restoring the limit (see fastnn._blas_pools); for a block that
+    runs fastnn's own threads for a while.
     """
 
     _lock = threading.Lock()
     _users = 0
     _limiter = None
     _controller = None
+    _stop_workers = False
 
     def __init__(self, n=1, stop_workers=False):
         if n != 1:
             raise ValueError("n: only a limit of 1 thread is supported")
         self.stop_workers = stop_workers
 
+    @classmethod
+    def _controller_now(cls):
+        if cls._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            cls._controller = ThreadpoolController()
+        return cls._controller
+
     def __enter__(self):
         cls = blas_threads_limited
         with cls._lock:
             if cls._users == 0:
-                if cls._controller is None:
-                    from threadpoolctl import ThreadpoolController
-
-                    cls._controller = ThreadpoolController()
-                cls._limiter = cls._controller.limit(limits=1, user_api="blas")
-                _core.set_blas_single(True)
-                if self.stop_workers:
-                    _stop_blas_workers(cls._controller)
+                cls._apply(self.stop_workers)
             cls._users += 1
         return self
+
+    @classmethod
+    def _apply(cls, stop_workers):
+        """Limit BLAS to one thread (recording what to restore) and end idle workers if asked;
+        on any error (an interrupt included) nothing stays applied."""
+        controller = cls._controller_now()
+        limiter = controller.limit(limits=1, user_api="blas")
+        try:
+            _core.set_blas_single(True)
+            if stop_workers:
+                _blas_pools.stop_idle_workers(controller)
+        except BaseException:
+            limiter.restore_original_limits()
+            _core.set_blas_single(False)
+            raise
+        cls._limiter, cls._stop_workers = limiter, stop_workers
 
     def __exit__(self, *exc):
         cls = blas_threads_limited
         with cls._lock:
             cls._users -= 1
             if cls._users == 0:
-                cls._limiter.restore_original_limits()  # restarts a stopped pool, spinning
-                cls._limiter = None
+                limiter, cls._limiter = cls._limiter, None
                 _core.set_blas_single(False)
-                if self.stop_workers:
-                    _stop_blas_workers(cls._controller)
+                if cls._stop_workers:
+                    _blas_pools.restore_limits(limiter, cls._controller)
+                else:
+                    limiter.restore_original_limits()
         return False
 
-
-# OpenBLAS library path -> its blas_thread_shutdown_ (None where it has none).
-_shutdowns = {}
-
-
-def _stop_blas_workers(controller):
-    """End the worker threads of each loaded OpenBLAS that runs its own pthreads pool; returns
-    how many pools were stopped.
-
-    After a threaded call, OpenBLAS's workers spin on their cores for about 0.1 s (its
-    ``OPENBLAS_THREAD_TIMEOUT``, 2^28 cycles) whatever thread limit is set meanwhile, and so
-    does a pool that a restored limit has just restarted: fastnn's threads, sharing the cores
-    with them, ran an MNIST epoch right after numpy's products 1.2-1.35x slower. OpenBLAS starts
-    its workers again on its next threaded call (ending them is what it does itself before a
-    fork). Skipped unless the calling thread is the process's only Python thread (another one
-    could be inside a threaded BLAS call), and on Windows, where OpenBLAS ends its workers with
-    TerminateThread.
-    """
-    if os.name != "posix" or threading.active_count() != 1:
-        return 0
-    stopped = 0
-    for lib in controller.lib_controllers:
-        if lib.internal_api != "openblas" or lib.threading_layer != "pthreads":
-            continue
-        if lib.filepath not in _shutdowns:
-            import ctypes
-
-            try:
-                shutdown = ctypes.CDLL(lib.filepath).blas_thread_shutdown_  # already loaded
-                shutdown.argtypes, shutdown.restype = [], ctypes.c_int
-            except (OSError, AttributeError):
-                shutdown = None
-            _shutdowns[lib.filepath] = shutdown
-        if _shutdowns[lib.filepath] is not None:
-            _shutdowns[lib.filepath]()
-            stopped += 1
-    return stopped
+    @classmethod
+    def _rebase(cls):
+        """Inside a block: take the BLAS limits set now as those to restore, and limit BLAS to
+        one thread again."""
+        with cls._lock:
+            if cls._users > 0:
+                cls._apply(cls._stop_workers)

@@ -3,7 +3,8 @@ and the layer-by-layer engine.
 
 Two engines train a network, both built once per fit and called the same way:
 ``engine.run_epoch(order, rng, bar, on_diverged) -> (loss_sum, weight_sum, correct, seen)``,
-inside ``engine.blas_scope()`` (the BLAS thread limit the engine trains under, held by ``fit``).
+inside ``engine.blas_scope_for(network, batch_size)`` (the BLAS thread limit the engine trains
+under, a context manager ``fit`` holds for the whole fit).
 The compiled one (``CompiledEngine``) runs whole chunks of steps in C; ``LayerEngine`` runs one
 Python step per batch through fastnn.ops, for every network (the reference).
 
@@ -65,9 +66,6 @@ class LayerEngine:
     def blas_scope_for(network, batch_size):
         """BLAS keeps its threads on this path (its elementwise kernels run on one thread)."""
         return contextlib.nullcontext()
-
-    def blas_scope(self):
-        return self.blas_scope_for(self.network, self.batch_size)
 
     def run_epoch(self, order, rng, bar, on_diverged):
         """Train on rows ``order`` (int64) in batches; returns (sum of batch loss * batch
@@ -162,7 +160,7 @@ def fit(network, X, y, *, epochs, batch_size, optimizer, validation_data, valida
     last_epoch = run.initial_epoch if run.stopped else run.epochs  # a stopped run has nothing left
     # One BLAS limit for the whole fit: set and restored once, not around every epoch and
     # evaluation (a restored limit restarts the OpenBLAS workers the compiled loop ends).
-    with run.engine.blas_scope():
+    with run.engine.blas_scope_for(network, run.batch_size):
         run.loss_before = _loss_before_training(network, run) if last_epoch > run.initial_epoch else None
         for e in range(run.initial_epoch, last_epoch):
             logs = _train_epoch(network, run, e)
@@ -507,7 +505,7 @@ def _bar_class():
 
     class Bar(tqdm):
         # No monitor thread: the training loop ends OpenBLAS's idle workers only while it is the
-        # process's only Python thread (see _threads._stop_blas_workers).
+        # process's only thread beside its pools (see fastnn._blas_pools).
         monitor_interval = 0
 
     return Bar

@@ -24,6 +24,7 @@ cdef extern from "kernels.h" nogil:
     const char *fnn_build_flags()
     int fnn_openmp_enabled()
     int fnn_openmp_max_threads()
+    int fnn_openmp_team_thread_ids(int n, long *ids)
 
     enum: FNN_ACT_COUNT
     int fnn_act_needs_input(int act)
@@ -155,6 +156,23 @@ def openmp_enabled():
 
 def openmp_max_threads():
     return fnn_openmp_max_threads()
+
+
+def openmp_team_thread_ids(int n):
+    """The Linux thread ids of an OpenMP team of ``n`` threads (the calling thread's first), as
+    the kernels' parallel regions run them; an empty list without OpenMP or off Linux."""
+    if n < 1:
+        raise ValueError(f"n: expected a positive int, got {n}")
+    cdef long *ids = <long*>malloc(<size_t>n * sizeof(long))
+    if ids == NULL:
+        raise MemoryError("openmp_team_thread_ids")
+    cdef int count
+    try:
+        with nogil:
+            count = fnn_openmp_team_thread_ids(n, ids)
+        return [ids[i] for i in range(count)]
+    finally:
+        free(ids)
 
 
 def build_flags():

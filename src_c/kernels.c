@@ -5,6 +5,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "direct_gemm.h"
 #include "fastmath.h"
@@ -107,6 +111,26 @@ int fnn_openmp_max_threads(void)
     return omp_get_max_threads();
 #else
     return 1;
+#endif
+}
+
+int fnn_openmp_team_thread_ids(int n, long *ids)
+{
+#if FASTNN_OPENMP && defined(__linux__)
+    int count = 0;
+    if (n < 1) n = 1;
+#pragma omp parallel num_threads(n)
+    {
+        const int t = omp_get_thread_num();
+        if (t < n) ids[t] = (long)syscall(SYS_gettid);
+#pragma omp single
+        count = omp_get_num_threads();
+    }
+    return count < n ? count : n;
+#else
+    (void)n;
+    (void)ids;
+    return 0;
 #endif
 }
 

@@ -44,6 +44,9 @@ int fnn_simd_available(const char *name);
 const char *fnn_build_flags(void);
 int fnn_openmp_enabled(void);
 int fnn_openmp_max_threads(void);
+/* Runs an OpenMP team of n threads and writes each member's Linux thread id (gettid) into
+ * ids[thread number]; returns the team's size (at most n), or 0 without OpenMP or off Linux. */
+int fnn_openmp_team_thread_ids(int n, long *ids);
 
 /* The suffix _f32 / _f64 names the element type; each pair below has the same contract. */
 #define FNN_DECLARE(REAL, SUF)                                                                    \

@@ -115,8 +115,8 @@ class EpochSpy:
     def __init__(self, engine, orders):
         self.engine, self.orders = engine, orders
 
-    def blas_scope(self):
-        return self.engine.blas_scope()
+    def blas_scope_for(self, network, batch_size):
+        return self.engine.blas_scope_for(network, batch_size)
 
     def run_epoch(self, order, *rest):
         self.orders.append(np.array(order))
