@@ -51,6 +51,8 @@ def most_threads(dims, batch_size):
     """The most threads the loop runs for a network of layer widths ``dims`` at ``batch_size``
     (one per part at most; the ThreadChooser may run fewer)."""
     return min(get_num_threads(), n_parts(dims, batch_size))
+
+
 # One ThreadChooser per network, kept across fits (what it measured still holds for the next).
 _CHOOSERS = weakref.WeakKeyDictionary()
 
