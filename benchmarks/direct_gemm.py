@@ -4,9 +4,9 @@ Two parts (--part, default both):
 
 * products: each product shape of the two estimator benchmarks and a few more of each shape
   class, through ``fastnn._core.gemm`` (the product the engine and the ops make), with the
-  direct kernels on and off, interleaved; microseconds of the calling thread's CPU time per call
-  (the Python call included; CPU time, so that other processes on the machine disturb it less;
-  these products are too small for BLAS to start its threads).
+  direct kernels on and off, interleaved, BLAS held at one thread (as the training loop holds
+  it); microseconds of the calling thread's CPU time per call (the Python call included; CPU
+  time, so that other processes on the machine disturb it less).
 * fits: the estimators of ``benchmarks/sklearn_epoch.py`` (regression: MLPRegressor, 10 epochs
   of Adam on 200,000 x 8 float64 rows; mnist: MLPClassifier, one epoch at batch 32), fitted
   with the direct kernels on and off in turn (the order rotates), medians of the wall time and
@@ -17,6 +17,8 @@ kinds of OpenBLAS kernels. The rest of the product strategy (``FASTNN_GEMM``) st
 
     python benchmarks/direct_gemm.py --part products
     OPENBLAS_CORETYPE=Haswell python benchmarks/direct_gemm.py --part fits --repeats 5
+    OPENBLAS_CORETYPE=Haswell python benchmarks/direct_gemm.py --part fits --task mnist \
+        --classes taken+blocked taken     # the "blocked" class on and off, BLAS alone last
 
 Not a pytest file. Run it on a quiet machine (see `uptime`).
 """
@@ -41,6 +43,9 @@ PRODUCTS = [
     # the classifier's step (784-100-10, batch 32, float32, in 4 parts)
     ("float32", "NN", 32, 100, 196), ("float32", "NN", 32, 10, 25), ("float32", "NT", 32, 25, 10),
     ("float32", "TN", 25, 10, 32), ("float32", "TN", 196, 100, 32),
+    # the 784-128-10 step at batch 32 in 4 parts (the "blocked" class)
+    ("float32", "NN", 32, 128, 196), ("float32", "TN", 196, 128, 32), ("float64", "NN", 32, 128, 196),
+    ("float64", "TN", 196, 128, 32),
     # more of each class
     ("float32", "NN", 128, 128, 4), ("float32", "NN", 128, 128, 16), ("float64", "NN", 128, 128, 16),
     ("float32", "NN", 128, 1, 784), ("float32", "TN", 784, 1, 128), ("float32", "NT", 128, 784, 1),
@@ -55,7 +60,15 @@ def _core_module():
 
 
 def products(repeats):
+    from fastnn._threads import blas_threads_limited
+
+    with blas_threads_limited(1):  # as in the training loop; a product split over BLAS threads
+        _products(repeats)         # would also hide its other threads' CPU time
+
+
+def _products(repeats):
     core = _core_module()
+    previous = core.direct_gemm_classes()
     rng = np.random.default_rng(0)
     core.set_direct_gemm(set(core.DIRECT_GEMM_CLASSES))  # every class, taken or not
     print(f"{'product':>28}  class       form   direct us   BLAS us   BLAS / direct")
@@ -75,7 +88,7 @@ def products(repeats):
                 for _ in range(calls):
                     core.gemm(a, b, c, ta, tb)
                 times[on].append((time.thread_time() - t0) / calls * 1e6)
-        core.set_direct_gemm(True)
+        core.set_direct_gemm(previous)
         direct, blas = statistics.median(times[True]), statistics.median(times[False])
         print(f"{dtype} {trans} {m:4d}x{n:4d}x{k:4d}  {kind or '-':10}  {form or '-':5}  "
               f"{direct:9.2f}  {blas:8.2f}   {blas / direct:5.2f}x")
@@ -88,6 +101,7 @@ def fits(repeats, tasks, configs):
     from fastnn.sklearn import MLPClassifier, MLPRegressor
 
     core = _core_module()
+    previous = core.direct_gemm_classes()
     cases = {}
     if "regression" in tasks:
         X, y, _, _ = sklearn_epoch.regression_data()
@@ -114,7 +128,7 @@ def fits(repeats, tasks, configs):
                     if r:
                         times[label].append(time.perf_counter() - t0)
                         cpu[label].append(time.thread_time() - c0)
-        core.set_direct_gemm(True)
+        core.set_direct_gemm(previous)
         base, base_cpu = statistics.median(times[labels[-1]]), statistics.median(cpu[labels[-1]])
         print(f"{name}: medians of {repeats} (wall time; the calling thread's CPU time, which other "
               "processes disturb less), and the last one's over each")
@@ -131,8 +145,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--classes", nargs="+", default=["taken"],
                         help="fits: the direct classes to time against BLAS alone: 'taken' (the "
-                             "default set), or class names joined by '+' (outer+one_column), one "
-                             "configuration per word")
+                             "small classes every strategy but plain takes), or class names joined "
+                             "by '+' (outer+one_column, taken+blocked), one configuration per word")
     args = parser.parse_args(argv)
     from fastnn import _machine
 
@@ -141,7 +155,10 @@ def main(argv=None):
     if args.part in ("products", "both"):
         products(args.repeats)
     if args.part in ("fits", "both"):
-        configs = {label: True if label == "taken" else set(label.split("+")) for label in args.classes}
+        from fastnn._native import core
+        taken = core.direct_gemm_taken()
+        configs = {label: set().union(*(taken if name == "taken" else {name} for name in label.split("+")))
+                   for label in args.classes}
         configs["BLAS only"] = False
         fits(args.repeats, ["regression", "mnist"] if args.task == "both" else [args.task], configs)
 

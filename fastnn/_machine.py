@@ -7,12 +7,15 @@ the same environment make the same calls and give the same bits. Three environme
 override them, for tests and for comparing the paths:
 
 * ``FASTNN_SIMD=auto|avx2_fma|generic``: the kernels' SIMD path (``generic`` runs on any CPU).
-* ``FASTNN_GEMM=auto|tiled|direct|plain``: ``direct`` computes the small products of small
-  networks (one output column or row, a shared dimension of at most 16) in fastnn's own kernels
-  and makes one BLAS call for each other product (``src_c/direct_gemm.h``); ``tiled`` does the
-  same and also cuts the larger products into small whole-k BLAS calls (``src_c/small_gemm.h``);
-  ``plain`` makes one BLAS call per product. ``auto`` picks ``tiled`` for BLAS kernels with an
-  unpacked small-matrix path, ``direct`` elsewhere.
+* ``FASTNN_GEMM=auto|tiled|blocked|direct|plain``: ``direct`` computes the small products of
+  small networks (one output column or row, a shared dimension of at most 16) in fastnn's own
+  kernels and makes one BLAS call for each other product (``src_c/direct_gemm.h``); ``tiled``
+  does the same and also cuts the larger products into small whole-k BLAS calls
+  (``src_c/small_gemm.h``); ``blocked`` also computes the larger products of a training step
+  (up to 2^20 multiply-adds) in fastnn's own register-blocked kernel; ``plain`` makes one BLAS
+  call per product. ``auto`` picks ``tiled`` for OpenBLAS kernels with an unpacked
+  small-matrix path, ``blocked`` for the other OpenBLAS kernels when the ``avx2_fma`` SIMD path
+  runs, ``direct`` elsewhere.
 * ``FASTNN_BLAS=auto|numpy|scipy``: the BLAS library the products call. ``numpy`` is the
   OpenBLAS numpy ships (64-bit integers, ``scipy_sgemm_64_``); ``scipy`` is the one scipy ships,
   through ``scipy.linalg.cython_blas``. ``auto`` takes numpy's where it is found (it is the
@@ -25,7 +28,7 @@ import platform
 from .errors import EnvironmentSettingError
 
 SIMD_CHOICES = ("auto", "avx2_fma", "generic")
-GEMM_CHOICES = ("auto", "tiled", "direct", "plain")
+GEMM_CHOICES = ("auto", "tiled", "blocked", "direct", "plain")
 BLAS_CHOICES = ("auto", "numpy", "scipy")
 # The Fortran gemm routines of numpy's OpenBLAS wheels (scipy-openblas64: ILP64, symbol prefix
 # scipy_ and suffix 64_).
@@ -96,27 +99,37 @@ def set_blas(core, name, libraries):
     return _state["blas"]
 
 
-def gemm_strategy_for(libraries, blas=None):
+def gemm_strategy_for(libraries, blas=None, *, simd_path):
     """``"tiled"`` when the BLAS fastnn calls is an OpenBLAS whose core has the unpacked
-    small-matrix kernels (``UNPACKED_SMALL_GEMM_CORES``), else ``"direct"``.
+    small-matrix kernels (``UNPACKED_SMALL_GEMM_CORES``); ``"blocked"`` when it is another
+    OpenBLAS (which packs the operands of every call, as its Haswell and Zen kernels do) and
+    ``simd_path`` is ``"avx2_fma"`` (the register blocks fill the 16 AVX2 registers; elsewhere they
+    are not measured); else ``"direct"``.
 
     ``libraries``: dicts as :func:`blas_libraries` gives them (keys ``internal_api`` and
-    ``architecture``); ``blas``: which of them the core calls, as :func:`blas_called` takes it.
+    ``architecture``); ``blas``: which of them the core calls, as :func:`blas_called` takes it;
+    ``simd_path``: the core's SIMD path (``core.get_simd_path()``).
     """
     for lib in blas_called(libraries, blas):
-        if (lib.get("internal_api") == "openblas"
-                and str(lib.get("architecture", "")).lower() in UNPACKED_SMALL_GEMM_CORES):
+        if lib.get("internal_api") != "openblas":
+            continue
+        if str(lib.get("architecture", "")).lower() in UNPACKED_SMALL_GEMM_CORES:
             return "tiled"
+        if simd_path == "avx2_fma":
+            return "blocked"
     return "direct"
 
 
 def set_gemm_strategy(core, strategy):
-    """Make the loaded core run ``strategy`` (``"tiled"``, ``"direct"`` or ``"plain"``, see the
-    module docstring)."""
+    """Make the loaded core run ``strategy`` (``"tiled"``, ``"blocked"``, ``"direct"`` or
+    ``"plain"``, see the module docstring)."""
     if strategy not in GEMM_CHOICES[1:]:
         raise ValueError(f"strategy: expected one of {', '.join(GEMM_CHOICES[1:])}, got {strategy!r}")
     core.set_small_gemm(strategy == "tiled")
-    core.set_direct_gemm(strategy != "plain")
+    if strategy == "plain":
+        core.set_direct_gemm(False)
+    else:
+        core.set_direct_gemm(core.direct_gemm_taken() | ({"blocked"} if strategy == "blocked" else set()))
 
 
 def configure(core):
@@ -140,7 +153,8 @@ def configure(core):
     _state["blas_source"] = "auto" if blas == "auto" else "FASTNN_BLAS"
     gemm = _switch("FASTNN_GEMM", GEMM_CHOICES)
     if gemm == "auto":
-        strategy, source = gemm_strategy_for(libraries), "auto: from the BLAS core"
+        strategy = gemm_strategy_for(libraries, simd_path=core.get_simd_path())
+        source = "auto: from the BLAS core and the SIMD path"
     else:
         strategy, source = gemm, "FASTNN_GEMM"
     set_gemm_strategy(core, strategy)
@@ -148,12 +162,14 @@ def configure(core):
 
 
 def gemm_strategy():
-    """``(strategy, what decided it)``: ``"tiled"``, ``"direct"`` or ``"plain"`` (see the module
-    docstring)."""
+    """``(strategy, what decided it)``: ``"tiled"``, ``"blocked"``, ``"direct"`` or ``"plain"``
+    (see the module docstring)."""
     from ._native import core  # configures on first load
 
     if core.small_gemm_enabled():
         strategy = "tiled"
+    elif "blocked" in core.direct_gemm_classes():
+        strategy = "blocked"
     else:
         strategy = "direct" if core.direct_gemm_enabled() else "plain"
     return strategy, _state["gemm_source"] or "set"

@@ -87,12 +87,17 @@ cdef extern from "direct_gemm.h" nogil:
     void fnn_set_direct_gemm(int classes)
     enum: FNN_DIRECT_TAKEN
     enum: FNN_DIRECT_ALL_CLASSES
+    enum: FNN_DIRECT_BLOCKED
 
 cdef extern from "mlp.h" nogil:
     void fnn_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc)
     void fnn_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a, int lda,
                       const double *b, int ldb, double beta, double *c, int ldc)
+    void fnn_gemm_blas_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                           const float *b, int ldb, float beta, float *c, int ldc)
+    void fnn_gemm_blas_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a,
+                           int lda, const double *b, int ldb, double beta, double *c, int ldc)
     void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int lda, const float *b,
                             int ldb, float *c, int ldc)
     void fnn_gemm_small_f64(int trans_a, int m, int n, int k, const double *a, int lda, const double *b,
@@ -206,7 +211,7 @@ def small_gemm_enabled():
 
 
 # The shape classes of direct_gemm.h, as its bits.
-DIRECT_GEMM_CLASSES = {"outer": 1, "one_column": 2, "one_row": 4, "small_k": 8}
+DIRECT_GEMM_CLASSES = {"outer": 1, "one_column": 2, "one_row": 4, "small_k": 8, "blocked": 16}
 
 
 def set_direct_gemm(object enabled):
@@ -231,7 +236,8 @@ def direct_gemm_enabled():
 
 
 def direct_gemm_taken():
-    """The names of the classes direct_gemm.h takes."""
+    """The names of the small classes every strategy but "plain" takes (not "blocked", which
+    the "blocked" strategy adds)."""
     return {name for name, bit in DIRECT_GEMM_CLASSES.items() if FNN_DIRECT_TAKEN & bit}
 
 
@@ -320,8 +326,16 @@ cdef inline bint _is_f32(cnp.ndarray a):
 cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, real alpha,
                         const real *a, int lda, const real *b, int ldb, real beta,
                         real *c, int ldc) noexcept nogil:
-    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands (mlp.h's fnn_gemm)."""
-    if real is float:
+    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands (mlp.h's fnn_gemm).
+    A product of the "blocked" class goes to BLAS when BLAS may run several threads: fastnn's
+    register blocks run on the calling thread alone, and at 2 threads one BLAS call is faster."""
+    if (not (kernel_threads() == 1 or _blas_single)
+            and fnn_direct_gemm_class(trans_a, trans_b, m, n, k) == FNN_DIRECT_BLOCKED):
+        if real is float:
+            fnn_gemm_blas_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        else:
+            fnn_gemm_blas_f64(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    elif real is float:
         fnn_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
         fnn_gemm_f64(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -39,28 +39,40 @@ enum { FNN_DIRECT_NONE = 0, FNN_DIRECT_ROWS = 1, FNN_DIRECT_COLS = 2, FNN_DIRECT
 
 /* The shape classes, as bits: an outer product (k == 1), one output column (n == 1), one output
  * row (m == 1), a small shared dimension (2 <= k <= FNN_DIRECT_MAX_K; not with B transposed and A
- * not, whose short dot products are slow). A product belongs to the first that fits. */
-enum { FNN_DIRECT_OUTER = 1, FNN_DIRECT_ONE_COLUMN = 2, FNN_DIRECT_ONE_ROW = 4, FNN_DIRECT_SMALL_K = 8 };
-#define FNN_DIRECT_ALL_CLASSES 15
-/* The classes taken: all (see the figures above). */
-#define FNN_DIRECT_TAKEN FNN_DIRECT_ALL_CLASSES
+ * not, whose short dot products are slow), each up to FNN_DIRECT_MAX_MNK multiply-adds; and the
+ * products above those, up to FNN_DIRECT_BLOCKED_MAX_MNK, again not with B transposed and A not
+ * ("blocked": the register blocks of dg_rows, see below). A product belongs to the first that fits. */
+enum { FNN_DIRECT_OUTER = 1, FNN_DIRECT_ONE_COLUMN = 2, FNN_DIRECT_ONE_ROW = 4, FNN_DIRECT_SMALL_K = 8,
+       FNN_DIRECT_BLOCKED = 16 };
+#define FNN_DIRECT_ALL_CLASSES 31
+/* The classes every strategy but "plain" takes (see the figures above); "blocked" is taken by the
+ * strategy of that name alone (fastnn/_machine.py). */
+#define FNN_DIRECT_TAKEN 15
 
-/* Products of more multiply-adds than this always go to BLAS (which may also run threads). */
+/* Products of more multiply-adds than this are not in the small classes. */
 #define FNN_DIRECT_MAX_MNK (1 << 20)
 #define FNN_DIRECT_MAX_K 16
+/* Products of more multiply-adds than this always go to BLAS (which may also run threads). */
+#define FNN_DIRECT_BLOCKED_MAX_MNK (1 << 20)
 
-/* The classes that run direct: FNN_DIRECT_TAKEN, or 0 (FASTNN_GEMM=plain: every product goes to
- * BLAS); tests and measurements set others. Set by fnn_set_direct_gemm (mlp.c). */
+/* The classes that run direct: FNN_DIRECT_TAKEN, with FNN_DIRECT_BLOCKED for the "blocked"
+ * strategy, or 0 (FASTNN_GEMM=plain: every product goes to BLAS); tests and measurements set
+ * others. Set by fnn_set_direct_gemm (mlp.c). */
 extern int fnn_direct_gemm_classes;
 void fnn_set_direct_gemm(int classes);
 
 /* The class of C (m, n) = op(A) (m, k) op(B) (k, n), or 0 for none. */
 static inline int fnn_direct_gemm_class(int trans_a, int trans_b, int m, int n, int k)
 {
-    if (k == 1) return FNN_DIRECT_OUTER;
-    if (n == 1) return FNN_DIRECT_ONE_COLUMN;
-    if (m == 1) return FNN_DIRECT_ONE_ROW;
-    if (k <= FNN_DIRECT_MAX_K && !(trans_b && !trans_a)) return FNN_DIRECT_SMALL_K;
+    const double mnk = (double)m * n * k;
+    const int short_dots = trans_b && !trans_a;
+    if (mnk <= FNN_DIRECT_MAX_MNK) {
+        if (k == 1) return FNN_DIRECT_OUTER;
+        if (n == 1) return FNN_DIRECT_ONE_COLUMN;
+        if (m == 1) return FNN_DIRECT_ONE_ROW;
+        if (k <= FNN_DIRECT_MAX_K && !short_dots) return FNN_DIRECT_SMALL_K;
+    }
+    if (mnk <= FNN_DIRECT_BLOCKED_MAX_MNK && !short_dots) return FNN_DIRECT_BLOCKED;
     return 0;
 }
 
@@ -71,7 +83,7 @@ static inline int fnn_direct_gemm_class(int trans_a, int trans_b, int m, int n, 
  * op(B)'s columns (both contiguous). */
 static inline int fnn_direct_gemm_form(int trans_a, int trans_b, int m, int n, int k, int lda, int ldb)
 {
-    if (m <= 0 || n <= 0 || (double)m * n * k > FNN_DIRECT_MAX_MNK) return FNN_DIRECT_NONE;
+    if (m <= 0 || n <= 0) return FNN_DIRECT_NONE;
     if (!(fnn_direct_gemm_class(trans_a, trans_b, m, n, k) & fnn_direct_gemm_classes)) return FNN_DIRECT_NONE;
     const int b_rows_contiguous = !trans_b || (k == 1 && ldb == 1);
     if (!trans_a && (n == 1 || !b_rows_contiguous)) /* an A row against each column of op(B) */

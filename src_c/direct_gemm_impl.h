@@ -22,10 +22,74 @@
 typedef REAL DG_NAME(vec) __attribute__((vector_size(32), aligned(sizeof(REAL)), may_alias));
 #define DG_VEC DG_NAME(vec)
 #define DG_W ((int)(32 / sizeof(REAL)))
-#define DG_IB 6 /* rows of C per block: 6 x 2 vectors of sums stay in registers */
-/* One row of dg_rows: c[j*c_cs] = sum_p a[p*a_cs] * b[p*b_rs + j] for j < n, in blocks of 8
- * vectors (8 independent sums, so the additions do not wait on each other), then of one vector,
- * then the last columns in one vector. All arithmetic is on whole vectors, so every output is
+#define DG_IB 6 /* rows of C per block: 6 x 2 vectors of sums, two vectors of B and a multiplier
+                     make 15 of an AVX2 core's 16 vector registers */
+
+/* The n < DG_W elements at x in a vector, its other lanes zero. */
+static FNN_TARGET inline DG_VEC DG_NAME(dg_last)(const REAL *x, int n)
+{
+    DG_VEC v = {0};
+    for (int l = 0; l < n; l++) v[l] = x[l];
+    return v;
+}
+
+/* The first `width` lanes of v to c, c_cs apart. */
+static FNN_TARGET inline __attribute__((always_inline)) void DG_NAME(dg_put)(REAL *c, ptrdiff_t c_cs, DG_VEC v,
+                                                                            int width)
+{
+    if (c_cs == 1 && width == DG_W)
+        *(DG_VEC *)c = v;
+    else
+        for (int j = 0; j < width; j++) c[j * c_cs] = v[j];
+}
+
+/* One block of C: R <= DG_IB rows by V (1 or 2) vectors of columns, the last vector `last` <= DG_W
+ * lanes wide; c[r*c_rs + j*c_cs] = sum_p a[r*a_rs + p*a_cs] * b[p*b_rs + j]. The sums are named
+ * registers (s<row><vector>), not an array, so that GCC keeps all of them in registers; R, V and a
+ * whole `last` are constants at the hot call sites, so the unused ones fold away.
+ *
+ * A partial last vector of B's rows 0..k-2 is loaded whole when the rows are at least DG_W apart
+ * (b_rs >= DG_W): its extra lanes then lie inside the next row of B, so the load stays within B,
+ * and those lanes' sums are never stored (lanes do not mix). The last row, or rows closer than
+ * DG_W, are read lane by lane, the other lanes zero. */
+static FNN_TARGET inline __attribute__((always_inline)) void DG_NAME(dg_block)(
+    const int R, const int V, const int last, int k, const REAL *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const REAL *b,
+    ptrdiff_t b_rs, REAL *c, ptrdiff_t c_rs, ptrdiff_t c_cs)
+{
+    DG_VEC s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0}, s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0}, s40 = {0},
+           s41 = {0}, s50 = {0}, s51 = {0};
+    const int whole_rows = last == DG_W ? k : b_rs >= DG_W ? k - 1 : 0; /* rows loaded as whole vectors */
+#define DG_ADD(r)                                  \
+        if (R > r) {                               \
+            const REAL s = ap[r * a_rs];           \
+            s##r##0 += s * b0;                     \
+            if (V > 1) s##r##1 += s * b1;          \
+        }
+#define DG_STEP(LOAD_LAST)                                                                 \
+    do {                                                                                   \
+        const REAL *ap = a + (ptrdiff_t)p * a_cs, *bp = b + (ptrdiff_t)p * b_rs;           \
+        const REAL *b_last = V == 1 ? bp : bp + DG_W; /* the vector that may be partial */ \
+        const DG_VEC bl = LOAD_LAST;                                                       \
+        const DG_VEC b0 = V == 1 ? bl : *(const DG_VEC *)bp, b1 = bl;                      \
+        DG_ADD(0) DG_ADD(1) DG_ADD(2) DG_ADD(3) DG_ADD(4) DG_ADD(5)                        \
+    } while (0)
+    int p = 0;
+    for (; p < whole_rows; p++) DG_STEP(*(const DG_VEC *)b_last);
+    for (; p < k; p++) DG_STEP(DG_NAME(dg_last)(b_last, last));
+#undef DG_STEP
+#undef DG_ADD
+#define DG_PUT(r)                                                                                 \
+    if (R > r) {                                                                                  \
+        DG_NAME(dg_put)(c + r * c_rs, c_cs, s##r##0, V > 1 ? DG_W : last);                        \
+        if (V > 1) DG_NAME(dg_put)(c + r * c_rs + DG_W * c_cs, c_cs, s##r##1, last);              \
+    }
+    DG_PUT(0) DG_PUT(1) DG_PUT(2) DG_PUT(3) DG_PUT(4) DG_PUT(5)
+#undef DG_PUT
+}
+
+/* One row: c[j*c_cs] = sum_p a[p*a_cs] * b[p*b_rs + j] for j < n, in blocks of 8 vectors (8
+ * independent sums, so the additions do not wait on each other), then of one vector, then the
+ * last columns in one vector. All arithmetic is on whole vectors, so every output is
  * rounded alike (GCC contracts a * b + c into one fused multiply-add on the avx2 path). */
 static FNN_TARGET void DG_NAME(dg_row1)(int n, int k, const REAL *a, ptrdiff_t a_cs, const REAL *b, ptrdiff_t b_rs,
                                         REAL *c, ptrdiff_t c_cs)
@@ -60,62 +124,78 @@ static FNN_TARGET void DG_NAME(dg_row1)(int n, int k, const REAL *a, ptrdiff_t a
     }
 }
 
-/* c[i*c_rs + j*c_cs] = sum_p a[i*a_rs + p*a_cs] * b[p*b_rs + j] for i < m, j < n, p < k: a
- * multiple of each B row is added into DG_IB x 2 DG_W outputs held in registers; the columns and
- * rows left over go through dg_row1. */
+/* The height of the block of rows that starts at row i of m: DG_IB, except that the last 7 to 9
+ * rows run as 4 and the rest, since a block of fewer than 4 rows holds too few independent sums
+ * to keep both FMA units busy. */
+static inline int DG_NAME(dg_block_rows)(int m, int i)
+{
+    const int left = m - i;
+    return left >= DG_IB + 4 ? DG_IB : left > DG_IB ? 4 : left;
+}
+
+/* The block of `rows` (<= DG_IB) rows from row i by the columns [j0, j0 + cols), cols <= 2 DG_W. */
+#define DG_TILE(R)                                                                                   \
+    do {                                                                                             \
+        const REAL *ai = a + (ptrdiff_t)i * a_rs, *bj = b + j0;                                      \
+        REAL *cij = c + (ptrdiff_t)i * c_rs + (ptrdiff_t)j0 * c_cs;                                  \
+        if (cols == 2 * DG_W)                                                                        \
+            DG_NAME(dg_block)(R, 2, DG_W, k, ai, a_rs, a_cs, bj, b_rs, cij, c_rs, c_cs);             \
+        else if (cols > DG_W)                                                                        \
+            DG_NAME(dg_block)(R, 2, cols - DG_W, k, ai, a_rs, a_cs, bj, b_rs, cij, c_rs, c_cs);      \
+        else                                                                                         \
+            DG_NAME(dg_block)(R, 1, cols, k, ai, a_rs, a_cs, bj, b_rs, cij, c_rs, c_cs);             \
+    } while (0)
+#define DG_ANY_TILE()                                                                                \
+    do {                                                                                             \
+        switch (rows) {                                                                              \
+        case 6: DG_TILE(6); break;                                                                   \
+        case 5: DG_TILE(5); break;                                                                   \
+        case 4: DG_TILE(4); break;                                                                   \
+        case 3: DG_TILE(3); break;                                                                   \
+        case 2: DG_TILE(2); break;                                                                   \
+        default: DG_TILE(1); break;                                                                  \
+        }                                                                                            \
+    } while (0)
+
+/* B of at most this many bytes stays in the nearest cache whatever the order of the blocks. */
+#define DG_SMALL_B_BYTES 32768
+
+/* c[i*c_rs + j*c_cs] = sum_p a[i*a_rs + p*a_cs] * b[p*b_rs + j] for i < m, j < n, p < k, in
+ * register blocks of DG_IB rows by 2 DG_W columns (dg_block). A small B is passed over block row
+ * by block row, so that C is written row after row; a larger one column panel by column panel, so
+ * that the panel (k x 2 DG_W) stays in the nearest cache while every block of rows passes over it.
+ * One or two rows run as single rows (dg_row1), in blocks of 8 vectors. Every output is one sum
+ * over p in order, each term added by one multiply-add on whole vectors, so it rounds alike in
+ * any block and either order. */
 static FNN_TARGET void DG_NAME(dg_rows)(int m, int n, int k, const REAL *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
                                         const REAL *b, ptrdiff_t b_rs, REAL *c, ptrdiff_t c_rs, ptrdiff_t c_cs)
 {
-    const int n_block = n - n % (2 * DG_W);
-    int i = 0;
-    for (; n >= DG_W && i + DG_IB <= m; i += DG_IB) {
-        const REAL *ai = a + (ptrdiff_t)i * a_rs;
-        for (int j0 = 0; j0 < n_block; j0 += 2 * DG_W) {
-            DG_VEC acc[DG_IB][2];
-            const REAL *bj = b + j0;
-            for (int r = 0; r < DG_IB; r++) acc[r][0] = acc[r][1] = (DG_VEC){0};
-            for (int p = 0; p < k; p++) {
-                const REAL *bp = bj + (ptrdiff_t)p * b_rs;
-                const DG_VEC b0 = *(const DG_VEC *)bp, b1 = *(const DG_VEC *)(bp + DG_W);
-                for (int r = 0; r < DG_IB; r++) {
-                    const REAL s = ai[r * a_rs + (ptrdiff_t)p * a_cs];
-                    acc[r][0] += s * b0;
-                    acc[r][1] += s * b1;
-                }
-            }
-            for (int r = 0; r < DG_IB; r++) {
-                REAL *cr = c + (ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)j0 * c_cs;
-                if (c_cs == 1) {
-                    *(DG_VEC *)cr = acc[r][0];
-                    *(DG_VEC *)(cr + DG_W) = acc[r][1];
-                } else {
-                    for (int j = 0; j < DG_W; j++) {
-                        cr[j * c_cs] = acc[r][0][j];
-                        cr[(j + DG_W) * c_cs] = acc[r][1][j];
-                    }
-                }
-            }
-        }
-        int j0 = n_block;
-        if (j0 + DG_W <= n) { /* one more vector of columns */
-            DG_VEC acc[DG_IB];
-            for (int r = 0; r < DG_IB; r++) acc[r] = (DG_VEC){0};
-            for (int p = 0; p < k; p++) {
-                const DG_VEC bv = *(const DG_VEC *)(b + j0 + (ptrdiff_t)p * b_rs);
-                for (int r = 0; r < DG_IB; r++) acc[r] += ai[r * a_rs + (ptrdiff_t)p * a_cs] * bv;
-            }
-            for (int r = 0; r < DG_IB; r++)
-                for (int j = 0; j < DG_W; j++) c[(ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)(j0 + j) * c_cs] = acc[r][j];
-            j0 += DG_W;
-        }
-        if (j0 < n)
-            for (int r = 0; r < DG_IB; r++)
-                DG_NAME(dg_row1)(n - j0, k, ai + r * a_rs, a_cs, b + j0, b_rs,
-                                 c + (ptrdiff_t)(i + r) * c_rs + (ptrdiff_t)j0 * c_cs, c_cs);
+    if (m <= 2 || n < DG_W) {
+        for (int i = 0; i < m; i++)
+            DG_NAME(dg_row1)(n, k, a + (ptrdiff_t)i * a_rs, a_cs, b, b_rs, c + (ptrdiff_t)i * c_rs, c_cs);
+        return;
     }
-    for (; i < m; i++)
-        DG_NAME(dg_row1)(n, k, a + (ptrdiff_t)i * a_rs, a_cs, b, b_rs, c + (ptrdiff_t)i * c_rs, c_cs);
+    if ((double)k * n * sizeof(REAL) <= DG_SMALL_B_BYTES) {
+        for (int i = 0, rows; i < m; i += rows) {
+            rows = DG_NAME(dg_block_rows)(m, i);
+            for (int j0 = 0; j0 < n; j0 += 2 * DG_W) {
+                const int cols = n - j0 < 2 * DG_W ? n - j0 : 2 * DG_W;
+                DG_ANY_TILE();
+            }
+        }
+    } else {
+        for (int j0 = 0; j0 < n; j0 += 2 * DG_W) {
+            const int cols = n - j0 < 2 * DG_W ? n - j0 : 2 * DG_W;
+            for (int i = 0, rows; i < m; i += rows) {
+                rows = DG_NAME(dg_block_rows)(m, i);
+                DG_ANY_TILE();
+            }
+        }
+    }
 }
+#undef DG_ANY_TILE
+#undef DG_TILE
+#undef DG_SMALL_B_BYTES
 
 /* The lanes of a dot product's sums v added pairwise: lanes 2l and 2l+1, then those pairs two by
  * two, ... (for doubles (x0 + x1) + (x2 + x3)); dg_lanes_sum for one v, dg_lanes_sum4 for four
@@ -154,14 +234,6 @@ static FNN_TARGET inline DG_VEC DG_NAME(dg_lanes_sum4)(DG_VEC v0, DG_VEC v1, DG_
            + __builtin_shuffle(u01, u23, (DG_NAME(lanes)){2, 3, 6, 7});
 }
 #endif
-
-/* The n < DG_W elements at x in a vector, its other lanes zero. */
-static FNN_TARGET inline DG_VEC DG_NAME(dg_last)(const REAL *x, int n)
-{
-    DG_VEC v = {0};
-    for (int l = 0; l < n; l++) v[l] = x[l];
-    return v;
-}
 
 /* c[i*ldc + j] = sum_p a[i*lda + p] * b[j*b_cs + p]: dot products of contiguous rows, 4 rows of A
  * at a time against one column of op(B), in two vectors of partial sums (the first also takes a

@@ -79,12 +79,13 @@ def simd_path(request):
         _core.set_simd_path(previous)
 
 
-@pytest.fixture(params=["tiled", "direct", "plain"])
+@pytest.fixture(params=["tiled", "blocked", "direct", "plain"])
 def gemm_strategy(request):
     """Run the test with each product strategy (fastnn/_machine.py: the small products in
     fastnn's own kernels and the larger ones cut into small BLAS calls, "tiled"; the small ones
-    direct and one BLAS call for the others, "direct"; one BLAS call per product, "plain"),
-    whichever the machine would choose; then restore."""
+    and those up to 2^20 multiply-adds in fastnn's own kernels, "blocked"; the small ones direct
+    and one BLAS call for the others, "direct"; one BLAS call per product, "plain"), whichever
+    the machine would choose; then restore."""
     from fastnn import _core, _machine
 
     previous, _ = _machine.gemm_strategy()

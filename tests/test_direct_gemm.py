@@ -3,6 +3,8 @@ every shape class and form, both dtypes, transposed operands, leading dimensions
 rows and operands that start inside a larger buffer, on every SIMD path; and the rule that
 picks them."""
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -63,10 +65,11 @@ def test_every_form_matches_numpy(dtype, simd_path, trans_a, trans_b, every_clas
         seen.add(form)
         core.gemm(a, b, out, trans_a, trans_b)
         _check(out_buf, out, _expected(a, b, trans_a, trans_b), dtype, k)
-    # each transposition reaches the forms it can run in (with rows longer than the operands),
-    # and BLAS for the other shapes
-    assert seen == {(False, False): {"rows", None}, (False, True): {"dots", None},
-                    (True, False): {"rows", "cols", None}, (True, True): {"cols", None}}[trans_a, trans_b]
+    # each transposition reaches the forms it can run in (with rows longer than the operands);
+    # every product here is below the blocked class's limit, so only B transposed with A not
+    # (short dot products) reaches BLAS
+    assert seen == {(False, False): {"rows"}, (False, True): {"dots", None},
+                    (True, False): {"rows", "cols"}, (True, True): {"cols"}}[trans_a, trans_b]
 
 
 @pytest.mark.parametrize("m, n, k", [(200, 100, 8), (200, 1, 100), (100, 1, 200), (1, 100, 200), (200, 100, 1),
@@ -99,14 +102,78 @@ def test_contiguous_operands_and_the_ops_ld_conventions(dtype, trans_a, trans_b,
 def test_each_output_is_one_sum_whatever_block_it_falls_in(dtype, simd_path, every_class, rng):
     # rows and cols forms: the first rows of a product are the product of the first rows alone,
     # bit for bit, whether they fall in a block of rows, the rows left over, or a row on its own
-    for trans_a, (m, n, k) in [(False, (13, 37, 9)), (True, (13, 37, 9)), (True, (13, 1, 50))]:
+    for trans_a, (m, n, k) in [(False, (13, 37, 9)), (True, (13, 37, 9)), (True, (13, 1, 50)),
+                               (False, (33, 100, 40)), (True, (33, 100, 40))]:
         a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
         b = rng.standard_normal((k, n)).astype(dtype)
         full = core.gemm(a, b, np.empty((m, n), dtype), trans_a, False)
-        for rows in (1, 5, 7, 12):
+        for rows in (1, 5, 7, 9, 12, 13):
             part = a[:, :rows] if trans_a else a[:rows]
             got = core.gemm(np.ascontiguousarray(part), b, np.empty((rows, n), dtype), trans_a, False)
             np.testing.assert_array_equal(got, full[:rows])
+
+
+@pytest.mark.parametrize("trans_a", [False, True], ids=["NN", "TN"])
+def test_blocked_products_match_numpy_at_every_edge(dtype, simd_path, trans_a, every_class, rng):
+    # register blocks of 6 rows by 2 vectors: every count of rows left over (and 4 + 1..3 when
+    # fewer than 4 are left), every width of a last vector, at the engine's shapes and around them
+    widths = [1, 3, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 33, 100, 128]
+    for m, n, k in [(m, n, 40) for m in (1, 2, 3, 4, 5, 6, 7, 9, 10, 13, 31, 32, 33) for n in widths] + [
+            (32, 128, 196), (196, 128, 32), (32, 100, 196), (196, 100, 32), (64, 128, 100)]:
+        a, b, out_buf, out = _operands(rng, dtype, trans_a, False, m, n, k)
+        assert core.direct_gemm_class(trans_a, False, m, n, k) in ("blocked", "small_k", "one_row", "one_column")
+        core.gemm(a, b, out, trans_a, False)
+        _check(out_buf, out, _expected(a, b, trans_a, False), dtype, k)
+
+
+def test_a_partial_last_vector_gives_the_same_bits_as_a_whole_one(dtype, simd_path, every_class, rng):
+    # B's rows loaded whole past the product's last column (the lanes beyond never stored) or
+    # lane by lane (B's last row, or rows closer than a vector) give each output the same sum
+    m, k = 13, 50
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, 40)).astype(dtype)
+    full = core.gemm(a, b, np.empty((m, 40), dtype))
+    for n in (2, 3, 5, 11, 19, 37):  # (one column is a class of its own, summed as a dot product)
+        narrow = np.ascontiguousarray(b[:, :n])  # rows n apart: whole loads only when n >= a vector
+        np.testing.assert_array_equal(core.gemm(a, narrow, np.empty((m, n), dtype)), full[:, :n])
+        np.testing.assert_array_equal(core.gemm(a, b[:, :n], np.empty((m, n), dtype)), full[:, :n])
+
+
+GUARD_PAGE_SCRIPT = """
+import ctypes, mmap, sys
+import numpy as np
+from fastnn._native import core
+core.set_direct_gemm(set(core.DIRECT_GEMM_CLASSES))
+core.set_simd_path(sys.argv[1])
+page = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    for n in (1, 3, 9, 17, 20, 100):
+        for trans_a in (False, True):
+            m, k = 13, 24
+            nbytes = k * n * np.dtype(dtype).itemsize
+            pages = -(-nbytes // page)
+            buf = mmap.mmap(-1, (pages + 1) * page)
+            base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+            assert libc.mprotect(base + pages * page, page, 0) == 0, ctypes.get_errno()  # PROT_NONE
+            b = np.frombuffer(buf, dtype, count=k * n, offset=pages * page - nbytes).reshape(k, n)
+            b[...] = rng.standard_normal((k, n))
+            a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+            out = core.gemm(a, b, np.empty((m, n), dtype), trans_a, False)
+            want = (a.T if trans_a else a).astype(np.float64) @ b.astype(np.float64)
+            assert np.allclose(out, want, rtol=1e-5, atol=1e-4), (dtype, n, trans_a)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through ctypes: Linux")
+def test_the_kernels_never_read_past_the_end_of_b(simd_path):
+    # B ends where an unreadable page begins: a load past B's last element would kill the process
+    proc = subprocess.run([sys.executable, "-c", GUARD_PAGE_SCRIPT, simd_path], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
 def test_same_shape_same_bits(dtype, simd_path, rng):
@@ -135,7 +202,9 @@ def test_special_values_propagate(dtype, simd_path, every_class):
     (False, False, 1, 100, 200, "one_row"), (True, False, 1, 100, 200, "one_row"),
     (False, False, 200, 100, 8, "small_k"), (True, False, 100, 100, 16, "small_k"),
     (False, True, 32, 25, 10, None),  # short dot products: BLAS
-    (False, False, 200, 100, 17, None), (True, False, 8, 100, 200, None), (False, False, 32, 100, 196, None),
+    (False, False, 200, 100, 17, "blocked"), (True, False, 8, 100, 200, "blocked"),
+    (False, False, 32, 128, 196, "blocked"), (True, False, 196, 128, 32, "blocked"), (True, True, 64, 64, 64, "blocked"),
+    (False, True, 32, 128, 196, None), (False, False, 128, 128, 196, None), (True, False, 196, 128, 128, None),
 ])
 def test_shape_classes(trans_a, trans_b, m, n, k, expected):
     assert core.direct_gemm_class(trans_a, trans_b, m, n, k) == expected
@@ -156,6 +225,11 @@ def test_the_strategies_switch_the_direct_kernels(every_class):
             _machine.set_gemm_strategy(core, strategy)
             assert _machine.gemm_strategy()[0] == strategy
             assert core.direct_gemm_classes() == core.direct_gemm_taken()
+            assert core.direct_gemm_form(False, False, 32, 128, 196, 196, 128) is None  # one BLAS call
+        _machine.set_gemm_strategy(core, "blocked")
+        assert _machine.gemm_strategy()[0] == "blocked"
+        assert core.direct_gemm_classes() == core.direct_gemm_taken() | {"blocked"}
+        assert core.direct_gemm_form(False, False, 32, 128, 196, 196, 128) == "rows"
         with pytest.raises(ValueError, match="strategy"):
             _machine.set_gemm_strategy(core, "fast")
     finally:

@@ -19,31 +19,42 @@ def _openblas(core, directory="scipy.libs"):
 
 @pytest.mark.parametrize("core, strategy", [
     ("SkylakeX", "tiled"), ("Cooperlake", "tiled"), ("SapphireRapids", "tiled"),
-    ("Haswell", "direct"), ("Zen", "direct"), ("Sandybridge", "direct"), ("neoversen1", "direct"),
-    ("armv8", "direct"), ("", "direct")])
+    ("Haswell", "blocked"), ("Zen", "blocked"), ("", "blocked")])
 def test_strategy_follows_the_blas_core(core, strategy):
-    assert _machine.gemm_strategy_for([_openblas(core)]) == strategy
+    assert _machine.gemm_strategy_for([_openblas(core)], simd_path="avx2_fma") == strategy
+
+
+@pytest.mark.parametrize("core, strategy", [
+    ("SkylakeX", "tiled"), ("Haswell", "direct"), ("Sandybridge", "direct"), ("neoversen1", "direct"),
+    ("armv8", "direct")])
+def test_fastnns_register_blocks_need_the_avx2_path(core, strategy):
+    # the generic path (FASTNN_SIMD=generic, CPUs without AVX2, ARM): one BLAS call for the
+    # larger products, whatever OpenBLAS kernels run
+    assert _machine.gemm_strategy_for([_openblas(core)], simd_path="generic") == strategy
 
 
 def test_strategy_reads_the_blas_fastnn_calls():
     numpy_skylake, scipy_haswell = _openblas("SkylakeX", "numpy.libs"), _openblas("Haswell")
-    assert _machine.gemm_strategy_for([numpy_skylake, scipy_haswell], blas="scipy") == "direct"
-    assert _machine.gemm_strategy_for([numpy_skylake, scipy_haswell], blas="numpy") == "tiled"
+    avx2 = dict(simd_path="avx2_fma")
+    assert _machine.gemm_strategy_for([numpy_skylake, scipy_haswell], blas="scipy", **avx2) == "blocked"
+    assert _machine.gemm_strategy_for([numpy_skylake, scipy_haswell], blas="numpy", **avx2) == "tiled"
     assert _machine.gemm_strategy_for([_openblas("SkylakeX"), _openblas("Haswell", "numpy.libs")],
-                                      blas="scipy") == "tiled"
+                                      blas="scipy", **avx2) == "tiled"
 
 
 def test_other_blas_libraries_make_one_call_per_larger_product():
     mkl = {"user_api": "blas", "internal_api": "mkl", "architecture": "SkylakeX",
            "filepath": "/site-packages/scipy.libs/libmkl_rt.so"}
-    assert _machine.gemm_strategy_for([mkl]) == "direct"
-    assert _machine.gemm_strategy_for([]) == "direct"
+    assert _machine.gemm_strategy_for([mkl], simd_path="avx2_fma") == "direct"
+    assert _machine.gemm_strategy_for([], simd_path="avx2_fma") == "direct"
 
 
 def test_this_process_chose_from_its_own_blas():
+    from fastnn._native import core
+
     strategy, source = _machine.gemm_strategy()
     if os.environ.get("FASTNN_GEMM", "auto") in ("", "auto"):
-        assert strategy == _machine.gemm_strategy_for(_machine.blas_libraries())
+        assert strategy == _machine.gemm_strategy_for(_machine.blas_libraries(), simd_path=core.get_simd_path())
         assert source.startswith("auto")
     else:
         assert strategy == os.environ["FASTNN_GEMM"]
@@ -80,7 +91,7 @@ def _run(env):
     return json.loads(proc.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("strategy", ["tiled", "direct", "plain"])
+@pytest.mark.parametrize("strategy", ["tiled", "blocked", "direct", "plain"])
 def test_each_forced_strategy_repeats_bit_for_bit_across_processes(strategy):
     env = {"FASTNN_GEMM": strategy, "PYTHONHASHSEED": "0"}
     first, second = _run(env), _run(env)
@@ -90,7 +101,7 @@ def test_each_forced_strategy_repeats_bit_for_bit_across_processes(strategy):
 
 def test_the_strategies_train_to_the_same_weights_within_rounding():
     plain = _run({"FASTNN_GEMM": "plain"})["digest"]
-    for strategy in ("tiled", "direct"):
+    for strategy in ("tiled", "blocked", "direct"):
         np.testing.assert_allclose(_run({"FASTNN_GEMM": strategy})["digest"], plain, rtol=1e-4, atol=1e-3)
 
 
@@ -152,7 +163,7 @@ def test_info_names_the_cpu_its_vector_extensions_and_the_strategy():
 
     cfg = config()
     assert cfg["cpu"]
-    assert cfg["gemm_strategy"] in ("tiled", "direct", "plain")
+    assert cfg["gemm_strategy"] in ("tiled", "blocked", "direct", "plain")
     if os.path.exists("/proc/cpuinfo") and _machine.cpu_model() and "x86" in os.uname().machine:
         flags = open("/proc/cpuinfo").read()
         assert ("avx2" in cfg["vector_extensions"]) == (" avx2" in flags)
