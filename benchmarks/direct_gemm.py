@@ -46,6 +46,9 @@ PRODUCTS = [
     # the 784-128-10 step at batch 32 in 4 parts (the "blocked" class)
     ("float32", "NN", 32, 128, 196), ("float32", "TN", 196, 128, 32), ("float64", "NN", 32, 128, 196),
     ("float64", "TN", 196, 128, 32),
+    # its output layer (128->10) in 4 parts at batch 128 and 32
+    ("float32", "NN", 128, 10, 32), ("float32", "TN", 32, 10, 128), ("float32", "NN", 32, 10, 32),
+    ("float32", "TN", 32, 10, 32),
     # more of each class
     ("float32", "NN", 128, 128, 4), ("float32", "NN", 128, 128, 16), ("float64", "NN", 128, 128, 16),
     ("float32", "NN", 128, 1, 784), ("float32", "TN", 784, 1, 128), ("float32", "NT", 128, 784, 1),

@@ -1,4 +1,4 @@
-"""Two measurements of one native MNIST training epoch (784-128-10 sigmoid, SGD momentum 0.9,
+"""Three measurements of one native MNIST training epoch (784-128-10 sigmoid, SGD momentum 0.9,
 float32), each interleaved, medians of --repeats:
 
 * ``after-numpy``: an epoch at 2 threads right after numpy BLAS work (three 1024x1024 products at
@@ -7,9 +7,13 @@ float32), each interleaved, medians of --repeats:
   a threaded fit ends those idle workers when it starts (fastnn._blas_pools).
 * ``parts``: an epoch at 1 thread with the work cut into 1, 2 and 4 parts
   (fastnn._fastpath.N_PARTS; 4, the default, makes the weights independent of the thread count).
+* ``strategies``: an epoch at 1 and 2 threads, batch 32 and 128, with each product strategy
+  (fastnn._machine, FASTNN_GEMM) the BLAS core allows: "blocked" against "direct" on kernels
+  that pack every call, "tiled" against "direct" on the others.
 
     python benchmarks/native_epoch.py after-numpy
     OPENBLAS_CORETYPE=Haswell python benchmarks/native_epoch.py parts   # the AVX2 kernels
+    OPENBLAS_CORETYPE=Haswell python benchmarks/native_epoch.py strategies --repeats 9
 
 Not a pytest file. Run it on a quiet machine.
 """
@@ -64,13 +68,38 @@ def parts(x, y, repeats):
         _fastpath.N_PARTS = default
 
 
+def strategies(x, y, repeats):
+    from fastnn import _machine
+    from fastnn._native import core
+
+    chosen, _ = _machine.gemm_strategy()
+    pair = (chosen, "direct") if chosen != "direct" else ("direct", "plain")
+    print(f"BLAS core {[lib.get('architecture') for lib in _machine.blas_called()]}, "
+          f"SIMD path {core.get_simd_path()}: {pair[0]} against {pair[1]}")
+    try:
+        for threads in (1, 2):
+            fastnn.set_num_threads(threads)
+            for batch in (32, 128):
+                times = {name: [] for name in pair}
+                for r in range(repeats):
+                    for name in pair if r % 2 == 0 else pair[::-1]:
+                        _machine.set_gemm_strategy(core, name)
+                        time.sleep(0.15)  # the other run's idle BLAS workers go to sleep
+                        times[name].append(epoch(x, y, batch))
+                first, second = (np.median(times[name]) for name in pair)
+                print(f"{threads} thread(s), batch {batch}: {pair[0]} {first:.3f} s, {pair[1]} {second:.3f} s, "
+                      f"{pair[1]} / {pair[0]} {second / first:.2f}")
+    finally:
+        _machine.set_gemm_strategy(core, chosen)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("measure", choices=("after-numpy", "parts"))
+    parser.add_argument("measure", choices=("after-numpy", "parts", "strategies"))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     (x, y), _ = load_mnist()
-    {"after-numpy": after_numpy, "parts": parts}[args.measure](x, y, args.repeats)
+    {"after-numpy": after_numpy, "parts": parts, "strategies": strategies}[args.measure](x, y, args.repeats)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ override them, for tests and for comparing the paths:
   (``src_c/small_gemm.h``); ``blocked`` also computes the larger products of a training step
   (up to 2^20 multiply-adds) in fastnn's own register-blocked kernel; ``plain`` makes one BLAS
   call per product. ``auto`` picks ``tiled`` for OpenBLAS kernels with an unpacked
-  small-matrix path, ``blocked`` for the other OpenBLAS kernels when the ``avx2_fma`` SIMD path
-  runs, ``direct`` elsewhere.
+  small-matrix path, ``blocked`` for the other OpenBLAS kernels, ``direct`` for other BLAS
+  libraries, each on the ``avx2_fma`` SIMD path, and ``plain`` on the generic path.
 * ``FASTNN_BLAS=auto|numpy|scipy``: the BLAS library the products call. ``numpy`` is the
   OpenBLAS numpy ships (64-bit integers, ``scipy_sgemm_64_``); ``scipy`` is the one scipy ships,
   through ``scipy.linalg.cython_blas``. ``auto`` takes numpy's where it is found (it is the
@@ -100,22 +100,26 @@ def set_blas(core, name, libraries):
 
 
 def gemm_strategy_for(libraries, blas=None, *, simd_path):
-    """``"tiled"`` when the BLAS fastnn calls is an OpenBLAS whose core has the unpacked
-    small-matrix kernels (``UNPACKED_SMALL_GEMM_CORES``); ``"blocked"`` when it is another
-    OpenBLAS (which packs the operands of every call, as its Haswell and Zen kernels do) and
-    ``simd_path`` is ``"avx2_fma"`` (the register blocks fill the 16 AVX2 registers; elsewhere they
-    are not measured); else ``"direct"``.
+    """The product strategy for the BLAS fastnn calls and the core's SIMD path:
+
+    * ``"plain"`` off the ``"avx2_fma"`` path: fastnn's own products there are built from GCC's
+      portable vectors and run 2-30x slower than one BLAS call (BENCHMARKS.md);
+    * ``"tiled"`` when the BLAS is an OpenBLAS whose core has the unpacked small-matrix kernels
+      (``UNPACKED_SMALL_GEMM_CORES``);
+    * ``"blocked"`` when it is another OpenBLAS (which packs the operands of every call, as its
+      Haswell and Zen kernels do);
+    * ``"direct"`` for other BLAS libraries.
 
     ``libraries``: dicts as :func:`blas_libraries` gives them (keys ``internal_api`` and
     ``architecture``); ``blas``: which of them the core calls, as :func:`blas_called` takes it;
     ``simd_path``: the core's SIMD path (``core.get_simd_path()``).
     """
+    if simd_path != "avx2_fma":
+        return "plain"
     for lib in blas_called(libraries, blas):
-        if lib.get("internal_api") != "openblas":
-            continue
-        if str(lib.get("architecture", "")).lower() in UNPACKED_SMALL_GEMM_CORES:
-            return "tiled"
-        if simd_path == "avx2_fma":
+        if lib.get("internal_api") == "openblas":
+            if str(lib.get("architecture", "")).lower() in UNPACKED_SMALL_GEMM_CORES:
+                return "tiled"
             return "blocked"
     return "direct"
 

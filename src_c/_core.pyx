@@ -87,17 +87,12 @@ cdef extern from "direct_gemm.h" nogil:
     void fnn_set_direct_gemm(int classes)
     enum: FNN_DIRECT_TAKEN
     enum: FNN_DIRECT_ALL_CLASSES
-    enum: FNN_DIRECT_BLOCKED
 
 cdef extern from "mlp.h" nogil:
     void fnn_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc)
     void fnn_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a, int lda,
                       const double *b, int ldb, double beta, double *c, int ldc)
-    void fnn_gemm_blas_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                           const float *b, int ldb, float beta, float *c, int ldc)
-    void fnn_gemm_blas_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a,
-                           int lda, const double *b, int ldb, double beta, double *c, int ldc)
     void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int lda, const float *b,
                             int ldb, float *c, int ldc)
     void fnn_gemm_small_f64(int trans_a, int m, int n, int k, const double *a, int lda, const double *b,
@@ -326,16 +321,8 @@ cdef inline bint _is_f32(cnp.ndarray a):
 cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, real alpha,
                         const real *a, int lda, const real *b, int ldb, real beta,
                         real *c, int ldc) noexcept nogil:
-    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands (mlp.h's fnn_gemm).
-    A product of the "blocked" class goes to BLAS when BLAS may run several threads: fastnn's
-    register blocks run on the calling thread alone, and at 2 threads one BLAS call is faster."""
-    if (not (kernel_threads() == 1 or _blas_single)
-            and fnn_direct_gemm_class(trans_a, trans_b, m, n, k) == FNN_DIRECT_BLOCKED):
-        if real is float:
-            fnn_gemm_blas_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        else:
-            fnn_gemm_blas_f64(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    elif real is float:
+    """C (m, n) = alpha * op(A) @ op(B) + beta * C with C-ordered operands (mlp.h's fnn_gemm)."""
+    if real is float:
         fnn_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
         fnn_gemm_f64(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

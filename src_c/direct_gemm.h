@@ -22,9 +22,24 @@
  * On the SkylakeX (AVX-512) kernels, whose small-matrix path does not pack, the classes tie
  * (0.97-1.07x, within the noise) except outer products (1.9x); no class loses on either kind, so
  * all four are taken. Not taken: a transposed B with 2 <= k <= 16 and A not transposed (short
- * dot products: 32x25x10 f32 took 2.0 us direct against 0.7 us in BLAS), and shapes outside the
- * classes (8x100x200 with A transposed, 32x100x196: BLAS's packed kernels are as fast or faster).
- * Above FNN_DIRECT_MAX_MNK multiply-adds BLAS may run threads and its packing costs little.
+ * dot products: 32x25x10 f32 took 2.0 us direct against 0.7 us in BLAS).
+ *
+ * The "blocked" class, the other products up to FNN_DIRECT_BLOCKED_MAX_MNK, runs the register
+ * blocks of dg_rows (6 rows x 2 vectors of sums, no packing) where BLAS packs every call; fastnn's
+ * strategy of that name takes it on the Haswell-type kernels with the avx2_fma path. Measured as
+ * above with BLAS held at one thread (2026-11-30), direct / BLAS, Haswell kernels: the batch-32
+ * step of 784-128-10 in 4 parts, 32x128x196 f32 14.5 / 17.1 us and its x^T @ dz, 196x128x32 with
+ * A transposed, 14.7 / 17.0; 32x100x196 f32 16.8 / 18.5; 32x128x196 f64 29.1 / 35.3. Its batch-32
+ * MNIST epoch at one thread then took 0.342 s against 0.398 s. Larger products lose: 128x128x196
+ * f32 (batch 128) ties alone and made the epoch 1.1x slower; 128x128x784 took 253 / 248 us. On
+ * the SkylakeX kernels the class loses (32x128x196 f32 22.0 / 16.1 us), so "tiled" leaves it out.
+ * Above these limits BLAS may run threads and its packing costs little.
+ *
+ * All of this holds on the avx2 path. The generic path's build of the same kernels (GCC's
+ * portable 32-byte vectors on SSE2) ran 2-30x slower than OpenBLAS (FASTNN_SIMD=generic, Haswell
+ * kernels: 200x100x8 f64 266 / 11 us, 128x1x784 f32 12.6 / 18.9, 1x128x784 42 / 23), so there
+ * fastnn/_machine.py makes one BLAS call per product ("plain"); the generic kernels still run
+ * when a test forces their classes.
  * The regressor of benchmarks/sklearn_epoch.py (8-100-1, batch 200, float64), whose five products
  * per step all have a tiny side, fits in 0.70-0.75 s instead of 0.96-1.13 s on the Haswell kernels
  * (benchmarks/direct_gemm.py --part fits; BENCHMARKS.md has the rest).

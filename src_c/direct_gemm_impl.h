@@ -50,8 +50,9 @@ static FNN_TARGET inline __attribute__((always_inline)) void DG_NAME(dg_put)(REA
  *
  * A partial last vector of B's rows 0..k-2 is loaded whole when the rows are at least DG_W apart
  * (b_rs >= DG_W): its extra lanes then lie inside the next row of B, so the load stays within B,
- * and those lanes' sums are never stored (lanes do not mix). The last row, or rows closer than
- * DG_W, are read lane by lane, the other lanes zero. */
+ * and those lanes' sums are never stored (lanes do not mix; what the extra lanes hold, even the
+ * unused memory between the rows of a view, cannot reach a stored sum). The last row, or rows
+ * closer than DG_W, are read lane by lane, the other lanes zero. */
 static FNN_TARGET inline __attribute__((always_inline)) void DG_NAME(dg_block)(
     const int R, const int V, const int last, int k, const REAL *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const REAL *b,
     ptrdiff_t b_rs, REAL *c, ptrdiff_t c_rs, ptrdiff_t c_cs)
@@ -124,13 +125,25 @@ static FNN_TARGET void DG_NAME(dg_row1)(int n, int k, const REAL *a, ptrdiff_t a
     }
 }
 
-/* The height of the block of rows that starts at row i of m: DG_IB, except that the last 7 to 9
- * rows run as 4 and the rest, since a block of fewer than 4 rows holds too few independent sums
- * to keep both FMA units busy. */
+/* The height of the block of rows that starts at row i of m (i below dg_blocked_rows): DG_IB,
+ * except that on the avx2 path the last 7 to 9 rows run as 4 and the rest, since a block of
+ * fewer than 4 rows holds too few independent sums to keep both FMA units busy. */
 static inline int DG_NAME(dg_block_rows)(int m, int i)
 {
     const int left = m - i;
     return left >= DG_IB + 4 ? DG_IB : left > DG_IB ? 4 : left;
+}
+
+/* The rows that run in register blocks; the others run as single rows (dg_row1). On the generic
+ * path a vector takes two SSE registers, so blocks of fewer than DG_IB rows gain nothing there
+ * over single rows (measured: 2-2.5x slower), and only whole blocks of DG_IB run as blocks. */
+static inline int DG_NAME(dg_blocked_rows)(int m)
+{
+#if FNN_AVX2_INTRINSICS
+    return m;
+#else
+    return m - m % DG_IB;
+#endif
 }
 
 /* The block of `rows` (<= DG_IB) rows from row i by the columns [j0, j0 + cols), cols <= 2 DG_W. */
@@ -164,20 +177,17 @@ static inline int DG_NAME(dg_block_rows)(int m, int i)
  * register blocks of DG_IB rows by 2 DG_W columns (dg_block). A small B is passed over block row
  * by block row, so that C is written row after row; a larger one column panel by column panel, so
  * that the panel (k x 2 DG_W) stays in the nearest cache while every block of rows passes over it.
- * One or two rows run as single rows (dg_row1), in blocks of 8 vectors. Every output is one sum
+ * One or two rows, fewer than DG_W columns, and on the generic path the rows after the last whole
+ * block run as single rows (dg_row1), in blocks of 8 vectors. Every output is one sum
  * over p in order, each term added by one multiply-add on whole vectors, so it rounds alike in
  * any block and either order. */
 static FNN_TARGET void DG_NAME(dg_rows)(int m, int n, int k, const REAL *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
                                         const REAL *b, ptrdiff_t b_rs, REAL *c, ptrdiff_t c_rs, ptrdiff_t c_cs)
 {
-    if (m <= 2 || n < DG_W) {
-        for (int i = 0; i < m; i++)
-            DG_NAME(dg_row1)(n, k, a + (ptrdiff_t)i * a_rs, a_cs, b, b_rs, c + (ptrdiff_t)i * c_rs, c_cs);
-        return;
-    }
+    const int blocked = m <= 2 || n < DG_W ? 0 : DG_NAME(dg_blocked_rows)(m);
     if ((double)k * n * sizeof(REAL) <= DG_SMALL_B_BYTES) {
-        for (int i = 0, rows; i < m; i += rows) {
-            rows = DG_NAME(dg_block_rows)(m, i);
+        for (int i = 0, rows; i < blocked; i += rows) {
+            rows = DG_NAME(dg_block_rows)(blocked, i);
             for (int j0 = 0; j0 < n; j0 += 2 * DG_W) {
                 const int cols = n - j0 < 2 * DG_W ? n - j0 : 2 * DG_W;
                 DG_ANY_TILE();
@@ -186,12 +196,14 @@ static FNN_TARGET void DG_NAME(dg_rows)(int m, int n, int k, const REAL *a, ptrd
     } else {
         for (int j0 = 0; j0 < n; j0 += 2 * DG_W) {
             const int cols = n - j0 < 2 * DG_W ? n - j0 : 2 * DG_W;
-            for (int i = 0, rows; i < m; i += rows) {
-                rows = DG_NAME(dg_block_rows)(m, i);
+            for (int i = 0, rows; i < blocked; i += rows) {
+                rows = DG_NAME(dg_block_rows)(blocked, i);
                 DG_ANY_TILE();
             }
         }
     }
+    for (int i = blocked; i < m; i++)
+        DG_NAME(dg_row1)(n, k, a + (ptrdiff_t)i * a_rs, a_cs, b, b_rs, c + (ptrdiff_t)i * c_rs, c_cs);
 }
 #undef DG_ANY_TILE
 #undef DG_TILE

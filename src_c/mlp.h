@@ -46,11 +46,6 @@ void fnn_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, co
                   const float *b, int ldb, float beta, float *c, int ldc);
 void fnn_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a, int lda,
                   const double *b, int ldb, double beta, double *c, int ldc);
-/* The same through the BLAS routines always (never fastnn's own kernels). */
-void fnn_gemm_blas_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                       const float *b, int ldb, float beta, float *c, int ldc);
-void fnn_gemm_blas_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a, int lda,
-                       const double *b, int ldb, double beta, double *c, int ldc);
 
 /* C (m, n) = op(A) (m, k) @ B (k, n) for row-major operands (op(A) = A, or A's transpose when
  * trans_a): cut into small calls where small_gemm.h finds that faster, else one call. Each call

@@ -9,6 +9,7 @@
 void NAME(fnn_gemm)(int trans_a, int trans_b, int m, int n, int k, REAL alpha, const REAL *a, int lda,
                     const REAL *b, int ldb, REAL beta, REAL *c, int ldc)
 {
+    char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
     if (m <= 0 || n <= 0) return;
     if (alpha == 1 && beta == 0) { /* the only products fastnn makes; direct_gemm.h picks the shapes */
         const int form = fnn_direct_gemm_form(trans_a, trans_b, m, n, k, lda, ldb);
@@ -17,14 +18,6 @@ void NAME(fnn_gemm)(int trans_a, int trans_b, int m, int n, int k, REAL alpha, c
             return;
         }
     }
-    NAME(fnn_gemm_blas)(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void NAME(fnn_gemm_blas)(int trans_a, int trans_b, int m, int n, int k, REAL alpha, const REAL *a, int lda,
-                         const REAL *b, int ldb, REAL beta, REAL *c, int ldc)
-{
-    char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
-    if (m <= 0 || n <= 0) return;
     lda = lda > 1 ? lda : 1;
     ldb = ldb > 1 ? ldb : 1;
     ldc = ldc > 1 ? ldc : 1;

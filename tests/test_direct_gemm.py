@@ -127,16 +127,41 @@ def test_blocked_products_match_numpy_at_every_edge(dtype, simd_path, trans_a, e
 
 
 def test_a_partial_last_vector_gives_the_same_bits_as_a_whole_one(dtype, simd_path, every_class, rng):
-    # B's rows loaded whole past the product's last column (the lanes beyond never stored) or
-    # lane by lane (B's last row, or rows closer than a vector) give each output the same sum
+    # The first n columns of a product, as a view of B (its rows 40 apart) or a copy (rows n
+    # apart), against the whole product: a last vector of B's rows loaded whole past column n
+    # (from the rest of the row or the next row; those lanes are never stored), lane by lane
+    # (B's last row), or, below a vector's width, single rows give each output the same sum.
     m, k = 13, 50
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, 40)).astype(dtype)
     full = core.gemm(a, b, np.empty((m, 40), dtype))
     for n in (2, 3, 5, 11, 19, 37):  # (one column is a class of its own, summed as a dot product)
-        narrow = np.ascontiguousarray(b[:, :n])  # rows n apart: whole loads only when n >= a vector
+        narrow = np.ascontiguousarray(b[:, :n])
         np.testing.assert_array_equal(core.gemm(a, narrow, np.empty((m, n), dtype)), full[:, :n])
         np.testing.assert_array_equal(core.gemm(a, b[:, :n], np.empty((m, n), dtype)), full[:, :n])
+
+
+def test_the_ops_give_the_same_bits_at_any_thread_count_with_the_blocked_strategy(dtype):
+    # the products of the blocked class run in fastnn's blocks whatever the thread count (BLAS
+    # would split them differently between its threads and round differently from the blocks)
+    previous, _ = _machine.gemm_strategy()
+    threads = core.get_kernel_threads()
+    rng = np.random.default_rng(1)
+    try:
+        _machine.set_gemm_strategy(core, "blocked")
+        for batch, n_in, n_out in [(200, 17, 100), (33, 300, 37), (32, 196, 128)]:
+            x = rng.standard_normal((batch, n_in)).astype(dtype)
+            w = rng.standard_normal((n_in, n_out)).astype(dtype)
+            b = rng.standard_normal(n_out).astype(dtype)
+            assert core.direct_gemm_class(False, False, batch, n_out, n_in) == "blocked"
+            got = {}
+            for nt in (1, 2):
+                core.set_kernel_threads(nt)
+                got[nt] = core.linear_forward(x, w, b, 0, np.empty((batch, n_out), dtype)).copy()
+            np.testing.assert_array_equal(got[1], got[2])
+    finally:
+        core.set_kernel_threads(threads)
+        _machine.set_gemm_strategy(core, previous)
 
 
 GUARD_PAGE_SCRIPT = """
@@ -149,28 +174,41 @@ page = mmap.PAGESIZE
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 rng = np.random.default_rng(0)
+keep = []
+
+
+def at_page_end(shape, dtype):
+    # an array whose last element ends where an unreadable page (PROT_NONE) begins
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    pages = -(-nbytes // page)
+    buf = mmap.mmap(-1, (pages + 1) * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    assert libc.mprotect(base + pages * page, page, 0) == 0, ctypes.get_errno()
+    keep.append(buf)
+    out = np.frombuffer(buf, dtype, count=int(np.prod(shape)), offset=pages * page - nbytes).reshape(shape)
+    out[...] = rng.standard_normal(shape)
+    return out
+
+
 for dtype in (np.float32, np.float64):
-    for n in (1, 3, 9, 17, 20, 100):
+    for m, n, k in [(13, 1, 24), (13, 3, 24), (13, 9, 24), (13, 17, 24), (13, 20, 24), (13, 100, 24),
+                    (7, 5, 40), (5, 13, 7), (31, 37, 300), (40, 3, 300)]:
         for trans_a in (False, True):
-            m, k = 13, 24
-            nbytes = k * n * np.dtype(dtype).itemsize
-            pages = -(-nbytes // page)
-            buf = mmap.mmap(-1, (pages + 1) * page)
-            base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-            assert libc.mprotect(base + pages * page, page, 0) == 0, ctypes.get_errno()  # PROT_NONE
-            b = np.frombuffer(buf, dtype, count=k * n, offset=pages * page - nbytes).reshape(k, n)
-            b[...] = rng.standard_normal((k, n))
-            a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
-            out = core.gemm(a, b, np.empty((m, n), dtype), trans_a, False)
-            want = (a.T if trans_a else a).astype(np.float64) @ b.astype(np.float64)
-            assert np.allclose(out, want, rtol=1e-5, atol=1e-4), (dtype, n, trans_a)
+            for guarded in ("a", "b"):
+                a_shape = (k, m) if trans_a else (m, k)
+                a = at_page_end(a_shape, dtype) if guarded == "a" else rng.standard_normal(a_shape).astype(dtype)
+                b = at_page_end((k, n), dtype) if guarded == "b" else rng.standard_normal((k, n)).astype(dtype)
+                out = core.gemm(a, b, np.empty((m, n), dtype), trans_a, False)
+                want = (a.T if trans_a else a).astype(np.float64) @ b.astype(np.float64)
+                assert np.allclose(out, want, rtol=1e-5, atol=1e-4), (dtype, m, n, k, trans_a, guarded)
 print("ok")
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through ctypes: Linux")
-def test_the_kernels_never_read_past_the_end_of_b(simd_path):
-    # B ends where an unreadable page begins: a load past B's last element would kill the process
+def test_the_kernels_never_read_past_the_end_of_an_operand(simd_path):
+    # A or B ends where an unreadable page begins: a load past its last element would kill the
+    # process (the products cover the forms rows and cols, B small and large, f32 and f64)
     proc = subprocess.run([sys.executable, "-c", GUARD_PAGE_SCRIPT, simd_path], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
