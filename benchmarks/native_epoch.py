@@ -14,6 +14,7 @@ float32), each interleaved, medians of --repeats:
     python benchmarks/native_epoch.py after-numpy
     OPENBLAS_CORETYPE=Haswell python benchmarks/native_epoch.py parts   # the AVX2 kernels
     OPENBLAS_CORETYPE=Haswell python benchmarks/native_epoch.py strategies --repeats 9
+    python benchmarks/native_epoch.py strategies --pair tiled blocked
 
 Not a pytest file. Run it on a quiet machine.
 """
@@ -24,7 +25,10 @@ import numpy as np
 
 import fastnn
 from fastnn import _fastpath
+from fastnn._machine import GEMM_CHOICES
 from fastnn.datasets import load_mnist
+
+GEMM_STRATEGIES = GEMM_CHOICES[1:]
 
 
 def epoch(x, y, batch, before=None):
@@ -68,12 +72,12 @@ def parts(x, y, repeats):
         _fastpath.N_PARTS = default
 
 
-def strategies(x, y, repeats):
+def strategies(x, y, repeats, pair=None):
     from fastnn import _machine
     from fastnn._native import core
 
     chosen, _ = _machine.gemm_strategy()
-    pair = (chosen, "direct") if chosen != "direct" else ("direct", "plain")
+    pair = pair or ((chosen, "direct") if chosen != "direct" else ("direct", "plain"))
     print(f"BLAS core {[lib.get('architecture') for lib in _machine.blas_called()]}, "
           f"SIMD path {core.get_simd_path()}: {pair[0]} against {pair[1]}")
     try:
@@ -97,9 +101,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("measure", choices=("after-numpy", "parts", "strategies"))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--pair", nargs=2, choices=GEMM_STRATEGIES, metavar="STRATEGY",
+                        help="strategies: the two product strategies to compare (default: the chosen one "
+                             "against direct)")
     args = parser.parse_args()
     (x, y), _ = load_mnist()
-    {"after-numpy": after_numpy, "parts": parts, "strategies": strategies}[args.measure](x, y, args.repeats)
+    if args.measure == "strategies":
+        strategies(x, y, args.repeats, args.pair)
+    else:
+        {"after-numpy": after_numpy, "parts": parts}[args.measure](x, y, args.repeats)
 
 
 if __name__ == "__main__":
