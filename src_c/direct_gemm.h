@@ -23,8 +23,11 @@
  * (0.97-1.07x, within the noise) except outer products (1.9x); no class loses on either kind, so
  * all four are taken. Not taken: a transposed B with 2 <= k <= 16 and A not transposed (short
  * dot products: 32x25x10 f32 took 2.0 us direct against 0.7 us in BLAS).
+ * The regressor of benchmarks/sklearn_epoch.py (8-100-1, batch 200, float64), whose five products
+ * per step all have a tiny side, fits in 0.70-0.75 s instead of 0.96-1.13 s on the Haswell kernels
+ * (benchmarks/direct_gemm.py --part fits; BENCHMARKS.md has the rest).
  *
- * The "blocked" class, the other products up to FNN_DIRECT_BLOCKED_MAX_MNK, runs the register
+ * The "blocked" class, the other products up to FNN_DIRECT_MAX_MNK, runs the register
  * blocks of dg_rows (6 rows x 2 vectors of sums, no packing) where BLAS packs every call; fastnn's
  * strategy of that name takes it on the Haswell-type kernels with the avx2_fma path. Measured as
  * above with BLAS held at one thread (2026-11-30), direct / BLAS, Haswell kernels: the batch-32
@@ -33,16 +36,13 @@
  * MNIST epoch at one thread then took 0.342 s against 0.398 s. Larger products lose: 128x128x196
  * f32 (batch 128) ties alone and made the epoch 1.1x slower; 128x128x784 took 253 / 248 us. On
  * the SkylakeX kernels the class loses (32x128x196 f32 22.0 / 16.1 us), so "tiled" leaves it out.
- * Above these limits BLAS may run threads and its packing costs little.
+ * Above that limit BLAS may run threads and its packing costs little.
  *
  * All of this holds on the avx2 path. The generic path's build of the same kernels (GCC's
  * portable 32-byte vectors on SSE2) ran 2-30x slower than OpenBLAS (FASTNN_SIMD=generic, Haswell
  * kernels: 200x100x8 f64 266 / 11 us, 128x1x784 f32 12.6 / 18.9, 1x128x784 42 / 23), so there
  * fastnn/_machine.py makes one BLAS call per product ("plain"); the generic kernels still run
  * when a test forces their classes.
- * The regressor of benchmarks/sklearn_epoch.py (8-100-1, batch 200, float64), whose five products
- * per step all have a tiny side, fits in 0.70-0.75 s instead of 0.96-1.13 s on the Haswell kernels
- * (benchmarks/direct_gemm.py --part fits; BENCHMARKS.md has the rest).
  *
  * The choice depends on the shape and the leading dimensions alone (never on timing), so one
  * shape always runs the same code on one SIMD path and gives the same bits.
@@ -52,11 +52,11 @@
 
 enum { FNN_DIRECT_NONE = 0, FNN_DIRECT_ROWS = 1, FNN_DIRECT_COLS = 2, FNN_DIRECT_DOTS = 3 };
 
-/* The shape classes, as bits: an outer product (k == 1), one output column (n == 1), one output
- * row (m == 1), a small shared dimension (2 <= k <= FNN_DIRECT_MAX_K; not with B transposed and A
- * not, whose short dot products are slow), each up to FNN_DIRECT_MAX_MNK multiply-adds; and the
- * products above those, up to FNN_DIRECT_BLOCKED_MAX_MNK, again not with B transposed and A not
- * ("blocked": the register blocks of dg_rows, see below). A product belongs to the first that fits. */
+/* The shape classes, as bits, of the products up to FNN_DIRECT_MAX_MNK multiply-adds: an outer
+ * product (k == 1), one output column (n == 1), one output row (m == 1), a small shared dimension
+ * (2 <= k <= FNN_DIRECT_MAX_K; not with B transposed and A not, whose short dot products are
+ * slow), and the others, again not with B transposed and A not ("blocked": the register blocks
+ * of dg_rows, see above). A product belongs to the first that fits. */
 enum { FNN_DIRECT_OUTER = 1, FNN_DIRECT_ONE_COLUMN = 2, FNN_DIRECT_ONE_ROW = 4, FNN_DIRECT_SMALL_K = 8,
        FNN_DIRECT_BLOCKED = 16 };
 #define FNN_DIRECT_ALL_CLASSES 31
@@ -64,11 +64,9 @@ enum { FNN_DIRECT_OUTER = 1, FNN_DIRECT_ONE_COLUMN = 2, FNN_DIRECT_ONE_ROW = 4, 
  * strategy of that name alone (fastnn/_machine.py). */
 #define FNN_DIRECT_TAKEN 15
 
-/* Products of more multiply-adds than this are not in the small classes. */
+/* Products of more multiply-adds than this always go to BLAS (which may also run threads). */
 #define FNN_DIRECT_MAX_MNK (1 << 20)
 #define FNN_DIRECT_MAX_K 16
-/* Products of more multiply-adds than this always go to BLAS (which may also run threads). */
-#define FNN_DIRECT_BLOCKED_MAX_MNK (1 << 20)
 
 /* The classes that run direct: FNN_DIRECT_TAKEN, with FNN_DIRECT_BLOCKED for the "blocked"
  * strategy, or 0 (FASTNN_GEMM=plain: every product goes to BLAS); tests and measurements set
@@ -79,16 +77,13 @@ void fnn_set_direct_gemm(int classes);
 /* The class of C (m, n) = op(A) (m, k) op(B) (k, n), or 0 for none. */
 static inline int fnn_direct_gemm_class(int trans_a, int trans_b, int m, int n, int k)
 {
-    const double mnk = (double)m * n * k;
     const int short_dots = trans_b && !trans_a;
-    if (mnk <= FNN_DIRECT_MAX_MNK) {
-        if (k == 1) return FNN_DIRECT_OUTER;
-        if (n == 1) return FNN_DIRECT_ONE_COLUMN;
-        if (m == 1) return FNN_DIRECT_ONE_ROW;
-        if (k <= FNN_DIRECT_MAX_K && !short_dots) return FNN_DIRECT_SMALL_K;
-    }
-    if (mnk <= FNN_DIRECT_BLOCKED_MAX_MNK && !short_dots) return FNN_DIRECT_BLOCKED;
-    return 0;
+    if ((double)m * n * k > FNN_DIRECT_MAX_MNK) return 0;
+    if (k == 1) return FNN_DIRECT_OUTER;
+    if (n == 1) return FNN_DIRECT_ONE_COLUMN;
+    if (m == 1) return FNN_DIRECT_ONE_ROW;
+    if (short_dots) return 0;
+    return k <= FNN_DIRECT_MAX_K ? FNN_DIRECT_SMALL_K : FNN_DIRECT_BLOCKED;
 }
 
 /* The form C (m, n) = op(A) (m, k) op(B) (k, n) (row-major, leading dimensions lda, ldb) runs in
