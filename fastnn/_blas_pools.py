@@ -5,7 +5,10 @@ After a threaded call OpenBLAS's workers spin on their cores for about 0.1 s (it
 new workers of a pool that a change of its thread count restarted: fastnn's native loop, whose
 own threads share the cores with them, ran an MNIST epoch right after numpy's products
 1.2-1.35x slower. OpenBLAS's ``blas_thread_shutdown_`` ends a pool's workers (OpenBLAS calls it
-itself before a fork) and the pool starts again on its next threaded call.
+itself before a fork) and the pool starts again on its next threaded call. Workers that have
+gone to sleep (state S in /proc) are left alone: they wake only for a threaded call, which the
+fit's one-thread limit rules out, while ending them and starting the pool again when the limit
+is restored cost a fit 5-15 ms on a two-core machine (each woken thread waits for a core).
 
 Ending the workers while another thread is inside a threaded call of that library would leave
 that call waiting forever, so it is done only when every thread of the process is accounted
@@ -63,19 +66,30 @@ def _threaded_openblas(controller):
             if lib.internal_api == "openblas" and lib.threading_layer == "pthreads"]
 
 
-def _only_idle_workers_beside_caller(pools):
-    """Whether the process's threads are exactly the calling thread, fastnn's OpenMP team and
-    the running ``pools``' workers (see the module docstring)."""
+def _workers_beside_caller(pools):
+    """The thread ids of the running ``pools``' workers, when the process's threads are exactly
+    the calling thread, fastnn's OpenMP team and those workers (see the module docstring);
+    None when some thread is unaccounted for."""
     if os.name != "posix" or threading.active_count() != 1:
-        return False
+        return None
     try:
         threads = {int(tid) for tid in os.listdir("/proc/self/task")}
     except (OSError, ValueError):
-        return False
+        return None
     known = {threading.get_native_id()}
     known.update(_core.openmp_team_thread_ids(max(_core.get_kernel_threads(), 1)))
     others = [tid for tid in threads - known if _thread_name(tid) not in HELPER_THREAD_NAMES]
-    return len(others) == sum(pool.workers() for pool in pools)
+    return others if len(others) == sum(pool.workers() for pool in pools) else None
+
+
+def _awake(tid):
+    """Whether thread ``tid`` is running or runnable (an OpenBLAS worker spinning), not asleep."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            stat = f.read()
+    except OSError:  # the thread has ended
+        return False
+    return stat[stat.rindex(")") + 2:].startswith("R")  # the state follows "(comm) "
 
 
 def _thread_name(tid):
@@ -87,11 +101,15 @@ def _thread_name(tid):
 
 
 def stop_idle_workers(controller):
-    """End the workers of every running OpenBLAS pool ``controller`` knows, when the process has
-    no thread that could be inside one of their calls (see the module docstring); returns how
-    many pools were ended (0 when it was not safe)."""
+    """End the workers of every running OpenBLAS pool ``controller`` knows, when some of them
+    are awake and the process has no thread that could be inside one of their calls (see the
+    module docstring); returns how many pools were ended (0 when it was not safe or not
+    needed)."""
     pools = [_pool(path) for path in _threaded_openblas(controller)]
-    if not pools or None in pools or not _only_idle_workers_beside_caller(pools):
+    if not pools or None in pools:
+        return 0
+    workers = _workers_beside_caller(pools)
+    if not workers or not any(_awake(tid) for tid in workers):
         return 0
     running = [pool for pool in pools if pool.workers()]
     for pool in running:

@@ -80,6 +80,45 @@ report["running_after_product"] = running()
 
 
 @linux_only
+def test_workers_gone_to_sleep_are_left_running_through_a_fit():
+    # asleep, they wake only for a threaded call: ending them and restarting the pool when the
+    # fit restores the limit would cost the fit a wake-up of each, for nothing
+    report = _run("""
+import time
+
+def all_asleep():
+    me = threading.get_native_id()
+    team = set(fastnn._native.core.openmp_team_thread_ids(2))
+    states = []
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) != me and int(tid) not in team:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+            states.append(stat[stat.rindex(")") + 2])
+    return all(state != "R" for state in states)
+
+deadline = time.monotonic() + 10
+while not all_asleep() and time.monotonic() < deadline:
+    time.sleep(0.05)  # OpenBLAS's workers sleep ~0.1 s after their last call
+report["asleep"] = all_asleep()
+threads_before = set(os.listdir("/proc/self/task"))
+report["stopped"] = _blas_pools.stop_idle_workers(controller)
+fit()
+report["running_after_fit"] = running()
+report["same_threads"] = set(os.listdir("/proc/self/task")) == threads_before
+report["limits_after_fit"] = [lib.num_threads for lib in controller.lib_controllers
+                              if lib.internal_api == "openblas"]
+""")
+    if not report["asleep"]:
+        pytest.skip("OpenBLAS's workers did not go to sleep within 10 s on this machine")
+    n = report["pools"]
+    assert report["stopped"] == 0
+    assert report["running_after_fit"] == [1] * n
+    assert report["same_threads"]  # neither ended nor started again
+    assert report["limits_after_fit"] == [2] * n
+
+
+@linux_only
 @pytest.mark.parametrize("start", ["threading", "_thread"])
 def test_nothing_is_ended_while_another_thread_could_be_in_blas(start):
     # a thread started with _thread is not known to threading: the threads are counted in /proc

@@ -106,8 +106,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _targets(self, y, keep, classes, dtype, incremental):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        multilabel = type_of_target(y) == "multilabel-indicator"
-        if multilabel:
+        if y.ndim == 2 and type_of_target(y) == "multilabel-indicator":  # 1-D y never is
             self._check_multilabel(y, keep)
             return np.ascontiguousarray(y, dtype=dtype), "logistic", y.shape[1]
         check_classification_targets(y)
