@@ -56,6 +56,24 @@ static void fnn_barrier_wait(fnn_barrier *b)
 /* The row index handed to the gather kernels when they copy one row from its own pointer. */
 static const int64_t fnn_row_zero = 0;
 
+/* The batch's rows are random rows of X, so each row gathered is a cache miss unless asked for
+   earlier: the gather asks for the row this many ahead of the one it copies (one MNIST epoch
+   at batch 32 and 128 ran 3-6 % faster at one thread, and as fast or up to 3 % faster at two,
+   on both kinds of OpenBLAS kernels; 2 and 8 rows ahead gained less). */
+#define FNN_GATHER_AHEAD 4
+
+/* Prefetch the n elements of X (any x_kind) from element offset on. */
+static inline void fnn_prefetch_x(const fnn_batch_source *src, ptrdiff_t offset, ptrdiff_t n)
+{
+#if defined(__GNUC__)
+    const size_t item = src->x_kind == 0 ? 1 : (src->x_kind == 1 ? 4 : 8);
+    const char *at = (const char *)src->x + (size_t)offset * item;
+    for (size_t byte = 0; byte < (size_t)n * item; byte += 64) __builtin_prefetch(at + byte);
+#else
+    (void)src, (void)offset, (void)n;
+#endif
+}
+
 int fnn_small_gemm_enabled = 1;
 
 void fnn_set_small_gemm(int enabled) { fnn_small_gemm_enabled = enabled != 0; }

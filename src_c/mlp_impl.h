@@ -232,6 +232,8 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                 if (width <= 0) continue;
                 for (int i = 0; i < rows; i++) {
                     const ptrdiff_t offset = src->order[begin + i] * (ptrdiff_t)d[0] + b0;
+                    if (i + FNN_GATHER_AHEAD < rows)
+                        fnn_prefetch_x(src, src->order[begin + i + FNN_GATHER_AHEAD] * (ptrdiff_t)d[0] + b0, width);
                     REAL *x0 = (REAL *)m->a[0] + (ptrdiff_t)i * d[0] + b0;
                     /* One row at a time: the source row pointer itself, row index 0. */
                     if (src->x_kind == 0)
