@@ -58,7 +58,7 @@ static const int64_t fnn_row_zero = 0;
 
 /* The batch's rows are random rows of X, so each row gathered is a cache miss unless asked for
    earlier: the gather asks for the row this many ahead of the one it copies (one MNIST epoch
-   at batch 32 and 128 ran 3-6 % faster at one thread, and as fast or up to 3 % faster at two,
+   at batch 32 and 128 ran 3-6 % faster at one thread, and as fast or up to 4 % faster at two,
    on both kinds of OpenBLAS kernels; 2 and 8 rows ahead gained less). */
 #define FNN_GATHER_AHEAD 4
 
