@@ -5,10 +5,13 @@ After a threaded call OpenBLAS's workers spin on their cores for about 0.1 s (it
 new workers of a pool that a change of its thread count restarted: fastnn's native loop, whose
 own threads share the cores with them, ran an MNIST epoch right after numpy's products
 1.2-1.35x slower. OpenBLAS's ``blas_thread_shutdown_`` ends a pool's workers (OpenBLAS calls it
-itself before a fork) and the pool starts again on its next threaded call. Workers that have
-gone to sleep (state S in /proc) are left alone: they wake only for a threaded call, which the
-fit's one-thread limit rules out, while ending them and starting the pool again when the limit
-is restored cost a fit 5-15 ms on a two-core machine (each woken thread waits for a core).
+itself before a fork) and the pool starts again on its next threaded call, or as soon as its
+thread count is set (even to the count it has). So a pool is ended only when some of the
+workers are awake (running or runnable in /proc: spinning); asleep, they wake only for a
+threaded call, which the fit's one-thread limit rules out, while ending them cost a fit 5-15 ms
+on a two-core machine (each woken thread waits for a core) and left the pool to be started
+again by the next limit set, a prediction's or a fit's. The limit a fit restores at its end
+starts the pools it ended; their new workers spin out OpenBLAS's timeout, then sleep.
 
 Ending the workers while another thread is inside a threaded call of that library would leave
 that call waiting forever, so it is done only when every thread of the process is accounted
@@ -102,9 +105,9 @@ def _thread_name(tid):
 
 def stop_idle_workers(controller):
     """End the workers of every running OpenBLAS pool ``controller`` knows, when some of them
-    are awake and the process has no thread that could be inside one of their calls (see the
-    module docstring); returns how many pools were ended (0 when it was not safe or not
-    needed)."""
+    are awake (spinning idle after a threaded call) and the process has no thread that could be
+    inside one of their calls (see the module docstring); returns how many pools were ended (0
+    when it was not safe or not needed)."""
     pools = [_pool(path) for path in _threaded_openblas(controller)]
     if not pools or None in pools:
         return 0
@@ -115,13 +118,3 @@ def stop_idle_workers(controller):
     for pool in running:
         pool.shutdown()
     return len(running)
-
-
-def restore_limits(limiter, controller):
-    """``limiter.restore_original_limits()`` (threadpoolctl), then end again the pools that were
-    ended before: restoring a thread count restarts an ended pool, whose new workers spin."""
-    ended = [path for path in _threaded_openblas(controller)
-             if _pool(path) is not None and not _pool(path).workers()]
-    limiter.restore_original_limits()
-    if ended:
-        stop_idle_workers(controller)

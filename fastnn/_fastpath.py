@@ -149,8 +149,8 @@ class CompiledEngine:
     def blas_scope_for(network, batch_size):
         """The BLAS limit for training ``network`` at ``batch_size`` on this engine (a context
         manager; ``fit`` holds it for the whole fit): BLAS on one thread, since the loop's own
-        threads split the work, and OpenBLAS's idle workers ended when the loop may run more
-        than one thread (they would spin on its cores; see fastnn._blas_pools)."""
+        threads split the work, and OpenBLAS's workers ended if they spin when the loop may
+        run more than one thread (they would spin on its cores; see fastnn._blas_pools)."""
         linears = _blocks(network.layers)[0]
         dims = [linears[0].W.shape[0]] + [layer.W.shape[1] for layer in linears]
         return blas_threads_limited(1, stop_workers=most_threads(dims, batch_size) > 1)

@@ -66,8 +66,7 @@ def num_threads(n):
     try:
         yield
     finally:
-        # without restarting the OpenBLAS workers a fit in the block ended
-        _blas_pools.restore_limits(limiter, blas_threads_limited._controller_now())
+        limiter.restore_original_limits()
         _core.set_kernel_threads(before)
         _state.update(state)
 
@@ -128,9 +127,10 @@ class blas_threads_limited:
     leave restores what was there before. A :func:`set_num_threads` inside the block becomes
     what is restored (BLAS stays at one thread until the block ends).
 
-    stop_workers: the first to enter also ends OpenBLAS's idle worker threads, and the last to
-    leave ends them again after restoring the limit (see fastnn._blas_pools); for a block that
-    runs fastnn's own threads for a while.
+    stop_workers: the first to enter also ends OpenBLAS's worker threads if some are awake
+    (spinning after a threaded call; see fastnn._blas_pools), for a block that runs fastnn's own
+    threads for a while. Restoring the limit when the last one leaves starts an ended pool
+    again.
     """
 
     _lock = threading.Lock()
@@ -183,10 +183,7 @@ class blas_threads_limited:
             if cls._users == 0:
                 limiter, cls._limiter = cls._limiter, None
                 _core.set_blas_single(False)
-                if cls._stop_workers:
-                    _blas_pools.restore_limits(limiter, cls._controller)
-                else:
-                    limiter.restore_original_limits()
+                limiter.restore_original_limits()
         return False
 
     @classmethod

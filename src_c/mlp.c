@@ -62,13 +62,13 @@ static const int64_t fnn_row_zero = 0;
    on both kinds of OpenBLAS kernels; 2 and 8 rows ahead gained less). */
 #define FNN_GATHER_AHEAD 4
 
-/* Prefetch the n elements of X (any x_kind) from element offset on. */
+/* Prefetch the cache lines of the n elements of X (any x_kind) from element offset on. */
 static inline void fnn_prefetch_x(const fnn_batch_source *src, ptrdiff_t offset, ptrdiff_t n)
 {
 #if defined(__GNUC__)
     const size_t item = src->x_kind == 0 ? 1 : (src->x_kind == 1 ? 4 : 8);
-    const char *at = (const char *)src->x + (size_t)offset * item;
-    for (size_t byte = 0; byte < (size_t)n * item; byte += 64) __builtin_prefetch(at + byte);
+    const uintptr_t first = (uintptr_t)src->x + (size_t)offset * item, end = first + (size_t)n * item;
+    for (uintptr_t line = first & ~(uintptr_t)63; line < end; line += 64) __builtin_prefetch((const void *)line);
 #else
     (void)src, (void)offset, (void)n;
 #endif
