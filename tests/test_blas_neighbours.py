@@ -20,7 +20,7 @@ LINUX = sys.platform.startswith("linux")
 # Prints, as JSON, what the snippet records in ``report``; the snippets run in a fresh
 # interpreter so that no other test's threads or BLAS pools count.
 PRELUDE = """
-import json, os, threading
+import json, os, threading, time
 import numpy as np
 from threadpoolctl import ThreadpoolController, threadpool_limits
 import fastnn
@@ -44,6 +44,25 @@ report["running_before"] = running()
 # snippet takes (the test of the sleeping workers puts the real check back).
 real_awake = _blas_pools._awake
 _blas_pools._awake = lambda tid: True
+
+
+# Whether every thread but this one and fastnn's OpenMP team is asleep (not running or runnable
+# in /proc) within ``seconds``: OpenBLAS's workers sleep ~0.1 s after their last call.
+def wait_until_workers_asleep(seconds=10):
+    def asleep():
+        me, team = threading.get_native_id(), set(fastnn._native.core.openmp_team_thread_ids(2))
+        states = []
+        for tid in os.listdir("/proc/self/task"):
+            if int(tid) != me and int(tid) not in team:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    stat = f.read()
+                states.append(stat[stat.rindex(")") + 2])
+        return all(state != "R" for state in states)
+
+    deadline = time.monotonic() + seconds
+    while not asleep() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return asleep()
 
 def fit(progress=False, **kwargs):
     rng = np.random.default_rng(0)
@@ -84,46 +103,6 @@ report["running_after_product"] = running()
     assert report["running_after_stop"] == [0] * n
     assert report["same_product"]
     assert 1 in report["running_after_product"]  # numpy's pool started again
-
-
-@linux_only
-def test_workers_gone_to_sleep_are_left_running_through_a_fit():
-    # asleep, they wake only for a threaded call: ending them and restarting the pool when the
-    # fit restores the limit would cost the fit a wake-up of each, for nothing
-    report = _run("""
-import time
-_blas_pools._awake = real_awake
-
-def all_asleep():
-    me = threading.get_native_id()
-    team = set(fastnn._native.core.openmp_team_thread_ids(2))
-    states = []
-    for tid in os.listdir("/proc/self/task"):
-        if int(tid) != me and int(tid) not in team:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
-            states.append(stat[stat.rindex(")") + 2])
-    return all(state != "R" for state in states)
-
-deadline = time.monotonic() + 10
-while not all_asleep() and time.monotonic() < deadline:
-    time.sleep(0.05)  # OpenBLAS's workers sleep ~0.1 s after their last call
-report["asleep"] = all_asleep()
-threads_before = set(os.listdir("/proc/self/task"))
-report["stopped"] = _blas_pools.stop_idle_workers(controller)
-fit()
-report["running_after_fit"] = running()
-report["same_threads"] = set(os.listdir("/proc/self/task")) == threads_before
-report["limits_after_fit"] = [lib.num_threads for lib in controller.lib_controllers
-                              if lib.internal_api == "openblas"]
-""")
-    if not report["asleep"]:
-        pytest.skip("OpenBLAS's workers did not go to sleep within 10 s on this machine")
-    n = report["pools"]
-    assert report["stopped"] == 0
-    assert report["running_after_fit"] == [1] * n
-    assert report["same_threads"]  # neither ended nor started again
-    assert report["limits_after_fit"] == [2] * n
 
 
 @linux_only
@@ -182,32 +161,18 @@ report["running_after_product"] = running()
 
 @linux_only
 def test_after_a_fit_ended_them_the_next_fit_and_predict_leave_the_sleeping_workers_alone():
-    # Ending the pools again at the end of a fit left them to be started again by the next
-    # limit set (a prediction's, the next fit's), whose new workers spin and were ended again:
-    # 5-15 ms a fit. Now the pools the restored limit starts go to sleep and stay.
+    # Asleep, the workers wake only for a threaded call. Ending them (and ending them again at
+    # the end of a fit, which left the pools to be started again by the next limit set, a
+    # prediction's or the next fit's, whose new workers spin and were ended again) cost every
+    # fit 5-15 ms. The pools the restored limit starts now go to sleep and stay.
     report = _run("""
-import time
 with fastnn.num_threads(2):
     fit()  # the workers of a @ a count as awake: ended, then started by the restored limit
 _blas_pools._awake = real_awake
-
-def asleep():
-    me = threading.get_native_id()
-    team = set(fastnn._native.core.openmp_team_thread_ids(2))
-    states = []
-    for tid in os.listdir("/proc/self/task"):
-        if int(tid) != me and int(tid) not in team:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
-            states.append(stat[stat.rindex(")") + 2])
-    return all(state != "R" for state in states)
-
-deadline = time.monotonic() + 10
-while not asleep() and time.monotonic() < deadline:
-    time.sleep(0.05)
-report["asleep"] = asleep()
+report["asleep"] = wait_until_workers_asleep()
 report["running"] = running()
 threads = set(os.listdir("/proc/self/task"))
+report["stopped"] = _blas_pools.stop_idle_workers(controller)  # asleep: nothing to end
 fit()
 rng = np.random.default_rng(1)
 net = fastnn.Network([fastnn.Linear(256, 128), fastnn.Sigmoid(), fastnn.Linear(128, 10)], seed=0)
@@ -221,6 +186,7 @@ report["limits_after"] = [lib.num_threads for lib in controller.lib_controllers
         pytest.skip("OpenBLAS's workers did not go to sleep within 10 s on this machine")
     n = report["pools"]
     assert report["running"] == [1] * n
+    assert report["stopped"] == 0
     assert report["same_threads"]  # no pool ended or started since
     assert report["limits_after"] == [2] * n
 
