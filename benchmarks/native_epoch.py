@@ -24,11 +24,10 @@ import time
 import numpy as np
 
 import fastnn
-from fastnn import _fastpath
-from fastnn._machine import GEMM_CHOICES
+from fastnn import _fastpath, _machine
 from fastnn.datasets import load_mnist
 
-GEMM_STRATEGIES = GEMM_CHOICES[1:]
+GEMM_STRATEGIES = _machine.GEMM_CHOICES[1:]
 
 
 def epoch(x, y, batch, before=None):
@@ -73,7 +72,6 @@ def parts(x, y, repeats):
 
 
 def strategies(x, y, repeats, pair=None):
-    from fastnn import _machine
     from fastnn._native import core
 
     chosen, _ = _machine.gemm_strategy()

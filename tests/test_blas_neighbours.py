@@ -3,10 +3,13 @@ around fastnn's threaded fits (fastnn._blas_pools) while they are awake, only wh
 thread of the process could be inside a BLAS call, and OpenBLAS starts them again on its next
 threaded call; workers already asleep are left alone; the BLAS limit a fit holds and
 restores."""
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -51,13 +54,8 @@ _blas_pools._awake = lambda tid: True
 def wait_until_workers_asleep(seconds=10):
     def asleep():
         me, team = threading.get_native_id(), set(fastnn._native.core.openmp_team_thread_ids(2))
-        states = []
-        for tid in os.listdir("/proc/self/task"):
-            if int(tid) != me and int(tid) not in team:
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    stat = f.read()
-                states.append(stat[stat.rindex(")") + 2])
-        return all(state != "R" for state in states)
+        others = {int(tid) for tid in os.listdir("/proc/self/task")} - team - {me}
+        return not any(real_awake(tid) for tid in others)
 
     deadline = time.monotonic() + seconds
     while not asleep() and time.monotonic() < deadline:
@@ -103,6 +101,40 @@ report["running_after_product"] = running()
     assert report["running_after_stop"] == [0] * n
     assert report["same_product"]
     assert 1 in report["running_after_product"]  # numpy's pool started again
+
+
+@linux_only
+def test_a_spinning_thread_is_awake_and_a_waiting_one_is_not():
+    stop, ready = threading.Event(), threading.Event()
+    ids = {}
+
+    def spin():  # hashing releases the GIL: the thread runs while this one reads /proc
+        ids["spin"] = threading.get_native_id()
+        ready.set()
+        data = bytes(1 << 22)
+        while not stop.is_set():
+            hashlib.sha256(data).digest()
+
+    def wait():
+        ids["wait"] = threading.get_native_id()
+        stop.wait()
+
+    threads = [threading.Thread(target=spin, daemon=True), threading.Thread(target=wait, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        ready.wait()
+        while "wait" not in ids:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the waiting thread reaches its wait
+        # between two hashes the spinning thread waits a moment for the GIL: several looks
+        assert sum(_blas_pools._awake(ids["spin"]) for _ in range(20)) >= 10
+        assert not any(_blas_pools._awake(ids["wait"]) for _ in range(20))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not _blas_pools._awake(ids["spin"])  # ended
 
 
 @linux_only
