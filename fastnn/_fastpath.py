@@ -120,11 +120,13 @@ class CompiledEngine:
     ``Network._check_X`` returns it (uint8/float32/float64, C-contiguous, (N, n_features));
     targets as ``network.loss.prepare_targets`` returns them (labels (N,) for softmax
     cross-entropy, (N, K) of the network dtype for the others); sample_weight None or (N,) finite
-    and >= 0; batch_size >= 1. Raises ValueError when the network or optimizer is unsupported or
-    an argument does not fit.
+    and >= 0; batch_size >= 1; x_extremes None or X's (least, greatest) entry, which must hold
+    (``Network._check_X_extremes`` gives them): the steps then prove the first layer's weight
+    gradient finite from a bound instead of reading it (src_c/mlp_impl.h). Raises ValueError
+    when the network or optimizer is unsupported or an argument does not fit.
     """
 
-    def __init__(self, network, optimizer, X, targets, sample_weight, batch_size):
+    def __init__(self, network, optimizer, X, targets, sample_weight, batch_size, x_extremes=None):
         reason = unsupported_reason(network, optimizer, sample_weight)
         if reason is not None:
             raise ValueError(f"the compiled engine cannot train this network: {reason}")
@@ -140,6 +142,7 @@ class CompiledEngine:
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
         self.X, self.targets, self.sample_weight = X, targets, sample_weight
+        self.x_extremes = x_extremes
         self.threads = _CHOOSERS.setdefault(network, ThreadChooser())
         self._uniforms = None
         self._engine, self._held = None, None
@@ -170,6 +173,14 @@ class CompiledEngine:
             self._held = held
         return self._engine
 
+    def _input_bound(self):
+        """max |x * input_scale + input_shift| over X (the map is monotonic, so X's extremes
+        give it), or -1 when X's extremes are unknown."""
+        if self.x_extremes is None:
+            return -1.0
+        scale, shift = self.network.input_scale, self.network.input_shift
+        return max(abs(v * scale + shift) for v in self.x_extremes)
+
     def _hyperparameters(self):
         opt = self.optimizer
         if type(opt) is SGD:
@@ -190,7 +201,7 @@ class CompiledEngine:
         engine = self._current_engine()
         net, opt = self.network, self.optimizer
         order = np.ascontiguousarray(order, dtype=np.int64)
-        engine.start_epoch(order, net.input_scale, net.input_shift)
+        engine.start_epoch(order, net.input_scale, net.input_shift, self._input_bound())
         batch = self.batch_size
         n_steps = -(-len(order) // batch)
         chunk = max(1, _STEP_ELEMENTS // (batch * engine.dims[0]))

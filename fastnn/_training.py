@@ -117,9 +117,10 @@ def _all_finite(flat):
     return math.isfinite(float(np.dot(flat, flat))) or bool(np.isfinite(flat).all())
 
 
-def make_engine(network, optimizer, X, targets, sample_weight, batch_size, engine):
+def make_engine(network, optimizer, X, targets, sample_weight, batch_size, engine, x_extremes=None):
     """The engine object fit trains with: "compiled" (ValueError with the reason when it cannot
-    train this network), "layers", or "auto" (compiled when it can)."""
+    train this network), "layers", or "auto" (compiled when it can). x_extremes: None or X's
+    (least, greatest) entry, which the compiled engine uses (see CompiledEngine)."""
     reason = unsupported_reason(network, optimizer, sample_weight)
     if engine == "compiled" and reason is not None:
         raise ValueError(f"engine: 'compiled' cannot train this network: {reason}; use "
@@ -127,6 +128,8 @@ def make_engine(network, optimizer, X, targets, sample_weight, batch_size, engin
     cls = CompiledEngine if engine != "layers" and reason is None else LayerEngine
     if isinstance(X, _sparse.SparseRows):
         return _sparse.ChunkedEngine(cls, network, optimizer, X, targets, sample_weight, batch_size)
+    if cls is CompiledEngine:
+        return cls(network, optimizer, X, targets, sample_weight, batch_size, x_extremes)
     return cls(network, optimizer, X, targets, sample_weight, batch_size)
 
 
@@ -187,7 +190,8 @@ def _check_arguments(network, X, y, epochs, batch_size, optimizer, validation_sp
     _check_resume(resume, seed)
     run.initial_epoch = _check_initial_epoch(initial_epoch, resume, run.epochs)
     run.engine = _check_engine(engine)
-    run.X = network._check_X(X, "X")
+    run.X, *extremes = network._check_X_extremes(X, "X")
+    run.x_extremes = None if extremes[0] is None else tuple(extremes)
     run.Y = network._check_targets(y, len(run.X), "y", "X")
     run.W = _validate.check_sample_weight(sample_weight, len(run.X), network.dtype)
     run.split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
@@ -217,7 +221,7 @@ def _prepare(network, run, validation_data, resume):
     run.n_train = len(run.X) if run.train_rows is None else len(run.train_rows)
     run.batch_size = min(run.batch_size, run.n_train)
     run.engine = make_engine(network, run.optimizer, run.X, run.Y, run.W, run.batch_size,
-                             run.engine)
+                             run.engine, run.x_extremes)
     if run.stopper is not None:
         run.stopper.reset(has_validation=run.val is not None)
     run.base_lr, run.stopped = run.optimizer.lr, False

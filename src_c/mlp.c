@@ -1,6 +1,7 @@
 /* Instantiates the training engine (mlp_impl.h) for float and double. */
 #include "mlp.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,10 @@ static inline void fnn_prefetch_x(const fnn_batch_source *src, ptrdiff_t offset,
 #endif
 }
 
+/* The bound of a weight gradient (mlp_impl.h) holds for sums of at most this many rows: each
+   term and partial sum is then within (1 + 2^-23)^rows < 2 of the exact bound. */
+#define FNN_BOUND_MAX_ROWS (1 << 22)
+
 int fnn_small_gemm_enabled = 1;
 
 void fnn_set_small_gemm(int enabled) { fnn_small_gemm_enabled = enabled != 0; }
@@ -104,6 +109,7 @@ void fnn_set_blas64(fnn_sgemm64_fn sgemm, fnn_dgemm64_fn dgemm)
 int fnn_blas64_enabled(void) { return blas_sgemm64 != NULL; }
 
 #define REAL float
+#define REAL_MAX FLT_MAX
 #define SUF f32
 #define SAME_KIND 1
 #define TABLE_TYPE fnn_table_f32
@@ -114,6 +120,7 @@ int fnn_blas64_enabled(void) { return blas_sgemm64 != NULL; }
     fnn_gather_f64_to_f32((const double *)(x) + (offset), &fnn_row_zero, out, 1, width, scale, shift, 1)
 #include "mlp_impl.h"
 #undef REAL
+#undef REAL_MAX
 #undef SUF
 #undef SAME_KIND
 #undef TABLE_TYPE
@@ -123,6 +130,7 @@ int fnn_blas64_enabled(void) { return blas_sgemm64 != NULL; }
 #undef GATHER_OTHER
 
 #define REAL double
+#define REAL_MAX DBL_MAX
 #define SUF f64
 #define SAME_KIND 2
 #define TABLE_TYPE fnn_table_f64

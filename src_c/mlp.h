@@ -95,6 +95,7 @@ typedef struct {
        per Dropout in layer order, (rows, width) of them. NULL without Dropout. */
     const void *uniforms;
     double scale, shift;    /* input = x * scale + shift */
+    double x_bound;         /* at least every |x * scale + shift| of X, or -1 when unknown */
 } fnn_batch_source;
 
 typedef struct {

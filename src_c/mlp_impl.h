@@ -160,6 +160,39 @@ static void NAME(finish_layer)(const TABLE_TYPE *T, const fnn_mlp *m, int l, REA
                       (REAL *)m->mask[l + 1] + r0 * width, n);
 }
 
+/* Whether the weight gradient gw = a[l][:, b0:b1]^T dz of part [b0, b1) (rows terms per entry)
+   may hold a value that is not finite. Every |gw| <= rows * max|a| * max|dz|, so finite a and dz
+   whose bound lies far below the type's largest value prove gw finite without reading it; that
+   is taken where reading a and dz is cheaper than reading gw, and for the input (l = 0) when
+   src->x_bound gives max|a[0]|. Otherwise, or when the bound fails, gw itself is scanned. */
+static int NAME(weight_gradient_bad)(const TABLE_TYPE *T, const fnn_mlp *m, const fnn_batch_source *src, int l,
+                                     int rows, ptrdiff_t b0, ptrdiff_t b1, const REAL *dz, const REAL *gw)
+{
+    const int n_in = m->dims[l], n_out = m->dims[l + 1];
+    const ptrdiff_t width = b1 - b0, size = width * n_out;
+    const int input_known = l == 0 && src->x_bound >= 0;
+    const ptrdiff_t bound_reads = (ptrdiff_t)rows * n_out + (input_known ? 0 : (ptrdiff_t)rows * width);
+    REAL lo, hi;
+    if (bound_reads < size && rows <= FNN_BOUND_MAX_ROWS) {
+        double a_max = 0.0;
+        if (input_known) {
+            a_max = src->x_bound * (m->drop[0] > 0 ? 1.0 / (1.0 - m->drop[0]) : 1.0);
+        } else {
+            const REAL *a = (const REAL *)m->a[l] + b0;
+            for (int r = 0; r < rows; r++) {
+                if (T->finite_range(a + (ptrdiff_t)r * n_in, width, &lo, &hi)) goto scan;
+                a_max = fmax(a_max, fmax(fabs((double)lo), fabs((double)hi)));
+            }
+        }
+        if (!T->finite_range(dz, (ptrdiff_t)rows * n_out, &lo, &hi)) {
+            const double d_max = fmax(fabs((double)lo), fabs((double)hi));
+            if ((double)rows * a_max * d_max <= REAL_MAX / 16) return 0;
+        }
+    }
+scan:
+    return T->finite_range(gw, size, &lo, &hi);
+}
+
 int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn_optimizer *opt,
                         ptrdiff_t first_step, ptrdiff_t stop_step, int batch, int n_parts, int n_threads,
                         fnn_steps_result *out)
@@ -349,7 +382,7 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                         }
                         NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,
                                              gw, n_out);
-                        partial_bad[p] |= T->finite_range(gw, (b1 - b0) * n_out, &lo, &hi);
+                        partial_bad[p] |= NAME(weight_gradient_bad)(T, m, src, l, rows, b0, b1, dz, gw);
                     }
                     split_range(n_out, parts, p, 1, &b0, &b1);
                     if (b1 > b0) {

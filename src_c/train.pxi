@@ -52,6 +52,7 @@ cdef extern from "mlp.h" nogil:
         const void *uniforms
         double scale
         double shift
+        double x_bound
     ctypedef struct fnn_optimizer:
         int kind
         double lr
@@ -312,6 +313,7 @@ cdef class TrainingEngine:
         self.src.uniforms = NULL
         self.src.scale = 1.0
         self.src.shift = 0.0
+        self.src.x_bound = -1.0
 
         self.kind = kind
         self.batch = batch_size
@@ -324,8 +326,11 @@ cdef class TrainingEngine:
                       acts, grads, dz, kept, masks, grad_w, grad_b, label_buf, target_buf, weight_buf]
         self._order = None
 
-    def start_epoch(self, order, double input_scale, double input_shift):
-        """The rows of the next run of steps (int64 (n_order,) in [0, n)) and x's scale and shift."""
+    def start_epoch(self, order, double input_scale, double input_shift, double input_bound=-1.0):
+        """The rows of the next run of steps (int64 (n_order,) in [0, n)) and x's scale and shift.
+        input_bound: at least every |x * input_scale + input_shift| of x (the caller's promise;
+        it lets the steps prove the first layer's weight gradient finite without reading it),
+        or -1 when unknown (uint8 x then bounds itself)."""
         if self._running:
             raise RuntimeError("TrainingEngine: a run is in progress in another thread")
         x = self._keep[2]
@@ -338,11 +343,16 @@ cdef class TrainingEngine:
             raise ValueError(f"order: row {order[bad]} at index {bad} is outside x's {x.shape[0]} rows")
         if not (np.isfinite(input_scale) and np.isfinite(input_shift)):
             raise ValueError("input_scale, input_shift: expected finite numbers")
+        if not (input_bound == -1.0 or (np.isfinite(input_bound) and input_bound >= 0)):
+            raise ValueError(f"input_bound: expected a finite number >= 0 or -1, got {input_bound}")
+        if input_bound < 0 and x.dtype == np.uint8:
+            input_bound = max(abs(input_shift), abs(255.0 * input_scale + input_shift))
         self._order = order
         self.src.order = <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>order)
         self.src.n_order = order.shape[0]
         self.src.scale = input_scale
         self.src.shift = input_shift
+        self.src.x_bound = input_bound
 
     def n_uniforms(self, Py_ssize_t first_step, Py_ssize_t stop_step):
         """How many Dropout uniforms steps [first_step, stop_step) of the epoch use."""

@@ -283,6 +283,9 @@ def test_the_extension_type_refuses_bad_runs():
                          (np.arange(3, dtype=np.int32), "int64"), (np.zeros(0, np.int64), "non-empty")):
         with pytest.raises(ValueError, match=match):
             engine.start_epoch(order.astype(np.int64) if match == "outside" else order, 1.0, 0.0)
+    for bound in (float("nan"), float("inf"), -2.0, -0.5):
+        with pytest.raises(ValueError, match=r"input_bound: expected a finite number >= 0 or -1, got"):
+            engine.start_epoch(np.arange(10), 1.0, 0.0, bound)
     engine.start_epoch(np.arange(10), 1.0, 0.0)
     assert engine.n_uniforms(0, 3) == 10 * 4
     with pytest.raises(ValueError, match="uniforms"):

@@ -79,6 +79,57 @@ def test_native_loop_stops_at_a_non_finite_loss():
     assert all(np.isfinite(p).all() for p in net.parameters())
 
 
+def _overflowing_net(layer):
+    """256-256-256-3 ReLU (float32) whose loss on inputs up to 255 is finite but whose weight
+    gradient of Linear ``layer`` (0 or 1) overflows float32, all other gradients finite: tiny
+    weights after that layer keep the logits finite, the large ones of the output layer make dz
+    huge (the logits differ by class, so dz does not cancel)."""
+    net = fastnn.Network([fastnn.Linear(256, 256), fastnn.ReLU(), fastnn.Linear(256, 256), fastnn.ReLU(),
+                          fastnn.Linear(256, 3)], seed=0)
+    linears = [layer_ for layer_ in net.layers if isinstance(layer_, fastnn.Linear)]
+    scales = {0: (1e-30, 10.0), 1: (1e10, 1e-30)}[layer]
+    linears[0].W[...] = scales[0]
+    linears[1].W[...] = scales[1]
+    linears[2].W[...] = 1e33 * np.arange(1, 4, dtype=np.float32)
+    return net
+
+
+@pytest.mark.parametrize("x_dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("layer", [0, 1])
+def test_native_loop_stops_at_a_weight_gradient_that_overflows_under_a_finite_loss(layer, x_dtype):
+    """Where reading them is cheaper, the loop proves a weight gradient finite from a bound (the
+    batch rows times the largest input and the largest dz; X's extremes give the input layer's)
+    instead of reading it. Here that bound fails, and the step must still stop, nothing
+    applied: for the first layer (whose bound comes from X's extremes, for uint8 X from its
+    type) and for the second (whose bound reads its input rows)."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(1, 256, size=(64, 256)).astype(x_dtype)
+    y = rng.integers(0, 2, size=64)  # never the largest logit's class: dz stays large
+    net = _overflowing_net(layer)
+    loss, _ = net.evaluate(X[:32], y[:32])
+    assert np.isfinite(loss)
+    before = [p.copy() for p in net.parameters()]
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, step 1: the loss or a gradient is not finite"):
+        net.fit(X, y, epochs=1, batch_size=32, optimizer=fastnn.SGD(lr=1e-3), shuffle=False,
+                progress=False, seed=0, engine="compiled")
+    for p, q in zip(net.parameters(), before):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_the_same_layers_with_ordinary_weights_train_on_through_the_bounds():
+    """The control of the test above: the same network and data with its initial weights
+    trains without a divergence (the bounds hold, so no gradient is read, and the weights move)."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(1, 256, size=(64, 256)).astype(np.float32)
+    y = rng.integers(0, 2, size=64)
+    net = fastnn.Network([fastnn.Linear(256, 256), fastnn.ReLU(), fastnn.Linear(256, 256), fastnn.ReLU(),
+                          fastnn.Linear(256, 3)], input_scale=1 / 255, seed=0)
+    before = [p.copy() for p in net.parameters()]
+    net.fit(X, y, epochs=2, batch_size=32, optimizer=fastnn.SGD(lr=0.1), shuffle=False, progress=False,
+            seed=0, engine="compiled")
+    assert all(np.isfinite(p).all() and not np.array_equal(p, q) for p, q in zip(net.parameters(), before))
+
+
 def test_pinned_thread_count_is_always_used():
     chooser = ThreadChooser()
     chooser.start(2, pinned=True)
