@@ -101,10 +101,15 @@ def _loss(entry, outputs, labels, targets, grad_out, reduction, sample_weight, o
     return (total / n if reduction == "mean" and weights is None else total), grad
 
 
-def _logits_and_rows(logits, argname):
+def _logits_and_rows(logits, argname, min_columns=1):
+    """logits as a checked 2-D float array with at least one row and ``min_columns`` columns
+    (2 for a softmax over classes: one column would give a loss and a gradient of exactly 0)."""
     logits = v.float_array(logits, argname, ndim=2)
     if 0 in logits.shape:
         raise ValueError(f"{argname}: expected at least one row and one column, got shape {logits.shape}")
+    if logits.shape[1] < min_columns:
+        raise ValueError(f"{argname}: expected at least {min_columns} columns (one per class), got "
+                         f"shape {logits.shape}; for one output unit use sigmoid_cross_entropy")
     return logits
 
 
@@ -124,17 +129,17 @@ def _dense_targets(targets, outputs, argname):
 def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sample_weight=None):
     """Cross-entropy of softmax(logits) against integer labels, and its gradient, in one pass.
 
-    logits (N, K) float32/float64; labels (N,) integers in [0, K); sample_weight None or (N,)
-    finite, >= 0. Returns ``(loss, grad)``: grad (N, K) in the logits' dtype, equal to
+    logits (N, K) float32/float64, K >= 2; labels (N,) integers in [0, K); sample_weight None or
+    (N,) finite, >= 0. Returns ``(loss, grad)``: grad (N, K) in the logits' dtype, equal to
     w_i * (softmax_i - onehot_i), divided by sum(w) for reduction "mean" (the gradient of the
     reduced loss; for "none", of the sum of the row losses). loss is a float for "mean"
     (weighted average) and "sum", and a float64 array (N,) of w_i * loss_i for "none".
     grad_out may be logits itself (overwritten row by row). Errors: TypeError / ValueError
-    naming the argument (a shape, dtype, label or weight that does not fit; all-zero weights
-    for "mean").
+    naming the argument (a shape, dtype, label or weight that does not fit, fewer than two
+    columns; all-zero weights for "mean").
     """
     logits_given = logits
-    logits = _logits_and_rows(logits, "logits")
+    logits = _logits_and_rows(logits, "logits", min_columns=2)
     labels = _class_labels(labels, logits.shape[0], logits.shape[1])
     return _loss(_SOFTMAX_XENT, logits, labels, None, grad_out, reduction, sample_weight,
                  logits_given)

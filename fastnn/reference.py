@@ -224,11 +224,14 @@ def _reduced(losses, grad, weights, reduction, n_rows):
     return loss, grad
 
 
-def _rows_and_columns(name, a):
+def _rows_and_columns(name, a, min_columns=1):
     a = _float_array(name, a)
     _require_ndim(name, a, 2)
     if 0 in a.shape:
         raise ValueError(f"{name}: expected at least one row and one column, got shape {a.shape}")
+    if a.shape[1] < min_columns:  # a softmax over one class has a loss and gradient of exactly 0
+        raise ValueError(f"{name}: expected at least {min_columns} columns (one per class), got "
+                         f"shape {a.shape}; for one output unit use sigmoid_cross_entropy")
     return a
 
 
@@ -259,7 +262,7 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
     for "none"; grad (N, K) has the logits' dtype (written to ``grad_out`` when given, which
     may be ``logits`` itself).
     """
-    logits = _rows_and_columns("logits", logits)
+    logits = _rows_and_columns("logits", logits, min_columns=2)
     n_rows, n_classes = logits.shape
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")

@@ -225,7 +225,7 @@ def assert_xent_matches(got, want, reduction, tol, atol_scale=1.0):
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (7, 13), (64, 2), (32, 1000)], ids=str)
+@pytest.mark.parametrize("shape", [(1, 2), (1, 5), (7, 13), (64, 2), (32, 1000)], ids=str)
 def test_xent_matches_reference(shape, reduction, weighted, dtype, tol, threads, simd_path, rng):
     logits, labels, weights = xent_inputs(shape, dtype, rng)
     sample_weight = weights if weighted else None
@@ -299,6 +299,35 @@ def test_xent_unit_weights_equal_no_weights(dtype, tol, rng):
                                              sample_weight=np.ones(11, dtype))
         plain = ops.softmax_cross_entropy(logits, labels, reduction=reduction)
         assert_xent_matches(weighted, plain, reduction, tol)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("n_rows", [1, 5])
+def test_xent_refuses_one_column(n_rows, reduction, weighted, dtype, rng):
+    """One class gives softmax 1 everywhere, so a loss and gradient of exactly 0: refused (as
+    Network refuses SoftmaxCrossEntropy on one output) with an error naming logits, what was
+    expected and the shape that came."""
+    logits, _, weights = xent_inputs((n_rows, 3), dtype, rng)
+    one_column = logits[:, :1]  # a strided view, as a user slices it
+    labels = np.zeros(n_rows, np.int64)  # in range for K = 1: only the column count is wrong
+    sample_weight = weights if weighted else None
+    expected = rf"logits: expected at least 2 columns .*got shape \({n_rows}, 1\)"
+    with pytest.raises(ValueError, match=expected):
+        ops.softmax_cross_entropy(one_column, labels, reduction=reduction,
+                                  sample_weight=sample_weight)
+    column = np.ascontiguousarray(one_column)
+    before = column.copy()
+    with pytest.raises(ValueError, match=expected):  # refused before anything is written
+        ops.softmax_cross_entropy(column, labels, grad_out=column, reduction=reduction)
+    np.testing.assert_array_equal(column, before)
+
+
+@pytest.mark.parametrize("module", [ops, reference], ids=["kernel", "twin"])
+def test_xent_one_column_error_points_to_sigmoid_cross_entropy(module, rng):
+    logits = random_logits((4, 1), np.float64, rng)
+    with pytest.raises(ValueError, match=r"logits: expected at least 2 columns .*sigmoid_cross_entropy"):
+        module.softmax_cross_entropy(logits, np.zeros(4, np.int64))
 
 
 # --------------------------------------------------------------------------------------------
@@ -553,6 +582,10 @@ def test_property_softmax_cross_entropy(logits, data, reduction, weighted):
     n_rows, n_classes = logits.shape
     labels = np.array(data.draw(st.lists(st.integers(0, n_classes - 1), min_size=n_rows,
                                          max_size=n_rows)), dtype=np.int64)
+    if n_classes == 1:  # one class: no softmax to learn, refused whatever the values
+        with pytest.raises(ValueError, match="logits: expected at least 2 columns"):
+            ops.softmax_cross_entropy(logits, labels, reduction=reduction)
+        return
     weights = None
     if weighted:
         weights = np.array(data.draw(st.lists(st.floats(0, 10), min_size=n_rows,
