@@ -3,10 +3,11 @@
 
 Every option of ``fastnn train`` may take several values; the grid is their Cartesian product and
 each trial runs ``fastnn train`` with one combination (the same function, so a trial gives what
-``fastnn train`` gives with those options, wherever it runs). A trial whose options are refused
-or whose training diverges is reported as failed; the others go on. With ``--output DIR`` each
-finished trial is written at once (DIR/<id>/trial.json, and the model with --save-models), so an
-interrupted sweep keeps them and ``--resume DIR`` runs the rest.
+``fastnn train`` gives with those options, wherever it runs). A trial whose options are refused,
+whose training diverges or that runs out of memory is reported as failed; the others go on (when
+every trial failed, the exit status is 1). With ``--output DIR`` each finished trial is written
+at once (DIR/<id>/trial.json, and the model with --save-models), so an interrupted sweep keeps
+them and ``--resume DIR`` runs the rest.
 
 Standard library only at import; numpy, joblib, dask and matplotlib load when used.
 """
@@ -19,13 +20,14 @@ import os
 import shlex
 import tempfile
 import time
+import warnings
 
 from ._argtypes import positive_int
 from .cli.data import loaded_data_kept
 from .cli.interrupt import Interrupted, Terminated
 from .cli.options import RaisingParser, add_output_flags, add_run_options, check_writable_location
-from .cli.output import (PROG, UserError, finite_or_null, human_stream, print_warning,
-                         user_error_message)
+from .cli.output import (PROG, UserError, finite_or_null, human_stream, print_error,
+                         print_warning, user_error_message)
 from .cli.train import parse_train_options, train
 from .errors import MissingExtra
 
@@ -33,9 +35,20 @@ FORMAT = "fastnn-sweep"
 VERSION = 1
 # Options of `fastnn train` that the sweep sets itself (per trial) or that make no sense per trial.
 NOT_SWEPT = ("threads", "save", "resume", "plot", "json", "quiet")
-METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_accuracy",
-           "train_loss", "train_seconds")
-HIGHER_IS_BETTER = ("val_accuracy", "test_accuracy", "train_accuracy")
+CLASSIFICATION, REGRESSION = "classification", "regression"
+# The metrics of each task, named as `fastnn train --json` names them: a regression reports
+# RMSE, MAE and R^2, never an accuracy.
+COMMON_METRICS = ("val_loss", "test_loss", "train_loss", "train_seconds")
+TASK_METRICS = {
+    CLASSIFICATION: ("val_accuracy", "test_accuracy", "train_accuracy", *COMMON_METRICS),
+    REGRESSION: ("test_rmse", "test_mae", "test_r2", *COMMON_METRICS),
+}
+METRICS = tuple(dict.fromkeys(m for metrics in TASK_METRICS.values() for m in metrics))
+HIGHER_IS_BETTER = ("val_accuracy", "test_accuracy", "train_accuracy", "test_r2")
+# The options that decide a table's task: trials alike in these have the same task.
+TASK_OPTIONS = ("data", "target", "task", "missing", "ignore")
+
+
 class DaskMissing(MissingExtra):
     """dask.distributed cannot be imported; the message says how to install it."""
 
@@ -65,7 +78,7 @@ def add_arguments(p):
     output = p.add_argument_group("output")
     output.add_argument("--sort-by", choices=METRICS,
                         help="order of the table (default: val_accuracy with --val-split, else "
-                             "test_accuracy)")
+                             "test_accuracy; for regressions val_loss, else test_rmse)")
     output.add_argument("--output", metavar="DIR",
                         help="write each finished trial (result and history as JSON) to DIR")
     output.add_argument("--save-models", action="store_true",
@@ -73,8 +86,8 @@ def add_arguments(p):
     output.add_argument("--resume", metavar="DIR",
                         help="continue the sweep written to DIR: run only its missing trials")
     output.add_argument("--plot", metavar="PATH",
-                        help="overlay the trials' validation (else training) accuracy curves in "
-                             "one PNG (needs matplotlib)")
+                        help="overlay the trials' validation (else training) accuracy curves "
+                             "(loss curves for regressions) in one PNG (needs matplotlib)")
     add_output_flags(output, "the trials (a 'trials' list)")
 
 
@@ -298,14 +311,19 @@ def _with_joblib(trials, jobs, save_model):
     jobs = min(jobs, len(trials))  # no idle workers holding cores
     threads = max(1, available_cores()[0] // jobs)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
-    yield from parallel(delayed(run_trial)(t.id, t.options, threads, save_model) for t in trials)
+    outputs = parallel(delayed(run_trial)(t.id, t.options, threads, save_model) for t in trials)
+    try:
+        for result in outputs:
+            yield result
+    finally:  # a sweep stopped early (refused, interrupted) cancels the trials still running
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joblib's warning that it did: no news
+            outputs.close()
 
 
 def _with_dask(trials, address, save_model):
-    try:
-        from distributed import Client, as_completed
-    except ImportError as exc:
-        raise DaskMissing() from exc
+    distributed = _import_distributed()
+    Client, as_completed = distributed.Client, distributed.as_completed
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
@@ -321,6 +339,27 @@ def _with_dask(trials, address, save_model):
                        "internal": True}
     finally:
         client.close()
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise DaskMissing() from exc
+    return distributed
+
+
+def _check_scheduler_address(address):
+    """UserError unless ``address`` has the form of a Dask scheduler's address (checked before
+    any trial runs; whether the scheduler answers is known only when connecting)."""
+    comm = _import_distributed().comm
+    try:
+        host, port = comm.get_address_host_port(address)
+    except ValueError:  # no port, an unknown scheme, ...
+        host, port = None, None
+    if not host or not 0 < port < 65536:
+        raise UserError(f"--scheduler: expected the Dask scheduler's address tcp://HOST:PORT, "
+                        f"got {address!r}")
 
 
 def _internal(exc):
@@ -407,9 +446,12 @@ def _write_json(path, value):
 # -- the command ----------------------------------------------------------------------------------
 
 def run(args, started):
-    """``fastnn sweep``: returns the exit status (0, or 130 when interrupted)."""
+    """``fastnn sweep``: returns the exit status (0; 1 when every trial failed; 130, or 143 for
+    SIGTERM, when interrupted)."""
     if args.scheduler and args.jobs != 1:
         raise UserError("--jobs applies to local workers; with --scheduler the cluster decides")
+    if args.scheduler:
+        _check_scheduler_address(args.scheduler)
     if args.plot:
         check_writable_location("--plot", args.plot)
         from .plotting import require_matplotlib
@@ -421,6 +463,7 @@ def run(args, started):
             float(t.params.get("val_split") or 0) > 0 for t in trials):
         raise UserError(f"--sort-by {args.sort_by} needs --val-split (no trial holds out "
                         "validation rows)")
+    _check_sort_metric(args.sort_by, trials, finished)
     human = human_stream(args)
     pending = [t for t in trials if t.id not in finished]
     if human:
@@ -438,8 +481,9 @@ def run(args, started):
                                "and they share the cores")
     results = dict(finished)
     interrupted = None
+    runner = _runner(args, pending)
     try:
-        for result in _runner(args, pending):
+        for result in runner:
             internal = result.pop("internal", False)
             if directory and not internal:
                 _write_trial(directory, result)
@@ -447,8 +491,11 @@ def run(args, started):
             results[result["id"]] = result
             if human:
                 print(f"  {_progress_line(result, trials, varied)}", file=human, flush=True)
+            _check_sort_metric(args.sort_by, trials, results)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli turns it into one)
         interrupted = 143 if isinstance(exc, Terminated) else getattr(exc, "status", 130)
+    finally:  # the trials still running stop (the sweep was interrupted or refused)
+        runner.close()
     return _finish(args, trials, varied, results, directory, interrupted, human)
 
 
@@ -460,20 +507,68 @@ def _runner(args, pending):
     return _in_process(pending, args.save_models)
 
 
+def _task(result):
+    """The task of a finished trial, as `fastnn train` reported it (RMSE only for a regression)."""
+    return REGRESSION if "test_rmse" in result else CLASSIFICATION
+
+
+def _task_key(trial):
+    """Trials with the same key have the same task; None for MNIST and IDX digits."""
+    if "data" not in trial.texts:
+        return None
+    return tuple(_show(trial.texts.get(name, "")) for name in TASK_OPTIONS)
+
+
+def _known_tasks(trials, results):
+    """{task key: task} of what is known: digits are classes, --task says it, and a finished
+    trial tells the task of the trials of the same table and target."""
+    tasks = {}
+    for trial in trials:
+        key = _task_key(trial)
+        if key is None:
+            tasks[key] = CLASSIFICATION
+        elif trial.texts.get("task") in TASK_METRICS:
+            tasks[key] = trial.texts["task"]
+    by_id = {t.id: t for t in trials}
+    for result in results.values():
+        if result["status"] == "ok" and result["id"] in by_id:
+            tasks.setdefault(_task_key(by_id[result["id"]]), _task(result))
+    return tasks
+
+
+def _check_sort_metric(metric, trials, results):
+    """UserError for a --sort-by ``metric`` that no trial reports (an accuracy of regressions,
+    an RMSE of classifications), as soon as every trial's task is known: before the trials run
+    when their options tell it, else when the first of them finishes."""
+    if metric is None:
+        return
+    tasks = _known_tasks(trials, results)
+    if any(_task_key(t) not in tasks for t in trials):
+        return
+    present = sorted({tasks[_task_key(t)] for t in trials})
+    if not any(metric in TASK_METRICS[task] for task in present):
+        task = present[0]  # one task: the two together report every metric
+        raise UserError(f"--sort-by {metric}: the trials are {task}s, which do not report it; "
+                        f"choose one of {', '.join(TASK_METRICS[task])}")
+
+
 def _progress_line(result, trials, varied):
     trial = next(t for t in trials if t.id == result["id"])
-    if result["status"] == "ok":
-        return f"{trial.label(varied)}: test accuracy {100 * result['test_accuracy']:.2f}%"
-    return f"{trial.label(varied)}: failed: {result['error']}"
+    label = trial.label(_table_columns(trials, varied))
+    if result["status"] != "ok":
+        return f"{label}: failed: {result['error']}"
+    if _task(result) == REGRESSION:
+        return f"{label}: test RMSE {result['test_rmse']:.4g}"
+    return f"{label}: test accuracy {100 * result['test_accuracy']:.2f}%"
 
 
 def _finish(args, trials, varied, results, directory, interrupted, human):
     by_id = {t.id: t for t in trials}
     rows = [_row(by_id[i], results[i]) for i in by_id if i in results]
-    sort_by = args.sort_by or ("val_accuracy" if any(r.get("val_accuracy") is not None
-                                                     for r in rows) else "test_accuracy")
+    sort_by = args.sort_by or _default_sort(rows)
     rows.sort(key=lambda r: _sort_key(r, sort_by))
-    table = format_table(rows, varied, sort_by, {t.id: t.texts for t in trials})
+    table = format_table(rows, _table_columns(trials, varied), sort_by,
+                         {t.id: t.texts for t in trials})
     if args.plot:
         if any(r["status"] == "ok" for r in rows):
             _plot(rows, by_id, varied, args.plot)
@@ -494,7 +589,30 @@ def _finish(args, trials, varied, results, directory, interrupted, human):
                 f"{len(rows)} of {len(trials)} trials finished (with --output DIR they are kept "
                 "for --resume)")
         raise Interrupted(f"{what}; {kept}", interrupted)
+    if not any(r["status"] == "ok" for r in rows):
+        print_error(f"every trial failed ({len(rows)} of {len(trials)})")
+        return 1
     return 0
+
+
+def _default_sort(rows):
+    """Validation first when trials hold out rows: val_accuracy, else test_accuracy; for
+    regressions val_loss, else test_rmse."""
+    validation = any(r.get("val_loss") is not None for r in rows)
+    if _finished_tasks(rows) == [REGRESSION]:
+        return "val_loss" if validation else "test_rmse"
+    return "val_accuracy" if validation else "test_accuracy"
+
+
+def _finished_tasks(rows):
+    return [task for task in TASK_METRICS
+            if any(r["status"] == "ok" and _task(r) == task for r in rows)]
+
+
+def _table_columns(trials, varied):
+    """The options the table shows: those that vary, or the options given to a single trial (so
+    that its row says what ran, failed or not)."""
+    return varied or list(trials[0].texts)
 
 
 def _row(trial, result):
@@ -503,20 +621,21 @@ def _row(trial, result):
     row.setdefault("config", None)
     if row["status"] == "ok":
         row.update(_final_metrics(row["history"], row.get("best_epoch"),
-                                  row["config"].get("early_stopping")))
+                                  row["config"].get("early_stopping"), _task(row)))
     return row
 
 
-def _final_metrics(history, best_epoch, early_stopping):
-    """Training and validation loss and accuracy of the kept weights: the best epoch's with
-    early stopping, else the last epoch's."""
+def _final_metrics(history, best_epoch, early_stopping, task):
+    """Training and validation loss (and accuracy, for a classification) of the kept weights:
+    the best epoch's with early stopping, else the last epoch's."""
     epochs = len(history.get("train_loss", []))
     at = (best_epoch - history.get("initial_epoch", 0) - 1
           if early_stopping and best_epoch else epochs - 1)
     metrics = {}
     for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-        values = history.get(name) or []
-        metrics[name] = values[at] if 0 <= at < len(values) else None
+        if name in TASK_METRICS[task]:
+            values = history.get(name) or []
+            metrics[name] = values[at] if 0 <= at < len(values) else None
     return metrics
 
 
@@ -527,16 +646,28 @@ def _sort_key(row, metric):
     return (0, -value if metric in HIGHER_IS_BETTER else value, row["id"])
 
 
-def format_table(rows, varied, sort_by, texts):
-    """The table of trials for people, in the order of ``rows`` (sorted by ``sort_by``); a
-    failed trial's error takes the place of its figures. ``texts``: id -> option -> value text."""
-    headers = ["#", *varied, "val acc", "test acc", "test loss", "epochs", "seconds"]
+# The table's figures of each task, then of every trial: (header, metric, format).
+TASK_FIGURES = {
+    CLASSIFICATION: (("val acc", "val_accuracy", ".2%"), ("test acc", "test_accuracy", ".2%"),
+                     ("test loss", "test_loss", ".4f")),
+    REGRESSION: (("val loss", "val_loss", ".4f"), ("test RMSE", "test_rmse", ".4g"),
+                 ("test MAE", "test_mae", ".4g"), ("test R^2", "test_r2", ".4f")),
+}
+RUN_FIGURES = (("epochs", "epochs", "d"), ("seconds", "train_seconds", ".1f"))
+
+
+def format_table(rows, columns, sort_by, texts):
+    """The table of trials for people, in the order of ``rows`` (sorted by ``sort_by``): the
+    options ``columns``, then the figures of the finished trials' tasks; a failed trial's error
+    takes the place of its figures. ``texts``: id -> option -> value text."""
+    figures = [f for task in _finished_tasks(rows) for f in TASK_FIGURES[task]]
+    figures += RUN_FIGURES if figures else ()
+    headers = ["#", *columns, *(header for header, _, _ in figures)]
     body = []
     for rank, row in enumerate(rows, 1):
-        cells = [str(rank), *(_show(texts[row["id"]][name]) for name in varied)]
+        cells = [str(rank), *(_show(texts[row["id"]][name]) for name in columns)]
         if row["status"] == "ok":
-            cells += [_percent(row.get("val_accuracy")), _percent(row["test_accuracy"]),
-                      f"{row['test_loss']:.4f}", str(row["epochs"]), f"{row['train_seconds']:.1f}"]
+            cells += [_figure(row.get(metric), spec) for _, metric, spec in figures]
         else:
             cells.append(f"failed: {row['error']}")
         body.append(cells)
@@ -544,24 +675,33 @@ def format_table(rows, varied, sort_by, texts):
     for row, cells in zip(rows, body):
         sized = cells if row["status"] == "ok" else cells[:-1]
         widths = [max(w, len(c)) for w, c in itertools.zip_longest(widths, sized, fillvalue="")]
+    widths.append(0)  # a failed trial's error may run past the last column
     lines = [f"sorted by {sort_by}", headers] + body
     return "\n".join(line if isinstance(line, str) else
                      "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
                      for line in lines)
 
 
-def _percent(value):
-    return "-" if value is None else f"{100 * value:.2f}%"
+def _figure(value, spec):
+    return "-" if value is None else format(value, spec)
 
 
 def _plot(rows, trials, varied, path):
+    """Accuracy curves, or loss curves when some trials are regressions (which have no
+    accuracy; they learn the standardised target, as `fastnn train --plot` says)."""
     from .plotting import save_sweep_curves
     ok = [r for r in rows if r["status"] == "ok"]
-    validation = all(r["history"].get("val_accuracy") for r in ok)
-    key = "val_accuracy" if validation else "train_accuracy"
+    tasks = _finished_tasks(ok)
+    accuracy = tasks == [CLASSIFICATION]
+    metric = "accuracy" if accuracy else "loss"
+    validation = all(r["history"].get(f"val_{metric}") for r in ok)
+    key = f"{'val' if validation else 'train'}_{metric}"
+    scale = 100 if accuracy else 1
     curves = [(trials[r["id"]].label(varied),
-               [100 * (v if v is not None else math.nan) for v in r["history"][key]]) for r in ok]
-    save_sweep_curves(curves, path, ylabel=f"{'validation' if validation else 'training'} "
-                                           "accuracy (%)",
+               [scale * (v if v is not None else math.nan) for v in r["history"][key]])
+              for r in ok]
+    what = ("accuracy (%)" if accuracy else
+            "loss (standardised target)" if tasks == [REGRESSION] else "loss")
+    save_sweep_curves(curves, path, ylabel=f"{'validation' if validation else 'training'} {what}",
                       title=f"{len(ok)} trials" + (f": {', '.join(varied)}" if varied else ""))
 

@@ -26,6 +26,7 @@ The preprocessing rules (fixed by ``fit``, stored in the model file by ``to_dict
 import math
 import numbers
 import os
+import reprlib
 import sys
 
 import numpy as np
@@ -174,10 +175,35 @@ def column_names(frame):
     return [str(c) for c in (frame.columns if hasattr(frame, "columns") else frame.keys())]
 
 
-def n_rows(frame):
+def _row_count(frame, names):
+    """The number of rows of the columns ``names`` of ``frame``. The columns of a dict are
+    checked: TypeError naming the first that is not a sequence of values, TableError naming the
+    first that is not 1-D or whose length differs from the others'."""
     if hasattr(frame, "columns"):
         return len(frame)
-    return len(next(iter(frame.values()))) if len(frame) else 0
+    count, first = 0, None
+    for name in names:
+        column = frame[name]
+        try:
+            ndim = np.ndim(column)
+        except ValueError:  # nested sequences of different lengths
+            ndim = None
+        if ndim == 0:
+            raise TypeError(f"column {name!r}: expected a 1-D column (an array or list of one "
+                            f"value per row; [value] for one row), got {type(column).__name__} "
+                            f"{reprlib.repr(column)}")
+        if ndim != 1:
+            shape = ("nested sequences of different lengths" if ndim is None else
+                     f"shape {np.shape(column)}")
+            raise TableError(f"column {name!r}: expected a 1-D column (one value per row), got "
+                             f"{shape}")
+        if first is None:
+            count, first = len(column), name
+        elif len(column) != count:
+            raise TableError(f"column {name!r} has length {len(column)} but column {first!r} "
+                             f"has length {count}; the columns of a table must have equal "
+                             "lengths")
+    return count
 
 
 def _raw_column(frame, name):
@@ -346,8 +372,6 @@ class TablePreprocessor:
             raise TableError(f"no target column {target!r}; the table has {_list(names)}")
         if len(names) < 2:
             raise TableError(f"the table has only the target column {target!r}; no inputs")
-        if n_rows(frame) == 0:
-            raise TableError("the table has no rows")
         ignore = [ignore] if isinstance(ignore, str) else list(ignore)
         for name in ignore:
             if name not in names or name == target:
@@ -358,6 +382,8 @@ class TablePreprocessor:
         self.feature_columns = [n for n in names if n != target and n not in ignore]
         if not self.feature_columns:
             raise TableError("no input columns are left")
+        if _row_count(frame, [*self.feature_columns, target]) == 0:
+            raise TableError("the table has no rows")
         columns = [_Column(frame, n) for n in self.feature_columns]
         y_column = _Column(frame, target)
         keep = ~y_column.missing
@@ -380,8 +406,7 @@ class TablePreprocessor:
             if not present.any():
                 raise TableError(f"column {c.name!r} has no values in the rows used for training")
             if c.kind == "number":
-                v = c.values[kept][present]
-                mean, std = float(v.mean()), float(v.std())
+                mean, std = _mean_and_std(c.values[kept][present])
                 self.numeric_columns.append(c.name)
                 means.append(mean)
                 scales.append(std if std > 0 and math.isfinite(std) else 1.0)
@@ -433,7 +458,7 @@ class TablePreprocessor:
         Raises TableError naming the column for a column that is missing or of the wrong type,
         an unknown category, or (missing="drop") a missing value."""
         self._check_fitted()
-        columns = self._columns(frame)
+        columns, count = self._columns(frame, self.feature_columns)
         if self.missing == "drop":
             for c in columns.values():
                 if c.missing.any():
@@ -441,7 +466,7 @@ class TablePreprocessor:
                     raise TableError(f"column {c.name!r}: row {row + 1} has no value; the model "
                                      "was trained with --missing drop (train with --missing mean "
                                      "to impute)")
-        return self._encode(columns, np.arange(n_rows(frame)))
+        return self._encode(columns, np.arange(count))
 
     def transform_xy(self, frame):
         """``(X, y, kept)`` for a table with the target column (test data): the rows are chosen
@@ -451,7 +476,7 @@ class TablePreprocessor:
         names = column_names(frame)
         if self.target not in names:
             raise TableError(f"no target column {self.target!r}; the table has {_list(names)}")
-        columns = self._columns(frame)
+        columns, _ = self._columns(frame, [*self.feature_columns, self.target])
         y_column = _Column(frame, self.target)
         keep = ~y_column.missing
         if self.missing == "drop":
@@ -462,13 +487,16 @@ class TablePreprocessor:
             raise TableError("no row of the table is complete enough to test on")
         return self._encode(columns, kept), self._encode_target(y_column, kept), kept
 
-    def _columns(self, frame):
+    def _columns(self, frame, used):
+        """({name: _Column} of the feature columns, the row count); ``used``: the columns whose
+        lengths must agree (the features, and the target when it is read too)."""
         names = set(column_names(frame))
         absent = [n for n in self.feature_columns if n not in names]
         if absent:
             raise TableError(f"column {absent[0]!r} is missing from the table (the model takes "
                              f"{_list(self.feature_columns)})")
-        if n_rows(frame) == 0:
+        count = _row_count(frame, used)
+        if count == 0:
             raise TableError("the table has no rows")
         columns = {n: _Column(frame, n) for n in self.feature_columns}
         for name in self.numeric_columns:
@@ -477,7 +505,7 @@ class TablePreprocessor:
                 example = c.values[~c.missing][0]
                 raise TableError(f"column {name!r}: expected numbers, as in training, got text "
                                  f"(e.g. {example!r})")
-        return columns
+        return columns, count
 
     def _encode(self, columns, rows):
         X = np.zeros((len(rows), self.n_inputs), np.float64)
@@ -640,28 +668,53 @@ def stratified_split(y, test_fraction, seed, stratify=True):
     return train, test
 
 
+def _mean_and_std(values):
+    """The mean and population standard deviation of ``values`` (float64, 1-D), also for values
+    so large that their sum or squares overflow (beyond about 1e154)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(values.mean()), float(values.std())
+    if values.size == 0 or (math.isfinite(mean) and math.isfinite(std)):
+        return mean, std
+    largest = float(np.max(np.abs(values)))
+    scaled = values / largest
+    return float(scaled.mean()) * largest, float(scaled.std()) * largest
+
+
 def target_scaling(y):
     """(mean, scale) that standardise regression targets y (scale 1 when y is constant)."""
-    mean, std = float(np.mean(y)), float(np.std(y))
+    mean, std = _mean_and_std(np.asarray(y))
     return mean, (std if std > 0 and math.isfinite(std) else 1.0)
 
 
 def unscale_outputs(network, mean, scale):
     """Fold y = output * scale + mean into the last Linear layer of ``network`` (trained on
-    standardised targets), so that it outputs targets in their own units."""
+    standardised targets), so that it outputs targets in their own units. Raises ValueError,
+    leaving the network unchanged, when the targets' units do not fit the network's dtype."""
     from .layers import Linear
     last = [layer for layer in network.layers if isinstance(layer, Linear)][-1]
-    last.W *= np.asarray(scale, last.W.dtype)
-    last.b *= np.asarray(scale, last.b.dtype)
-    last.b += np.asarray(mean, last.b.dtype)
+    dtype = last.W.dtype
+    with np.errstate(over="ignore", invalid="ignore"):
+        W = last.W * np.asarray(scale, dtype)
+        b = last.b * np.asarray(scale, dtype) + np.asarray(mean, dtype)
+    if not (np.isfinite(W).all() and np.isfinite(b).all()):
+        raise ValueError(f"mean {mean:.4g}, scale {scale:.4g}: the targets' units make the output "
+                         f"layer overflow {dtype.name} (at most {np.finfo(dtype).max:.4g})"
+                         + ("; train a float64 network" if dtype == np.float32 else ""))
+    np.copyto(last.W, W)
+    np.copyto(last.b, b)
 
 
 def regression_metrics(predicted, y):
     """{"rmse", "mae", "r2"} of predictions against targets (float64)."""
     predicted = np.asarray(predicted, np.float64).reshape(-1)
     y = np.asarray(y, np.float64).reshape(-1)
+    # Errors and their squares overflow for values beyond about 1e154: such values are measured
+    # in units of the largest (dividing by 1.0 otherwise changes nothing).
+    largest = max(np.max(np.abs(predicted), initial=0.0), np.max(np.abs(y), initial=0.0))
+    unit = float(largest) if 1e100 < largest < math.inf else 1.0
+    predicted, y = predicted / unit, y / unit
     err = predicted - y
     total = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - float(np.sum(err ** 2)) / total if total > 0 else math.nan
-    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
-            "r2": r2}
+    return {"rmse": float(np.sqrt(np.mean(err ** 2))) * unit,
+            "mae": float(np.mean(np.abs(err))) * unit, "r2": r2}

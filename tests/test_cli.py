@@ -95,12 +95,9 @@ def test_train_help_documents_options_and_schedules():
     assert "cosine anneals it towards 0 over the epochs" in text
 
 
-def test_no_command_prints_usage_and_exits_2():
-    proc = run_cli()
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("usage: fastnn")
-    assert "fastnn: error: a command is required" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_no_command_is_one_error_line_listing_the_commands():
+    assert_user_error(run_cli(), "a command is required: train, sweep, evaluate, predict, export, "
+                                 "info or bench")
 
 
 def test_main_returns_exit_status_in_process(capsys):
@@ -330,6 +327,11 @@ def test_info_json():
     (["train", "--unknown-option"], "unrecognized arguments"),
     (["evaluate"], "MODEL"),
     (["evaluate", "/nonexistent/model.npz"], "model file not found"),
+    (["evaluate", "."], ". is a directory, not a model file"),
+    (["predict", ".", "--data", "t.csv"], ". is a directory, not a model file"),
+    (["export", ".", "--output", "m.onnx"], ". is a directory, not a model file"),
+    (["train", "--data", "/nonexistent/t.csv", "--target", "y"],
+     "--data: no such file or directory: /nonexistent/t.csv"),
     (["frobnicate"], "invalid choice"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_bad_arguments_are_one_line_errors(args, fragment):
@@ -360,6 +362,29 @@ def test_model_and_data_that_do_not_fit_are_a_user_error(tmp_path, small_model):
     data_dir = make_dataset(str(tmp_path), compress=True)
     assert_user_error(run_cli("evaluate", small_model[0], "--data-dir", data_dir),
                       "expects 784 inputs", "64 pixels")
+    assert_user_error(run_cli("evaluate", small_model[0], "--data", tmp_path / "none.csv"),
+                      "--data: no such file or directory")
+
+
+def test_a_network_too_large_for_the_memory_is_a_user_error():
+    # 784 x 1e11 weights: more bytes than a 64-bit process can address, whatever the machine.
+    proc = run_cli("train", "--hidden", "100000000000", "--epochs", "1", "--limit", "100")
+    assert_user_error(proc, "--hidden 100000000000: not enough memory",
+                      "784-100000000000-10 network", "GiB in float32")
+
+
+def test_running_out_of_memory_during_training_is_a_user_error(monkeypatch, capsys):
+    import fastnn
+    from fastnn.cli import main
+
+    def fit(*args, **kwargs):
+        raise MemoryError("Unable to allocate 9.00 GiB for an array with shape (1000, 1000000)")
+
+    monkeypatch.setattr(fastnn.Network, "fit", fit)
+    assert main(["train", "--limit", "100", "--epochs", "1", "--hidden", "8", "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "fastnn: error: not enough memory: Unable to allocate 9.00 GiB for an array with shape "
+        "(1000, 1000000)"]
 
 
 def test_corrupted_dataset_is_a_user_error(tmp_path):
@@ -425,6 +450,24 @@ def test_a_reader_that_leaves_early_does_not_stop_training(tmp_path):
     assert proc.wait(timeout=120) == 0
     assert first.startswith(b"training ")
     assert model.exists()
+
+
+@pytest.mark.parametrize("options, header, inits", [
+    (["--hidden", "0"], "lecun init,", ["lecun"]),
+    (["--hidden", "16"], "he init (lecun for the output layer),", ["he", "lecun"]),
+    (["--hidden", "16", "--activation", "tanh"], "lecun init,", ["lecun", "lecun"]),
+    (["--hidden", "16", "--init", "xavier"], "xavier init,", ["xavier", "xavier"]),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_the_run_header_names_the_initialisers_the_layers_were_drawn_with(tmp_path, options,
+                                                                          header, inits):
+    import fastnn
+    from fastnn.layers import Linear
+    model = tmp_path / "m.npz"
+    proc = run_cli("train", *options, "--limit", "200", "--epochs", "1", "--save", model)
+    assert proc.returncode == 0, proc.stderr
+    assert header in proc.stdout.splitlines()[0]
+    assert [layer.init_name for layer in fastnn.load(model).layers
+            if isinstance(layer, Linear)] == inits
 
 
 def test_a_network_without_hidden_layers_is_named_by_its_loss():

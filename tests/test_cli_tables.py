@@ -240,6 +240,9 @@ def test_hostile_prediction_tables(tmp_path, cli):
     (["--data", "{csv}"], "--target COLUMN is required"),
     (["--data", "{csv}", "--target", "segment", "--limit", "10"], "--limit applies to MNIST"),
     (["--data", "{csv}", "--target", "segment", "--data-dir", "{dir}"], "give --data or --data-dir"),
+    (["--data", "{dir}/none.csv", "--target", "segment"], "--data: no such file or directory"),
+    (["--data", "{csv}", "--target", "segment", "--test-data", "{dir}/none.csv"],
+     "--test-data: no such file or directory"),
 ])
 def test_option_conflicts(tmp_path, cli, args, fragment):
     csv_path = write(table(50), tmp_path / "t.csv")
@@ -250,6 +253,66 @@ def test_option_conflicts(tmp_path, cli, args, fragment):
 def test_errors_in_a_subprocess_are_one_line_and_status_2(tmp_path):
     proc = run_cli("train", "--data", write(table(30), tmp_path / "t.csv"), "--target", "nope")
     assert_user_error(proc, "no target column 'nope'")
+
+
+# -- values beyond the range of the network's dtype -----------------------------------------------
+
+def _rescaled_spend(largest):
+    """table(200) with its regression target "spend" centred and scaled to reach ``largest``."""
+    t = table(200)
+    centred = t["spend"] - 50
+    return dict(t, spend=centred * (largest / np.max(np.abs(centred))))
+
+
+@pytest.mark.parametrize("largest", [1e39, 1e308])
+def test_a_regression_target_beyond_float32_is_refused_naming_the_column(tmp_path, cli, largest):
+    data = write(_rescaled_spend(largest), tmp_path / "t.csv")
+    assert_user_error(cli("train", "--data", data, "--target", "spend", *FAST),
+                      "target column 'spend'", "outside the float32 range (±3.403e+38)",
+                      "train with --dtype float64")
+
+
+def test_a_target_near_the_float64_limit_trains_as_well_as_a_small_one(tmp_path, cli):
+    small = write(_rescaled_spend(40.0), tmp_path / "small.csv")
+    huge = write(_rescaled_spend(1e308), tmp_path / "huge.csv")
+    options = ["--target", "spend", "--dtype", "float64", *FAST, "--json"]
+    reference = cli("train", "--data", small, *options).json
+    result = cli("train", "--data", huge, *options)
+    assert "warning" not in result.stderr
+    assert result.json["test_r2"] == pytest.approx(reference["test_r2"], rel=1e-6)
+    assert result.json["test_rmse"] == pytest.approx(reference["test_rmse"] * (1e308 / 40), rel=1e-6)
+
+
+def test_outputs_that_overflow_when_rescaled_are_a_user_error(tmp_path, cli, monkeypatch):
+    import fastnn.cli.tables
+    monkeypatch.setattr(fastnn.cli.tables, "target_scaling", lambda y: (0.0, 1e39))
+    data = write(table(200), tmp_path / "t.csv")
+    assert_user_error(cli("train", "--data", data, "--target", "spend", *FAST),
+                      "target column 'spend'", "overflow float32", "train with --dtype float64")
+
+
+def test_an_input_column_near_the_float64_limit_trains_as_well_as_a_small_one(tmp_path, cli):
+    t = table(200)
+    small = cli("train", "--data", write(t, tmp_path / "small.csv"), "--target", "segment",
+                *FAST, "--json").json
+    huge = dict(t, age=t["age"] * 1e300)
+    result = cli("train", "--data", write(huge, tmp_path / "huge.csv"), "--target", "segment",
+                 *FAST, "--json").json
+    assert result["test_accuracy"] == pytest.approx(small["test_accuracy"])
+
+
+def test_test_inputs_beyond_the_dtype_once_standardised_are_a_user_error(tmp_path, cli):
+    t = table(200)
+    data = write(t, tmp_path / "t.csv")
+    far = write(dict(t, age=t["age"] * 1e300), tmp_path / "far.csv")
+    assert_user_error(cli("train", "--data", data, "--target", "spend", "--test-data", far, *FAST),
+                      "--test-data: column 'age'", "float32 range", "train with --dtype float64")
+    model = tmp_path / "m.npz"
+    assert cli("train", "--data", data, "--target", "spend", *FAST, "--save", model,
+               "--quiet").returncode == 0
+    for command in ("evaluate", "predict"):
+        assert_user_error(cli(command, model, "--data", far), "--data: column 'age'",
+                          "float32 range")
 
 
 # -- the range warning ----------------------------------------------------------------------------
@@ -350,6 +413,20 @@ def test_predict_an_npz_with_a_model_of_arrays(tmp_path, cli):
     assert [int(r[0]) for r in rows[1:]] == net.predict(x[:50]).tolist()
     report = cli("evaluate", model, "--data", write({"X": x, "y": y}, tmp_path / "xy.npz"), "--json")
     assert report.json["test_accuracy"] == pytest.approx(net.evaluate(x, y)[1])
+
+
+def test_nan_or_overflowing_arrays_for_a_model_of_arrays_are_a_user_error(tmp_path, cli):
+    model, x, y, _ = _pixel_model(tmp_path)
+    holes = x[:20].astype(np.float64)
+    holes[3, 5] = np.nan
+    huge = x[:20] * 1e300  # x / 255 is still beyond float32
+    for command in ("predict", "evaluate"):
+        assert_user_error(cli(command, model, "--data", write({"X": holes, "y": y[:20]},
+                                                              tmp_path / "holes.npz")),
+                          "X holds 1 NaN or infinite value(s), the first in row 4, column x5")
+        assert_user_error(cli(command, model, "--data", write({"X": huge, "y": y[:20]},
+                                                              tmp_path / "huge.npz")),
+                          "--data: column 'x", "once scaled for the model", "float32 range")
 
 
 def test_pixels_divided_by_255_twice_warn_in_one_line(tmp_path, cli):

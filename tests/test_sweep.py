@@ -1,5 +1,7 @@
 """fastnn sweep: the grid, hostile values, failed trials, the JSON, the directory, resuming,
-local worker processes and a real Dask cluster. Each run is tiny (300 MNIST rows, 1-2 epochs)."""
+regressions, local worker processes and a real Dask cluster. Each run is tiny (300 MNIST rows
+or a 200-row table, 1-2 epochs)."""
+import csv
 import json
 import sys
 
@@ -9,6 +11,7 @@ from fastnn import cli, sweep
 from fastnn.cli import data as cli_data
 
 from dask_cluster import dask_scheduler  # noqa: F401 - a fixture
+from synthetic import table
 
 TINY = ["--limit", "300", "--epochs", "2"]
 
@@ -18,7 +21,7 @@ def _run(capsys, *argv):
     status = cli.main(["sweep", *argv])
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
-    data = json.loads(lines[-1]) if "--json" in argv and status in (0, 130) and lines else None
+    data = json.loads(lines[-1]) if "--json" in argv and status in (0, 1, 130) and lines else None
     return status, data, err
 
 
@@ -108,6 +111,40 @@ def test_the_table_names_the_failure(capsys):
     assert lines[3].split()[:3] == ["2", "-1", "failed:"]
 
 
+def test_a_trial_out_of_memory_fails_alone(capsys, monkeypatch):
+    import fastnn
+    real = fastnn.Linear
+
+    def linear(n_in, n_out, *args, **kwargs):  # as numpy does for a network too large
+        if n_out == 12:
+            raise MemoryError("Unable to allocate 584. GiB for an array with shape (784, 12)")
+        return real(n_in, n_out, *args, **kwargs)
+
+    monkeypatch.setattr(fastnn, "Linear", linear)
+    status, data, _ = _run(capsys, *TINY, "--hidden", "12", "8", "--json", "--quiet")
+    assert status == 0
+    by_hidden = {t["params"]["hidden"][0]: t for t in data["trials"]}
+    assert by_hidden[8]["status"] == "ok" and by_hidden[12]["status"] == "failed"
+    assert "not enough memory" in by_hidden[12]["error"]
+
+
+def test_a_single_failed_trial_shows_its_options_and_fails_the_sweep(capsys):
+    status = cli.main(["sweep", "--limit", "300", "--epochs", "1", "--hidden", "8,x", "--quiet"])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert err == "fastnn: error: every trial failed (1 of 1)\n"
+    lines = out.strip().splitlines()
+    assert lines[1].split() == ["#", "limit", "hidden", "epochs"]
+    assert lines[2].split() == ["1", "300", "8", "x", "1", "failed:", "argument", "--hidden:",
+                                "expected", "an", "integer,", "got", "'x'"]
+
+
+def test_every_trial_failed_is_exit_status_1_with_the_json(capsys):
+    status, data, err = _run(capsys, *TINY, "--lr", "-1", "-2", "--json", "--quiet")
+    assert status == 1 and err == "fastnn: error: every trial failed (2 of 2)\n"
+    assert [t["status"] for t in data["trials"]] == ["failed", "failed"] and data["complete"]
+
+
 # -- a trial is `fastnn train` ------------------------------------------------------------------
 
 def test_a_trial_equals_fastnn_train(capsys):
@@ -118,6 +155,96 @@ def test_a_trial_equals_fastnn_train(capsys):
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert _outcome(data["trials"][0]) == _outcome({"status": "ok", **trained})
     assert data["trials"][0]["val_accuracy"] == trained["history"]["val_accuracy"][-1]
+
+
+# -- regressions --------------------------------------------------------------------------------
+
+@pytest.fixture
+def spend_csv(tmp_path):
+    """A 200-row table whose numeric target "spend" is a regression, "segment" a classification."""
+    pytest.importorskip("pandas")
+    columns = table(200)
+    path = tmp_path / "spend.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values()))
+    return str(path)
+
+
+def _regression(path, *more):
+    return ["--data", path, "--target", "spend", "--ignore", "segment", "--epochs", "1", *more]
+
+
+def test_a_regression_sweep_reports_what_train_reports(capsys, spend_csv):
+    options = _regression(spend_csv, "--hidden", "8")
+    status, data, _ = _run(capsys, *options, "--lr", "0.01", "0.05", "--json", "--quiet")
+    assert status == 0 and data["sort_by"] == "test_rmse"
+    rmse = [t["test_rmse"] for t in data["trials"]]
+    assert rmse == sorted(rmse) and len(rmse) == 2
+    assert not [k for t in data["trials"] for k in t if k.endswith("accuracy")]
+    assert cli.main(["train", *options, "--lr", "0.05", "--json", "--quiet"]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    swept = next(t for t in data["trials"] if t["params"]["lr"] == 0.05)
+    for key in ("test_rmse", "test_mae", "test_r2", "test_loss", "task"):
+        assert swept[key] == trained[key]
+
+
+def test_a_regression_table_shows_rmse_mae_and_r2(capsys, spend_csv):
+    status = cli.main(["sweep", *_regression(spend_csv, "--lr", "0.01", "0.05")])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert status == 0
+    assert out[1].startswith("  lr=0.01: test RMSE ")
+    assert out[3] == "sorted by test_rmse"
+    assert out[4].split() == ["#", "lr", "val", "loss", "test", "RMSE", "test", "MAE", "test",
+                              "R^2", "epochs", "seconds"]
+
+
+def test_a_regression_plot_overlays_loss_curves(capsys, monkeypatch, spend_csv, tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastnn import plotting
+    drawn = {}
+    monkeypatch.setattr(plotting, "save_sweep_curves", lambda curves, path, ylabel, title:
+                        drawn.update(curves=curves, ylabel=ylabel))
+    status, data, _ = _run(capsys, *_regression(spend_csv, "--lr", "0.01", "0.05", "--val-split",
+                                                "0.2", "--plot", str(tmp_path / "c.png")),
+                           "--json", "--quiet")
+    assert status == 0 and drawn["ylabel"] == "validation loss (standardised target)"
+    assert sorted(c[1] for c in drawn["curves"]) == sorted(t["history"]["val_loss"]
+                                                           for t in data["trials"])
+
+
+@pytest.mark.parametrize("more, sort_by, higher_first", [
+    (["--val-split", "0.2"], "val_loss", False),  # the default with validation rows
+    (["--sort-by", "test_loss"], "test_loss", False),
+    (["--sort-by", "test_r2"], "test_r2", True),
+])
+def test_regression_sort_orders(capsys, spend_csv, more, sort_by, higher_first):
+    status, data, _ = _run(capsys, *_regression(spend_csv, "--lr", "0.01", "0.05", "0.2"), *more,
+                           "--json", "--quiet")
+    assert status == 0 and data["sort_by"] == sort_by
+    values = [t[sort_by] for t in data["trials"]]
+    assert values == sorted(values, reverse=higher_first) and None not in values
+
+
+@pytest.mark.parametrize("argv, task, trials_run", [
+    (["--limit", "300", "--sort-by", "test_rmse"], "classifications", 0),  # digits: known at once
+    (["--task", "regression", "--sort-by", "test_accuracy"], "regressions", 0),
+    (["--sort-by", "train_accuracy"], "regressions", 1),  # known when the first trial finishes
+    (["--sort-by", "train_accuracy", "--jobs", "2"], "regressions", 1),
+])
+def test_a_metric_the_task_does_not_report_is_refused(capsys, monkeypatch, spend_csv, argv, task,
+                                                      trials_run):
+    real, calls = sweep.run_trial, []
+    monkeypatch.setattr(sweep, "run_trial", lambda *a, **k: calls.append(a) or real(*a, **k))
+    data = _regression(spend_csv) if "--limit" not in argv else ["--epochs", "1"]
+    status, _, err = _run(capsys, *data, "--lr", "0.01", "0.05", "0.1", *argv, "--quiet")
+    assert status == 2
+    metric = argv[argv.index("--sort-by") + 1]
+    assert err.startswith(f"fastnn: error: --sort-by {metric}: the trials are {task}, which do "
+                          "not report it; choose one of ") and len(err.splitlines()) == 1
+    if "--jobs" not in argv:  # the workers' calls are not seen here
+        assert len(calls) == trials_run
 
 
 # -- the directory, resuming, interrupting --------------------------------------------------------
@@ -257,6 +384,17 @@ def test_more_workers_than_cores_warns(capsys):
     assert err == (f"fastnn: warning: --jobs {jobs}: more workers than the {cores} cores this "
                    f"process may use (limited by {source}); each runs one thread and they share "
                    "the cores\n")
+
+
+@pytest.mark.parametrize("address", ["notaurl", "tcp://host", "http://host:8786",
+                                     "tcp://host:99999"])
+def test_a_malformed_scheduler_address_is_a_user_error(capsys, tmp_path, address):
+    pytest.importorskip("distributed")
+    status, _, err = _run(capsys, *TINY, "--scheduler", address, "--output", str(tmp_path / "o"))
+    assert status == 2
+    assert err == ("fastnn: error: --scheduler: expected the Dask scheduler's address "
+                   f"tcp://HOST:PORT, got {address!r}\n")
+    assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
 def test_an_unreachable_scheduler_is_a_user_error(capsys, monkeypatch):

@@ -11,8 +11,8 @@ import pytest
 
 import fastnn
 from fastnn.errors import MissingExtra, TableError
-from fastnn.tabular import (TablePreprocessor, read_table, stratified_split, target_scaling,
-                            unscale_outputs)
+from fastnn.tabular import (TablePreprocessor, read_table, regression_metrics, stratified_split,
+                            target_scaling, unscale_outputs)
 from synthetic import blobs, table
 
 pd = pytest.importorskip("pandas")
@@ -182,6 +182,36 @@ def test_hostile_fits():
         {"x": np.array([1.0, np.inf]), "y": np.array(["a", "b"])})
 
 
+def test_columns_of_a_dict_must_be_1d_and_of_equal_length():
+    y = np.array(["a", "b"] * 3)
+    with pytest.raises(TableError, match="column 'z' has length 5 but column 'x' has length 6; "
+                                         "the columns of a table must have equal lengths"):
+        TablePreprocessor().fit({"x": np.arange(6.0), "z": np.arange(5.0), "y": y}, "y")
+    with pytest.raises(TableError, match="column 'y' has length 5 but column 'x' has length 6"):
+        TablePreprocessor().fit({"x": np.arange(6.0), "y": y[:5]}, "y")
+    with pytest.raises(TableError, match=r"column 'x': expected a 1-D column \(one value per "
+                                         r"row\), got shape \(6, 2\)"):
+        TablePreprocessor().fit({"x": np.ones((6, 2)), "y": y}, "y")
+    with pytest.raises(TableError, match="column 'x': .* got nested sequences of different lengths"):
+        TablePreprocessor().fit({"x": [[1.0], [2.0, 3.0]], "y": y[:2]}, "y")
+    with pytest.raises(TypeError, match="column 'x': expected a 1-D column .* got float 1.5"):
+        TablePreprocessor().fit({"x": 1.5, "y": y}, "y")
+    assert TablePreprocessor().fit({"x": np.arange(6.0), "id": 7, "y": y}, "y",
+                                   ignore="id").feature_columns == ["x"]  # ignored: not checked
+
+
+def test_transforming_scalars_or_columns_of_unequal_lengths_names_the_column():
+    p = TablePreprocessor().fit({"x": np.arange(6.0), "z": np.arange(6.0),
+                                 "y": np.array(["a", "b"] * 3)}, "y")
+    with pytest.raises(TypeError, match=r"column 'x': .* \[value\] for one row\), got float 1.0"):
+        p.transform({"x": 1.0, "z": 2.0})
+    assert p.transform({"x": [1.0], "z": [2.0]}).shape == (1, 2)
+    with pytest.raises(TableError, match="column 'z' has length 1 but column 'x' has length 2"):
+        p.transform({"x": [1.0, 2.0], "z": [2.0]})
+    with pytest.raises(TableError, match="column 'y' has length 1 but column 'x' has length 2"):
+        p.transform_xy({"x": [1.0, 2.0], "z": [2.0, 3.0], "y": ["a"]})
+
+
 def test_hostile_files(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
@@ -245,6 +275,30 @@ def test_unscale_outputs_gives_the_targets_units():
     mean, scale = target_scaling(np.array([10.0, 20.0, 30.0]))
     unscale_outputs(net, mean, scale)
     np.testing.assert_allclose(net.predict(X), before * scale + mean)
+
+
+def test_unscale_outputs_refuses_units_beyond_the_dtype_and_leaves_the_network():
+    net = fastnn.Network([fastnn.Linear(3, 1)], loss=fastnn.MSE(), seed=0)
+    W, b = net.layers[0].W.copy(), net.layers[0].b.copy()
+    with pytest.raises(ValueError, match=r"mean 0, scale 1e\+39: .* overflow float32 .*"
+                                         "train a float64 network"):
+        unscale_outputs(net, 0.0, 1e39)
+    assert (net.layers[0].W == W).all() and (net.layers[0].b == b).all()
+
+
+def test_statistics_of_values_near_the_float64_limit_are_finite():
+    y = np.array([1e308, -1e308, 1e308, -1e308])
+    assert target_scaling(y) == (0.0, 1e308)
+    rng = np.random.default_rng(0)
+    frame = {"x": rng.normal(size=50), "y": rng.normal(size=50)}
+    X = TablePreprocessor().fit_transform(frame, "y")[0]
+    huge = TablePreprocessor().fit_transform(dict(frame, x=frame["x"] * 1e300), "y")[0]
+    np.testing.assert_allclose(huge, X, rtol=1e-12)
+
+
+def test_regression_metrics_of_values_near_the_float64_limit_are_finite():
+    m = regression_metrics(np.array([1e300, -1e300, 0.0]), np.array([-1e300, 1e300, 0.0]))
+    assert m == pytest.approx({"rmse": 2e300 * np.sqrt(2 / 3), "mae": 4e300 / 3, "r2": -3.0})
 
 
 # -- the training range and its warning -----------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Arguments are parsed and checked with the standard library only; numpy and the compiled core
 are imported afterwards, so ``fastnn --help`` and argument errors answer at once. User errors
-(bad values, missing or damaged files, diverged training) print one line starting with
-``fastnn: error:`` to stderr and exit with status 2; anything else is a bug and keeps its traceback.
+(bad values, missing or damaged files, diverged training, a network or data too large for the
+memory) print one line starting with ``fastnn: error:`` to stderr and exit with status 2;
+anything else is a bug and keeps its traceback.
 
 Interrupting ``fastnn train --save PATH`` (Ctrl-C, SIGINT or SIGTERM) writes a checkpoint of the
 last completed epoch to PATH and exits with status 130 (143 for SIGTERM); ``fastnn train --resume
@@ -52,9 +53,8 @@ def main(argv=None):
     if args.command == "train":
         args.given = given_options(build_parser(), argv)
     if args.command is None:
-        parser.print_usage(sys.stderr)
-        print_error("a command is required: train, sweep, evaluate, predict, export, info or bench (see "
-                    "'fastnn --help')")
+        *others, last = COMMANDS
+        print_error(f"a command is required: {', '.join(others)} or {last} (see 'fastnn --help')")
         return 2
     # A reader that leaves early (`fastnn ... | head -1`) stops no command: the rest of the
     # output is discarded and the command finishes with its own status.

@@ -28,7 +28,17 @@ def plural(count, noun):
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def describe_training(args):
+def init_text(network):
+    """The initialisers the network's Linear layers were drawn with: the network resolves a
+    default from the activation after each layer, so the output layer's may differ."""
+    from ..layers import Linear
+    *hidden, output = [l.init_name for l in network.layers if isinstance(l, Linear)]
+    if all(name == output for name in hidden):
+        return f"{output} init"
+    return f"{'/'.join(sorted(set(hidden)))} init ({output} for the output layer)"
+
+
+def describe_training(args, network):
     parts = [f"{args.optimizer} lr {args.lr:g}"]
     if args.optimizer == "sgd" and args.momentum:
         parts[0] += f" {'nesterov ' if args.nesterov else ''}momentum {args.momentum:g}"
@@ -39,8 +49,7 @@ def describe_training(args):
         parts.append(f"{args.schedule} schedule")
     if args.val_split:
         parts.append(f"{args.val_split:g} held out for validation")
-    from ..initializers import default_init
-    parts += [f"{args.init or default_init(args.activation)} init",
+    parts += [init_text(network),
               f"dropout {args.dropout:g}" if args.dropout else "no dropout", args.dtype,
               "columns standardised" if args.data is not None else
               f"pixels {'/255' if args.scaling == 'unit' else 'standardised'}",
@@ -55,9 +64,9 @@ def training_line(args, network, n_train, done):
     what = f"{describe(network)} ({network.n_parameters():,} parameters)"
     if args.resume:
         return (f"resuming {what} from {args.resume} after epoch {done}/{args.epochs}: "
-                f"{describe_training(args)}, {threads}")
+                f"{describe_training(args, network)}, {threads}")
     rows = "rows" if args.data is not None else "images"
-    return f"training {what} on {n_train:,} {rows}: {describe_training(args)}, {threads}"
+    return f"training {what} on {n_train:,} {rows}: {describe_training(args, network)}, {threads}"
 
 
 def epoch_printer(epochs, stream):
@@ -94,7 +103,7 @@ def test_scores(network, x_test, y_test):
         from ..tabular import regression_metrics
         m = regression_metrics(network.predict(x_test), y_test)
         return ({"test_rmse": m["rmse"], "test_mae": m["mae"], "test_r2": m["r2"],
-                 "test_loss": m["rmse"] ** 2},
+                 "test_loss": m["rmse"] * m["rmse"]},  # inf, not OverflowError, past 1.3e154
                 f"test RMSE {m['rmse']:.4g}  MAE {m['mae']:.4g}  R^2 {m['r2']:.4f}")
     test_loss, test_accuracy = network.evaluate(x_test, y_test)
     return ({"test_accuracy": test_accuracy, "test_loss": test_loss},

@@ -249,6 +249,7 @@ def _check_table_args(args):
             raise UserError("give --data or --data-dir, not both")
         if "dataset" in given:
             raise UserError("give --data or --dataset, not both")
+        check_exists("--data", args.data)
         if os.path.isdir(args.data):
             args.data_dir, args.data = args.data, None
     table_only = [name for name in ("target", "ignore", "task", "test_split", "test_data")
@@ -268,10 +269,17 @@ def _check_table_args(args):
                             "numeric columns are standardised)")
     if args.test_split is not None and args.test_data is not None:
         raise UserError("give --test-split or --test-data, not both")
+    if args.test_data is not None:
+        check_exists("--test-data", args.test_data)
     if args.test_split is not None and args.test_split == 0:
         raise UserError("--test-split must be more than 0 (or give --test-data FILE)")
     if args.test_data is None and args.test_split is None:
         args.test_split = DEFAULT_TEST_SPLIT
+
+
+def check_exists(option, path):
+    if not os.path.exists(path):
+        raise UserError(f"{option}: no such file or directory: {path}")
 
 
 def check_writable_location(option, path):

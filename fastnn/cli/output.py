@@ -27,6 +27,8 @@ def user_error_message(exc):
     """The one-line message for an error caused by the user's input, or None for a bug."""
     if isinstance(exc, UserError):
         return str(exc)
+    if isinstance(exc, MemoryError):  # e.g. numpy's "Unable to allocate 584. GiB for an array ..."
+        return f"not enough memory: {exc}" if str(exc) else "not enough memory"
     from ..errors import MissingExtra, TableError
     if isinstance(exc, (MissingExtra, TableError)):
         return str(exc)

@@ -8,8 +8,8 @@ import time
 
 from .data import load_data
 from .describe import describe, is_regression, test_scores
-from .options import (NUM_CLASSES, add_output_flags, add_threads_option, check_writable_location,
-                      set_threads)
+from .options import (NUM_CLASSES, add_output_flags, add_threads_option, check_exists,
+                      check_writable_location, set_threads)
 from .output import UserError, range_warnings_as_lines, report
 
 
@@ -66,14 +66,15 @@ def _add_export(commands):
 
 
 def evaluate(args, started):
-    if not os.path.isfile(args.model):
-        raise UserError(f"model file not found: {args.model}")
+    _check_model_file(args.model)
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise UserError(f"--data-dir: no such directory: {args.data_dir}")
     if args.data is not None and args.data_dir is not None:
         raise UserError("give --data or --data-dir, not both")
-    if args.data is not None and os.path.isdir(args.data):
-        args.data_dir, args.data = args.data, None
+    if args.data is not None:
+        check_exists("--data", args.data)
+        if os.path.isdir(args.data):
+            args.data_dir, args.data = args.data, None
     import fastnn
     set_threads(args.threads)
     network = fastnn.load(args.model)
@@ -95,6 +96,14 @@ def evaluate(args, started):
     return 0
 
 
+def _check_model_file(path):
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory, not a model file (one saved by "
+                        "'fastnn train --save')")
+    if not os.path.isfile(path):
+        raise UserError(f"model file not found: {path}")
+
+
 def _check_model_fits(network, x_test):
     from ..losses import MSE, SoftmaxCrossEntropy
     if not isinstance(network.loss, (SoftmaxCrossEntropy, MSE)) or network.n_outputs < 2:
@@ -110,12 +119,10 @@ def _check_model_fits(network, x_test):
 
 def predict(args, started):
     """``fastnn predict MODEL --data FILE [--output OUT.csv] [--proba]``."""
-    if not os.path.isfile(args.model):
-        raise UserError(f"model file not found: {args.model}")
+    _check_model_file(args.model)
     if args.output is not None:
         check_writable_location("--output", args.output)
-    if not os.path.exists(args.data):
-        raise UserError(f"--data: no such file or directory: {args.data}")
+    check_exists("--data", args.data)
     import numpy as np
 
     import fastnn
@@ -144,20 +151,22 @@ def predict(args, started):
 
 
 def _prediction_inputs(args, network):
-    from .tables import model_arrays
+    from .tables import check_inputs_fit, model_arrays
     if network.preprocessor is not None:
         from ..tabular import read_table
         if os.path.isdir(args.data):
             raise UserError(f"the model takes the columns of a table ({args.data} is a directory)")
-        return network.preprocessor.transform(read_table(args.data))
-    if os.path.isdir(args.data):
+        X = network.preprocessor.transform(read_table(args.data))
+    elif os.path.isdir(args.data):
         from ..datasets import load_idx
-        x, _ = load_idx(args.data, subset="test")
-        if x.shape[1] != network.n_features:
-            raise UserError(f"{args.data}: the images have {x.shape[1]} pixels; the model takes "
+        X, _ = load_idx(args.data, subset="test")
+        if X.shape[1] != network.n_features:
+            raise UserError(f"{args.data}: the images have {X.shape[1]} pixels; the model takes "
                             f"{network.n_features} inputs")
-        return x
-    return model_arrays(args.data, network)[0]
+    else:
+        X = model_arrays(args.data, network)[0]
+    check_inputs_fit(network, X, "--data")
+    return X
 
 
 def _class_names(network):
@@ -209,8 +218,7 @@ def _write_csv(path, header, columns):
 
 
 def export(args, started):
-    if not os.path.isfile(args.model):
-        raise UserError(f"model file not found: {args.model}")
+    _check_model_file(args.model)
     check_writable_location("--output", args.output)
     from ..export_onnx import save_onnx
     from ..serialization import load

@@ -13,7 +13,8 @@ def add_parser(commands):
                     "64 --lr 0.01 0.1 is four trials), in this process, in --jobs N local "
                     "processes or on a Dask cluster (--scheduler), and show them in a table "
                     "sorted by --sort-by. Each trial gives what 'fastnn train' gives with its "
-                    "options; a trial that fails is reported and the others go on.",
+                    "options; a trial that fails is reported and the others go on (exit "
+                    "status 1 when every trial fails).",
         formatter_class=HelpFormatter)
     sweep.add_arguments(p)
 

@@ -1,6 +1,8 @@
 """The table side of the command line: the data of ``fastnn train --data``, the test data of
 ``fastnn evaluate --data`` and the inputs of ``fastnn predict`` for a model without a
 preprocessor."""
+import numpy as np
+
 from ..tabular import (TablePreprocessor, read_arrays, read_table, stratified_split, target_scaling,
                       unscale_outputs)
 from .options import set_default_lr
@@ -27,7 +29,14 @@ class TableData:
         """After training: a regression network, trained on standardised targets, is made to
         output the target's own units."""
         if self.preprocessor.task == "regression":
-            unscale_outputs(network, self.target_mean, self.target_scale)
+            try:
+                unscale_outputs(network, self.target_mean, self.target_scale)
+            except ValueError:  # targets near the dtype's limit, so outputs beyond it
+                dtype = network.dtype.name
+                raise UserError(f"target column {self.preprocessor.target!r}: its units (mean "
+                                f"{self.target_mean:.4g}, scale {self.target_scale:.4g}) make "
+                                f"the trained network's outputs overflow {dtype}"
+                                f"{float64_hint(dtype)}") from None
 
     def summary(self):
         p = self.preprocessor
@@ -46,6 +55,8 @@ def table_training_data(args, human):
     target = _target_column(args)
     preprocessor = TablePreprocessor(missing=args.missing, task=args.task)
     X, y, kept = preprocessor.fit_transform(frame, target, ignore=args.ignore or ())
+    if preprocessor.task == "regression":
+        _check_target_fits(y, target, args.dtype)
     args.loss = _resolve_loss(args.loss, preprocessor)
     set_default_lr(args)
     classification = preprocessor.task == "classification"
@@ -79,6 +90,39 @@ def _target_column(args):
     if args.data.lower().endswith(".npz"):
         return "y"
     raise UserError("--target COLUMN is required with a table: the column to predict")
+
+
+def _check_target_fits(y, target, dtype):
+    """A regression target beyond the network dtype's range would make the trained network
+    output Inf: refused before training."""
+    largest, limit = float(np.max(np.abs(y))), float(np.finfo(dtype).max)
+    if largest > limit:
+        raise UserError(f"target column {target!r}: values up to {largest:.4g} are outside the "
+                        f"{dtype} range (±{limit:.4g}){float64_hint(dtype)}")
+
+
+def float64_hint(dtype):
+    return "; train with --dtype float64" if dtype == "float32" else ""
+
+
+def check_inputs_fit(network, X, option, hint=""):
+    """UserError naming ``option`` and the first column of inputs X that overflow the
+    network's dtype once scaled (x * input_scale + input_shift), which Network.fit and predict
+    refuse with a ValueError."""
+    if X.size == 0 or X.dtype == np.uint8:
+        return
+    limit = float(np.finfo(network.dtype).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # x * scale + shift is monotonic in x: each column's extremes bound it.
+        extremes = np.abs(np.stack([X.min(axis=0), X.max(axis=0)]) * network.input_scale
+                          + network.input_shift)
+    over = np.flatnonzero((extremes > limit).any(axis=0))
+    if len(over):
+        j, p = int(over[0]), network.preprocessor
+        name, scaled = (p.input_names[j], "standardised") if p is not None else (f"x{j}", "scaled")
+        raise UserError(f"{option}: column {name!r} reaches {extremes[:, j].max():.4g} once "
+                        f"{scaled} for the model, beyond the {network.dtype.name} range "
+                        f"(±{limit:.4g}){hint}")
 
 
 def _resolve_loss(loss, preprocessor):
@@ -130,10 +174,11 @@ def evaluation_data(args, network):
         raise UserError(f"{args.model} was trained on a table: give the test table with --data FILE")
     if network.preprocessor is not None:
         X, y, _ = network.preprocessor.transform_xy(read_table(args.data))
-        return X, y, "rows"
-    X, y = model_arrays(args.data, network)
-    if y is None:
-        raise UserError(f"{args.data} has no array y to test against")
+    else:
+        X, y = model_arrays(args.data, network)
+        if y is None:
+            raise UserError(f"{args.data} has no array y to test against")
+    check_inputs_fit(network, X, "--data")
     return X, y, "rows"
 
 
@@ -145,4 +190,9 @@ def model_arrays(path, network):
     X, y = read_arrays(path)
     if X.shape[1] != network.n_features:
         raise UserError(f"{path}: X has {X.shape[1]} columns; the model takes {network.n_features}")
+    not_finite = ~np.isfinite(X)
+    if not_finite.any():
+        row, column = np.argwhere(not_finite)[0]
+        raise UserError(f"{path}: X holds {int(not_finite.sum())} NaN or infinite value(s), the "
+                        f"first in row {row + 1}, column x{column}; the model takes finite numbers")
     return X, y

@@ -9,7 +9,7 @@ from .interrupt import interrupt_for_tests, sigterm_as_interrupt
 from .options import (AUTO_THREADS, DEFAULTS, EXPONENTIAL_GAMMA, NUM_CLASSES, STEP_FRACTION,
                       STEP_GAMMA, HelpFormatter, RaisingParser, add_output_flags, add_run_options,
                       check_train_args, given_options, thread_count)
-from .output import PROG, human_stream, range_warnings_as_lines, report, show_progress
+from .output import PROG, UserError, human_stream, range_warnings_as_lines, report, show_progress
 
 
 def add_parser(commands):
@@ -88,15 +88,17 @@ def train(args, started, human=None, resumed=None):
     if resumed is None:
         import fastnn
         n_outputs = NUM_CLASSES if table is None else table.n_outputs
-        network = fastnn.Network(_layers(args, x_train.shape[1], n_outputs), loss=_loss(args),
-                                 dtype=args.dtype, input_scale=scale, input_shift=shift,
-                                 seed=args.seed)
+        network = _network(args, x_train.shape[1], n_outputs, scale, shift)
         network.preprocessor = None if table is None else table.preprocessor
         optimizer, state, history = _optimizer(args), None, fastnn.History()
         seconds_before = 0.0
     else:
         network, optimizer, state, history = checkpoint.restore(args, resumed, fingerprint)
         seconds_before = resumed["train_seconds"]
+    if table is not None:  # a test table's values may lie far outside the training table's
+        from .tables import check_inputs_fit, float64_hint
+        check_inputs_fit(network, x_test, "--test-data" if args.test_data else "--data",
+                         float64_hint(args.dtype))
     checkpointer = (checkpoint.Checkpointer(args, network, optimizer, fingerprint, history,
                                             seconds_before) if args.save else None)
     if human:
@@ -142,6 +144,25 @@ def train(args, started, human=None, resumed=None):
         timing = (f"{plural(history.epochs, 'epoch')}, {history.epochs - state['epoch']} of them in this "
                   f"run: {train_seconds:.1f} s of training in all, this command {total_seconds:.1f} s")
     return result, f"{score_text}  ({timing})"
+
+
+def _network(args, n_inputs, n_outputs, scale, shift):
+    import fastnn
+    try:
+        return fastnn.Network(_layers(args, n_inputs, n_outputs), loss=_loss(args),
+                              dtype=args.dtype, input_scale=scale, input_shift=shift,
+                              seed=args.seed)
+    except MemoryError:
+        raise UserError(_too_big_for_memory(args, n_inputs, n_outputs)) from None
+
+
+def _too_big_for_memory(args, n_inputs, n_outputs):
+    widths = [n_inputs, *args.hidden, n_outputs]
+    parameters = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    gib = parameters * {"float32": 4, "float64": 8}[args.dtype] / 2 ** 30
+    return (f"--hidden {' '.join(map(str, args.hidden)) or 0}: not enough memory for a "
+            f"{'-'.join(map(str, widths))} network: its {parameters:,} parameters take "
+            f"{gib:,.1f} GiB in {args.dtype}, and training needs more; give smaller widths")
 
 
 def _layers(args, n_inputs, n_outputs=NUM_CLASSES):
