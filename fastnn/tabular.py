@@ -705,7 +705,9 @@ def unscale_outputs(network, mean, scale):
 
 
 def regression_metrics(predicted, y):
-    """{"rmse", "mae", "r2"} of predictions against targets (float64)."""
+    """{"rmse", "mae", "r2"} of predictions against targets (float64). R^2 of a constant target
+    is 1.0 for exact predictions, else 0.0 (scikit-learn's ``r2_score`` convention,
+    ``force_finite=True``), never NaN."""
     predicted = np.asarray(predicted, np.float64).reshape(-1)
     y = np.asarray(y, np.float64).reshape(-1)
     # Errors and their squares overflow for values beyond about 1e154: such values are measured
@@ -715,6 +717,7 @@ def regression_metrics(predicted, y):
     predicted, y = predicted / unit, y / unit
     err = predicted - y
     total = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(err ** 2)) / total if total > 0 else math.nan
+    squared = float(np.sum(err ** 2))
+    r2 = 1.0 - squared / total if total > 0 else (1.0 if squared == 0 else 0.0)
     return {"rmse": float(np.sqrt(np.mean(err ** 2))) * unit,
             "mae": float(np.mean(np.abs(err))) * unit, "r2": r2}

@@ -301,6 +301,15 @@ def test_regression_metrics_of_values_near_the_float64_limit_are_finite():
     assert m == pytest.approx({"rmse": 2e300 * np.sqrt(2 / 3), "mae": 4e300 / 3, "r2": -3.0})
 
 
+@pytest.mark.parametrize("predicted, r2", [([3.0, 3.0, 3.0], 1.0), ([3.0, 2.5, 3.0], 0.0)])
+def test_r2_of_a_constant_target_follows_scikit_learn(predicted, r2):
+    """No variance to explain: 1.0 when every prediction is exact, else 0.0 (as scikit-learn's
+    r2_score), not NaN (null in JSON)."""
+    from sklearn.metrics import r2_score
+    y = np.array([3.0, 3.0, 3.0])
+    assert regression_metrics(np.array(predicted), y)["r2"] == r2 == r2_score(y, predicted)
+
+
 # -- the training range and its warning -----------------------------------------------------------
 
 def _pixels_model():
