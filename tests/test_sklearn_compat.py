@@ -169,6 +169,38 @@ def test_assigned_weights_are_the_model():
         MLPClassifier().coefs_
 
 
+def test_an_item_assigned_to_coefs_or_intercepts_is_the_model_as_in_scikit_learn():
+    """est.coefs_[i] = W, as scikit-learn users write it, sets the network's weights (checked as
+    the whole list is); the list keeps one array per layer; copies are plain lists."""
+    import copy
+    import pickle
+
+    from sklearn.neural_network import MLPClassifier as SkMLP
+    X, y = _blobs(n=200)
+    ours = _fit_quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0), X, y)
+    theirs = _fit_quiet(SkMLP(hidden_layer_sizes=(5,), max_iter=3, random_state=0), X, y)
+    for est in (ours, theirs):
+        est.coefs_[1] = np.zeros((5, 3))
+        est.intercepts_[1] = np.array([0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(ours.predict(X[:4]), theirs.predict(X[:4]))
+    np.testing.assert_array_equal(ours.predict(X[:4]), [1, 1, 1, 1])
+    ours.coefs_[0:1] = [np.ones((X.shape[1], 5))]
+    assert (ours.network_.layers[0].W == 1).all()
+    with pytest.raises(ValueError, match=r"coefs_\[1\]: expected shape \(5, 3\), got \(3, 5\)"):
+        ours.coefs_[1] = np.zeros((3, 5))
+    with pytest.raises(TypeError, match=r"intercepts_\[-1\]: expected real numbers"):
+        ours.intercepts_[-1] = np.array(["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"coefs_\[0\]: contains NaN"):
+        ours.coefs_[0] = np.full((X.shape[1], 5), np.nan)
+    for change in (lambda c: c.append(np.zeros((3, 3))), lambda c: c.pop(), lambda c: c.__delitem__(0)):
+        with pytest.raises(TypeError, match="coefs_ has one array per layer"):
+            change(ours.coefs_)
+    assert len(ours.coefs_) == 2
+    snapshot = copy.deepcopy(ours.coefs_)
+    assert type(snapshot) is list and snapshot[1] is not ours.coefs_[1]
+    assert type(pickle.loads(pickle.dumps(ours.intercepts_))) is list
+
+
 def test_alpha_has_sklearns_scale():
     # scikit-learn's L2 term adds alpha * W / batch_size to the gradient. fastnn decays the
     # intercepts too, so the weights are not identical; but with the right scale they are
@@ -404,3 +436,44 @@ def test_inputs_far_from_the_training_range_give_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         est.predict(X * 1000)
+
+
+def test_early_stopping_splits_without_strata_where_a_class_has_one_row():
+    """A class of one row cannot be stratified: the validation split is then a plain random one
+    (scikit-learn's own estimator fits such data too), and a too small validation set is still
+    refused with the message that says so."""
+    X, y = _blobs(n=101)
+    y[-1] = 3  # a fourth class of one row
+    est = _fit_quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, early_stopping=True,
+                                   random_state=0), X, y)
+    assert est.n_iter_ == 3 and list(est.classes_) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="the validation set is too small"):
+        MLPClassifier(early_stopping=True, validation_fraction=0.001).fit(*_blobs(n=240))
+
+
+@pytest.mark.parametrize("then", ["partial_fit", "warm_start"])
+def test_early_stopping_switched_off_after_a_fit_trains_on(then):
+    """best_loss_ is None while early stopping runs; switched off, the next partial_fit or
+    warm-started fit tracks the training loss again instead of failing on None."""
+    X, y = _blobs()
+    est = _fit_quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, early_stopping=True,
+                                   random_state=0, warm_start=then == "warm_start"), X, y)
+    assert est.best_loss_ is None
+    epochs_before = len(est.loss_curve_)
+    est.set_params(early_stopping=False)
+    if then == "partial_fit":
+        est.partial_fit(X, y)
+    else:
+        _fit_quiet(est, X, y)
+    assert np.isfinite(est.best_loss_) and est.best_loss_ == min(est.loss_curve_[epochs_before:])
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_a_sparse_indicator_y_trains_as_the_dense_one(fmt):
+    import scipy.sparse as sp
+    from sklearn.datasets import make_multilabel_classification
+    X, Y = make_multilabel_classification(100, n_classes=3, random_state=0)
+    sparse = _fit_quiet(MLPClassifier(max_iter=3, random_state=0), X, sp.csr_matrix(Y).asformat(fmt))
+    dense = _fit_quiet(MLPClassifier(max_iter=3, random_state=0), X, Y)
+    np.testing.assert_array_equal(sparse.predict_proba(X), dense.predict_proba(X))
+    assert isinstance(sparse.predict(X), np.ndarray)

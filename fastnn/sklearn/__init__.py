@@ -25,8 +25,10 @@ parameters map:
   outputs while fastnn's MSE is the mean over them; the optimizer's rate (sgd) or epsilon and
   weight decay (adam) are scaled so that the steps are scikit-learn's.
 * loss_curve_ is the mean training loss of the epoch plus the L2 penalty, as scikit-learn
-  reports it (the penalty taken with the mean of the start- and end-of-epoch ||W||^2; with
-  sample weights the epoch's loss is the weighted mean over all its rows).
+  reports it (the penalty taken with the mean of the start- and end-of-epoch ||W||^2). With
+  sample weights the epoch's loss is the weighted mean over all its rows, where scikit-learn
+  averages the batches' weighted means by their row counts: the two differ when the batches'
+  weight sums differ (the weights trained do not).
 * Weights start as in scikit-learn: Glorot uniform, bound sqrt(6 / (fan_in + fan_out)) (2 instead
   of 6 for "logistic"), intercepts drawn the same way, in scikit-learn's order (a given
   random_state gives scikit-learn's initial weights).

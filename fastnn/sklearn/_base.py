@@ -238,46 +238,29 @@ class BaseMLP(BaseEstimator):
     def coefs_(self):
         """The network's weight matrices, (n_in, n_out) each in the network dtype (a list of its
         live arrays: changing one in place changes the model). Assigning a list of arrays of the
-        same shapes copies them into the network; other lengths, shapes or non-real dtypes are
-        refused (ValueError / TypeError)."""
-        return [layer.W for layer in self._linears()]
+        same shapes, or one array to an item (``coefs_[i] = W``), copies them into the network
+        (converted to its dtype); other lengths, shapes or non-real dtypes are refused
+        (ValueError / TypeError), and so is changing the list's length."""
+        return _LayerArrays("coefs_", [layer.W for layer in self._linears()])
 
     @coefs_.setter
     def coefs_(self, values):
-        self._assign(values, [layer.W for layer in self._linears()], "coefs_")
+        _assign(values, [layer.W for layer in self._linears()], "coefs_")
 
     @property
     def intercepts_(self):
         """The network's bias vectors, (n_out,) each; assignable as ``coefs_`` is."""
-        return [layer.b for layer in self._linears()]
+        return _LayerArrays("intercepts_", [layer.b for layer in self._linears()])
 
     @intercepts_.setter
     def intercepts_(self, values):
-        self._assign(values, [layer.b for layer in self._linears()], "intercepts_")
+        _assign(values, [layer.b for layer in self._linears()], "intercepts_")
 
     def _linears(self):
         network = self.__dict__.get("network_")
         if network is None:
             raise AttributeError("coefs_ and intercepts_ exist once the estimator is fitted")
         return [layer for layer in network.layers if isinstance(layer, Linear)]
-
-    @staticmethod
-    def _assign(values, targets, name):
-        if not isinstance(values, (list, tuple)) or len(values) != len(targets):
-            raise ValueError(f"{name}: expected a list of {len(targets)} arrays, "
-                             f"got {values!r:.80}")
-        arrays = []
-        for i, (value, target) in enumerate(zip(values, targets)):
-            a = np.asarray(value)
-            if a.dtype.kind not in "iuf":
-                raise TypeError(f"{name}[{i}]: expected real numbers, got dtype {a.dtype}")
-            if a.shape != target.shape:
-                raise ValueError(f"{name}[{i}]: expected shape {target.shape}, got {a.shape}")
-            if not np.isfinite(a).all():
-                raise ValueError(f"{name}[{i}]: contains NaN or infinity")
-            arrays.append(a)
-        for a, target in zip(arrays, targets):
-            target[...] = a
 
     def __getstate__(self):
         # The network is rebuilt from coefs_ / intercepts_ on unpickling: its work buffers
@@ -315,6 +298,8 @@ class BaseMLP(BaseEstimator):
         keep = fitted and (incremental or self.warm_start)
         dtype = forced if forced is not None else (self.network_.dtype if keep else None)
         X, y = self._validate_Xy(X, y, reset=not keep, dtype=dtype)
+        if hasattr(y, "toarray"):  # a sparse target matrix (n_samples x outputs) trains dense
+            y = y.toarray()
         if dtype is None:
             dtype = X.dtype if X.dtype in _FLOATS else np.dtype(np.float64)
         if keep and self.network_.dtype != dtype:
@@ -365,6 +350,8 @@ class BaseMLP(BaseEstimator):
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
             self.validation_loss_curve_ = []
             self.best_loss_ = None
+        if not self.early_stopping and self.best_loss_ is None:  # switched off since
+            self.best_loss_ = np.inf
         val = None
         if self.early_stopping:
             stratify = self._stratify(y)
@@ -492,3 +479,53 @@ class _EpochMonitor:
                           f"{est.n_iter_no_change} consecutive epochs. Stopping.")
                 return "stop"
         return None
+
+
+def _checked_array(value, target, where):
+    """``value`` as an array that may be copied into ``target`` (real, finite, same shape)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{where}: expected real numbers, got dtype {a.dtype}")
+    if a.shape != target.shape:
+        raise ValueError(f"{where}: expected shape {target.shape}, got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{where}: contains NaN or infinity")
+    return a
+
+
+def _assign(values, targets, name):
+    """Copy the arrays ``values`` into the network's ``targets``, all checked before any copy."""
+    if not isinstance(values, (list, tuple)) or len(values) != len(targets):
+        raise ValueError(f"{name}: expected a list of {len(targets)} arrays, got {values!r:.80}")
+    arrays = [_checked_array(v, t, f"{name}[{i}]") for i, (v, t) in enumerate(zip(values, targets))]
+    for a, target in zip(arrays, targets):
+        target[...] = a
+
+
+class _LayerArrays(list):
+    """coefs_ / intercepts_: the network's live arrays, one per layer. An item assigned is
+    copied into the network (``est.coefs_[1] = W``, as scikit-learn users write it); the list's
+    length is the network's depth and cannot change."""
+
+    def __init__(self, name, arrays):
+        super().__init__(arrays)
+        self._name = name
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            targets = list.__getitem__(self, index)
+            _assign(value if isinstance(value, (list, tuple)) else list(value), targets,
+                    f"{self._name}[{index.start}:{index.stop}]")
+            return
+        target = list.__getitem__(self, index)
+        target[...] = _checked_array(value, target, f"{self._name}[{index}]")
+
+    def _fixed_length(self, *args, **kwargs):
+        raise TypeError(f"{self._name} has one array per layer: assign arrays of the same shapes "
+                        "to its items, or a list of them to the attribute")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _fixed_length
+    __delitem__ = __iadd__ = __imul__ = _fixed_length
+
+    def __reduce__(self):  # copies and pickles are plain lists (of copies, for deepcopy)
+        return list, (list(self),)

@@ -163,7 +163,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return sw
 
     def _stratify(self, y):
-        return None if getattr(self, "_multilabel", False) else y
+        """The labels the early-stopping split is stratified by (scikit-learn's documented
+        rule), or None for a plain random split: for multi-label y, and where stratifying is
+        impossible (a class of one row, or fewer validation or training rows than classes)."""
+        if getattr(self, "_multilabel", False):
+            return None
+        counts = np.unique(y, return_counts=True)[1]
+        n_val = math.ceil(self.validation_fraction * len(y))  # as train_test_split counts it
+        if counts.min() < 2 or min(n_val, len(y) - n_val) < len(counts):
+            return None
+        return y
 
     def _score_rows(self, X, y, sample_weight):
         return accuracy_score(y, self._predict_checked(X), sample_weight=sample_weight)
