@@ -27,9 +27,9 @@ from ._fastpath import CompiledEngine, unsupported_reason
 from ._threads import kernels_on_calling_thread
 from .errors import TrainingDivergedError, TrainingUnstableWarning
 from .history import EarlyStopping, History
-from .layers import check_positive_int
+from .layers import check_positive_int, check_seed
 from .losses import accuracy, weight_sum
-from .optim import SGD, check_real
+from .optim import SGD, check_bool, check_real
 from .optim import get as get_optimizer
 
 ENGINES = ("auto", "compiled", "layers")
@@ -185,7 +185,7 @@ def _check_arguments(network, X, y, epochs, batch_size, optimizer, validation_sp
     run = _Run()
     run.epochs = check_positive_int(epochs, "epochs")
     run.batch_size = check_positive_int(batch_size, "batch_size")
-    run.shuffle = _check_bool(shuffle, "shuffle")
+    run.shuffle = check_bool(shuffle, "shuffle")
     seed = check_seed(seed, "seed")
     _check_resume(resume, seed)
     run.initial_epoch = _check_initial_epoch(initial_epoch, resume, run.epochs)
@@ -355,7 +355,7 @@ def _after_epoch(network, run, e, logs):
     stop = run.stopper is not None and run.stopper.update(e, logs, network)
     run.state.capture(network, e + 1, stop)
     for cb in run.callbacks:
-        if cb(e, dict(logs), network) == "stop":
+        if _says_stop(cb(e, dict(logs), network)):
             stop = True
     return stop
 
@@ -453,23 +453,6 @@ def _check_verbose(verbose, progress):
     return verbose == 1, verbose == 2
 
 
-def _check_bool(value, argname):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{argname}: expected True or False, got {value!r}")
-    return bool(value)
-
-
-def check_seed(seed, argname):
-    """None or a non-negative integer (what np.random.default_rng takes as a plain seed)."""
-    if seed is None:
-        return None
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{argname}: expected None or a non-negative integer, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"{argname}: expected None or a non-negative integer, got {seed}")
-    return int(seed)
-
-
 def _as_early_stopping(value):
     if value is None or isinstance(value, EarlyStopping):
         return value
@@ -518,3 +501,8 @@ def _bar_class():
 def _progress_bar(total, epoch, epochs):
     return _bar_class()(total=total, desc=f"Epoch {epoch}/{epochs}", unit="step", leave=True,
                         dynamic_ncols=True)
+
+
+def _says_stop(returned):
+    """A callback stops training by returning "stop"; any other value (an array, None) is ignored."""
+    return isinstance(returned, str) and returned == "stop"

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from .layers import check_positive_int
-from .optim import check_real
+from .optim import check_bool, check_real
 
 _MONITORS = ("val_loss", "train_loss", "val_accuracy", "train_accuracy")
 
@@ -124,14 +124,19 @@ class EarlyStopping:
         if monitor is not None and monitor not in _MONITORS:
             raise ValueError(f"monitor: expected None or one of {', '.join(_MONITORS)}, got {monitor!r}")
         self.monitor = monitor
-        self.restore_best_weights = bool(restore_best_weights)
-        self.reset(has_validation=False)
+        self.restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
+        self._key = monitor or "train_loss"  # fit resolves None by calling reset
+        self._forget()
 
     def reset(self, has_validation):
-        """Forget previous runs; resolve monitor=None from ``has_validation``."""
+        """Forget previous runs; resolve monitor=None from ``has_validation``. ValueError for a
+        validation monitor without validation data."""
         self._key = self.monitor or ("val_loss" if has_validation else "train_loss")
         if self._key.startswith("val_") and not has_validation:
             raise ValueError(f"EarlyStopping(monitor={self._key!r}) needs validation_data or validation_split")
+        self._forget()
+
+    def _forget(self):
         self.best = None
         self.best_epoch = None
         self.wait = 0

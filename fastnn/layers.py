@@ -24,6 +24,17 @@ def check_float_dtype(dtype, argname="dtype"):
     return dt
 
 
+def check_seed(seed, argname):
+    """None or a non-negative integer (what np.random.default_rng takes as a plain seed)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{argname}: expected None or a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{argname}: expected None or a non-negative integer, got {seed}")
+    return int(seed)
+
+
 def check_positive_int(value, argname):
     """Return ``value`` as an int if it is an integer >= 1 (bool refused), else raise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -64,7 +75,7 @@ class Linear(Layer):
         self.out_features = check_positive_int(out_features, "out_features")
         self.init = None if init is None else check_init(init)
         dtype = check_float_dtype(dtype)
-        self.seed = seed
+        self.seed = seed if isinstance(seed, np.random.Generator) else check_seed(seed, "seed")
         self._resolved_init = init or "lecun"
         self.W = init_weights(self._resolved_init, self.in_features, self.out_features,
                               np.random.default_rng(seed), dtype)
@@ -115,6 +126,10 @@ class Activation(Layer):
     name = None
 
     def __init__(self, *args, **kwargs):
+        if self.entry is None:
+            raise TypeError(f"{type(self).__name__}: an Activation needs an entry of "
+                            "fastnn.activations' registry; subclass one of fastnn's activation "
+                            "layers instead")
         bound = self.__signature__.bind(*args, **kwargs)
         self.param = self.entry.param_value(bound.arguments)
 

@@ -345,6 +345,9 @@ def _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
     weight_decay = v.finite_number(weight_decay, "weight_decay", minimum=0.0)
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 1:
         raise ValueError(f"step: expected the 1-based step count (an integer >= 1), got {step!r}")
+    # The kernel takes a C int64. Beyond 2^62 steps beta**step is 0 in any float for beta < 1,
+    # so the bias corrections are those of 2^62 steps: the same result, as the twin gives it.
+    step = min(int(step), 2 ** 62)
     grad_given = grad
     grad = _updated_param_and_grad(param, grad)
     exp_avg = v.out_buffer(exp_avg, "exp_avg", param.shape, param.dtype,

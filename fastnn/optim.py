@@ -21,6 +21,13 @@ import numpy as np
 from . import ops
 
 
+def check_bool(value, name):
+    """Return ``value`` as bool if it is True or False (numpy's included), else TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def check_real(value, name, low=None, high=None, low_open=False, high_open=False):
     """Return ``value`` as float if it is a finite real in the given range, else raise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -226,8 +233,7 @@ class SGD(Optimizer):
         super().__init__(lr, learning_rate, default_lr=0.01)
         self.momentum = check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
         self.weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov: expected True or False, got {nesterov!r}")
+        nesterov = check_bool(nesterov, "nesterov")
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)

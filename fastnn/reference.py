@@ -409,12 +409,17 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
 # Optimizer
 # --------------------------------------------------------------------------------------------
 
-def _check_hyper_parameter(name, value):
+def _finite_real(name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name}: must be finite, got {value}")
+    return value
+
+
+def _check_hyper_parameter(name, value):
+    value = _finite_real(name, value)
     if value < 0:
         raise ValueError(f"{name}: must be >= 0, got {value}")
     return value
@@ -486,6 +491,7 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     bad = np.flatnonzero((rows < 0) | (rows >= x.shape[0]))
     if bad.size:
         raise ValueError(f"rows: expected indices in [0, {x.shape[0]}), got {rows[bad[0]]} at index {bad[0]}")
+    scale, shift = _finite_real("scale", scale), _finite_real("shift", shift)
     default = np.dtype(np.float32) if x.dtype.char == "B" else x.dtype
     dtype = out.dtype if isinstance(out, np.ndarray) and out.dtype.char in "fd" else default
     out = _output("out", out, (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x),))

@@ -440,6 +440,15 @@ def test_load_idx_checks_sha256_of_decompressed_bytes(tmp_path, rng):
         load_idx(tmp_path, sha256=MNIST_SHA256)
 
 
+def test_load_idx_refuses_a_digest_for_a_file_it_does_not_read(tmp_path, rng):
+    """A misspelled file name in sha256 would check nothing: it is refused, naming it."""
+    write_dataset(tmp_path, small_dataset(rng))
+    with pytest.raises(ValueError, match=r"sha256: unknown file name\(s\) 'train-images\.gz'; expected"):
+        load_idx(tmp_path, sha256={"train-images.gz": "0" * 64})
+    with pytest.raises(TypeError, match="sha256: expected None or a dict"):
+        load_idx(tmp_path, sha256=["0" * 64])
+
+
 def test_load_idx_sha256_is_checked_before_the_structure(tmp_path, rng):
     arrays = small_dataset(rng)
     damaged = idx_bytes(arrays[TEST_LABELS])[:-1]

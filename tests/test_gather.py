@@ -45,3 +45,11 @@ def test_gather_rows_rejects_bad_rows_and_buffers(impl):
     xf = np.zeros((5, 3), np.float32)
     with pytest.raises(ValueError, match="out"):
         impl.gather_rows(xf, [0, 1], out=xf[:2])
+
+
+@pytest.mark.parametrize("impl", [ops, reference], ids=["kernel", "twin"])
+@pytest.mark.parametrize("name", ["scale", "shift"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_gather_rows_kernel_and_twin_refuse_a_scale_or_shift_not_finite(impl, name, value):
+    with pytest.raises(ValueError, match=name):
+        impl.gather_rows(np.zeros((5, 3), np.uint8), [0, 1], **{name: value})

@@ -230,3 +230,13 @@ def test_mse_matches_numpy():
     bad[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"not finite in float64, the first targets\[\(2, 1\)\] = nan"):
         loss.forward(out, bad)
+
+
+def test_an_activation_without_a_registry_entry_is_a_type_error():
+    from fastnn.layers import Activation
+
+    class Swish(Activation):
+        pass
+
+    with pytest.raises(TypeError, match="Swish: an Activation needs an entry of fastnn.activations"):
+        Swish()

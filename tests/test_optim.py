@@ -185,3 +185,19 @@ def test_sklearn_momentum_convention_rescales_the_velocity_when_lr_changes():
     assert SGD(momentum_convention="sklearn").get_config()["momentum_convention"] == "sklearn"
     with pytest.raises(ValueError, match="momentum_convention"):
         SGD(momentum_convention="keras")
+
+
+@pytest.mark.parametrize("step", [2 ** 62, 2 ** 63, 10 ** 30])
+def test_adam_update_takes_any_step_count_as_its_twin_does(step):
+    """Beyond 2^62 steps the bias corrections are 1 in any float: the kernel (a C int64 step)
+    gives the same result for every larger count, and its twin agrees."""
+    from fastnn import ops, reference
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal(9).astype(np.float32), rng.standard_normal(9).astype(np.float32),
+             rng.random(9).astype(np.float32), rng.random(9).astype(np.float32)]
+    kernel, twin, at_limit = ([a.copy() for a in start] for _ in range(3))
+    ops.adam_update(*kernel, step)
+    reference.adam_update(*twin, step)
+    ops.adam_update(*at_limit, 2 ** 62)
+    np.testing.assert_array_equal(kernel[0], at_limit[0])
+    np.testing.assert_allclose(kernel[0], twin[0], rtol=1e-6)

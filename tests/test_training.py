@@ -209,6 +209,46 @@ def test_early_stopping_patience_int_and_monitor_checks():
         EarlyStopping(patience=0)
 
 
+@pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
+def test_a_validation_monitor_is_built_first_and_checked_by_fit(monitor):
+    """EarlyStopping(monitor="val_...") is made before fit knows of validation data: fit with a
+    validation split watches it; fit without one refuses before changing the network."""
+    X, y = blobs()
+    stopper = EarlyStopping(patience=2, monitor=monitor)
+    assert stopper.monitored == monitor
+    history = mlp().fit(X, y, epochs=3, validation_split=0.25, early_stopping=stopper,
+                        progress=False)
+    values = getattr(history, monitor)
+    best = int(np.argmin(values) if monitor == "val_loss" else np.argmax(values)) + 1
+    assert history.best_epoch == stopper.best_epoch == best
+    net = mlp()
+    before = [p.copy() for p in net.parameters()]
+    with pytest.raises(ValueError, match=rf"EarlyStopping\(monitor='{monitor}'\) needs validation_data"):
+        net.fit(X, y, epochs=2, early_stopping=EarlyStopping(monitor=monitor), progress=False)
+    assert all(np.array_equal(p, q) for p, q in zip(net.parameters(), before))
+
+
+def test_restore_best_weights_takes_true_or_false_only():
+    with pytest.raises(TypeError, match="restore_best_weights: expected True or False, got 'no'"):
+        EarlyStopping(restore_best_weights="no")
+    assert EarlyStopping(restore_best_weights=np.bool_(False)).restore_best_weights is False
+
+
+def test_a_callback_returning_anything_but_stop_is_ignored():
+    """Only the string "stop" stops; an array (whose == is elementwise), None or a number does not."""
+    X, y = blobs(n=100)
+    returns = iter([np.arange(3), None, 0, "go on", "stop"])
+    history = mlp().fit(X, y, epochs=8, callbacks=[lambda e, logs, n: next(returns)], progress=False)
+    assert history.epochs == 5 and history.stopped_early
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), ("a", TypeError), (1.5, TypeError),
+                                         (True, TypeError)])
+def test_a_linear_layer_names_a_bad_seed(seed, error):
+    with pytest.raises(error, match="seed: expected None or a non-negative integer"):
+        Linear(4, 2, seed=seed)
+
+
 def test_progress_bar(capsys):
     X, y = blobs(n=100)
     mlp().fit(X, y, epochs=2, batch_size=10, progress=True)

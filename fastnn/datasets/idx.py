@@ -236,11 +236,26 @@ def load_idx(directory, *, num_classes=10, sha256=None, subset="all"):
         raise TypeError(f"directory: expected a path (str or os.PathLike), got {type(directory).__name__}")
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    expected = sha256 or {}
+    expected = _checked_digests(sha256)
     splits = tuple(
         _load_split(directory, SPLIT_FILES[split], num_classes, expected) for split in subset_splits(subset)
     )
     return splits if subset == "all" else splits[0]
+
+
+def _checked_digests(sha256):
+    """``sha256`` ({file name: hex digest} or None) as a dict, refusing names that are none of
+    the four files (a misspelled name would otherwise check nothing)."""
+    if sha256 is None:
+        return {}
+    if not isinstance(sha256, dict):
+        raise TypeError(f"sha256: expected None or a dict of file names to digests, got {type(sha256).__name__}")
+    known = [stem for stems in SPLIT_FILES.values() for stem in stems]
+    unknown = sorted(str(name) for name in sha256 if name not in known)
+    if unknown:
+        raise ValueError(f"sha256: unknown file name(s) {', '.join(map(repr, unknown))}; expected "
+                         f"some of {', '.join(map(repr, known))} (without .gz)")
+    return sha256
 
 
 def subset_splits(subset):
