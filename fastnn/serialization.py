@@ -9,6 +9,8 @@ arrays inside it are stored as arrays "extra.<i>" and referenced as {"__ndarray_
 Version 2 adds input_range (null or the name of the float64 (n_features, 2) array of the
 training inputs' range) and preprocessor (null or TablePreprocessor.to_dict()); version 1 files
 load with both None.
+Only fastnn's own layer, loss and optimizer types can be saved (a file cannot name a subclass
+or any other class): save raises TypeError for any other before it writes anything.
 Files are written atomically and read with allow_pickle=False; anything wrong with a file raises
 ModelFormatError naming it, and nothing is returned half-built. No array is allocated before its
 size has been checked against the file's.
@@ -22,9 +24,9 @@ import numpy as np
 
 from ._atomic import atomic_write
 from .errors import ModelFormatError
-from .layers import FLOAT_DTYPES, Linear, layer_from_config
+from .layers import FLOAT_DTYPES, LAYER_TYPES, Linear
 from .losses import LOSS_TYPES
-from .optim import Optimizer, optimizer_from_state
+from .optim import OPTIMIZER_TYPES, Optimizer, optimizer_from_state
 
 FORMAT = "fastnn-model"
 FORMAT_VERSION = 2
@@ -34,6 +36,38 @@ _ARRAY_REF = "__ndarray__"
 _EXTRA_PREFIX = "extra."
 # Deflate never expands its input more than this: a member cannot hold more than the file times it.
 _MAX_DEFLATE_RATIO = 1032
+# The classes a file's "type" entries name, by kind: save records type(obj).__name__ only for
+# these exact classes, and load turns the names back into them.
+_SAVED_TYPES = {"layer": LAYER_TYPES, "loss": LOSS_TYPES, "optimizer": OPTIMIZER_TYPES}
+
+
+def _type_name(kind, obj, where):
+    """The name a file records for ``obj``'s class; TypeError unless load maps that name back
+    to exactly this class (it could not rebuild a subclass or a class of the same name)."""
+    cls = type(obj)
+    if _SAVED_TYPES[kind].get(cls.__name__) is not cls:
+        base = _known_base(kind, cls)
+        note = "" if base is None else f" (a subclass of {base.__name__})"
+        raise TypeError(f"{where}: {cls.__name__} is not a {kind} type fastnn.load knows{note}; "
+                        "save supports fastnn's own layer, loss and optimizer types")
+    return cls.__name__
+
+
+def _known_base(kind, cls):
+    """The nearest base class of ``cls`` that files of ``kind`` can name, or None."""
+    return next((base for base in cls.__mro__[1:]
+                 if _SAVED_TYPES[kind].get(base.__name__) is base), None)
+
+
+def _saved_class(path, kind, name, where):
+    """The class a file's ``type`` entry ``name`` stands for (ModelFormatError if none)."""
+    if not isinstance(name, str):
+        raise ModelFormatError(path, f"{where}: invalid {kind} type {name!r}")
+    if name not in _SAVED_TYPES[kind]:
+        raise ModelFormatError(path, f"{where}: the file names {kind} type {name!r}, which this "
+                                     "fastnn does not know (the file may have been saved by a "
+                                     "newer fastnn or from a subclass)")
+    return _SAVED_TYPES[kind][name]
 
 
 def _digest(names, arrays):
@@ -50,22 +84,26 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
 
     include_optimizer or an explicit ``optimizer`` stores that optimizer's state (default: the
     network's last fit optimizer). extra: JSON-able dict (e.g. epoch, RNG state) kept verbatim.
+    TypeError if a layer, the loss or the stored optimizer is not one of fastnn's own types.
     """
     arrays, layers = {}, []
     for i, layer in enumerate(network.layers):
-        entry = {"type": type(layer).__name__, "config": layer.get_config()}
+        entry = {"type": _type_name("layer", layer, f"layers[{i}]"), "config": layer.get_config()}
         if isinstance(layer, Linear):
             entry["params"] = [f"layers.{i}.W", f"layers.{i}.b"]
             arrays[entry["params"][0]], arrays[entry["params"][1]] = layer.W, layer.b
         layers.append(entry)
 
+    loss_header = {"type": _type_name("loss", network.loss, "loss"),
+                   "config": network.loss.get_config()}
     opt_header = None
     if include_optimizer or optimizer is not None:
         optimizer = network.optimizer if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise ValueError("include_optimizer=True needs an optimizer: pass optimizer= or fit first")
+        opt_type = _type_name("optimizer", optimizer, "optimizer")
         state = optimizer.state_dict()
-        opt_header = {"type": state["type"], "hyperparameters": state["hyperparameters"],
+        opt_header = {"type": opt_type, "hyperparameters": state["hyperparameters"],
                       "steps": state["steps"], "state": {}}
         for name, buffers in state["state"].items():
             names = None if buffers is None else [f"optimizer.{name}.{i}" for i in range(len(buffers))]
@@ -86,7 +124,7 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
         "dtype": network.dtype.name,
         "input_scale": network.input_scale, "input_shift": network.input_shift,
         "n_features": network.n_features, "n_outputs": network.n_outputs,
-        "loss": {"type": type(network.loss).__name__, "config": network.loss.get_config()},
+        "loss": loss_header,
         "layers": layers,
         "arrays": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in arrays.items()},
         "sha256": _digest(list(arrays), arrays),
@@ -250,7 +288,8 @@ def _build(path, h, data):
     layers = []
     for i, entry in enumerate(h["layers"]):
         config = dict(entry.get("config", {}))
-        if entry["type"] == "Linear":
+        layer_class = _saved_class(path, "layer", entry["type"], f"layers[{i}]")
+        if layer_class is Linear:
             # Linear() draws weights of the configured size: check it against the stored ones
             # first, so a damaged header cannot ask for an arbitrary allocation.
             w_name, b_name = entry["params"]
@@ -258,7 +297,7 @@ def _build(path, h, data):
             if W.ndim != 2 or (config.get("in_features"), config.get("out_features")) != W.shape:
                 raise ModelFormatError(path, f"layers[{i}]: config {config} does not match its "
                                              f"weights of shape {W.shape}")
-        layer = layer_from_config(entry["type"], config)
+        layer = layer_class(**config)
         if isinstance(layer, Linear):
             want = ((layer.in_features, layer.out_features), (layer.out_features,))
             if (W.shape, b.shape) != want or W.dtype != dtype or b.dtype != dtype:
@@ -268,9 +307,7 @@ def _build(path, h, data):
             layer._pending_init = False
         layers.append(layer)
     loss_entry = h["loss"]
-    if loss_entry.get("type") not in LOSS_TYPES:
-        raise ModelFormatError(path, f"unknown loss {loss_entry.get('type')!r}")
-    loss = LOSS_TYPES[loss_entry["type"]](**loss_entry.get("config", {}))
+    loss = _saved_class(path, "loss", loss_entry.get("type"), "loss")(**loss_entry.get("config", {}))
     net = Network(layers, loss=loss, dtype=dtype.name, input_scale=_number(path, h, "input_scale"),
                   input_shift=_number(path, h, "input_shift"))
     if net.n_features != h.get("n_features") or net.n_outputs != h.get("n_outputs"):
@@ -311,6 +348,7 @@ def _optimizer(path, o, data, params, dtype):
     """The optimizer of a file's header entry ``o`` (either form, see the module docstring)."""
     if not isinstance(o, dict):
         raise ModelFormatError(path, "invalid 'optimizer' entry in the header")
+    _saved_class(path, "optimizer", o.get("type"), "optimizer")  # optimizer_from_state builds it
     if "state" in o:  # {state name: [array name per parameter] or None}
         if not isinstance(o["state"], dict):
             raise ModelFormatError(path, "invalid optimizer 'state' in the header")

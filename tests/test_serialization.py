@@ -7,7 +7,7 @@ import pytest
 
 from fastnn.errors import ModelFormatError
 from fastnn.layers import Dropout, Linear, ReLU, ScaledTanh, Sigmoid, Tanh
-from fastnn.losses import MSE, BinaryCrossEntropy
+from fastnn.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam
 from fastnn.serialization import _digest, load, load_checkpoint
@@ -105,6 +105,69 @@ def test_include_optimizer_needs_one(tmp_path):
     with pytest.raises(ValueError, match="extra"):
         net.save(tmp_path / "x.npz", extra={"bad": float("nan")})
     assert not os.listdir(tmp_path)
+
+
+# -- only fastnn's own types are saved --------------------------------------------------------
+
+class MyLinear(Linear):
+    pass
+
+
+class MyReLU(ReLU):
+    pass
+
+
+class MyDropout(Dropout):
+    pass
+
+
+class MySCE(SoftmaxCrossEntropy):
+    pass
+
+
+class MySGD(SGD):
+    pass
+
+
+SubclassNamedMSE = type("MSE", (MSE,), {})
+
+
+@pytest.mark.parametrize("layers, loss, optimizer, named", [
+    ([Linear(8, 6), MyReLU(), Linear(6, 3)], None, None, r"layers\[1\]: MyReLU .*subclass of ReLU"),
+    ([MyLinear(8, 3)], None, None, r"layers\[0\]: MyLinear .*subclass of Linear"),
+    ([Linear(8, 6), MyDropout(0.1), Linear(6, 3)], None, None,
+     r"layers\[1\]: MyDropout .*subclass of Dropout"),
+    ([Linear(8, 3)], MySCE(), None, r"loss: MySCE .*subclass of SoftmaxCrossEntropy"),
+    ([Linear(8, 1)], SubclassNamedMSE(), None, r"loss: MSE .*subclass of MSE"),
+    ([Linear(8, 3)], None, MySGD(lr=0.1, momentum=0.9), r"optimizer: MySGD .*subclass of SGD"),
+], ids=["relu", "linear", "dropout", "loss", "loss-with-builtin-name", "optimizer"])
+def test_save_refuses_what_load_cannot_rebuild_and_writes_nothing(layers, loss, optimizer, named,
+                                                                  tmp_path):
+    X, y = data()
+    net = Network(layers, seed=0) if loss is None else Network(layers, loss=loss, seed=0)
+    targets = X[:, :1] if isinstance(loss, MSE) else y
+    net.fit(X, targets, epochs=1, batch_size=16, progress=False, optimizer=optimizer or SGD())
+    path = tmp_path / "model.npz"
+    with pytest.raises(TypeError, match=named):
+        net.save(path, include_optimizer=optimizer is not None)
+    assert not os.listdir(tmp_path)  # neither the file nor a temporary one
+
+    path.write_bytes(b"an earlier model")
+    with pytest.raises(TypeError, match=named):
+        net.save(path, include_optimizer=optimizer is not None)
+    assert path.read_bytes() == b"an earlier model"
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_subclass_optimizer_is_saved_only_when_asked_for(tmp_path):
+    X, y = data()
+    net = Network([Linear(8, 3)], seed=0)
+    net.fit(X, y, epochs=1, batch_size=16, progress=False, optimizer=MySGD(lr=0.1))
+    net.save(tmp_path / "weights.npz")
+    assert load(tmp_path / "weights.npz").optimizer is None
+    with pytest.raises(TypeError, match="optimizer: MySGD"):
+        net.save(tmp_path / "ckpt.npz", optimizer=MySGD(lr=0.1))
+    assert os.listdir(tmp_path) == ["weights.npz"]
 
 
 # -- atomic save ------------------------------------------------------------------------------
@@ -256,6 +319,35 @@ def test_bad_contents(saved, edit, match):
     with pytest.raises(ModelFormatError, match=match) as info:
         load(saved)
     assert str(saved) in str(info.value)
+
+
+def rename_layer(header, arrays):
+    header["layers"][0]["type"] = "MyLinear"
+
+
+def rename_loss(header, arrays):
+    header["loss"]["type"] = "MySCE"
+
+
+def rename_optimizer(header, arrays):
+    header["optimizer"]["type"] = "MySGD"
+
+
+@pytest.mark.parametrize("edit, where", [
+    (rename_layer, r"layers\[0\]: .*layer type 'MyLinear'"),
+    (rename_loss, "loss: .*loss type 'MySCE'"),
+    (rename_optimizer, "optimizer: .*optimizer type 'MySGD'"),
+], ids=["layer", "loss", "optimizer"])
+def test_unknown_type_name_says_this_fastnn_does_not_know_it(trained, tmp_path, edit, where):
+    path = tmp_path / "ckpt.npz"
+    trained.save(path, include_optimizer=True)
+    header, arrays = members(path)
+    edit(header, arrays)
+    write(path, header, arrays)
+    with pytest.raises(ModelFormatError, match=where + ".*this fastnn does not know") as info:
+        load(path)
+    assert "invalid model description" not in str(info.value)
+    assert str(path) in str(info.value)
 
 
 def test_optimizer_buffers_must_fit(trained, tmp_path):
