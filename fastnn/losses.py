@@ -16,6 +16,7 @@ These three are the entries of :mod:`fastnn.loss_registry` (``LOSS_TYPES``, each
 the same row kernels the compiled training engine runs.
 """
 import math
+import threading
 
 import numpy as np
 
@@ -53,19 +54,28 @@ class Loss:
     entry = None  # the fastnn.loss_registry entry of fastnn's own losses
 
     def __init__(self):
-        self._buffers = {}
+        self._scratch = threading.local()
 
     def __getstate__(self):  # scratch buffers are rebuilt on use, never pickled
-        return {**self.__dict__, "_buffers": {}}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_scratch", "_buffers")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__.pop("_buffers", None)  # pickled before the scratch was per thread
+        self._scratch = threading.local()
 
     def _buf(self, key, shape, dtype):
-        # Per-shape scratch arrays, allocated once.
+        # Per-shape scratch arrays, allocated once per thread: one loss may serve networks (or
+        # an evaluate beside a fit) in several threads.
+        buffers = getattr(self._scratch, "buffers", None)
+        if buffers is None:
+            buffers = self._scratch.buffers = {}
         k = (key, shape, dtype)
-        b = self._buffers.get(k)
+        b = buffers.get(k)
         if b is None:
-            if len(self._buffers) > 32:
-                self._buffers.clear()
-            b = self._buffers[k] = np.empty(shape, dtype)
+            if len(buffers) > 32:
+                buffers.clear()
+            b = buffers[k] = np.empty(shape, dtype)
         return b
 
     def check_outputs(self, n_outputs):

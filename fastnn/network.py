@@ -6,6 +6,7 @@ The layer list is compiled into a fused plan (fastnn._fused) with buffers per ba
 """
 import copy
 import math
+import threading
 import weakref
 
 import numpy as np
@@ -30,6 +31,15 @@ EXPLOSION_SAMPLE = 1024
 _LAYER_OWNERS = weakref.WeakKeyDictionary()
 
 
+class _ThreadWorkspaces(threading.local):
+    """One thread's workspaces of a network (batch size -> _fused._Workspace, at most
+    _MAX_WORKSPACES) and the one its last forward() filled, for backward()."""
+
+    def __init__(self):
+        self.by_size = {}
+        self.last = None
+
+
 class Network:
     """A feed-forward network: layers, a loss, a dtype; ``fit`` trains it (fastnn._training).
 
@@ -44,7 +54,9 @@ class Network:
 
     A layer belongs to one network: layers that already belong to another one are copied (with
     their current weights), so that network keeps its own, in its own dtype. ``net.layers``
-    holds the layers this network uses. ``net(x)`` is ``net.forward(x)``.
+    holds the layers this network uses. ``net(x)`` is ``net.forward(x)``. Several threads may
+    run forward, evaluate, predict and predict_proba on one network at once: each thread
+    computes in buffers of its own (a fit in another thread changes the weights they read).
 
     ``input_range`` ((n_features, 2) float64 or None): the least and greatest scaled inputs fit
     has seen; predict warns about inputs far from it (fastnn._range). Setting
@@ -108,8 +120,7 @@ class Network:
         # Working buffers (per-batch-size workspaces, gradients, the compiled plan) are rebuilt
         # on use: a pickle holds the model, not the memory its last predict() used.
         state = dict(self.__dict__)
-        for name in ("_workspaces", "_last_ws", "_steps", "_grad_flat", "_grads",
-                     "_fit_params", "_plan"):
+        for name in ("_thread_ws", "_steps", "_grad_flat", "_grads", "_fit_params", "_plan"):
             state.pop(name, None)
         return state
 
@@ -149,18 +160,27 @@ class Network:
         linears = [l for l in self.layers if isinstance(l, Linear)]
         self._grad_flat, self._grads = _fused.gradient_buffers(linears, self.dtype)
         self._steps, self._first_dense = _fused.build_steps(self.layers, self._widths, self._grads)
-        self._workspaces = {}
-        self._last_ws = None
+        self._thread_ws = _ThreadWorkspaces()
         self._plan = None  # the compiled inference plan (fastnn._inference), built on first use
 
     def _ws_for(self, n):
-        ws = self._workspaces.get(n)
+        """The calling thread's workspace for batches of n rows. Every layer-by-layer pass
+        (forward, evaluate, predict without a compiled plan, fit's layer engine) takes its
+        buffers here, so threads sharing a network never write into each other's activations
+        (the compiled predict needs none: its scratch is per call)."""
+        workspaces = self._thread_ws.by_size
+        ws = workspaces.get(n)
         if ws is None:
-            if len(self._workspaces) >= _MAX_WORKSPACES:
-                self._workspaces.pop(next(iter(self._workspaces)))
-            ws = self._workspaces[n] = _fused._Workspace(
+            if len(workspaces) >= _MAX_WORKSPACES:
+                workspaces.pop(next(iter(workspaces)))
+            ws = workspaces[n] = _fused._Workspace(
                 n, self._steps, self._first_dense, self.n_features, self.n_outputs, self.dtype)
         return ws
+
+    @property
+    def _last_ws(self):
+        """The workspace of the calling thread's last forward() (None before one)."""
+        return self._thread_ws.last
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -202,7 +222,7 @@ class Network:
         x = self._check_X(x, "x")
         ws = self._ws_for(len(x))
         out = self._forward_ws(ws, self._gather(x, np.arange(len(x)), ws), bool(training))
-        self._last_ws = ws
+        self._thread_ws.last = ws
         return out.copy()
 
     def __call__(self, x):
@@ -211,10 +231,11 @@ class Network:
         return self.forward(x)
 
     def backward(self, grad_outputs):
-        """Fill gradients() from dL/doutputs (N, n_outputs) of the last forward(); returns them.
+        """Fill gradients() from dL/doutputs (N, n_outputs) of the last forward() of the calling
+        thread; returns them.
 
-        Call it right after forward(): evaluate/predict/fit with the same batch size reuse the
-        buffers holding the saved activations.
+        Call it right after forward(): evaluate/predict/fit with the same batch size on the same
+        thread reuse the buffers holding the saved activations.
         """
         ws = self._last_ws
         if ws is None:
@@ -313,10 +334,10 @@ class Network:
                 yb = np.take(Y, r, axis=0, out=ws.target_buffer(Y), mode="clip")
                 wb = None if W is None else np.take(W, r, out=ws.target_buffer(W), mode="clip")
                 loss, _ = self.loss.loss_and_grad(out, yb, ws.grad, wb)
+                correct += self.loss.count_correct(out, yb)
                 w = weight_sum(wb, len(r))
                 total += loss * w
                 wsum += w
-                correct += self.loss.count_correct(out, yb)
         mean = total / wsum if wsum > 0 else math.nan
         return mean, accuracy(correct, n, self.loss, self.n_outputs)
 
@@ -331,10 +352,7 @@ class Network:
         return self._evaluate_prepared(X, Y, None, batch_size, W)
 
     def _outputs(self, X, batch_size):
-        batch_size = check_positive_int(batch_size, "batch_size")
-        X = self._check_X(X, "X")
-        if self.input_range is not None:
-            _range.warn_if_far(self, X)
+        """Outputs (N, n_outputs) for X as _check_X returns it, layer by layer."""
         result = np.empty((len(X), self.n_outputs), self.dtype)
         batch_size = self._batch_for(X, batch_size)
         # One BLAS thread: beside fastnn's own threads a multithreaded OpenBLAS made prediction
@@ -348,11 +366,13 @@ class Network:
 
     def _infer(self, X, batch_size, method):
         """loss.<method> of the outputs for X, in one compiled call (fastnn._inference)."""
-        check_positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(batch_size, "batch_size")
         plan = self._plan
         if plan is None or not plan.current(self.input_scale, self.input_shift):
             plan = self._plan = _inference.build_plan(self)
         if plan is None:
+            X = self._check_X(X, "X")
+            self._warn_if_far(X)
             return getattr(self.loss, method)(self._outputs(X, batch_size))
         # The checks of _check_X in a few attribute reads; anything else goes through it.
         if not (type(X) is np.ndarray and X.ndim == 2 and X.shape[1] == self.n_features
@@ -369,9 +389,14 @@ class Network:
         if out is None:  # NaN/Inf or overflow once scaled: _check_X says where
             self._check_X(X, "X")
             raise AssertionError("infer refused an input that _check_X accepts")
-        if self.input_range is not None:
-            _range.warn_if_far(self, X)
+        self._warn_if_far(X)
         return getattr(self.loss, method)(out) if head is None else out
+
+    def _warn_if_far(self, X):
+        """The RuntimeWarning of predict/predict_proba (called from _infer) when X lies far
+        from the inputs fit saw; none without input_range or with track_input_range off."""
+        if self.input_range is not None and getattr(self, "track_input_range", True):
+            _range.warn_if_far(self, X, stacklevel=5)  # the caller of predict
 
     def predict(self, X, batch_size=1024):
         """Predictions for X (N, n_features): class labels (N,) for SoftmaxCrossEntropy and for
@@ -385,7 +410,7 @@ class Network:
         (other real dtypes are converted). Raises ValueError for a wrong shape, NaN/Inf or values
         that overflow the network dtype once scaled, TypeError for a non-real dtype. Emits one
         RuntimeWarning when X lies far from the inputs ``fit`` saw (``input_range``; the rule is
-        in fastnn._range)."""
+        in fastnn._range), none while ``track_input_range`` is False."""
         return self._infer(X, batch_size, "predict")
 
     def predict_proba(self, X, batch_size=1024):

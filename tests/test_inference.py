@@ -1,5 +1,7 @@
 """predict / predict_proba through the compiled inference call: the same bits for a row alone
 and inside any batch, the same values as the layer-by-layer forward pass, the same errors."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -180,3 +182,25 @@ def test_large_batches_split_among_threads_give_the_same_bits():
         two = net.predict_proba(X)
         assert (net.predict_proba(X[578:579]) == two[578:579]).all()
     assert (one == two).all()
+
+
+@pytest.mark.parametrize("layer_by_layer", [False, True], ids=["compiled", "layer_by_layer"])
+def test_track_input_range_off_keeps_predict_silent(layer_by_layer):
+    X = np.random.default_rng(0).standard_normal((100, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    net = fastnn.Network([fastnn.Linear(4, 2)], seed=0)
+    net.fit(X, y, epochs=1, progress=False)
+    if layer_by_layer:  # weights the compiled call cannot read
+        net.layers[0].W = np.asfortranarray(net.layers[0].W)
+    far = X * 100
+    for method in ("predict", "predict_proba"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            getattr(net, method)(far)
+        assert len(caught) == 1 and "far outside" in str(caught[0].message)
+        assert caught[0].filename == __file__  # points at the caller of predict
+        net.track_input_range = False  # the range of the earlier fit stays, unused
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            getattr(net, method)(far)
+        net.track_input_range = True
