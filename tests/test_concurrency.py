@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from in_threads import run_in_threads
 from fastnn import Adam, Dropout, Linear, Network, ReLU, SGD, Tanh, ops
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,28 +48,6 @@ def python_run(seed):
     net = Network([Linear(100, 128), Tanh(), Dropout(0.2), Linear(128, 5)], seed=seed)
     net.fit(X, y, epochs=3, batch_size=64, optimizer=Adam(lr=0.01), progress=False, seed=seed)
     return net.parameters()
-
-
-def run_in_threads(*jobs):
-    """Run the callables at once, one thread each (released together); their results."""
-    barrier = threading.Barrier(len(jobs))
-    results, errors = [None] * len(jobs), []
-
-    def work(i, job):
-        barrier.wait()
-        try:
-            results[i] = job()
-        except BaseException as exc:  # re-raised in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i, job)) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 @pytest.mark.parametrize("runs", [(native_run, python_run), (native_run, native_run)],

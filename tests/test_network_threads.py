@@ -1,12 +1,14 @@
 """Threads sharing one network: every inference entry point gives each thread the bits a lone
 call gives, a result stays intact after later calls, and inference beside a fit neither fails
 nor changes what the fit computes."""
+import functools
 import threading
 
 import numpy as np
 import pytest
 
 from fastnn import SGD, Dropout, Linear, Network, ReLU
+from in_threads import run_in_threads
 
 N_THREADS = 4
 CALLS = 200
@@ -42,27 +44,6 @@ def _bits(result):
     return a.dtype, a.shape, a.tobytes()
 
 
-def _run_in_threads(work, n):
-    """work(i) on n threads released together; re-raises the first exception of one."""
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def run(i):
-        barrier.wait()
-        try:
-            work(i)
-        except BaseException as exc:  # reported by the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-
-
 def _mismatches(net, calls, data):
     """How many of CALLS calls per thread differ from the lone call: thread i runs calls[i] on
     data[i]."""
@@ -74,7 +55,7 @@ def _mismatches(net, calls, data):
             if _bits(calls[i](net, *data[i])) != expected[i]:
                 wrong[i] += 1
 
-    _run_in_threads(work, len(calls))
+    run_in_threads(*(functools.partial(work, i) for i in range(len(calls))))
     return wrong
 
 
@@ -122,7 +103,7 @@ def test_backward_follows_the_forward_of_its_own_thread():
         finally:
             done.set()
 
-    _run_in_threads(work, 2)
+    run_in_threads(*(functools.partial(work, i) for i in range(2)))
     assert wrong[0] == 0
 
 
@@ -161,7 +142,7 @@ def test_inference_beside_a_fit_leaves_the_fit_unchanged(engine):
             started.set()
             done.set()
 
-    _run_in_threads(work, 2)
+    run_in_threads(*(functools.partial(work, i) for i in range(2)))
     assert calls[0] > 1
     for a, b in zip(alone.parameters(), net.parameters()):
         assert _bits(a) == _bits(b)
