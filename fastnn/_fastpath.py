@@ -175,11 +175,14 @@ class CompiledEngine:
 
     def _input_bound(self):
         """max |x * input_scale + input_shift| over X (the map is monotonic, so X's extremes
-        give it), or -1 when X's extremes are unknown."""
-        if self.x_extremes is None:
+        give it; uint8 X lies within its type's range), or -1 when X's extremes are unknown."""
+        extremes = self.x_extremes
+        if extremes is None and self.X.dtype == np.uint8:
+            extremes = (0, np.iinfo(np.uint8).max)
+        if extremes is None:
             return -1.0
         scale, shift = self.network.input_scale, self.network.input_shift
-        return max(abs(v * scale + shift) for v in self.x_extremes)
+        return max(abs(v * scale + shift) for v in extremes)
 
     def _hyperparameters(self):
         opt = self.optimizer

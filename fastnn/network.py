@@ -425,13 +425,13 @@ class Network:
         return self._check_X_extremes(X, argname)[0]
 
     def _check_X_extremes(self, X, argname):
-        """(X checked as the inputs of this network, its least entry, its greatest entry); the
+        """(X checked as the inputs of this network, (its least entry, its greatest entry)); the
         extremes are None for sparse X."""
         if isinstance(X, _sparse.SparseRows):
-            return X, None, None
+            return X, None
         if _sparse.is_sparse(X):
             return _sparse.check(X, self.n_features, self.dtype, self.input_scale,
-                                 self.input_shift, argname), None, None
+                                 self.input_shift, argname), None
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:  # ragged nested lists and the like
@@ -447,7 +447,7 @@ class Network:
             if nonfinite:
                 _check_finite(X, argname)  # raises, naming the count and the first position
         self._check_scaled_range(X, argname, lo, hi)
-        return X, float(lo), float(hi)
+        return X, (float(lo), float(hi))
 
     def _check_scaled_range(self, X, argname, lo, hi):
         """Raise ValueError when x * input_scale + input_shift overflows the network dtype for

@@ -236,7 +236,7 @@ class SGD(Optimizer):
         nesterov = check_bool(nesterov, "nesterov")
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0, got momentum=0")
-        self.nesterov = bool(nesterov)
+        self.nesterov = nesterov
 
     @property
     def state_names(self):

@@ -330,7 +330,7 @@ cdef class TrainingEngine:
         """The rows of the next run of steps (int64 (n_order,) in [0, n)) and x's scale and shift.
         input_bound: at least every |x * input_scale + input_shift| of x (the caller's promise;
         it lets the steps prove the first layer's weight gradient finite without reading it),
-        or -1 when unknown (uint8 x then bounds itself)."""
+        or -1 when unknown (fastnn._fastpath.CompiledEngine._input_bound gives it)."""
         if self._running:
             raise RuntimeError("TrainingEngine: a run is in progress in another thread")
         x = self._keep[2]
@@ -345,8 +345,6 @@ cdef class TrainingEngine:
             raise ValueError("input_scale, input_shift: expected finite numbers")
         if not (input_bound == -1.0 or (np.isfinite(input_bound) and input_bound >= 0)):
             raise ValueError(f"input_bound: expected a finite number >= 0 or -1, got {input_bound}")
-        if input_bound < 0 and x.dtype == np.uint8:
-            input_bound = max(abs(input_shift), abs(255.0 * input_scale + input_shift))
         self._order = order
         self.src.order = <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>order)
         self.src.n_order = order.shape[0]
