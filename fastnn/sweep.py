@@ -369,7 +369,8 @@ def _internal(exc):
 # -- the sweep directory ------------------------------------------------------------------------
 
 def _prepare_output(args):
-    """(directory or None, grid options, finished results by id) for --output / --resume."""
+    """(directory or None, grid options, finished results by id) for --output / --resume,
+    checked; nothing is written yet (see _start_output)."""
     if args.resume:
         directory = args.resume
         path = os.path.join(directory, SWEEP_FILE)
@@ -403,11 +404,15 @@ def _prepare_output(args):
     parent = os.path.dirname(os.path.abspath(directory))
     if not os.path.isdir(parent):
         raise UserError(f"--output: the directory {parent} does not exist")
+    return directory, options, {}
+
+
+def _start_output(directory, options, save_models):
+    """Create --output DIR and its sweep file (after every refusal of the sweep's options)."""
     os.makedirs(directory, exist_ok=True)
     _write_json(os.path.join(directory, SWEEP_FILE),
                 {"format": FORMAT, "version": VERSION, "options": options,
-                 "save_models": bool(args.save_models)})
-    return directory, options, {}
+                 "save_models": bool(save_models)})
 
 
 def _finished(directory):
@@ -464,6 +469,8 @@ def run(args, started):
         raise UserError(f"--sort-by {args.sort_by} needs --val-split (no trial holds out "
                         "validation rows)")
     _check_sort_metric(args.sort_by, trials, finished)
+    if directory and not args.resume:
+        _start_output(directory, options, args.save_models)
     human = human_stream(args)
     pending = [t for t in trials if t.id not in finished]
     if human:
@@ -653,7 +660,7 @@ TASK_FIGURES = {
     REGRESSION: (("val loss", "val_loss", ".4f"), ("test RMSE", "test_rmse", ".4g"),
                  ("test MAE", "test_mae", ".4g"), ("test R^2", "test_r2", ".4f")),
 }
-RUN_FIGURES = (("epochs", "epochs", "d"), ("seconds", "train_seconds", ".1f"))
+RUN_FIGURES = (("epochs run", "epochs", "d"), ("seconds", "train_seconds", ".1f"))
 
 
 def format_table(rows, columns, sort_by, texts):

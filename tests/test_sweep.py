@@ -106,7 +106,7 @@ def test_the_table_names_the_failure(capsys):
     lines = out.strip().splitlines()
     assert lines[0] == "sorted by test_accuracy"
     assert lines[1].split() == ["#", "lr", "val", "acc", "test", "acc", "test", "loss", "epochs",
-                                "seconds"]
+                                "run", "seconds"]
     assert lines[2].split()[:2] == ["1", "0.1"]
     assert lines[3].split()[:3] == ["2", "-1", "failed:"]
 
@@ -197,7 +197,7 @@ def test_a_regression_table_shows_rmse_mae_and_r2(capsys, spend_csv):
     assert out[1].startswith("  lr=0.01: test RMSE ")
     assert out[3] == "sorted by test_rmse"
     assert out[4].split() == ["#", "lr", "val", "loss", "test", "RMSE", "test", "MAE", "test",
-                              "R^2", "epochs", "seconds"]
+                              "R^2", "epochs", "run", "seconds"]
 
 
 def test_a_regression_plot_overlays_loss_curves(capsys, monkeypatch, spend_csv, tmp_path):
@@ -322,6 +322,17 @@ def test_interrupt_keeps_finished_trials(capsys, tmp_path, monkeypatch):
 def test_option_errors(capsys, argv, message):
     status, _, err = _run(capsys, *argv)
     assert status == 2 and message in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--sort-by", "val_accuracy", "--limit", "500", "--epochs", "1"],  # refused for the metric
+    ["--lr", "0.1", "0.1"],                                            # refused for the grid
+])
+def test_a_refused_sweep_writes_nothing(capsys, tmp_path, argv):
+    out = tmp_path / "sweep"
+    status, _, err = _run(capsys, *argv, "--output", str(out))
+    assert status == 2 and err.startswith("fastnn: error:")
+    assert not out.exists()
 
 
 def test_missing_dask_names_the_extra(capsys, monkeypatch):
