@@ -1,4 +1,4 @@
-"""Three measurements of one native MNIST training epoch (784-128-10 sigmoid, SGD momentum 0.9,
+"""Four measurements of one native MNIST training epoch (784-128-10 sigmoid, SGD momentum 0.9,
 float32), each interleaved, medians of --repeats:
 
 * ``after-numpy``: an epoch at 2 threads right after numpy BLAS work (three 1024x1024 products at
@@ -7,6 +7,9 @@ float32), each interleaved, medians of --repeats:
   a threaded fit ends those idle workers when it starts (fastnn._blas_pools).
 * ``parts``: an epoch at 1 thread with the work cut into 1, 2 and 4 parts
   (fastnn._fastpath.N_PARTS; 4, the default, makes the weights independent of the thread count).
+* ``zero-inputs``: an epoch at 1 and 2 threads, batch 32 and 128, with the input layer's products
+  made from the nonzero inputs alone (MNIST's pixels are mostly 0) and as dense products, and
+  whether the weights came out the same.
 * ``strategies``: an epoch at 1 and 2 threads, batch 32 and 128, with each product strategy
   (fastnn._machine, FASTNN_GEMM) the BLAS core allows: "blocked" against "direct" on kernels
   that pack every call, "tiled" against "direct" on the others.
@@ -15,6 +18,7 @@ float32), each interleaved, medians of --repeats:
     OPENBLAS_CORETYPE=Haswell python benchmarks/native_epoch.py parts   # the AVX2 kernels
     OPENBLAS_CORETYPE=Haswell python benchmarks/native_epoch.py strategies --repeats 9
     python benchmarks/native_epoch.py strategies --pair tiled blocked
+    OPENBLAS_CORETYPE=Haswell python benchmarks/native_epoch.py zero-inputs
 
 Not a pytest file. Run it on a quiet machine.
 """
@@ -30,8 +34,9 @@ from fastnn.datasets import load_mnist
 GEMM_STRATEGIES = _machine.GEMM_CHOICES[1:]
 
 
-def epoch(x, y, batch, before=None):
-    """Seconds of one epoch of a fresh network; ``before()`` runs first, untimed."""
+def epoch(x, y, batch, before=None, keep=None):
+    """Seconds of one epoch of a fresh network; ``before()`` runs first, untimed; ``keep``: a
+    list that receives copies of the trained parameters."""
     net = fastnn.Network([fastnn.Linear(784, 128), fastnn.Sigmoid(), fastnn.Linear(128, 10)],
                          input_scale=1 / 255, seed=0)
     if before is not None:
@@ -39,7 +44,10 @@ def epoch(x, y, batch, before=None):
     started = time.perf_counter()
     net.fit(x, y, epochs=1, batch_size=batch, progress=False, seed=0,
             optimizer=fastnn.SGD(lr=0.1, momentum=0.9))
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if keep is not None:
+        keep.extend(p.copy() for p in net.parameters())
+    return seconds
 
 
 def after_numpy(x, y, repeats):
@@ -95,9 +103,37 @@ def strategies(x, y, repeats, pair=None):
         _machine.set_gemm_strategy(core, chosen)
 
 
+def zero_inputs(x, y, repeats):
+    """The input layer from the nonzero inputs alone against dense products, in the chosen
+    strategy; the weights of the two must be the same bits wherever the dense products run in
+    fastnn's own kernels (the blocked strategy at batch 32)."""
+    from fastnn._native import core
+
+    chosen, _ = _machine.gemm_strategy()
+    print(f"BLAS core {[lib.get('architecture') for lib in _machine.blas_called()]}, "
+          f"SIMD path {core.get_simd_path()}, strategy {chosen}; MNIST inputs "
+          f"{np.count_nonzero(x) / x.size:.1%} nonzero")
+    try:
+        for threads in (1, 2):
+            fastnn.set_num_threads(threads)
+            for batch in (32, 128):
+                times, weights = {True: [], False: []}, {}
+                for r in range(repeats):
+                    for sparse in (True, False) if r % 2 == 0 else (False, True):
+                        core.set_sparse_input(sparse)
+                        weights[sparse] = []
+                        times[sparse].append(epoch(x, y, batch, keep=weights[sparse]))
+                on, off = np.median(times[True]), np.median(times[False])
+                same = all(np.array_equal(a, b) for a, b in zip(weights[True], weights[False]))
+                print(f"{threads} thread(s), batch {batch}: nonzero inputs {on:.3f} s, dense {off:.3f} s, "
+                      f"dense / nonzero {off / on:.2f}, same weights: {same}")
+    finally:
+        _machine.set_gemm_strategy(core, chosen)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("measure", choices=("after-numpy", "parts", "strategies"))
+    parser.add_argument("measure", choices=("after-numpy", "parts", "strategies", "zero-inputs"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pair", nargs=2, choices=GEMM_STRATEGIES, metavar="STRATEGY",
                         help="strategies: the two product strategies to compare (default: the chosen one "
@@ -107,7 +143,7 @@ def main():
     if args.measure == "strategies":
         strategies(x, y, args.repeats, args.pair)
     else:
-        {"after-numpy": after_numpy, "parts": parts}[args.measure](x, y, args.repeats)
+        {"after-numpy": after_numpy, "parts": parts, "zero-inputs": zero_inputs}[args.measure](x, y, args.repeats)
 
 
 if __name__ == "__main__":

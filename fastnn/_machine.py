@@ -13,7 +13,10 @@ override them, for tests and for comparing the paths:
   does the same and also cuts the larger products into small whole-k BLAS calls
   (``src_c/small_gemm.h``); ``blocked`` also computes the larger products of a training step
   (up to 2^20 multiply-adds) in fastnn's own register-blocked kernel; ``plain`` makes one BLAS
-  call per product. ``auto`` picks ``tiled`` for OpenBLAS kernels with an unpacked
+  call per product. Every strategy but ``plain`` also computes the training loop's input-layer
+  products from the nonzero inputs alone where at most half of them are nonzero (images on a
+  blank background, one-hot columns; ``src_c/mlp_impl.h``), which gives the bits of fastnn's own
+  dense kernels. ``auto`` picks ``tiled`` for OpenBLAS kernels with an unpacked
   small-matrix path, ``blocked`` for the other OpenBLAS kernels, ``direct`` for other BLAS
   libraries, each on the ``avx2_fma`` SIMD path, and ``plain`` on the generic path.
 * ``FASTNN_BLAS=auto|numpy|scipy``: the BLAS library the products call. ``numpy`` is the
@@ -130,6 +133,7 @@ def set_gemm_strategy(core, strategy):
     if strategy not in GEMM_CHOICES[1:]:
         raise ValueError(f"strategy: expected one of {', '.join(GEMM_CHOICES[1:])}, got {strategy!r}")
     core.set_small_gemm(strategy == "tiled")
+    core.set_sparse_input(strategy != "plain")
     if strategy == "plain":
         core.set_direct_gemm(False)
     else:

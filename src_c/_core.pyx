@@ -89,6 +89,8 @@ cdef extern from "direct_gemm.h" nogil:
     enum: FNN_DIRECT_ALL_CLASSES
 
 cdef extern from "mlp.h" nogil:
+    int fnn_sparse_input
+    void fnn_set_sparse_input(int enabled)
     void fnn_gemm_f32(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc)
     void fnn_gemm_f64(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a, int lda,
@@ -203,6 +205,18 @@ def set_small_gemm(bint enabled):
 
 def small_gemm_enabled():
     return bool(fnn_small_gemm_enabled)
+
+
+def set_sparse_input(bint enabled):
+    """Compute the training loop's input-layer products from the nonzero inputs alone, where at
+    most half of them are nonzero (True), or always as dense products (False). The weights are
+    the same bits either way where the dense products run in fastnn's own kernels (mlp_impl.h).
+    Set when the core loads (fastnn._machine.configure)."""
+    fnn_set_sparse_input(enabled)
+
+
+def sparse_input_enabled():
+    return bool(fnn_sparse_input)
 
 
 # The shape classes of direct_gemm.h, as its bits.

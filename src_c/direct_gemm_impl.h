@@ -298,6 +298,95 @@ static FNN_TARGET void DG_NAME(dg_dots)(int m, int n, int k, const REAL *a, ptrd
     }
 }
 
+/* The nonzero entries of x (rows x width, rows x_rs apart; NaN counts as nonzero) when there are
+ * at most `most` of them, listed row by row (row_cols[row_start[i] .. row_start[i + 1]): the
+ * columns of row i's, ascending) and column by column (col_rows[col_start[c] ..]: the rows of
+ * column c's, ascending; col_start takes width + 1 entries, col_next width of scratch). Returns
+ * their count, or -1 without listing them when there are more. They are counted first, a
+ * vector at a time on the avx2 path, so that inputs without zeros cost little. */
+#if FNN_AVX2_INTRINSICS && FNN_IS_F32
+#define DG_NZ_LANES 8
+#define DG_NZ_MASK(p) (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p), _mm256_setzero_ps(), _CMP_NEQ_UQ))
+#elif FNN_AVX2_INTRINSICS
+#define DG_NZ_LANES 4
+#define DG_NZ_MASK(p) (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(p), _mm256_setzero_pd(), _CMP_NEQ_UQ))
+#else
+#define DG_NZ_LANES 1
+#define DG_NZ_MASK(p) (unsigned)(*(p) != 0)
+#endif
+static FNN_TARGET ptrdiff_t DG_NAME(dg_nonzeros)(const REAL *x, ptrdiff_t x_rs, int rows, int width, ptrdiff_t most,
+                                                int *row_start, int *row_cols, int *col_start, int *col_next,
+                                                int *col_rows)
+{
+    const int whole = width - width % DG_NZ_LANES;
+    ptrdiff_t n = 0;
+    for (int i = 0; i < rows; i++) {
+        const REAL *xi = x + (ptrdiff_t)i * x_rs;
+        for (int c = 0; c < whole; c += DG_NZ_LANES) n += __builtin_popcount(DG_NZ_MASK(xi + c));
+        for (int c = whole; c < width; c++) n += xi[c] != 0;
+    }
+    if (n > most) return -1;
+    int t = 0;
+    for (int i = 0; i < rows; i++) {
+        const REAL *xi = x + (ptrdiff_t)i * x_rs;
+        row_start[i] = t;
+        for (int c = 0; c < whole; c += DG_NZ_LANES)
+            for (unsigned mask = DG_NZ_MASK(xi + c); mask; mask &= mask - 1) row_cols[t++] = c + __builtin_ctz(mask);
+        for (int c = whole; c < width; c++)
+            if (xi[c] != 0) row_cols[t++] = c;
+    }
+    row_start[rows] = t;
+    memset(col_start, 0, sizeof(int) * (size_t)(width + 1));
+    for (int k = 0; k < t; k++) col_start[row_cols[k] + 1]++;
+    for (int c = 0; c < width; c++) col_start[c + 1] += col_start[c];
+    memcpy(col_next, col_start, sizeof(int) * (size_t)width);
+    for (int i = 0; i < rows; i++)
+        for (int k = row_start[i]; k < row_start[i + 1]; k++) col_rows[col_next[row_cols[k]]++] = i;
+    return t;
+}
+#undef DG_NZ_LANES
+#undef DG_NZ_MASK
+
+/* Rows of C from the nonzero terms alone: c[r*c_rs + j] = sum over t in [start[r], start[r+1]) of
+ * a[r*a_rs + list[t]*a_ls] * b[list[t]*b_rs + j], j < n. With list[t] ascending in each row this
+ * is, bit for bit, dg_rows's sum over every term: a zero term's product is a zero, and adding a
+ * zero to a sum leaves it as it is (the sums start from +0 and an exact cancellation gives +0, so
+ * no sum is ever -0). Columns in blocks of 8 vectors, then of one vector, then the last columns
+ * in one vector read lane by lane. */
+static FNN_TARGET void DG_NAME(dg_sparse_rows)(int m, int n, const int *start, const int *list, const REAL *a,
+                                               ptrdiff_t a_rs, ptrdiff_t a_ls, const REAL *b, ptrdiff_t b_rs,
+                                               REAL *c, ptrdiff_t c_rs)
+{
+    for (int r = 0; r < m; r++) {
+        const int t0 = start[r], t1 = start[r + 1];
+        const REAL *ar = a + (ptrdiff_t)r * a_rs;
+        REAL *cr = c + (ptrdiff_t)r * c_rs;
+        int j0 = 0;
+        for (; j0 + 8 * DG_W <= n; j0 += 8 * DG_W) {
+            DG_VEC acc[8];
+            for (int v = 0; v < 8; v++) acc[v] = (DG_VEC){0};
+            for (int t = t0; t < t1; t++) {
+                const REAL s = ar[(ptrdiff_t)list[t] * a_ls];
+                const REAL *bp = b + (ptrdiff_t)list[t] * b_rs + j0;
+                for (int v = 0; v < 8; v++) acc[v] += s * *(const DG_VEC *)(bp + v * DG_W);
+            }
+            for (int v = 0; v < 8; v++) DG_NAME(dg_put)(cr + j0 + v * DG_W, 1, acc[v], DG_W);
+        }
+        for (; j0 + DG_W <= n; j0 += DG_W) {
+            DG_VEC acc = {0};
+            for (int t = t0; t < t1; t++)
+                acc += ar[(ptrdiff_t)list[t] * a_ls] * *(const DG_VEC *)(b + (ptrdiff_t)list[t] * b_rs + j0);
+            DG_NAME(dg_put)(cr + j0, 1, acc, DG_W);
+        }
+        if (j0 < n) {
+            DG_VEC acc = {0};
+            for (int t = t0; t < t1; t++)
+                acc += ar[(ptrdiff_t)list[t] * a_ls] * DG_NAME(dg_last)(b + (ptrdiff_t)list[t] * b_rs + j0, n - j0);
+            DG_NAME(dg_put)(cr + j0, 1, acc, n - j0);
+        }
+    }
+}
+
 /* C (m, n) = op(A) op(B), row-major with leading dimensions lda, ldb, ldc, in the form
  * direct_gemm.h chose (FNN_DIRECT_ROWS / COLS / DOTS; its operands' contiguity is checked
  * there). */

@@ -54,7 +54,8 @@
             softmax_rows_##SUF##_##PATH, sgd_##SUF##_##PATH, adam_##SUF##_##PATH,                  \
             gather_u8_##SUF##_##PATH,                                                              \
             gather_##SUF##_##PATH, finite_range_##SUF##_##PATH, transpose_##SUF##_##PATH,          \
-            dense_loss_##SUF##_##PATH, col_sums_##SUF##_##PATH, gemm_direct_##SUF##_##PATH         \
+            dense_loss_##SUF##_##PATH, col_sums_##SUF##_##PATH, gemm_direct_##SUF##_##PATH,        \
+            dg_nonzeros_##SUF##_##PATH, dg_sparse_rows_##SUF##_##PATH                              \
     }
 
 static const fnn_table_f32 table_f32_generic = FNN_TABLE_INIT(f32, generic);

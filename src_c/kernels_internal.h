@@ -47,6 +47,10 @@
         void (*col_sums)(const REAL *, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t);                 \
         void (*gemm_direct)(int, int, int, int, int, int, const REAL *, int, const REAL *, int,    \
                             REAL *, int);                                                          \
+        ptrdiff_t (*nonzeros)(const REAL *, ptrdiff_t, int, int, ptrdiff_t, int *, int *, int *,     \
+                              int *, int *);                                                       \
+        void (*sparse_rows)(int, int, const int *, const int *, const REAL *, ptrdiff_t, ptrdiff_t, \
+                            const REAL *, ptrdiff_t, REAL *, ptrdiff_t);                           \
     } fnn_table_##SUF;
 
 FNN_TABLE(float, f32)

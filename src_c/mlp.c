@@ -83,6 +83,16 @@ int fnn_small_gemm_enabled = 1;
 
 void fnn_set_small_gemm(int enabled) { fnn_small_gemm_enabled = enabled != 0; }
 
+/* The input layer's products are computed from the nonzero inputs (mlp_impl.h) only for layers of
+   at least this many outputs (a nonzero's row of W is then at least two vectors) and parts of at
+   most this many entries per step (the lists of nonzeros are two ints per entry). */
+#define FNN_SPARSE_MIN_OUTPUTS 16
+#define FNN_SPARSE_MAX_ENTRIES (1 << 22)
+
+int fnn_sparse_input = 1;
+
+void fnn_set_sparse_input(int enabled) { fnn_sparse_input = enabled != 0; }
+
 int fnn_direct_gemm_classes = FNN_DIRECT_TAKEN;
 
 void fnn_set_direct_gemm(int classes) { fnn_direct_gemm_classes = classes & FNN_DIRECT_ALL_CLASSES; }

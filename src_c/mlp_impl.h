@@ -216,6 +216,20 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
         scratch = (REAL *)malloc(sizeof(REAL) * (size_t)(parts - 1) * (size_t)batch * (size_t)widest);
         if (!scratch) return -1;
     }
+    /* Each part's nonzero inputs (the table's nonzeros), for the input layer's products where at most
+       half of the part's inputs are nonzero (as in images with a blank background): computed
+       from those alone they give the same bits as fastnn's dense kernels (dg_sparse_rows). */
+    const ptrdiff_t part_width = (d[0] + parts - 1) / parts;
+    const ptrdiff_t sparse_ints = 2 * (ptrdiff_t)batch * part_width + batch + 1 + 2 * part_width + 1;
+    int *sparse = NULL;
+    if (fnn_sparse_input && d[1] >= FNN_SPARSE_MIN_OUTPUTS && (ptrdiff_t)batch * part_width <= FNN_SPARSE_MAX_ENTRIES) {
+        sparse = (int *)malloc(sizeof(int) * (size_t)parts * (size_t)sparse_ints);
+        if (!sparse) {
+            free(scratch);
+            return -1;
+        }
+    }
+    int sparse_part[FNN_MLP_MAX_THREADS] = {0};
     out->loss_sum = 0.0;
     out->weight_sum = 0.0;
     out->correct = 0;
@@ -280,6 +294,12 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                     if (u_layer[0])
                         NAME(dropout)(u_layer[0] + (ptrdiff_t)i * d[0] + b0, m->drop[0], x0, NULL, NULL, width);
                 }
+                if (sparse) { /* at most half of the part's inputs nonzero: their lists */
+                    int *ws = sparse + (ptrdiff_t)p * sparse_ints, *col_start = ws + batch + 1 + (ptrdiff_t)batch * part_width;
+                    sparse_part[p] = T->nonzeros((REAL *)m->a[0] + b0, d[0], rows, width, (ptrdiff_t)rows * width / 2, ws,
+                                                 ws + batch + 1, col_start, col_start + part_width + 1,
+                                                 col_start + 2 * part_width + 1) >= 0;
+                }
             }
 
             /* Forward. Part p owns rows [i0, i1) of every weight matrix and only its thread reads
@@ -292,7 +312,11 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                 part[0] = (REAL *)m->a[l + 1];
                 for (int p = tid; p < parts; p += nth) {
                     split_range(n_in, parts, p, 1, &b0, &b1);
-                    if (b1 > b0)
+                    if (b1 > b0 && l == 0 && sparse_part[p]) {
+                        const int *ws = sparse + (ptrdiff_t)p * sparse_ints;
+                        T->sparse_rows(rows, n_out, ws, ws + batch + 1, (REAL *)m->a[0] + b0, n_in, 1,
+                                       (REAL *)m->w[0] + b0 * n_out, n_out, part[p], n_out);
+                    } else if (b1 > b0)
                         NAME(fnn_gemm_small)(0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
                                              (REAL *)m->w[l] + b0 * n_out, n_out, part[p], n_out);
                     else
@@ -380,8 +404,14 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                                 }
                             }
                         }
-                        NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz, n_out,
-                                             gw, n_out);
+                        if (l == 0 && sparse_part[p]) {
+                            const int *ws = sparse + (ptrdiff_t)p * sparse_ints;
+                            const int *col_start = ws + batch + 1 + (ptrdiff_t)batch * part_width;
+                            T->sparse_rows((int)(b1 - b0), n_out, col_start, col_start + 2 * part_width + 1,
+                                           (REAL *)m->a[0] + b0, 1, n_in, dz, n_out, gw, n_out);
+                        } else
+                            NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz,
+                                                 n_out, gw, n_out);
                         partial_bad[p] |= NAME(weight_gradient_bad)(T, m, src, l, rows, b0, b1, dz, gw);
                     }
                     split_range(n_out, parts, p, 1, &b0, &b1);
@@ -426,6 +456,7 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
         }
     }
     free(scratch);
+    free(sparse);
     return 0;
 }
 
