@@ -39,7 +39,8 @@ if [ $# -eq 0 ]; then
     set -- tests/test_ops.py tests/test_validation.py tests/test_extremes.py \
         tests/test_gradcheck.py tests/test_fastpath.py tests/test_gather.py tests/test_hostile.py \
         tests/test_reference_network.py tests/test_network.py tests/test_inference.py \
-        tests/test_engine.py tests/test_sparse.py tests/test_loss_registry.py tests/test_direct_gemm.py
+        tests/test_engine.py tests/test_sparse.py tests/test_loss_registry.py tests/test_direct_gemm.py \
+        tests/test_sparse_input.py
 fi
 
 mkdir "$work/asan"
