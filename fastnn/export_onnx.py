@@ -21,7 +21,9 @@ A network with a ``preprocessor`` (a tabular model) takes one input per raw colu
 (N, 1) double tensor per numeric column, standardised with the stored means and scales (a NaN
 becomes the mean with ``missing="mean"``), and a (N, 1) string tensor per text column, one-hot
 encoded by ONNX-ML's OneHotEncoder (an unknown or missing category gives an all-zero block).
-Its ``label`` output holds the class names when the preprocessor has them (one label per row).
+Its ``label`` output holds the class names when the preprocessor has them (one label per row);
+a tabular classifier trained with MSE gives ``label``, the class of its largest output (as
+``fastnn predict`` gives it), besides ``predictions``.
 
 The scikit-learn converters (``register_sklearn_converter``) give skl2onnx's outputs for
 MLPClassifier (``label`` (N,) from classes_ and ``probabilities`` (N, n_classes), two columns
@@ -179,9 +181,10 @@ def _poisson_loss():
 
 def _class_names(g, index, classes):
     """(name, ONNX element type) of the names of ``classes`` gathered at ``index``: int64 when
-    every name is an integer (as 3 or 3.0), else strings."""
+    every name is an integer (as 3 or 3.0) or a bool (False and True as 0 and 1, the type
+    skl2onnx declares for them), else strings."""
     values = list(classes)
-    if all(isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
+    if all(isinstance(c, (int, float, np.integer, np.floating, np.bool_))
            and float(c).is_integer() for c in values):
         table, kind = np.array(values).astype(np.int64), g.onnx.TensorProto.INT64
     else:
@@ -277,9 +280,13 @@ def to_onnx_model(net):
     # the outputs' names, before any node can take them
     names = {n: g.name(n) for n in ("label", "probabilities", "predictions")}
     index, values = _head(g, net, _network_body(g, net, x))
+    probabilities = index is not None
+    if not probabilities and getattr(pre, "task", None) == "classification":
+        # a table's classifier trained with mse: the class of its largest output, as predict gives
+        index = g.node("ArgMax", [values], "label_index", axis=1, keepdims=0)
+    shape = ["N", net.n_outputs] if net.n_outputs > 1 or not probabilities else ["N"]
     outputs = []
     if index is not None:
-        shape = ["N", net.n_outputs] if net.n_outputs > 1 else ["N"]
         multilabel = isinstance(net.loss, BinaryCrossEntropy) and net.n_outputs > 1
         classes = getattr(pre, "classes", None)
         if classes is not None and not multilabel:
@@ -289,11 +296,9 @@ def to_onnx_model(net):
         outputs.append(helper.make_tensor_value_info(
             g.node("Identity", [label], None, out=names["label"]), kind,
             shape if multilabel else ["N"]))
-        outputs.append(helper.make_tensor_value_info(
-            g.node("Identity", [values], None, out=names["probabilities"]), elem, shape))
-    else:
-        outputs.append(helper.make_tensor_value_info(
-            g.node("Identity", [values], None, out=names["predictions"]), elem, ["N", net.n_outputs]))
+    outputs.append(helper.make_tensor_value_info(
+        g.node("Identity", [values], None,
+               out=names["probabilities" if probabilities else "predictions"]), elem, shape))
     graph = helper.make_graph(g.nodes, "fastnn", graph_inputs, outputs, g.initializers)
     opsets = [helper.make_opsetid("", OPSET)]
     if pre is not None:

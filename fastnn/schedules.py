@@ -60,4 +60,6 @@ class CosineLR(Schedule):
     def lr_at(self, epoch, base_lr):
         base_lr = self._check(epoch, base_lr)
         frac = min(epoch, self.T_max) / self.T_max
-        return self.min_lr + (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * frac)) / 2.0
+        # halved before it is scaled, so that no intermediate overflows for a base_lr near the
+        # largest float (the result lies between min_lr and base_lr)
+        return self.min_lr + (base_lr - self.min_lr) * ((1.0 + math.cos(math.pi * frac)) / 2.0)

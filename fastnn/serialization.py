@@ -25,7 +25,7 @@ import numpy as np
 from ._atomic import atomic_write
 from .errors import ModelFormatError
 from .layers import FLOAT_DTYPES, LAYER_TYPES, Linear
-from .losses import LOSS_TYPES
+from .losses import LOSS_TYPES, BinaryCrossEntropy
 from .optim import OPTIMIZER_TYPES, Optimizer, optimizer_from_state
 
 FORMAT = "fastnn-model"
@@ -84,7 +84,10 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
 
     include_optimizer or an explicit ``optimizer`` stores that optimizer's state (default: the
     network's last fit optimizer). extra: JSON-able dict (e.g. epoch, RNG state) kept verbatim.
-    TypeError if a layer, the loss or the stored optimizer is not one of fastnn's own types.
+    TypeError if a layer, the loss or the stored optimizer is not one of fastnn's own types, or
+    ``network.preprocessor`` is neither None nor a TablePreprocessor; ValueError if the
+    preprocessor is not fitted or does not fit the network (its inputs, its outputs: see
+    preprocessor_mismatch).
     """
     arrays, layers = {}, []
     for i, layer in enumerate(network.layers):
@@ -119,6 +122,16 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
     if network.input_range is not None:
         arrays[_INPUT_RANGE] = np.ascontiguousarray(network.input_range, dtype=np.float64)
     preprocessor = network.preprocessor
+    if preprocessor is not None:
+        from .tabular import TablePreprocessor
+        if not isinstance(preprocessor, TablePreprocessor):
+            raise TypeError("preprocessor: expected a fastnn.tabular.TablePreprocessor or None, got "
+                            f"{type(preprocessor).__name__}")
+        if preprocessor.target is None:
+            raise ValueError("preprocessor: the TablePreprocessor is not fitted (call fit first)")
+        mismatch = preprocessor_mismatch(preprocessor, network)
+        if mismatch:
+            raise ValueError(f"preprocessor: {mismatch}")
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "dtype": network.dtype.name,
@@ -338,10 +351,30 @@ def _preprocessor(path, description, net):
         preprocessor = TablePreprocessor.from_dict(description)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(path, f"invalid table preprocessor ({type(exc).__name__}: {exc})") from None
-    if preprocessor.n_inputs != net.n_features:
-        raise ModelFormatError(path, f"the table preprocessor makes {preprocessor.n_inputs} inputs; "
-                                     f"the network takes {net.n_features}")
+    mismatch = preprocessor_mismatch(preprocessor, net)
+    if mismatch:
+        raise ModelFormatError(path, mismatch)
     return preprocessor
+
+
+def preprocessor_mismatch(preprocessor, net):
+    """Why the table preprocessor cannot feed and name the outputs of ``net`` (None when it
+    can): its inputs must be the network's, a regression has one output, and a classification
+    one output per class (or one output for two classes, with binary cross-entropy)."""
+    if preprocessor.n_inputs != net.n_features:
+        return (f"the table preprocessor makes {preprocessor.n_inputs} inputs; "
+                f"the network takes {net.n_features}")
+    if preprocessor.task == "regression":
+        if net.n_outputs != 1:
+            return (f"the table preprocessor is a regression of {preprocessor.target!r} (one output); "
+                    f"the network has {net.n_outputs}")
+        return None
+    classes = len(preprocessor.classes)
+    if net.n_outputs != classes and not (net.n_outputs == 1 and classes == 2
+                                         and isinstance(net.loss, BinaryCrossEntropy)):
+        return (f"the table preprocessor names {classes} classes of {preprocessor.target!r}; the "
+                f"network has {net.n_outputs} output(s)")
+    return None
 
 
 def _optimizer(path, o, data, params, dtype):

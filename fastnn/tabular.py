@@ -21,13 +21,18 @@ The preprocessing rules (fixed by ``fit``, stored in the model file by ``to_dict
 - the task: a text or bool target, or one of integers with at most ``MAX_CLASSES_GUESSED``
   distinct values, is a classification; any other numeric target a regression. ``task=``
   overrides the guess. Class names are the target's values as text, sorted (numerically for
-  numbers).
+  numbers; ``False``, ``True`` for bools);
+- column names are text: ``str(name)`` of each column of a DataFrame or key of a dict (a
+  DataFrame made from an array has columns ``"0"``, ``"1"``, ...), and a name that appears twice
+  is an error.
 """
+import csv
 import math
 import numbers
 import os
 import reprlib
 import sys
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -88,12 +93,25 @@ def read_table(path):
         raise TableError(f"{path}: the table has no columns")
     if suffix != ".parquet" and any(_holds_bytes(frame[c]) for c in frame.columns):
         raise TableError(_not_utf8(path, suffix))
-    names = [str(c) for c in frame.columns]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise TableError(f"{path}: the column name {dup!r} appears twice")
-    frame.columns = names
+    # The CSV reader renames a repeated name ("a" to "a.1"): the header tells them apart.
+    _check_unique(frame.columns if suffix == ".parquet" else _header(path, suffix), path)
+    frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def _header(path, suffix):
+    """The column names as the first record of a CSV or TSV file writes them."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        return next(csv.reader(f, delimiter="\t" if suffix == ".tsv" else ","), [])
+
+
+def _check_unique(names, where):
+    """TableError naming the first of ``names`` (taken as text) that appears twice."""
+    seen = set()
+    for name in map(str, names):
+        if name in seen:
+            raise TableError(f"{where}: the column name {name!r} appears twice")
+        seen.add(name)
 
 
 def _holds_bytes(column):
@@ -171,16 +189,21 @@ def _read_npz(path):
 
 # -- columns of a table (a DataFrame or a dict of 1-D arrays) -------------------------------------
 
-def column_names(frame):
-    return [str(c) for c in (frame.columns if hasattr(frame, "columns") else frame.keys())]
+def _table(frame):
+    """The columns of ``frame`` (a DataFrame or a dict of 1-D columns) as a dict {name as text:
+    column}. TypeError for anything else, TableError for a name that appears twice."""
+    if not (isinstance(frame, Mapping) or hasattr(frame, "columns") and hasattr(frame, "items")):
+        raise TypeError("frame: expected a pandas DataFrame or a dict of 1-D columns (name: "
+                        f"values), got {type(frame).__name__}")
+    columns = [(str(name), column) for name, column in frame.items()]
+    _check_unique([name for name, _ in columns], "frame")
+    return dict(columns)
 
 
 def _row_count(frame, names):
-    """The number of rows of the columns ``names`` of ``frame``. The columns of a dict are
-    checked: TypeError naming the first that is not a sequence of values, TableError naming the
-    first that is not 1-D or whose length differs from the others'."""
-    if hasattr(frame, "columns"):
-        return len(frame)
+    """The number of rows of the columns ``names`` of ``frame`` (a dict made by ``_table``),
+    checked: TypeError naming the first column that is not a sequence of values, TableError
+    naming the first that is not 1-D or whose length differs from the others'."""
     count, first = 0, None
     for name in names:
         column = frame[name]
@@ -208,7 +231,13 @@ def _row_count(frame, names):
 
 def _raw_column(frame, name):
     column = frame[name]
-    return column.to_numpy() if hasattr(column, "to_numpy") else np.asarray(column)
+    if hasattr(column, "to_numpy"):
+        return column.to_numpy()
+    raw = np.asarray(column)
+    if raw.dtype.kind == "U" and not isinstance(column, np.ndarray):
+        # numpy turns every value of a list holding text into text, NaN into "nan"
+        raw = np.array(column, dtype=object)
+    return raw
 
 
 def _is_missing(value):
@@ -220,14 +249,15 @@ def _is_missing(value):
 
 
 class _Column:
-    """One column, classified: ``kind`` "number" (``values`` float64, NaN where missing) or "text"
-    (``values`` an object array of str, None where missing); ``missing`` a bool mask."""
+    """One column, classified: ``kind`` "number" (``values`` float64, NaN where missing; also a
+    column without any value) or "text" (``values`` an object array of str, None where missing);
+    ``missing`` a bool mask; ``bools`` whether the numbers are bools."""
 
     def __init__(self, frame, name):
         raw = _raw_column(frame, name)
-        self.name = name
+        self.name, self.bools = name, False
         if raw.dtype.kind in "biuf":
-            self.kind = "number"
+            self.kind, self.bools = "number", raw.dtype.kind == "b"
             self.values = raw.astype(np.float64)
             self.missing = np.isnan(self.values)
         elif raw.dtype.kind in "US":
@@ -250,6 +280,9 @@ class _Column:
         else:
             self.missing = np.fromiter((_is_missing(v) for v in raw), bool, len(raw))
             all_text = None
+        if self.missing.all():
+            self.kind, self.values = "number", np.full(len(raw), np.nan)
+            return
         present = raw[~self.missing]
         if all_text is None or not all_text:
             is_text = np.fromiter((isinstance(v, str) for v in present), bool, len(present))
@@ -270,17 +303,23 @@ class _Column:
                              f"{present[is_number][0]!r} and {present[is_text][0]!r} in row "
                              f"{row}); make it all numbers or all text")
         self.kind = "number"
+        self.bools = all(isinstance(v, bool) for v in present)
         self.values = np.full(len(raw), np.nan)
         self.values[~self.missing] = present.astype(np.float64)
 
     def as_text(self):
-        """The values as text (None where missing): numbers that are integers lose the ".0"."""
+        """The values as text (None where missing), each as ``text_of`` writes it."""
         if self.kind == "text":
             return self.values
         out = np.empty(len(self.values), object)
         for i, v in enumerate(self.values):
-            out[i] = None if self.missing[i] else _number_text(v)
+            out[i] = None if self.missing[i] else self.text_of(v)
         return out
+
+    def text_of(self, value):
+        """A value of a column of numbers as text: "False" or "True" for bools, integers
+        without the ".0"."""
+        return str(bool(value)) if self.bools else _number_text(value)
 
 
 def _number_text(v):
@@ -356,9 +395,11 @@ class TablePreprocessor:
     def fit(self, frame, target, ignore=()):
         """Learn the columns, their statistics, the task and the classes from ``frame`` (a
         DataFrame or a dict of 1-D arrays) whose column ``target`` holds the labels; the columns
-        named in ``ignore`` are left out. Returns self. Raises TableError naming the column for
-        a missing target column, a target with one class, no rows left after dropping missing
-        values, mixed types, a column without values or with too many categories."""
+        named in ``ignore`` are left out (``target`` and ``ignore`` name columns as text).
+        Returns self. Raises TypeError for a frame that is not a table or a name that is not a
+        str, TableError naming the column for a name that appears twice, a missing target
+        column, a target with one class, no rows left after dropping missing values, mixed
+        types, a column without values or with too many categories."""
         self.fit_transform(frame, target, ignore)
         return self
 
@@ -367,13 +408,20 @@ class TablePreprocessor:
         encoded targets (int64 class indices, or float64 values for a regression), kept the
         indices of the rows of ``frame`` used (rows with a missing target, and with
         missing="drop" any missing value, are left out)."""
-        names = column_names(frame)
-        if not isinstance(target, str) or target not in names:
+        frame = _table(frame)
+        names = list(frame)
+        if not isinstance(target, str):
+            raise TypeError(f"target: expected a column name (str), got {type(target).__name__} "
+                            f"{target!r}")
+        if target not in names:
             raise TableError(f"no target column {target!r}; the table has {_list(names)}")
         if len(names) < 2:
             raise TableError(f"the table has only the target column {target!r}; no inputs")
         ignore = [ignore] if isinstance(ignore, str) else list(ignore)
         for name in ignore:
+            if not isinstance(name, str):
+                raise TypeError(f"ignore: expected column names (str), got {type(name).__name__} "
+                                f"{name!r}")
             if name not in names or name == target:
                 raise TableError(f"cannot ignore column {name!r}: "
                                  + ("it is the target" if name == target else
@@ -441,7 +489,7 @@ class TablePreprocessor:
         else:
             values = column.values[kept]
             if column.kind == "number":
-                classes = [_number_text(v) for v in np.unique(values)]
+                classes = [column.text_of(v) for v in np.unique(values)]
             else:
                 classes = sorted(set(values))
             if len(classes) < 2:
@@ -455,9 +503,11 @@ class TablePreprocessor:
     def transform(self, frame):
         """The model inputs (n, n_inputs) float64 for every row of ``frame`` (a DataFrame or a
         dict of 1-D arrays holding at least ``feature_columns``; others are ignored), in order.
-        Raises TableError naming the column for a column that is missing or of the wrong type,
-        an unknown category, or (missing="drop") a missing value."""
+        Raises TypeError for a frame that is not a table, TableError naming the column for a
+        column that is missing, of the wrong type or named twice, an unknown category, or
+        (missing="drop") a missing value."""
         self._check_fitted()
+        frame = _table(frame)
         columns, count = self._columns(frame, self.feature_columns)
         if self.missing == "drop":
             for c in columns.values():
@@ -473,7 +523,8 @@ class TablePreprocessor:
         as in training (a missing target, and with missing="drop" any missing value, leaves the
         row out); y is encoded as in ``fit_transform``."""
         self._check_fitted()
-        names = column_names(frame)
+        frame = _table(frame)
+        names = list(frame)
         if self.target not in names:
             raise TableError(f"no target column {self.target!r}; the table has {_list(names)}")
         columns, _ = self._columns(frame, [*self.feature_columns, self.target])
@@ -490,8 +541,7 @@ class TablePreprocessor:
     def _columns(self, frame, used):
         """({name: _Column} of the feature columns, the row count); ``used``: the columns whose
         lengths must agree (the features, and the target when it is read too)."""
-        names = set(column_names(frame))
-        absent = [n for n in self.feature_columns if n not in names]
+        absent = [n for n in self.feature_columns if n not in frame]
         if absent:
             raise TableError(f"column {absent[0]!r} is missing from the table (the model takes "
                              f"{_list(self.feature_columns)})")

@@ -3,6 +3,7 @@ and every file fastnn writes goes through fastnn._atomic.atomic_write."""
 import ast
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -140,6 +141,64 @@ def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypa
         Network([Linear(8, 4)], seed=1).save(path)
     assert path.read_bytes() == before
     assert temporary_files(tmp_path, path.name) == []
+
+
+# -- what is at the path -----------------------------------------------------------------------
+
+def test_a_symlink_is_written_through(tmp_path):
+    (tmp_path / "real").mkdir()
+    target, link = tmp_path / "real" / "model.npz", tmp_path / "link.npz"
+    old_model(target)
+    os.symlink(target, link)
+    Network([Linear(3, 2)], seed=0).save(link)
+    assert os.path.islink(link) and os.readlink(link) == str(target)
+    assert fastnn.load(target).n_parameters() == 3 * 2 + 2
+    assert temporary_files(tmp_path / "real", "model.npz") == []
+
+    dangling = tmp_path / "dangling.npz"
+    os.symlink(tmp_path / "real" / "new.npz", dangling)
+    Network([Linear(3, 2)], seed=0).save(dangling)
+    assert os.path.islink(dangling) and fastnn.load(tmp_path / "real" / "new.npz").n_features == 3
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o755])
+def test_an_existing_file_keeps_its_permission_bits(tmp_path, mode):
+    path = tmp_path / "model.npz"
+    old_model(path)
+    os.chmod(path, mode)
+    Network([Linear(3, 2)], seed=0).save(path)
+    assert os.stat(path).st_mode & 0o777 == mode
+
+
+def test_a_new_file_gets_the_usual_mode(tmp_path):
+    mask = os.umask(0o027)
+    try:
+        old_model(tmp_path / "model.npz")
+    finally:
+        os.umask(mask)
+    assert os.stat(tmp_path / "model.npz").st_mode & 0o777 == 0o640
+
+
+def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    os.symlink(fifo, tmp_path / "link")
+    net = Network([Linear(3, 2)], seed=0)
+    for path, kind in ((fifo, "FIFO"), (tmp_path / "link", "FIFO"), (tmp_path, "directory")):
+        with pytest.raises(ValueError, match=f"path: {path} is a {kind}; expected a regular file"):
+            net.save(path)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.path.islink(tmp_path / "link")
+    with pytest.raises(ValueError, match="path: expected a file name, got an empty path"):
+        net.save("")
+    assert sorted(os.listdir(tmp_path)) == ["fifo", "link"]
+
+
+def test_a_directory_that_takes_no_file_names_the_path(tmp_path):
+    path = tmp_path / "no" / "model.npz"
+    with pytest.raises(FileNotFoundError) as caught:
+        Network([Linear(3, 2)], seed=0).save(path)
+    assert caught.value.filename == str(path)
+    assert f"cannot create a file in {tmp_path / 'no'}" in caught.value.strerror
 
 
 # -- every write is atomic --------------------------------------------------------------------

@@ -231,6 +231,50 @@ def test_hostile_prediction_tables(tmp_path, cli):
     assert_user_error(cli("predict", model, "--data", tmp_path), "is a directory")
 
 
+def test_a_parquet_column_without_any_value(tmp_path, cli):
+    data = write(table(200), tmp_path / "t.csv")
+    mean, drop = tmp_path / "mean.npz", tmp_path / "drop.npz"
+    for model, missing in ((mean, "mean"), (drop, "drop")):
+        assert cli("train", "--data", data, "--target", "segment", "--missing", missing, *FAST,
+                   "--save", model, "--quiet").returncode == 0
+    new = pd.DataFrame(table(20, seed=2)).assign(age=pd.Series([None] * 20, dtype=object))
+    new.to_parquet(tmp_path / "new.parquet")
+    rows = read_csv_rows(cli("predict", mean, "--data", tmp_path / "new.parquet").stdout)
+    assert rows[0] == ["prediction"] and len(rows) == 21
+    scores = cli("evaluate", mean, "--data", tmp_path / "new.parquet", "--json").json
+    assert scores["test_samples"] == 20
+    assert_user_error(cli("predict", drop, "--data", tmp_path / "new.parquet"),
+                      "column 'age': row 1 has no value")
+    assert_user_error(cli("evaluate", drop, "--data", tmp_path / "new.parquet"),
+                      "no row of the table is complete enough")  # rows dropped as in training
+
+
+def test_a_column_name_that_appears_twice_is_one_error_line(tmp_path, cli):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,y\n" + "".join(f"{i},{i + 5},{i % 2}\n" for i in range(20)))
+    assert_user_error(cli("train", "--data", path, "--target", "y", *FAST),
+                      "dup.csv: the column name 'a' appears twice")
+
+
+def test_a_bool_target_keeps_true_and_false_as_class_names(tmp_path, cli):
+    t = {k: v for k, v in table(200).items() if k != "spend"}
+    t["churned"] = t.pop("segment") == "gold"
+    data = write(t, tmp_path / "t.csv")
+    model = tmp_path / "m.npz"
+    trained = cli("train", "--data", data, "--target", "churned", *FAST, "--save", model)
+    assert "(2 classes: False, True)" in trained.stdout
+    rows = read_csv_rows(cli("predict", model, "--data", data, "--proba").stdout)
+    assert rows[0] == ["prediction", "proba_False", "proba_True"]
+    assert {r[0] for r in rows[1:]} == {"False", "True"}
+    yes_no = dict(t, churned=np.where(t["churned"], "yes", "no"))
+    other = tmp_path / "yes_no.npz"
+    assert cli("train", "--data", write(yes_no, tmp_path / "yn.csv"), "--target", "churned",
+               *FAST, "--save", other, "--quiet").returncode == 0
+    first = "True" if t["churned"][0] else "False"
+    assert_user_error(cli("evaluate", other, "--data", data),
+                      f"target column 'churned': unknown class '{first}' (row 1)")
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--target", "segment"], "--target applies to tables"),
     (["--data", "{csv}", "--target", "segment", "--test-split", "0.2", "--test-data", "{csv}"],
@@ -243,6 +287,10 @@ def test_hostile_prediction_tables(tmp_path, cli):
     (["--data", "{dir}/none.csv", "--target", "segment"], "--data: no such file or directory"),
     (["--data", "{csv}", "--target", "segment", "--test-data", "{dir}/none.csv"],
      "--test-data: no such file or directory"),
+    (["--data", "{csv}", "--target", "segment", "--test-split", "0"],
+     "--test-split: expected a number in (0, 1), got '0'"),
+    (["--data", "{csv}", "--target", "segment", "--test-split", "1"],
+     "--test-split: expected a number in (0, 1), got '1'"),
 ])
 def test_option_conflicts(tmp_path, cli, args, fragment):
     csv_path = write(table(50), tmp_path / "t.csv")

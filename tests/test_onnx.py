@@ -368,6 +368,43 @@ def test_tabular_regression_and_binary_heads():
     assert label.tolist() == [["no", "yes"][i] for i in binary.predict(features)]
 
 
+@pytest.mark.parametrize("classes", [["high", "low", "mid"], None], ids=["names", "none"])
+def test_tabular_mse_classifier_gives_labels(classes):
+    net, pre = _tabular("mean", classes)
+    net.loss = fastnn.MSE()
+    feeds = {"age": np.array([[30.0], [50.0], [70.0]]), "income": np.array([[4e4], [6e4], [1e5]]),
+             "city": np.array([["Rome"], ["Lyon"], ["Oslo"]], dtype=object),
+             "pet": np.array([["dog"], ["cat"], ["cat"]], dtype=object)}
+    model = to_onnx_model(net)
+    assert [o.name for o in model.graph.output] == ["label", "predictions"]
+    label, values = _session(model).run(None, feeds)
+    outputs = net.predict(_encode(pre, {c: feeds[c][:, 0] for c in feeds}).astype(np.float32))
+    np.testing.assert_allclose(values, outputs, atol=1e-6)
+    index = np.argmax(outputs, axis=1)
+    assert label.tolist() == (index if classes is None else np.array(classes)[index]).tolist()
+
+
+def test_cli_export_of_a_table_mse_classifier_labels_as_predict_does(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from synthetic import table
+    data, new = tmp_path / "customers.csv", tmp_path / "new.csv"
+    pd.DataFrame(table(200)).to_csv(data, index=False)
+    rows = pd.DataFrame(table(30, seed=1)).drop(columns=["segment", "spend"])
+    rows.to_csv(new, index=False)
+    model, out = tmp_path / "seg_mse.npz", tmp_path / "seg_mse.onnx"
+    assert main(["train", "--data", str(data), "--target", "segment", "--ignore", "spend",
+                 "--loss", "mse", "--epochs", "3", "--hidden", "16", "--save", str(model)]) == 0
+    assert main(["predict", str(model), "--data", str(new), "--output", str(tmp_path / "p.csv")]) == 0
+    assert main(["export", str(model), "--output", str(out)]) == 0
+    feeds = {c: rows[[c]].to_numpy(np.float64 if rows[c].dtype.kind in "if" else object)
+             for c in rows.columns}
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    label, values = session.run(["label", "predictions"], feeds)
+    assert values.shape == (30, 3)
+    assert label.tolist() == pd.read_csv(tmp_path / "p.csv")["prediction"].tolist()
+
+
 @pytest.mark.parametrize("columns", [["age", "city", "income", "age"], ["age", "city", "income", ""],
                                     ["age", "city", "income", "size"]])
 def test_tabular_column_names_are_checked(columns):

@@ -1,5 +1,6 @@
 """Optimizers against hand-written NumPy updates, state_dict, and learning-rate schedules."""
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -158,6 +159,13 @@ def test_schedule_values():
     assert values[0] == pytest.approx(1.1) and values[2] == pytest.approx(0.6) and values[5] == 0.1
     with pytest.raises(ValueError, match="epoch"):
         step.lr_at(-1, 0.1)
+
+
+def test_cosine_schedule_of_the_largest_rates_stays_finite():
+    largest = sys.float_info.max
+    values = [CosineLR(T_max=4).lr_at(e, largest) for e in range(5)]
+    assert values[0] == largest and values[4] == 0.0
+    assert all(math.isfinite(v) for v in values) and values == sorted(values, reverse=True)
 
 
 def test_sklearn_momentum_convention_rescales_the_velocity_when_lr_changes():

@@ -360,3 +360,72 @@ def test_optimizer_buffers_must_fit(trained, tmp_path):
     write(path, header, arrays)
     with pytest.raises(ModelFormatError, match="optimizer buffer"):
         load(path)
+
+
+# -- a table preprocessor must fit its network ---------------------------------------------------
+
+def _table(n=40, classes=("a", "b", "c")):
+    rng = np.random.default_rng(1)
+    return {"x1": rng.standard_normal(n), "x2": rng.standard_normal(n),
+            "label": np.array([classes[i % len(classes)] for i in range(n)], dtype=object),
+            "price": rng.standard_normal(n)}
+
+
+def _with_preprocessor(outputs, loss=None, classes=("a", "b", "c"), target="label", inputs=0):
+    from fastnn.tabular import TablePreprocessor
+    table = _table(classes=classes)
+    ignored = ["price"] if target == "label" else ["label"]
+    p = TablePreprocessor().fit(table, target, ignore=ignored)
+    net = Network([Linear(p.n_inputs + inputs, outputs)], loss=loss, seed=0)
+    net.preprocessor = p
+    return net
+
+
+@pytest.mark.parametrize("net, message", [
+    (lambda: _with_preprocessor(3, inputs=1), "makes 2 inputs; the network takes 3"),
+    (lambda: _with_preprocessor(4), "names 3 classes of 'label'; the network has 4 output"),
+    (lambda: _with_preprocessor(2), "names 3 classes of 'label'; the network has 2 output"),
+    (lambda: _with_preprocessor(1, loss=BinaryCrossEntropy(), classes=("a", "b", "c")), "names 3 classes"),
+    (lambda: _with_preprocessor(1, loss=MSE(), classes=("a", "b")), "names 2 classes of 'label'; the network has 1"),
+    (lambda: _with_preprocessor(3, loss=MSE(), target="price"), "regression of 'price' \\(one output\\)"),
+], ids=["inputs", "more outputs", "fewer outputs", "bce of three", "mse on one output", "regression"])
+def test_save_refuses_a_preprocessor_that_does_not_fit(tmp_path, net, message):
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"kept")
+    with pytest.raises(ValueError, match="^preprocessor: the table preprocessor .*" + message):
+        net().save(path)
+    assert path.read_bytes() == b"kept"
+
+
+def test_save_takes_the_preprocessors_that_fit(tmp_path):
+    for net in (_with_preprocessor(3), _with_preprocessor(1, loss=BinaryCrossEntropy(), classes=("a", "b")),
+                _with_preprocessor(2, classes=("a", "b")), _with_preprocessor(1, loss=MSE(), target="price")):
+        net.save(tmp_path / "m.npz")
+        assert load(tmp_path / "m.npz").preprocessor.to_dict() == net.preprocessor.to_dict()
+
+
+def test_save_refuses_what_is_not_a_fitted_preprocessor(tmp_path):
+    from fastnn.tabular import TablePreprocessor
+    net = Network([Linear(2, 3)], seed=0)
+    net.preprocessor = "hello"
+    with pytest.raises(TypeError, match="preprocessor: expected a fastnn.tabular.TablePreprocessor or None, got str"):
+        net.save(tmp_path / "m.npz")
+    net.preprocessor = TablePreprocessor()
+    with pytest.raises(ValueError, match="preprocessor: the TablePreprocessor is not fitted"):
+        net.save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p.update(classes=p["classes"] + ["d"]), "names 4 classes of 'label'; the network has 3"),
+    (lambda p: p.update(classes=p["classes"][:2]), "names 2 classes of 'label'; the network has 3"),
+    (lambda p: p.update(task="regression", classes=None), "regression of 'label' \\(one output\\)"),
+], ids=["a class more", "a class less", "task"])
+def test_load_refuses_an_edited_preprocessor_that_does_not_fit(tmp_path, edit, message):
+    path = tmp_path / "m.npz"
+    _with_preprocessor(3).save(path)
+    header, arrays = members(path)
+    edit(header["preprocessor"])
+    write(path, header, arrays)
+    with pytest.raises(ModelFormatError, match=message):
+        load(path)

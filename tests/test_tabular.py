@@ -121,7 +121,7 @@ def test_drop_model_refuses_missing_values_at_prediction():
 
 @pytest.mark.parametrize("target, task, classes", [
     (np.array(["b", "a", "b"]), "classification", ["a", "b"]),
-    (np.array([True, False, True]), "classification", ["0", "1"]),
+    (np.array([True, False, True]), "classification", ["False", "True"]),
     (np.array([10, 2, 1, 2]), "classification", ["1", "2", "10"]),  # numeric order
     (np.array([1.0, 2.0, 2.0, 1.0]), "classification", ["1", "2"]),
     (np.arange(21), "regression", None),  # more than 20 integers
@@ -243,6 +243,92 @@ def test_hostile_predictions():
     t["age"] = np.array(["old"] * 10, dtype=object)
     with pytest.raises(TableError, match="column 'age': expected numbers, as in training, got text"):
         p.transform(t)
+
+
+def test_a_column_without_any_value_is_imputed_or_refused_by_row():
+    mean = TablePreprocessor(missing="mean").fit(table(100), "segment")
+    drop = TablePreprocessor().fit(table(100), "segment")
+    t = table(4, seed=1)
+    nothing = {"age": [None] * 4, "city": np.full(4, None, dtype=object)}
+    for frame in ({**t, **nothing}, pd.DataFrame({**t, **nothing})):
+        X = mean.transform(frame)
+        assert (X[:, 0] == 0).all() and (X[:, 3:7] == 0).all()  # the mean; no category
+        np.testing.assert_array_equal(X[:, [1, 2, 7, 8]], mean.transform(t)[:, [1, 2, 7, 8]])
+        with pytest.raises(TableError, match="column 'age': row 1 has no value"):
+            drop.transform(frame)
+
+
+def test_column_names_are_text_in_fit_transform_and_the_saved_model():
+    frame = pd.DataFrame(np.random.default_rng(0).random((20, 2)))
+    frame["y"] = [0, 1] * 10
+    p = TablePreprocessor().fit(frame, "y")
+    assert p.feature_columns == ["0", "1"] and p.to_dict()["numeric_columns"] == ["0", "1"]
+    X = p.transform(frame)
+    np.testing.assert_array_equal(p.transform({"0": frame[0], "1": frame[1]}), X)
+    np.testing.assert_array_equal(p.transform({0: frame[0], 1: frame[1]}), X)
+    np.testing.assert_array_equal(TablePreprocessor.from_dict(p.to_dict()).transform(frame), X)
+    assert TablePreprocessor().fit(frame, "y", ignore="1").feature_columns == ["0"]
+    with pytest.raises(TypeError, match=r"target: expected a column name \(str\), got int 1"):
+        TablePreprocessor().fit(frame, 1)
+    with pytest.raises(TypeError, match=r"ignore: expected column names \(str\), got int 1"):
+        TablePreprocessor().fit(frame, "y", ignore=[1])
+
+
+def test_a_column_name_that_appears_twice_is_an_error(tmp_path):
+    y = np.array(["a", "b"] * 3)
+    twice = pd.DataFrame(np.arange(12.0).reshape(6, 2), columns=["x", "x"]).assign(y=y)
+    with pytest.raises(TableError, match="frame: the column name 'x' appears twice"):
+        TablePreprocessor().fit(twice, "y")
+    p = TablePreprocessor().fit(twice.iloc[:, 1:], "y")
+    with pytest.raises(TableError, match="frame: the column name 'x' appears twice"):
+        p.transform(twice)
+    with pytest.raises(TableError, match="frame: the column name 'y' appears twice"):
+        p.transform_xy(pd.concat([twice.iloc[:, 1:], twice[["y"]]], axis=1))
+    with pytest.raises(TableError, match="frame: the column name '1' appears twice"):
+        TablePreprocessor().fit({1: np.arange(6.0), "1": np.arange(6.0), "y": y}, "y")
+    path = tmp_path / "t.csv"
+    path.write_text("a,a,y\n1,5,0\n2,6,1\n")
+    with pytest.raises(TableError, match="t.csv: the column name 'a' appears twice"):
+        read_table(path)
+    path.write_text("a,a.1,y\n1,5,0\n2,6,1\n")  # the name pandas gives a repeated "a"
+    assert list(read_table(path).columns) == ["a", "a.1", "y"]
+
+
+def test_a_bool_target_has_classes_false_and_true():
+    frame = {"x": np.arange(6.0), "churned": np.array([True, False] * 3)}
+    p = TablePreprocessor().fit(frame, "churned")
+    assert p.classes == ["False", "True"]
+    _, y, _ = p.transform_xy(frame)
+    np.testing.assert_array_equal(y, [1, 0] * 3)
+    with_gap = pd.DataFrame({"x": np.arange(3.0), "churned": [True, None, False]})
+    assert p.transform_xy(with_gap)[1].tolist() == [1, 0]  # an object column of bools
+    yes_no = TablePreprocessor().fit({"x": np.arange(4.0), "churned": ["no", "yes"] * 2}, "churned")
+    with pytest.raises(TableError, match=r"unknown class 'True' \(row 1\)"):
+        yes_no.transform_xy(frame)
+
+
+def test_nan_and_none_in_a_list_of_text_are_missing_values():
+    p = TablePreprocessor(missing="mean").fit({"city": ["Lyon", np.nan, "Oslo", None],
+                                               "y": [0, 1, 0, 1]}, "y")
+    assert p.categories == [["Lyon", "Oslo"]] and p.n_imputed == 2
+    assert p.transform({"city": [np.nan, "Oslo", None]}).tolist() == [[0, 0], [0, 1], [0, 0]]
+    with pytest.raises(TableError, match="column 'city': row 2 has no value"):
+        TablePreprocessor().fit({"city": ["Lyon", "Oslo"] * 2, "y": [0, 1] * 2},
+                                "y").transform({"city": ["Lyon", np.nan]})
+    with pytest.raises(TableError, match="column 'c' mixes numbers and text"):
+        TablePreprocessor().fit({"c": ["Lyon", 1.5, "Oslo"], "y": [0, 1, 0]}, "y")
+
+
+@pytest.mark.parametrize("frame, came", [
+    ([[1, 2, 3]], "list"), (None, "NoneType"),
+    (np.zeros(2, dtype=[("x", float), ("z", float)]), "ndarray"), (pd.Series([1.0]), "Series")])
+def test_a_frame_that_is_not_a_table_is_a_type_error(frame, came):
+    p = TablePreprocessor().fit({"x": np.arange(4.0), "z": np.arange(4.0), "y": [0, 1] * 2}, "y")
+    expected = (r"frame: expected a pandas DataFrame or a dict of 1-D columns \(name: values\), "
+                f"got {came}")
+    for method in (p.transform, p.transform_xy, lambda f: TablePreprocessor().fit(f, "y")):
+        with pytest.raises(TypeError, match=expected):
+            method(frame)
 
 
 def test_a_column_read_as_numbers_matches_text_categories():
@@ -381,11 +467,23 @@ def test_version_1_model_files_still_load(tmp_path):
     np.testing.assert_array_equal(old.layers[0].W, net.layers[0].W)
 
 
+def _saved_with_preprocessor(path, description, n_inputs, n_outputs=3):
+    """A model file whose header holds ``description`` as its preprocessor: written by saving a
+    plain network and editing the header, since save itself refuses a preprocessor that does
+    not fit."""
+    from fastnn.serialization import _digest
+    fastnn.Network([fastnn.Linear(n_inputs, n_outputs)], seed=0).save(path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays.pop("__header__").tobytes())
+    header["preprocessor"] = description
+    header["sha256"] = _digest(list(header["arrays"]), arrays)
+    np.savez(path, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+
+
 def test_damaged_preprocessor_in_a_model_file_is_a_format_error(tmp_path):
     p = TablePreprocessor().fit(table(40), "segment")
-    net = fastnn.Network([fastnn.Linear(p.n_inputs + 1, 3)], seed=0)  # one input too many
-    net.preprocessor = p
-    net.save(tmp_path / "bad.npz")
+    _saved_with_preprocessor(tmp_path / "bad.npz", p.to_dict(), p.n_inputs + 1)  # one input too many
     with pytest.raises(fastnn.ModelFormatError, match="preprocessor makes"):
         fastnn.load(tmp_path / "bad.npz")
 
@@ -404,24 +502,12 @@ def test_ignored_columns_are_not_inputs_and_identifiers_are_refused():
         TablePreprocessor().fit(many, "y")
 
 
-class _Described:
-    """Stands in for a preprocessor when saving: its to_dict() is whatever the test wants."""
-
-    def __init__(self, description):
-        self.description = description
-
-    def to_dict(self):
-        return self.description
-
-
 @pytest.mark.parametrize("bad", [None, 1, -1.5, "x", [], {}, [[1, 2]], ["a", 3], [None]])
 def test_hand_edited_preprocessors_are_format_errors(tmp_path, bad):
     p = TablePreprocessor(missing="mean").fit(table(40), "segment")
     good = p.to_dict()
-    net = fastnn.Network([fastnn.Linear(p.n_inputs, 3)], seed=0)
     for key in good:
-        net.preprocessor = _Described({**good, key: bad})
-        net.save(tmp_path / "m.npz")
+        _saved_with_preprocessor(tmp_path / "m.npz", {**good, key: bad}, p.n_inputs)
         try:
             loaded = fastnn.load(tmp_path / "m.npz")
         except fastnn.ModelFormatError:

@@ -3,8 +3,10 @@
 than one option. Standard library only."""
 import argparse
 import os
+import tempfile
 
-from .._argtypes import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+from .._argtypes import (finite, non_negative_float, non_negative_int, positive_float, positive_int,
+                         unit_interval)
 from .output import UserError, print_error, print_warning
 
 from .. import loss_registry  # the --loss choices (no numpy import)
@@ -48,6 +50,15 @@ AUTO_THREADS = "auto"
 def thread_count(text):
     """A positive integer, or "auto"."""
     return AUTO_THREADS if text == AUTO_THREADS else positive_int(text)
+
+
+def held_out_share(text):
+    """A number in (0, 1): the share of a table's rows held out for the test."""
+    value = finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}; or give "
+                                         "--test-data FILE")
+    return value
 
 
 # -- parsers ----------------------------------------------------------------------------------------
@@ -117,7 +128,7 @@ def add_run_options(p):
     data.add_argument("--missing", choices=MISSING, default="drop",
                       help="rows with a missing value: drop them, or replace a missing number by "
                            "the training mean and a missing category by no category")
-    data.add_argument("--test-split", type=unit_interval, metavar="F",
+    data.add_argument("--test-split", type=held_out_share, metavar="F",
                       help=f"hold out this fraction of the table's rows for the test (seeded, "
                            f"stratified for a classification; default {DEFAULT_TEST_SPLIT})")
     data.add_argument("--test-data", metavar="FILE",
@@ -228,9 +239,11 @@ def check_train_args(args):
             raise UserError("--nesterov needs --momentum > 0")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise UserError(f"--data-dir: no such directory: {args.data_dir}")
+    inputs = [("--data", args.data), ("--test-data", args.test_data)]
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path is not None:
-            check_writable_location(option, path)
+            check_writable_location(option, path, inputs)
+            inputs.append((option, path))  # the plot must not replace the saved model either
 
 
 def set_default_lr(args):
@@ -271,8 +284,6 @@ def _check_table_args(args):
         raise UserError("give --test-split or --test-data, not both")
     if args.test_data is not None:
         check_exists("--test-data", args.test_data)
-    if args.test_split is not None and args.test_split == 0:
-        raise UserError("--test-split must be more than 0 (or give --test-data FILE)")
     if args.test_data is None and args.test_split is None:
         args.test_split = DEFAULT_TEST_SPLIT
 
@@ -282,13 +293,36 @@ def check_exists(option, path):
         raise UserError(f"{option}: no such file or directory: {path}")
 
 
-def check_writable_location(option, path):
-    # Checked before training so a typo does not cost a whole run.
-    if os.path.isdir(path):
-        raise UserError(f"{option}: {path} is a directory; give a file name")
-    directory = os.path.dirname(os.path.abspath(path))
+def check_writable_location(option, path, inputs=()):
+    """UserError naming ``option`` unless ``path`` can be written: a file name (not a directory,
+    FIFO, device or socket), in an existing directory where a file can be created, and not the
+    same file as any of ``inputs``, the (what, path) pairs the command reads (a None path is
+    skipped). Checked before any work, so that a typo costs no run and loses no file."""
+    from .._atomic import check_replaceable
+    try:
+        check_replaceable(path, option)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:  # e.g. a component of the path is a file
+        raise UserError(f"{option}: {exc.strerror}: {path}") from None
+    directory = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(directory):
         raise UserError(f"{option}: the directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise UserError(f"{option}: cannot write to the directory {directory}")
+    try:  # the permission bits do not tell (root, read-only mounts, /proc)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UserError(f"{option}: cannot write to the directory {directory} "
+                        f"({exc.strerror})") from None
+    for what, read in inputs:
+        if read is not None and _same_file(path, read):
+            raise UserError(f"{option}: {path} is the same file as {what} {read}; writing "
+                            "there would replace it (give another path)")
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
 

@@ -121,7 +121,8 @@ def predict(args, started):
     """``fastnn predict MODEL --data FILE [--output OUT.csv] [--proba]``."""
     _check_model_file(args.model)
     if args.output is not None:
-        check_writable_location("--output", args.output)
+        check_writable_location("--output", args.output,
+                                [("the model", args.model), ("--data", args.data)])
     check_exists("--data", args.data)
     import numpy as np
 
@@ -219,10 +220,12 @@ def _write_csv(path, header, columns):
 
 def export(args, started):
     _check_model_file(args.model)
-    check_writable_location("--output", args.output)
+    check_writable_location("--output", args.output, [("the model", args.model)])
     from ..export_onnx import save_onnx
     from ..serialization import load
+    from .tables import check_usable
     network = load(args.model)
+    check_usable(network, args.model)
     save_onnx(network, args.output)
     print(f"saved the ONNX graph of {args.model} to {args.output}", flush=True)
     return 0
