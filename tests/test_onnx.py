@@ -229,6 +229,8 @@ def _fitted_estimator(case, dtype):
                    dtype=dtype)
     if case == "binary":
         target, est = np.array(["no", "yes"])[(y == 1).astype(int)], MLPClassifier(**options)
+    elif case == "bool":
+        target, est = y == 1, MLPClassifier(**options)
     elif case == "multiclass":
         target, est = y + 10, MLPClassifier(**options)
     elif case == "multilabel":
@@ -246,7 +248,7 @@ def _fitted_estimator(case, dtype):
     return est, X
 
 
-SKLEARN_CASES = ["binary", "multiclass", "multilabel", "squared_error-1", "squared_error-2",
+SKLEARN_CASES = ["binary", "bool", "multiclass", "multilabel", "squared_error-1", "squared_error-2",
                  "poisson-1", "poisson-2"]
 
 
@@ -283,11 +285,11 @@ def test_every_sklearn_estimator_converts(case, dtype):
     label, proba = outputs
     expected = est.predict_proba(X.astype(dtype))
     assert proba.dtype == np.dtype(dtype) and proba.shape == expected.shape
-    assert proba.shape == (len(X), 2 if case == "binary" else 3)
+    assert proba.shape == (len(X), 2 if case in ("binary", "bool") else 3)
     np.testing.assert_allclose(proba, expected, rtol=rtol, atol=0)
     predicted = est.predict(X.astype(dtype))
     assert label.shape == predicted.shape
-    assert case != "multilabel" or label.dtype == np.int64
+    assert case not in ("multilabel", "bool") or label.dtype == np.int64  # bool: False, True as 0, 1
     assert label.tolist() == predicted.tolist()
     assert len(np.unique(predicted)) >= 2  # both kinds of labels occur, so the rule is tested
 
