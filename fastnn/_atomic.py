@@ -45,11 +45,13 @@ def atomic_write(path, mode="wb"):
 
 def check_replaceable(path, name="path"):
     """The ``os.stat`` of ``path`` (symlinks followed), or None when nothing is there yet.
-    ValueError naming ``name`` when ``path`` is empty or not a regular file: a write renames a
-    new file over the path, which would replace a directory, FIFO, device or socket instead of
-    writing to it."""
+    ValueError naming ``name`` when ``path`` is empty, ends in a separator or is not a regular
+    file: a write renames a new file over the path, which would replace a directory, FIFO, device
+    or socket instead of writing to it."""
     if not path:
         raise ValueError(f"{name}: expected a file name, got an empty path")
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        raise ValueError(f"{name}: expected a file name, got {path!r} (a directory's)")
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -3,7 +3,11 @@ regressions, local worker processes and a real Dask cluster. Each run is tiny (3
 or a 200-row table, 1-2 epochs)."""
 import csv
 import json
+import os
+import signal
+import socket
 import sys
+import threading
 
 import pytest
 
@@ -398,7 +402,8 @@ def test_more_workers_than_cores_warns(capsys):
 
 
 @pytest.mark.parametrize("address", ["notaurl", "tcp://host", "http://host:8786",
-                                     "tcp://host:99999"])
+                                     "tcp://host:99999", "tls://127.0.0.1:8786",
+                                     "ws://127.0.0.1:8786"])
 def test_a_malformed_scheduler_address_is_a_user_error(capsys, tmp_path, address):
     pytest.importorskip("distributed")
     status, _, err = _run(capsys, *TINY, "--scheduler", address, "--output", str(tmp_path / "o"))
@@ -410,7 +415,7 @@ def test_a_malformed_scheduler_address_is_a_user_error(capsys, tmp_path, address
 
 def test_an_unreachable_scheduler_is_a_user_error(capsys, monkeypatch):
     pytest.importorskip("distributed")
-    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", 1)
     status, _, err = _run(capsys, *TINY, "--scheduler", "tcp://127.0.0.1:9")
     assert status == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
 
@@ -430,3 +435,323 @@ def test_trials_in_one_process_load_the_dataset_once(capsys, monkeypatch):
     assert status == 0 and len(data["trials"]) == 2 and calls == ["all"]
     assert cli_data._data_cache["active"] == 0  # `fastnn train` runs after it load their own
     assert cli.main(["train", *TINY, "--hidden", "8", "--quiet"]) == 0 and calls == ["all"] * 2
+
+
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_a_server_that_is_no_scheduler_is_a_user_error(capsys, monkeypatch, answer):
+    """A port where something else listens (silent, or the dashboard's HTTP) never answers the
+    handshake: the timeout covers it."""
+    pytest.importorskip("distributed")
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        connection, _ = server.accept()
+        accepted.append(connection)  # kept open: no answer, or the HTTP one
+        if answer:
+            connection.recv(4096)
+            connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", 1)
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    outcome = []
+    sweeping = threading.Thread(target=lambda: outcome.append(_run(capsys, *TINY, "--scheduler",
+                                                                    address, "--quiet")),
+                                daemon=True)
+    sweeping.start()
+    sweeping.join(30)
+    for connection in [*accepted, server]:
+        connection.close()
+    assert outcome, "the sweep did not give up"
+    status, _, err = outcome[0]
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith("fastnn: error: --scheduler: cannot reach the Dask scheduler at "
+                          f"{address} (")
+
+
+def test_a_dask_cluster_reads_the_paths_of_this_directory(capsys, monkeypatch, spend_csv,
+                                                           dask_scheduler):
+    monkeypatch.chdir(os.path.dirname(spend_csv))  # the workers run in another directory
+    status, data, _ = _run(capsys, *_regression("spend.csv", "--lr", "0.01"), "--scheduler",
+                           dask_scheduler, "--json", "--quiet")
+    assert status == 0 and data["trials"][0]["status"] == "ok"
+
+
+# -- the sweep keeps going ----------------------------------------------------------------------
+
+def _patched_where_it_runs(monkeypatch, patch):
+    """Make every trial call ``patch(options)`` first, in this process or in a worker; what it
+    returns, if not None, is called when the trial ends (to undo the patch)."""
+    real = sweep.run_trial
+
+    def run_trial(trial_id, options, *rest):
+        undo = patch(options)
+        try:
+            return real(trial_id, options, *rest)
+        finally:
+            if undo is not None:
+                undo()
+
+    monkeypatch.setattr(sweep, "run_trial", run_trial)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_bug_met_by_one_trial_fails_that_trial_alone(capsys, monkeypatch, jobs):
+    def bug(args, started):
+        raise ValueError("a bug")
+
+    def bug_at_lr_02(options):
+        module = sys.modules["fastnn.sweep"]  # in a worker, its own
+        if "0.2" in options:
+            real, module.train = module.train, bug
+            return lambda: setattr(module, "train", real)
+        return None
+
+    _patched_where_it_runs(monkeypatch, bug_at_lr_02)
+    status, data, _ = _run(capsys, *TINY, "--hidden", "8", "--lr", "0.05", "0.2", "0.1", "--jobs",
+                           jobs, "--json", "--quiet")
+    assert status == 0
+    by_lr = {t["params"]["lr"]: t for t in data["trials"]}
+    assert by_lr[0.2]["status"] == "failed"
+    assert by_lr[0.2]["error"] == "internal error: ValueError: a bug"
+    assert by_lr[0.05]["status"] == by_lr[0.1]["status"] == "ok"
+
+
+def test_a_killed_worker_process_fails_its_trial_alone(capsys, monkeypatch):
+    def killed_at_lr_02(options):
+        if "0.2" in options:  # as the out-of-memory killer does
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _patched_where_it_runs(monkeypatch, killed_at_lr_02)
+    status, data, _ = _run(capsys, *TINY, "--hidden", "8", "--lr", "0.05", "0.2", "0.1", "--jobs",
+                           "2", "--json", "--quiet")
+    assert status == 0 and data["complete"]
+    by_lr = {t["params"]["lr"]: t for t in data["trials"]}
+    assert by_lr[0.2]["status"] == "failed"
+    assert by_lr[0.2]["error"].startswith("its worker process died twice (killed for lack of "
+                                          "memory, or crashed")
+    assert by_lr[0.05]["status"] == by_lr[0.1]["status"] == "ok"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_trials_warnings_are_lines_naming_it(capfd, monkeypatch, jobs):
+    if jobs != "1":
+        from joblib.externals.loky import get_reusable_executor
+        get_reusable_executor().shutdown(kill_workers=True)  # workers start with this environment
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "999")  # the sweep sets the workers' own
+    status = cli.main(["sweep", *TINY, "--hidden", "8", "--lr", "0.1", "30", "--jobs", jobs,
+                       "--json", "--quiet"])
+    out, err = capfd.readouterr()
+    assert status == 0
+    unstable = json.loads(out.strip().splitlines()[-1])["trials"][1]
+    assert unstable["params"]["lr"] == 30
+    lines = err.splitlines()  # no Python warning, none about the threads
+    assert len(lines) == 1
+    assert lines[0].startswith(f"fastnn: warning: trial {unstable['id']}: the training loss grew "
+                               "from ")
+
+
+# -- resuming -----------------------------------------------------------------------------------
+
+def test_resume_from_another_directory_reads_the_same_files(capsys, monkeypatch, spend_csv,
+                                                            tmp_path):
+    monkeypatch.chdir(tmp_path)
+    name = os.path.basename(spend_csv)
+    status, first, _ = _run(capsys, *_regression(name, "--lr", "0.01", "0.05"), "--output",
+                            "sweep", "--json", "--quiet")
+    assert status == 0
+    saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert spend_csv in saved["options"] and name not in saved["options"]
+    assert saved["data"][spend_csv]["size"] == os.path.getsize(spend_csv)
+    missing = first["trials"][0]["id"]
+    for f in (tmp_path / "sweep" / missing).iterdir():
+        f.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / name).write_text("x,spend\n1,2\n")  # the same name here is another table
+    monkeypatch.chdir(elsewhere)
+    status, resumed, err = _run(capsys, "--resume", str(tmp_path / "sweep"), "--json")
+    assert status == 0 and "1 already done" in err and "running 1" in err
+    assert _outcomes(resumed) == _outcomes(first)
+
+
+def test_resume_refuses_data_changed_since_the_sweep_started(capsys, spend_csv, tmp_path):
+    out = tmp_path / "sweep"
+    assert _run(capsys, *_regression(spend_csv), "--output", str(out), "--quiet")[0] == 0
+    with open(spend_csv, "a") as f:
+        f.write("30.0,1,Lyon,basic,silver,50.0\n")
+    status, _, err = _run(capsys, "--resume", str(out), "--quiet")
+    assert status == 2
+    assert err == (f"fastnn: error: --resume: {spend_csv} is not the data the sweep started "
+                   f"with (its size and SHA-256 differ from those in {out / 'sweep.json'}); "
+                   "restore it, or start a new sweep\n")
+
+
+def test_resume_runs_the_failed_trials_again(capsys, tmp_path):
+    out = tmp_path / "sweep"
+    status, _, _ = _run(capsys, *TINY, "--hidden", "8", "--lr", "0.1", "-1", "--output", str(out),
+                        "--quiet")
+    assert status == 0
+    status, data, err = _run(capsys, "--resume", str(out), "--json")
+    assert status == 0 and "1 already done" in err and "running 1" in err
+    assert [t["status"] for t in data["trials"]] == ["ok", "failed"]
+
+
+def test_every_saved_model_is_named_by_its_absolute_path(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    status, first, _ = _run(capsys, *TINY, "--hidden", "8", "16", "--output", "sm",
+                            "--save-models", "--json", "--quiet")
+    assert status == 0
+    expected = {t["id"]: str(tmp_path / "sm" / t["id"] / "model.npz") for t in first["trials"]}
+    assert {t["id"]: t["model"] for t in first["trials"]} == expected
+    missing = first["trials"][0]["id"]
+    for f in (tmp_path / "sm" / missing).iterdir():
+        f.unlink()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    status, resumed, _ = _run(capsys, "--resume", "../sm", "--json", "--quiet")
+    assert status == 0 and {t["id"]: t["model"] for t in resumed["trials"]} == expected
+    assert all(os.path.isfile(path) for path in expected.values())
+
+
+SWEEP_FILE = {"format": "fastnn-sweep", "version": 2, "options": ["--hidden", "8"],
+              "save_models": False, "data": {}}
+
+
+@pytest.mark.parametrize("content", [
+    "[1]", "{", json.dumps({"format": "fastnn-sweep", "options": [1, 2]}),
+    json.dumps({**SWEEP_FILE, "options": ["--hidden"]}),
+    json.dumps({**SWEEP_FILE, "options": ["--output", "x"]}),
+    json.dumps({**SWEEP_FILE, "data": [1]}),
+])
+def test_a_damaged_sweep_file_is_named(capsys, tmp_path, content):
+    (tmp_path / "sweep.json").write_text(content)
+    status, _, err = _run(capsys, "--resume", str(tmp_path))
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"fastnn: error: --resume: {tmp_path / 'sweep.json'} is damaged")
+
+
+def test_a_sweep_file_of_another_version_is_refused(capsys, tmp_path):
+    (tmp_path / "sweep.json").write_text(json.dumps({**SWEEP_FILE, "version": 1}))
+    status, _, err = _run(capsys, "--resume", str(tmp_path))
+    assert status == 2 and "was written by another version of fastnn sweep" in err
+
+
+@pytest.mark.parametrize("damage", [
+    lambda t: {"id": t["id"]},
+    lambda t: {k: v for k, v in t.items() if k != "history"},
+    lambda t: {**t, "history": None},
+    lambda t: {**t, "history": {**t["history"], "train_loss": ["x"]}},
+    lambda t: {**t, "test_accuracy": "high"},
+    lambda t: {**t, "config": None},
+])
+def test_a_damaged_trial_file_runs_that_trial_again(capsys, tmp_path, damage):
+    out = tmp_path / "sweep"
+    status, first, _ = _run(capsys, *TINY, "--hidden", "8", "16", "--output", str(out), "--json",
+                            "--quiet")
+    assert status == 0
+    path = out / first["trials"][0]["id"] / "trial.json"
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    status, resumed, err = _run(capsys, "--resume", str(out), "--json")
+    assert status == 0 and "1 already done" in err and "running 1" in err
+    assert _outcomes(resumed) == _outcomes(first)
+
+
+# -- what the sweep writes ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["--output", "--resume", "--scheduler", "--plot"])
+def test_an_empty_value_is_refused(capsys, option):
+    status, _, err = _run(capsys, *TINY, option, "")
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"fastnn: error: argument {option}: expected ")
+    assert "got an empty value" in err
+
+
+@pytest.mark.parametrize("plot, message", [
+    ("newdir/", "--plot: expected a file name, got 'newdir/'"),
+    ("curves.pdf", "--plot: the plot is a PNG; expected a file name ending in .png"),
+    ("out", "--plot: out is one of the sweep's own files in out"),
+    ("out/sweep.json", "--plot: out/sweep.json is one of the sweep's own files in out"),
+    (".", "--plot: "),  # a directory; refused after --output made "out", which goes again
+    ("/proc/curves.png", "--plot: "),  # no file can be made there
+])
+def test_a_plot_path_that_cannot_be_written_is_refused_first(capsys, monkeypatch, tmp_path, plot,
+                                                            message):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    _patched_where_it_runs(monkeypatch, calls.append)
+    status, _, err = _run(capsys, *TINY, "--output", "out", "--plot", plot)
+    assert status == 2 and err.startswith(f"fastnn: error: {message}")
+    assert calls == [] and os.listdir(tmp_path) == []
+
+
+def test_a_resumed_sweep_refuses_a_plot_over_its_own_files(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "sweep"
+    status, first, _ = _run(capsys, *TINY, "--hidden", "8", "--output", str(out), "--json",
+                            "--quiet")
+    for plot in (out / "sweep.json", out / first["trials"][0]["id"] / "curves.png"):
+        status, _, err = _run(capsys, "--resume", str(out), "--plot", str(plot))
+        assert status == 2 and "is one of the sweep's own files" in err
+    assert json.loads((out / "sweep.json").read_text())["format"] == "fastnn-sweep"
+
+
+def test_the_plot_may_go_in_the_new_output_directory(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "runs"
+    status, _, _ = _run(capsys, *TINY, "--hidden", "8", "--output", str(out), "--plot",
+                        str(out / "curves.png"), "--quiet")
+    assert status == 0 and (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_plot_that_fails_after_the_trials_keeps_the_results(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastnn import plotting
+
+    def disk_full(curves, path, ylabel, title):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(plotting, "save_sweep_curves", disk_full)
+    plot = str(tmp_path / "c.png")
+    status = cli.main(["sweep", *TINY, "--hidden", "8", "--plot", plot, "--json", "--quiet"])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert json.loads(out.strip().splitlines()[-1])["trials"][0]["status"] == "ok"
+    assert err == (f"fastnn: error: --plot: {plot} not written: No space left on device: "
+                   f"{plot}\n")
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_sweep_refused_at_its_first_result_leaves_nothing(capsys, spend_csv, tmp_path,
+                                                           existing):
+    out = tmp_path / "sweep"
+    if existing:
+        out.mkdir()
+    status, _, err = _run(capsys, *_regression(spend_csv, "--lr", "0.01", "0.05"), "--sort-by",
+                          "train_accuracy", "--output", str(out), "--quiet")
+    assert status == 2 and "--sort-by train_accuracy" in err
+    assert (list(out.iterdir()) == []) if existing else not out.exists()
+
+
+def test_output_into_a_directory_of_other_files_is_refused(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    status, _, err = _run(capsys, *TINY, "--output", str(tmp_path))
+    assert status == 2
+    assert err == (f"fastnn: error: --output: {tmp_path} holds other files and no sweep; give a "
+                   "new or an empty directory\n")
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+# -- options that every trial takes -------------------------------------------------------------
+
+def test_ignore_takes_several_columns_for_every_trial(capsys, spend_csv):
+    trials, varied = _grid("--data", "t.csv", "--ignore", "city", "plan", "--lr", "0.1", "0.2")
+    assert varied == ["lr"]
+    assert all(t.options[t.options.index("--ignore"):][:3] == ["--ignore", "city", "plan"]
+               for t in trials)
+    status, data, _ = _run(capsys, "--data", spend_csv, "--target", "spend", "--ignore",
+                           "segment", "city", "--epochs", "1", "--json", "--quiet")
+    assert status == 0 and len(data["trials"]) == 1
+    assert data["trials"][0]["inputs"] == 4  # age, visits and plan's two categories
