@@ -104,6 +104,15 @@ def test_an_empty_path_is_refused(cli, files, command):
     refused_before_any_work(cli(*argv), f"{option}: expected a file name, got an empty path")
 
 
+@pytest.mark.parametrize("command", ["train --save", "train --plot", "predict --output",
+                                     "export --output"])
+def test_a_path_ending_in_a_separator_is_refused(tmp_path, cli, files, command):
+    path = f"{tmp_path / 'new'}{os.sep}"
+    argv, option = commands(files, path)[command]
+    refused_before_any_work(cli(*argv), f"{option}: expected a file name, got {path!r} (a directory's)")
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("command", ["train --save", "predict --output", "export --output"])
 def test_a_fifo_is_refused_and_kept(tmp_path, cli, files, command):
     fifo = tmp_path / "fifo"
