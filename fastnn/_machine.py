@@ -14,9 +14,9 @@ override them, for tests and for comparing the paths:
   (``src_c/small_gemm.h``); ``blocked`` also computes the larger products of a training step
   (up to 2^20 multiply-adds) in fastnn's own register-blocked kernel; ``plain`` makes one BLAS
   call per product. Every strategy but ``plain`` also computes the training loop's input-layer
-  products from the nonzero inputs alone where at most half of them are nonzero (images on a
-  blank background, one-hot columns; ``src_c/mlp_impl.h``), which gives the bits of fastnn's own
-  dense kernels. ``auto`` picks ``tiled`` for OpenBLAS kernels with an unpacked
+  products from the nonzero inputs alone where they are mostly zeros (images on a blank
+  background, one-hot columns; the rule is in ``src_c/mlp.c``), which gives the bits of fastnn's
+  own dense kernels. ``auto`` picks ``tiled`` for OpenBLAS kernels with an unpacked
   small-matrix path, ``blocked`` for the other OpenBLAS kernels, ``direct`` for other BLAS
   libraries, each on the ``avx2_fma`` SIMD path, and ``plain`` on the generic path.
 * ``FASTNN_BLAS=auto|numpy|scipy``: the BLAS library the products call. ``numpy`` is the

@@ -208,8 +208,8 @@ def small_gemm_enabled():
 
 
 def set_sparse_input(bint enabled):
-    """Compute the training loop's input-layer products from the nonzero inputs alone, where at
-    most half of them are nonzero (True), or always as dense products (False). The weights are
+    """Compute the training loop's input-layer products from the nonzero inputs alone, where they
+    are mostly zeros (True; the rule is in mlp.c), or always as dense products (False). The weights are
     the same bits either way where the dense products run in fastnn's own kernels (mlp_impl.h).
     Set when the core loads (fastnn._machine.configure)."""
     fnn_set_sparse_input(enabled)

@@ -347,43 +347,62 @@ static FNN_TARGET ptrdiff_t DG_NAME(dg_nonzeros)(const REAL *x, ptrdiff_t x_rs, 
 #undef DG_NZ_LANES
 #undef DG_NZ_MASK
 
+/* Columns [0, V DG_W + last) of one row of C from the terms t0..t1 of the lists (see
+ * dg_sparse_rows): V <= 8 whole vectors of sums and, when last > 0 (then V < 8), one of `last`
+ * lanes, all in one pass over the terms, so that up to 8 sums grow side by side. The partial
+ * vector is loaded whole from rows of B that are not its last (b_rows of them) when the rows are
+ * at least DG_W apart: its extra lanes then lie in the next row, and are never stored. */
+static FNN_TARGET inline __attribute__((always_inline)) void DG_NAME(dg_sparse_block)(
+    const int V, const int last, int t0, int t1, const int *list, const REAL *ar, ptrdiff_t a_ls, const REAL *b,
+    ptrdiff_t b_rs, int b_rows, REAL *cr)
+{
+    DG_VEC acc[9];
+    for (int v = 0; v < 9; v++) acc[v] = (DG_VEC){0};
+    const int whole_loads = b_rs >= DG_W;
+    for (int t = t0; t < t1; t++) {
+        const int row = list[t];
+        const REAL s = ar[(ptrdiff_t)row * a_ls];
+        const REAL *bp = b + (ptrdiff_t)row * b_rs;
+        for (int v = 0; v < V; v++) acc[v] += s * *(const DG_VEC *)(bp + v * DG_W);
+        if (last)
+            acc[V] += s * (whole_loads && row + 1 < b_rows ? *(const DG_VEC *)(bp + V * DG_W)
+                                                           : DG_NAME(dg_last)(bp + V * DG_W, last));
+    }
+    for (int v = 0; v < V; v++) DG_NAME(dg_put)(cr + v * DG_W, 1, acc[v], DG_W);
+    if (last) DG_NAME(dg_put)(cr + V * DG_W, 1, acc[V], last);
+}
+
 /* Rows of C from the nonzero terms alone: c[r*c_rs + j] = sum over t in [start[r], start[r+1]) of
- * a[r*a_rs + list[t]*a_ls] * b[list[t]*b_rs + j], j < n. With list[t] ascending in each row this
- * is, bit for bit, dg_rows's sum over every term: a zero term's product is a zero, and adding a
- * zero to a sum leaves it as it is (the sums start from +0 and an exact cancellation gives +0, so
- * no sum is ever -0). Columns in blocks of 8 vectors, then of one vector, then the last columns
- * in one vector read lane by lane. */
+ * a[r*a_rs + list[t]*a_ls] * b[list[t]*b_rs + j], j < n, list[t] < b_rows. With list[t]
+ * ascending in each row this is, bit for bit, dg_rows's sum over every term: a zero term's
+ * product is a zero, and adding a zero to a sum leaves it as it is (the sums start from +0 and an
+ * exact cancellation gives +0, so no sum is ever -0). Columns in blocks of 8 vectors, then the
+ * rest in one block (dg_sparse_block). */
 static FNN_TARGET void DG_NAME(dg_sparse_rows)(int m, int n, const int *start, const int *list, const REAL *a,
                                                ptrdiff_t a_rs, ptrdiff_t a_ls, const REAL *b, ptrdiff_t b_rs,
-                                               REAL *c, ptrdiff_t c_rs)
+                                               int b_rows, REAL *c, ptrdiff_t c_rs)
 {
+    const int blocks = n / (8 * DG_W), rest = n - blocks * 8 * DG_W, last = rest % DG_W;
     for (int r = 0; r < m; r++) {
         const int t0 = start[r], t1 = start[r + 1];
         const REAL *ar = a + (ptrdiff_t)r * a_rs;
         REAL *cr = c + (ptrdiff_t)r * c_rs;
-        int j0 = 0;
-        for (; j0 + 8 * DG_W <= n; j0 += 8 * DG_W) {
-            DG_VEC acc[8];
-            for (int v = 0; v < 8; v++) acc[v] = (DG_VEC){0};
-            for (int t = t0; t < t1; t++) {
-                const REAL s = ar[(ptrdiff_t)list[t] * a_ls];
-                const REAL *bp = b + (ptrdiff_t)list[t] * b_rs + j0;
-                for (int v = 0; v < 8; v++) acc[v] += s * *(const DG_VEC *)(bp + v * DG_W);
-            }
-            for (int v = 0; v < 8; v++) DG_NAME(dg_put)(cr + j0 + v * DG_W, 1, acc[v], DG_W);
+        for (int i = 0; i < blocks; i++)
+            DG_NAME(dg_sparse_block)(8, 0, t0, t1, list, ar, a_ls, b + i * 8 * DG_W, b_rs, b_rows, cr + i * 8 * DG_W);
+        const REAL *bj = b + blocks * 8 * DG_W;
+        REAL *cj = cr + blocks * 8 * DG_W;
+#define DG_REST(V) DG_NAME(dg_sparse_block)(V, last, t0, t1, list, ar, a_ls, bj, b_rs, b_rows, cj)
+        switch (rest / DG_W) {
+        case 0: if (last) DG_REST(0); break;
+        case 1: DG_REST(1); break;
+        case 2: DG_REST(2); break;
+        case 3: DG_REST(3); break;
+        case 4: DG_REST(4); break;
+        case 5: DG_REST(5); break;
+        case 6: DG_REST(6); break;
+        default: DG_REST(7); break;
         }
-        for (; j0 + DG_W <= n; j0 += DG_W) {
-            DG_VEC acc = {0};
-            for (int t = t0; t < t1; t++)
-                acc += ar[(ptrdiff_t)list[t] * a_ls] * *(const DG_VEC *)(b + (ptrdiff_t)list[t] * b_rs + j0);
-            DG_NAME(dg_put)(cr + j0, 1, acc, DG_W);
-        }
-        if (j0 < n) {
-            DG_VEC acc = {0};
-            for (int t = t0; t < t1; t++)
-                acc += ar[(ptrdiff_t)list[t] * a_ls] * DG_NAME(dg_last)(b + (ptrdiff_t)list[t] * b_rs + j0, n - j0);
-            DG_NAME(dg_put)(cr + j0, 1, acc, n - j0);
-        }
+#undef DG_REST
     }
 }
 

@@ -50,7 +50,7 @@
         ptrdiff_t (*nonzeros)(const REAL *, ptrdiff_t, int, int, ptrdiff_t, int *, int *, int *,     \
                               int *, int *);                                                       \
         void (*sparse_rows)(int, int, const int *, const int *, const REAL *, ptrdiff_t, ptrdiff_t, \
-                            const REAL *, ptrdiff_t, REAL *, ptrdiff_t);                           \
+                            const REAL *, ptrdiff_t, int, REAL *, ptrdiff_t);                      \
     } fnn_table_##SUF;
 
 FNN_TABLE(float, f32)

@@ -84,10 +84,18 @@ int fnn_small_gemm_enabled = 1;
 void fnn_set_small_gemm(int enabled) { fnn_small_gemm_enabled = enabled != 0; }
 
 /* The input layer's products are computed from the nonzero inputs (mlp_impl.h) only for layers of
-   at least this many outputs (a nonzero's row of W is then at least two vectors) and parts of at
-   most this many entries per step (the lists of nonzeros are two ints per entry). */
-#define FNN_SPARSE_MIN_OUTPUTS 16
+   at least FNN_SPARSE_MIN_OUTPUTS outputs, for parts of at most FNN_SPARSE_MAX_ENTRIES entries per
+   step (the lists of nonzeros take two ints per entry), and where at most a share
+   5 n / (8 (FNN_SPARSE_COST_OUTPUTS + n)), and at most half, of a part's inputs are nonzero for
+   a layer of n outputs: each nonzero costs a fixed part (listing it, twice) beside its n
+   multiply-adds per product. On the avx2 path (one thread, batch 32) the dense products were as
+   fast at shares of about 0.2 (64 outputs), 0.3 (128) and 0.4 (256) for zeros strewn at random,
+   which the rule's 0.21, 0.31 and 0.42 follow; zeros in runs, as in MNIST's images (7.6, 28.7,
+   28.4 and 11.8 % nonzero in its four parts), cost less to list and gain more. Below 64 outputs
+   MNIST's epoch gained nothing, and counting the nonzeros cost 4-6 % (16-32 outputs). */
+#define FNN_SPARSE_MIN_OUTPUTS 64
 #define FNN_SPARSE_MAX_ENTRIES (1 << 22)
+#define FNN_SPARSE_COST_OUTPUTS 128
 
 int fnn_sparse_input = 1;
 

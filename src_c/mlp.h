@@ -10,8 +10,8 @@
  * depend on how many threads run them: any n_threads <= n_parts gives the same bits. BLAS must
  * run with one thread meanwhile (fastnn._fastpath arranges it).
  *
- * The input layer's products of a part whose inputs are at most half nonzero are computed from
- * the nonzero ones alone (fnn_sparse_input), with the bits of fastnn's dense kernels.
+ * The input layer's products of a part whose inputs are mostly zeros are computed from the
+ * nonzero ones alone (fnn_sparse_input), with the bits of fastnn's dense kernels.
  */
 #ifndef FASTNN_MLP_H
 #define FASTNN_MLP_H
@@ -58,9 +58,9 @@ void fnn_gemm_small_f32(int trans_a, int m, int n, int k, const float *a, int ld
 void fnn_gemm_small_f64(int trans_a, int m, int n, int k, const double *a, int lda, const double *b, int ldb,
                         double *c, int ldc);
 
-/* 1: the steps compute the input layer's products from its nonzero inputs alone where at most
- * half of a part's inputs are nonzero (mlp_impl.h); 0: always as dense products. Set by
- * fnn_set_sparse_input (mlp.c). */
+/* 1: the steps compute the input layer's products from its nonzero inputs alone where few
+ * enough of a part's inputs are nonzero (mlp.c has the rule); 0: always as dense products. Set
+ * by fnn_set_sparse_input (mlp.c). */
 extern int fnn_sparse_input;
 void fnn_set_sparse_input(int enabled);
 

@@ -216,9 +216,10 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
         scratch = (REAL *)malloc(sizeof(REAL) * (size_t)(parts - 1) * (size_t)batch * (size_t)widest);
         if (!scratch) return -1;
     }
-    /* Each part's nonzero inputs (the table's nonzeros), for the input layer's products where at most
-       half of the part's inputs are nonzero (as in images with a blank background): computed
-       from those alone they give the same bits as fastnn's dense kernels (dg_sparse_rows). */
+    /* Each part's nonzero inputs (the table's nonzeros), for the input layer's products where few
+       of the part's inputs are nonzero (as in images on a blank background; mlp.c has the rule):
+       computed from those alone they give the same bits as fastnn's dense kernels
+       (dg_sparse_rows). */
     const ptrdiff_t part_width = (d[0] + parts - 1) / parts;
     const ptrdiff_t sparse_ints = 2 * (ptrdiff_t)batch * part_width + batch + 1 + 2 * part_width + 1;
     int *sparse = NULL;
@@ -294,9 +295,11 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                     if (u_layer[0])
                         NAME(dropout)(u_layer[0] + (ptrdiff_t)i * d[0] + b0, m->drop[0], x0, NULL, NULL, width);
                 }
-                if (sparse) { /* at most half of the part's inputs nonzero: their lists */
+                if (sparse) { /* few enough of the part's inputs nonzero: their lists */
                     int *ws = sparse + (ptrdiff_t)p * sparse_ints, *col_start = ws + batch + 1 + (ptrdiff_t)batch * part_width;
-                    sparse_part[p] = T->nonzeros((REAL *)m->a[0] + b0, d[0], rows, width, (ptrdiff_t)rows * width / 2, ws,
+                    const double share = fmin(0.5, 5.0 * d[1] / (8.0 * (FNN_SPARSE_COST_OUTPUTS + d[1])));
+                    const ptrdiff_t most = (ptrdiff_t)(share * rows * width);
+                    sparse_part[p] = T->nonzeros((REAL *)m->a[0] + b0, d[0], rows, width, most, ws,
                                                  ws + batch + 1, col_start, col_start + part_width + 1,
                                                  col_start + 2 * part_width + 1) >= 0;
                 }
@@ -315,7 +318,7 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                     if (b1 > b0 && l == 0 && sparse_part[p]) {
                         const int *ws = sparse + (ptrdiff_t)p * sparse_ints;
                         T->sparse_rows(rows, n_out, ws, ws + batch + 1, (REAL *)m->a[0] + b0, n_in, 1,
-                                       (REAL *)m->w[0] + b0 * n_out, n_out, part[p], n_out);
+                                       (REAL *)m->w[0] + b0 * n_out, n_out, (int)(b1 - b0), part[p], n_out);
                     } else if (b1 > b0)
                         NAME(fnn_gemm_small)(0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
                                              (REAL *)m->w[l] + b0 * n_out, n_out, part[p], n_out);
@@ -408,7 +411,7 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                             const int *ws = sparse + (ptrdiff_t)p * sparse_ints;
                             const int *col_start = ws + batch + 1 + (ptrdiff_t)batch * part_width;
                             T->sparse_rows((int)(b1 - b0), n_out, col_start, col_start + 2 * part_width + 1,
-                                           (REAL *)m->a[0] + b0, 1, n_in, dz, n_out, gw, n_out);
+                                           (REAL *)m->a[0] + b0, 1, n_in, dz, n_out, rows, gw, n_out);
                         } else
                             NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz,
                                                  n_out, gw, n_out);

@@ -51,37 +51,39 @@ def _same_bits(a, b):
         assert p.dtype == q.dtype and p.tobytes() == q.tobytes()
 
 
-@pytest.mark.parametrize("nonzero", [0.0, 0.1, 0.45, 0.55, 1.0])
+# The share of nonzero inputs up to which the lists are made for a layer of 100 outputs (mlp.c):
+# 5 100 / (8 (128 + 100)), about 0.27.
+@pytest.mark.parametrize("nonzero", [0.0, 0.05, 0.2, 0.35, 1.0])
 @pytest.mark.parametrize("x_dtype", [np.uint8, np.float32, np.float64])
 def test_sparse_and_dense_give_the_same_bits(own_dense_kernels, simd_path, dtype, rng, nonzero, x_dtype):
     x = _inputs(rng, 203, 57, nonzero, x_dtype)  # a short last batch; parts of 15 and 12 columns
     y = rng.integers(0, 10, len(x))
-    _same_bits(_fit(True, x, y, 20, dtype), _fit(False, x, y, 20, dtype))
+    _same_bits(_fit(True, x, y, 100, dtype), _fit(False, x, y, 100, dtype))
 
 
-@pytest.mark.parametrize("hidden", [15, 16, 17, 64, 100])
+@pytest.mark.parametrize("hidden", [63, 64, 65, 71, 72, 100, 128, 200])
 def test_every_layer_width(own_dense_kernels, dtype, rng, hidden):
-    x = _inputs(rng, 150, 40, 0.2, np.uint8)
+    x = _inputs(rng, 150, 40, 0.1, np.uint8)  # few enough nonzeros for 64 outputs and more
     y = rng.integers(0, 10, len(x))
     _same_bits(_fit(True, x, y, hidden, dtype, batch=16), _fit(False, x, y, hidden, dtype, batch=16))
 
 
 def test_input_dropout_and_adam(own_dense_kernels, rng):
-    x = _inputs(rng, 160, 48, 0.3, np.float32)
+    x = _inputs(rng, 160, 48, 0.2, np.float32)  # Dropout makes more of them zeros
     y = rng.integers(0, 10, len(x))
-    _same_bits(_fit(True, x, y, 32, "float32", dropout=0.3), _fit(False, x, y, 32, "float32", dropout=0.3))
-    _same_bits(_fit(True, x, y, 32, "float32", optimizer=fastnn.Adam(lr=1e-3)),
-               _fit(False, x, y, 32, "float32", optimizer=fastnn.Adam(lr=1e-3)))
+    _same_bits(_fit(True, x, y, 128, "float32", dropout=0.3), _fit(False, x, y, 128, "float32", dropout=0.3))
+    _same_bits(_fit(True, x, y, 128, "float32", optimizer=fastnn.Adam(lr=1e-3)),
+               _fit(False, x, y, 128, "float32", optimizer=fastnn.Adam(lr=1e-3)))
 
 
 def test_threads_do_not_change_the_weights(own_dense_kernels, rng, monkeypatch):
     monkeypatch.setattr(_cpulimits, "available_cores", lambda: (4, "test"))  # 4 threads on any machine
     x = _inputs(rng, 256, 784, 0.19, np.uint8)  # MNIST's share of nonzero pixels
     y = rng.integers(0, 10, len(x))
-    one = _fit(True, x, y, 64, "float32", threads=1)
+    one = _fit(True, x, y, 128, "float32", threads=1)
     for threads in (2, 4):
-        _same_bits(_fit(True, x, y, 64, "float32", threads=threads), one)
-    _same_bits(_fit(False, x, y, 64, "float32", threads=2), one)
+        _same_bits(_fit(True, x, y, 128, "float32", threads=threads), one)
+    _same_bits(_fit(False, x, y, 128, "float32", threads=2), one)
 
 
 def test_the_plain_strategy_switches_it_off():
