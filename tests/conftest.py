@@ -1,5 +1,7 @@
 """Shared fixtures: seeded generator, float dtypes with tolerances, thread counts, SIMD paths,
-product strategies."""
+product strategies, the command line run in this process."""
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -101,3 +103,28 @@ def four_parts(monkeypatch):
     """Small networks train in one part (fastnn._fastpath.n_parts); tests of how the parts and
     the threads share a step's work use this to cut even a small network's steps in four."""
     monkeypatch.setattr("fastnn._fastpath.SMALL_STEP_MACS", 0)
+
+
+class CliResult:
+    """What a command-line run gave: returncode, stdout, stderr, and the JSON on its last line."""
+
+    def __init__(self, status, out, err):
+        self.returncode, self.stdout, self.stderr = status, out, err
+
+    @property
+    def json(self):
+        assert self.returncode == 0, self.stderr
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the command line in this process; returns a CliResult."""
+    from fastnn.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        status = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return CliResult(status, out, err)
+    return run

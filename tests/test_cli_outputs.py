@@ -2,14 +2,12 @@
 work (never an input, an empty path, a FIFO or a directory that cannot take a file), written
 through symlinks with their permission bits kept; and the commands that refuse the checkpoint
 of an interrupted regression."""
-import collections
 import os
 import stat
 
 import pytest
 
 import fastnn
-from fastnn.cli import main
 from synthetic import table
 from test_cli import assert_user_error
 
@@ -17,18 +15,6 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 
 FAST = ["--epochs", "2", "--hidden", "8", "--seed", "0"]
-Result = collections.namedtuple("Result", "returncode stdout stderr")
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run the command line in this process; returns a Result."""
-    def run(*args):
-        capsys.readouterr()
-        status = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return Result(status, out, err)
-    return run
 
 
 def train(data):

@@ -3,12 +3,10 @@ the tests (small, seeded): round trips for every table type, label names, the ho
 range warning, and a comparison with a scikit-learn pipeline."""
 import csv
 import io
-import json
 
 import numpy as np
 import pytest
 
-from fastnn.cli import main
 from synthetic import table
 from test_cli import assert_user_error, run_cli
 from test_tabular import write
@@ -18,27 +16,6 @@ pytest.importorskip("pyarrow")
 
 FAST = ["--epochs", "8", "--hidden", "32", "--seed", "0"]
 SUFFIXES = [".csv", ".tsv", ".parquet", ".npz"]
-
-
-class Result:
-    def __init__(self, status, out, err):
-        self.returncode, self.stdout, self.stderr = status, out, err
-
-    @property
-    def json(self):
-        assert self.returncode == 0, self.stderr
-        return json.loads(self.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run the command line in this process; returns a Result (status, stdout, stderr)."""
-    def run(*args):
-        capsys.readouterr()
-        status = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return Result(status, out, err)
-    return run
 
 
 def read_csv_rows(text):
