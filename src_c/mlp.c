@@ -93,6 +93,29 @@ void fnn_set_small_gemm(int enabled) { fnn_small_gemm_enabled = enabled != 0; }
    which the rule's 0.21, 0.31 and 0.42 follow; zeros in runs, as in MNIST's images (7.6, 28.7,
    28.4 and 11.8 % nonzero in its four parts), cost less to list and gain more. Below 64 outputs
    MNIST's epoch gained nothing, and counting the nonzeros cost 4-6 % (16-32 outputs). */
+/* One part's lists of its nonzero inputs (dg_nonzeros), in the steps' workspace: row_start
+   (batch + 1) and row_cols (batch x part_width), col_start (part_width + 1), col_next
+   (part_width, scratch) and col_rows (batch x part_width). */
+typedef struct {
+    int *row_start, *row_cols, *col_start, *col_next, *col_rows;
+} fnn_nonzero_lists;
+
+static inline ptrdiff_t fnn_nonzero_lists_ints(int batch, ptrdiff_t part_width)
+{
+    return 2 * (ptrdiff_t)batch * part_width + batch + 1 + 2 * part_width + 1;
+}
+
+static inline fnn_nonzero_lists fnn_part_lists(int *workspace, int part, int batch, ptrdiff_t part_width)
+{
+    fnn_nonzero_lists l;
+    l.row_start = workspace + part * fnn_nonzero_lists_ints(batch, part_width);
+    l.row_cols = l.row_start + batch + 1;
+    l.col_start = l.row_cols + (ptrdiff_t)batch * part_width;
+    l.col_next = l.col_start + part_width + 1;
+    l.col_rows = l.col_next + part_width;
+    return l;
+}
+
 #define FNN_SPARSE_MIN_OUTPUTS 64
 #define FNN_SPARSE_MAX_ENTRIES (1 << 22)
 #define FNN_SPARSE_COST_OUTPUTS 128

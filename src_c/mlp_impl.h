@@ -221,10 +221,9 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
        computed from those alone they give the same bits as fastnn's dense kernels
        (dg_sparse_rows). */
     const ptrdiff_t part_width = (d[0] + parts - 1) / parts;
-    const ptrdiff_t sparse_ints = 2 * (ptrdiff_t)batch * part_width + batch + 1 + 2 * part_width + 1;
     int *sparse = NULL;
     if (fnn_sparse_input && d[1] >= FNN_SPARSE_MIN_OUTPUTS && (ptrdiff_t)batch * part_width <= FNN_SPARSE_MAX_ENTRIES) {
-        sparse = (int *)malloc(sizeof(int) * (size_t)parts * (size_t)sparse_ints);
+        sparse = (int *)malloc(sizeof(int) * (size_t)parts * (size_t)fnn_nonzero_lists_ints(batch, part_width));
         if (!sparse) {
             free(scratch);
             return -1;
@@ -296,12 +295,11 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                         NAME(dropout)(u_layer[0] + (ptrdiff_t)i * d[0] + b0, m->drop[0], x0, NULL, NULL, width);
                 }
                 if (sparse) { /* few enough of the part's inputs nonzero: their lists */
-                    int *ws = sparse + (ptrdiff_t)p * sparse_ints, *col_start = ws + batch + 1 + (ptrdiff_t)batch * part_width;
+                    const fnn_nonzero_lists z = fnn_part_lists(sparse, p, batch, part_width);
                     const double share = fmin(0.5, 5.0 * d[1] / (8.0 * (FNN_SPARSE_COST_OUTPUTS + d[1])));
                     const ptrdiff_t most = (ptrdiff_t)(share * rows * width);
-                    sparse_part[p] = T->nonzeros((REAL *)m->a[0] + b0, d[0], rows, width, most, ws,
-                                                 ws + batch + 1, col_start, col_start + part_width + 1,
-                                                 col_start + 2 * part_width + 1) >= 0;
+                    sparse_part[p] = T->nonzeros((REAL *)m->a[0] + b0, d[0], rows, width, most, z.row_start, z.row_cols,
+                                                 z.col_start, z.col_next, z.col_rows) >= 0;
                 }
             }
 
@@ -316,8 +314,8 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                 for (int p = tid; p < parts; p += nth) {
                     split_range(n_in, parts, p, 1, &b0, &b1);
                     if (b1 > b0 && l == 0 && sparse_part[p]) {
-                        const int *ws = sparse + (ptrdiff_t)p * sparse_ints;
-                        T->sparse_rows(rows, n_out, ws, ws + batch + 1, (REAL *)m->a[0] + b0, n_in, 1,
+                        const fnn_nonzero_lists z = fnn_part_lists(sparse, p, batch, part_width);
+                        T->sparse_rows(rows, n_out, z.row_start, z.row_cols, (REAL *)m->a[0] + b0, n_in, 1,
                                        (REAL *)m->w[0] + b0 * n_out, n_out, (int)(b1 - b0), part[p], n_out);
                     } else if (b1 > b0)
                         NAME(fnn_gemm_small)(0, rows, n_out, (int)(b1 - b0), (REAL *)m->a[l] + b0, n_in,
@@ -408,10 +406,9 @@ int NAME(fnn_mlp_steps)(const fnn_mlp *m, const fnn_batch_source *src, const fnn
                             }
                         }
                         if (l == 0 && sparse_part[p]) {
-                            const int *ws = sparse + (ptrdiff_t)p * sparse_ints;
-                            const int *col_start = ws + batch + 1 + (ptrdiff_t)batch * part_width;
-                            T->sparse_rows((int)(b1 - b0), n_out, col_start, col_start + 2 * part_width + 1,
-                                           (REAL *)m->a[0] + b0, 1, n_in, dz, n_out, rows, gw, n_out);
+                            const fnn_nonzero_lists z = fnn_part_lists(sparse, p, batch, part_width);
+                            T->sparse_rows((int)(b1 - b0), n_out, z.col_start, z.col_rows, (REAL *)m->a[0] + b0, 1,
+                                           n_in, dz, n_out, rows, gw, n_out);
                         } else
                             NAME(fnn_gemm_small)(1, (int)(b1 - b0), n_out, rows, (REAL *)m->a[l] + b0, n_in, dz,
                                                  n_out, gw, n_out);
