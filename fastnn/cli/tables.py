@@ -111,16 +111,15 @@ def check_inputs_fit(network, X, option, hint=""):
     refuse with a ValueError."""
     if X.size == 0 or X.dtype == np.uint8:
         return
+    from .._range import observed_range
     limit = float(np.finfo(network.dtype).max)
     with np.errstate(over="ignore", invalid="ignore"):
-        # x * scale + shift is monotonic in x: each column's extremes bound it.
-        extremes = np.abs(np.stack([X.min(axis=0), X.max(axis=0)]) * network.input_scale
-                          + network.input_shift)
-    over = np.flatnonzero((extremes > limit).any(axis=0))
+        extremes = np.abs(observed_range(X, network.input_scale, network.input_shift))
+    over = np.flatnonzero((extremes > limit).any(axis=1))
     if len(over):
         j, p = int(over[0]), network.preprocessor
         name, scaled = (p.input_names[j], "standardised") if p is not None else (f"x{j}", "scaled")
-        raise UserError(f"{option}: column {name!r} reaches {extremes[:, j].max():.4g} once "
+        raise UserError(f"{option}: column {name!r} reaches {extremes[j].max():.4g} once "
                         f"{scaled} for the model, beyond the {network.dtype.name} range "
                         f"(±{limit:.4g}){hint}")
 
