@@ -31,8 +31,12 @@ FMA_LOOP = r"""
 #include <immintrin.h>
 __attribute__((target("avx2,fma"))) float fma_chains(long iters)
 {
-    __m256 a0 = _mm256_set1_ps(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
-           a8 = a0, a9 = a0, x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    /* Distinct starting values: chains that start alike compute alike, and the compiler would
+       merge them into one (latency-bound) chain. */
+    __m256 a0 = _mm256_set1_ps(0.0f), a1 = _mm256_set1_ps(0.1f), a2 = _mm256_set1_ps(0.2f),
+           a3 = _mm256_set1_ps(0.3f), a4 = _mm256_set1_ps(0.4f), a5 = _mm256_set1_ps(0.5f),
+           a6 = _mm256_set1_ps(0.6f), a7 = _mm256_set1_ps(0.7f), a8 = _mm256_set1_ps(0.8f),
+           a9 = _mm256_set1_ps(0.9f), x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
     for (long t = 0; t < iters; t++) {
         a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y); a2 = _mm256_fmadd_ps(a2, x, y);
         a3 = _mm256_fmadd_ps(a3, x, y); a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
