@@ -718,16 +718,20 @@ def stratified_split(y, test_fraction, seed, stratify=True):
     return train, test
 
 
+def _overflow_safe_unit(*arrays):
+    """The unit to measure ``arrays`` (float64) in before summing them or their squares: their
+    largest magnitude when it is beyond 1e100 (sums of squares overflow beyond about 1e154),
+    else 1.0, by which dividing changes nothing."""
+    largest = max((float(np.max(np.abs(a), initial=0.0)) for a in arrays), default=0.0)
+    return largest if 1e100 < largest < math.inf else 1.0
+
+
 def _mean_and_std(values):
     """The mean and population standard deviation of ``values`` (float64, 1-D), also for values
-    so large that their sum or squares overflow (beyond about 1e154)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = float(values.mean()), float(values.std())
-    if values.size == 0 or (math.isfinite(mean) and math.isfinite(std)):
-        return mean, std
-    largest = float(np.max(np.abs(values)))
-    scaled = values / largest
-    return float(scaled.mean()) * largest, float(scaled.std()) * largest
+    so large that their sum or squares would overflow."""
+    unit = _overflow_safe_unit(values)
+    scaled = values / unit
+    return float(scaled.mean()) * unit, float(scaled.std()) * unit
 
 
 def target_scaling(y):
@@ -760,10 +764,7 @@ def regression_metrics(predicted, y):
     ``force_finite=True``), never NaN."""
     predicted = np.asarray(predicted, np.float64).reshape(-1)
     y = np.asarray(y, np.float64).reshape(-1)
-    # Errors and their squares overflow for values beyond about 1e154: such values are measured
-    # in units of the largest (dividing by 1.0 otherwise changes nothing).
-    largest = max(np.max(np.abs(predicted), initial=0.0), np.max(np.abs(y), initial=0.0))
-    unit = float(largest) if 1e100 < largest < math.inf else 1.0
+    unit = _overflow_safe_unit(predicted, y)
     predicted, y = predicted / unit, y / unit
     err = predicted - y
     total = float(np.sum((y - y.mean()) ** 2))
