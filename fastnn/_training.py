@@ -194,6 +194,8 @@ def _check_arguments(network, X, y, epochs, batch_size, optimizer, validation_sp
     run.Y = network._check_targets(y, len(run.X), "y", "X")
     run.W = _validate.check_sample_weight(sample_weight, len(run.X), network.dtype)
     run.split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
+    if optimizer is None:  # continue with the network's optimizer (the last fit's or a loaded one)
+        optimizer = network.optimizer
     run.optimizer = SGD(lr=0.1, momentum=0.9) if optimizer is None else get_optimizer(optimizer)
     run.progress, run.epoch_lines = _check_verbose(verbose, progress)
     run.stopper = _as_early_stopping(early_stopping)

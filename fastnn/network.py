@@ -61,7 +61,7 @@ class Network:
     ``input_range`` ((n_features, 2) float64 or None): the least and greatest scaled inputs fit
     has seen; predict warns about inputs far from it (fastnn._range). Setting
     ``track_input_range = False`` makes fit skip that pass over X and leaves predict silent (the
-    scikit-learn estimators do so).
+    scikit-learn estimators do so); save and fastnn.load keep the setting.
     """
 
     def __init__(self, layers, loss=None, dtype="float32", input_scale=1.0, input_shift=0.0,
@@ -257,8 +257,11 @@ class Network:
         y: class labels (N,) for SoftmaxCrossEntropy; 0/1 labels (N, K) for BinaryCrossEntropy
         over K outputs ((N,) when K = 1); real targets (N, K) for MSE.
         batch_size larger than the training set is clamped to it; the last batch of an epoch may
-        be smaller. optimizer: an Optimizer, or a name ("sgd", "adam": that class's defaults);
-        default SGD(lr=0.1, momentum=0.9) (kept as ``self.optimizer``).
+        be smaller. optimizer: an Optimizer, or a name ("sgd", "adam": that class's defaults),
+        kept as ``self.optimizer``. None (default): ``self.optimizer`` when the network has one
+        (an earlier fit's, or the one ``fastnn.load`` restored from a file saved with
+        include_optimizer=True), continued with its state, step count and lr (as the last fit
+        or schedule left it); else a new SGD(lr=0.1, momentum=0.9).
         validation_data=(X_val, y_val) or (X_val, y_val, sample_weight_val), or validation_split
         in [0, 1): that fraction of the rows (drawn with the fit seed) is held out.
         early_stopping: patience (int) or EarlyStopping. callbacks: callables
@@ -285,7 +288,8 @@ class Network:
         earlier fit (taken after one of its epochs, e.g. saved in a checkpoint with the
         optimizer): continues that run exactly, with its shuffling and dropout generators,
         schedule position and early-stopping record; give it the same data, arguments and the
-        saved optimizer. initial_epoch then defaults to the state's epoch.
+        saved optimizer (optimizer=None takes it from a network ``fastnn.load`` read).
+        initial_epoch then defaults to the state's epoch.
 
         Divergence (both engines): a step whose loss or gradient is not finite is not applied;
         training stops with TrainingDivergedError (naming the epoch, the step and the learning

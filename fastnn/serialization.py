@@ -8,7 +8,8 @@ files of earlier versions hold {type, config, scalars, arrays {state name.i: arr
 arrays inside it are stored as arrays "extra.<i>" and referenced as {"__ndarray__": name}).
 Version 2 adds input_range (null or the name of the float64 (n_features, 2) array of the
 training inputs' range) and preprocessor (null or TablePreprocessor.to_dict()); version 1 files
-load with both None.
+load with both None. track_input_range (bool, Network.track_input_range) is optional: files
+without it load with True.
 Only fastnn's own layer, loss and optimizer types can be saved (a file cannot name a subclass
 or any other class): save raises TypeError for any other before it writes anything.
 Files are written atomically and read with allow_pickle=False; anything wrong with a file raises
@@ -19,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -145,6 +147,7 @@ def save(network, path, include_optimizer=False, optimizer=None, extra=None):
         "extra": extra,
         "input_range": _INPUT_RANGE if network.input_range is not None else None,
         "preprocessor": None if preprocessor is None else preprocessor.to_dict(),
+        "track_input_range": bool(getattr(network, "track_input_range", True)),
     }
     try:
         text = json.dumps(header, allow_nan=False)
@@ -189,12 +192,35 @@ def _arrays_in(path, value, data):
 
 def load(path):
     """Read a network saved by ``Network.save``. Its ``optimizer`` attribute holds the saved
-    optimizer (or None); ``extra`` the saved extra dict (or None)."""
-    return load_checkpoint(path)[0]
+    optimizer (or None); ``extra`` the saved extra dict (or None).
+
+    Emits a RuntimeWarning for the checkpoint of an interrupted table regression
+    (``interrupted_regression``): its outputs are standardised targets until ``fastnn train
+    --resume PATH`` finishes the run. Raises ModelFormatError for anything wrong with the file,
+    OSError (FileNotFoundError, IsADirectoryError, ...) when it cannot be read."""
+    path = os.fspath(path)
+    network = load_checkpoint(path)[0]
+    if interrupted_regression(network):
+        warnings.warn(f"{path} is the checkpoint of an interrupted regression run: its outputs "
+                      "are in standardised units, (value - mean) / std of the training targets, "
+                      f"until the run is finished with `fastnn train --resume {path}`",
+                      RuntimeWarning, stacklevel=2)
+    return network
+
+
+def interrupted_regression(network):
+    """True for the checkpoint of an interrupted table regression (``fastnn train --save``
+    cut short): ``network.extra`` has a "checkpoint" entry and ``network.preprocessor`` is a
+    regression's. Its output layer is rescaled to the target's units only when training ends,
+    so until then it outputs standardised targets."""
+    extra, preprocessor = network.extra, network.preprocessor
+    return (isinstance(extra, dict) and bool(extra.get("checkpoint"))
+            and preprocessor is not None and preprocessor.task == "regression")
 
 
 def load_checkpoint(path):
-    """(network, optimizer or None, extra dict or None) from a model file."""
+    """(network, optimizer or None, extra dict or None) from a model file (what ``load``
+    reads, without its warning: the reader of runs to resume)."""
     path = os.fspath(path)
     header, data = _read(path)
     try:
@@ -342,6 +368,10 @@ def _build(path, h, data):
         net.input_range = check_range(data[_INPUT_RANGE], net.n_features)
     if h.get("preprocessor") is not None:
         net.preprocessor = _preprocessor(path, h["preprocessor"], net)
+    track = h.get("track_input_range", True)
+    if not isinstance(track, bool):
+        raise ModelFormatError(path, f"invalid track_input_range {track!r} (expected true or false)")
+    net.track_input_range = track
     return net, optimizer, extra
 
 

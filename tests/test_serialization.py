@@ -1,6 +1,7 @@
 """save/load: round trips, optimizer state, and every kind of bad file -> ModelFormatError."""
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from fastnn.layers import Dropout, Linear, ReLU, ScaledTanh, Sigmoid, Tanh
 from fastnn.losses import MSE, BinaryCrossEntropy, SoftmaxCrossEntropy
 from fastnn.network import Network
 from fastnn.optim import SGD, Adam
-from fastnn.serialization import _digest, load, load_checkpoint
+from fastnn.serialization import _digest, interrupted_regression, load, load_checkpoint
 
 
 def data(n=120, f=8, k=3, seed=0):
@@ -94,6 +95,25 @@ def test_optimizer_state_and_extra_resume_training_exactly(make_opt, tmp_path):
     assert extra == {"epoch": 1, "rng": {"state": 2 ** 70}}
     assert net.optimizer is opt2 and type(opt2) is type(opt)
     net.fit(X, y, epochs=1, batch_size=20, optimizer=opt2, shuffle=False, progress=False)
+    for a, b in zip(net.parameters(), straight.parameters()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make_opt", [lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
+                                      lambda: Adam(lr=0.01)], ids=["sgd", "adam"])
+def test_fit_after_load_continues_with_the_loaded_optimizer(make_opt, tmp_path):
+    X, y = data()
+    straight = Network([Linear(8, 6), ReLU(), Linear(6, 3)], seed=5)
+    straight.fit(X, y, epochs=2, batch_size=20, optimizer=make_opt(), shuffle=False, progress=False)
+    halfway = Network([Linear(8, 6), ReLU(), Linear(6, 3)], seed=5)
+    halfway.fit(X, y, epochs=1, batch_size=20, optimizer=make_opt(), shuffle=False, progress=False)
+    path = tmp_path / "ckpt.npz"
+    halfway.save(path, include_optimizer=True)
+    net = load(path)
+    loaded = net.optimizer
+    assert loaded.steps == 6
+    net.fit(X, y, epochs=1, batch_size=20, shuffle=False, progress=False)  # no optimizer given
+    assert net.optimizer is loaded and loaded.steps == 12 and loaded.lr == make_opt().lr
     for a, b in zip(net.parameters(), straight.parameters()):
         np.testing.assert_array_equal(a, b)
 
@@ -429,3 +449,74 @@ def test_load_refuses_an_edited_preprocessor_that_does_not_fit(tmp_path, edit, m
     write(path, header, arrays)
     with pytest.raises(ModelFormatError, match=message):
         load(path)
+
+
+# -- the checkpoint of an interrupted table regression -------------------------------------------
+
+CHECKPOINT = {"checkpoint": {"format": "fastnn-train-checkpoint", "version": 1}}
+
+
+@pytest.mark.parametrize("extra", [CHECKPOINT, {"checkpoint": {"format": "mine"}}],
+                         ids=["cli-checkpoint", "any-checkpoint-entry"])
+def test_loading_an_interrupted_regression_warns_that_its_outputs_are_standardised(tmp_path, extra):
+    path = tmp_path / "ckpt.npz"
+    _with_preprocessor(1, loss=MSE(), target="price").save(path, extra=extra)
+    with pytest.warns(RuntimeWarning) as record:
+        net = load(path)
+    assert len(record) == 1 and record[0].filename == __file__
+    message = str(record[0].message)
+    for part in (f"{path} is the checkpoint of an interrupted regression run",
+                 "standardised units, (value - mean) / std of the training targets",
+                 f"fastnn train --resume {path}"):
+        assert part in message
+    assert interrupted_regression(net)
+    net, _, _ = load_checkpoint(path)  # the reader of runs to resume says nothing
+    assert interrupted_regression(net)
+
+
+@pytest.mark.parametrize("net, extra", [
+    (lambda: _with_preprocessor(1, loss=MSE(), target="price"), None),
+    (lambda: _with_preprocessor(1, loss=MSE(), target="price"), {"epoch": 3}),
+    (lambda: _with_preprocessor(3), CHECKPOINT),
+    (lambda: Network([Linear(2, 1)], loss=MSE(), seed=0), CHECKPOINT),
+], ids=["finished-regression", "other-extra", "classification-checkpoint", "no-preprocessor"])
+def test_loading_anything_else_does_not_warn(tmp_path, net, extra):
+    path = tmp_path / "m.npz"
+    net().save(path, extra=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not interrupted_regression(load(path))
+
+
+# -- track_input_range --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("track", [False, True])
+def test_track_input_range_is_saved(tmp_path, track):
+    X, y = data()
+    net = Network([Linear(8, 3)], seed=0)
+    net.track_input_range = track
+    net.fit(X, y, epochs=1, progress=False)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    again = load(path)
+    assert again.track_input_range is track
+    assert (again.input_range is None) is (not track)
+
+
+def test_a_file_without_track_input_range_loads_with_it_on(tmp_path):
+    path = tmp_path / "m.npz"
+    net = Network([Linear(8, 3)], seed=0)
+    net.track_input_range = False
+    net.save(path)
+    header, arrays = members(path)
+    del header["track_input_range"]  # as files written before it was saved
+    write(path, header, arrays)
+    assert load(path).track_input_range is True
+
+
+def test_track_input_range_must_be_a_bool(saved):
+    header, arrays = members(saved)
+    header["track_input_range"] = "no"
+    write(saved, header, arrays)
+    with pytest.raises(ModelFormatError, match="invalid track_input_range 'no'"):
+        load(saved)

@@ -256,6 +256,36 @@ def test_progress_bar(capsys):
     assert "Epoch 1/2" in err and "Epoch 2/2" in err and "10/10" in err and "loss=" in err
 
 
+# -- the optimizer fit uses by default --------------------------------------------------------
+
+def test_a_fresh_network_fits_with_sgd_and_momentum_by_default():
+    X, y = blobs(n=100)
+    net = mlp()
+    net.fit(X, y, epochs=1, batch_size=10, progress=False)
+    opt = net.optimizer
+    assert type(opt) is SGD
+    assert (opt.lr, opt.momentum, opt.nesterov, opt.weight_decay) == (0.1, 0.9, False, 0.0)
+    assert opt.steps == 10
+
+
+def test_a_second_fit_without_an_optimizer_continues_the_first_ones():
+    X, y = blobs(n=100)
+    straight = mlp()
+    straight.fit(X, y, epochs=2, batch_size=10, optimizer=Adam(lr=0.01), shuffle=False,
+                 progress=False)
+    adam = Adam(lr=0.01)
+    net = mlp()
+    net.fit(X, y, epochs=1, batch_size=10, optimizer=adam, shuffle=False, progress=False)
+    net.fit(X, y, epochs=1, batch_size=10, shuffle=False, progress=False)
+    assert net.optimizer is adam and adam.steps == 20 and adam.lr == 0.01
+    # The same Adam state (moments and step count) as one fit of two epochs: the same weights.
+    for a, b in zip(net.parameters(), straight.parameters()):
+        np.testing.assert_array_equal(a, b)
+    sgd = SGD(lr=0.05)
+    net.fit(X, y, epochs=1, batch_size=10, optimizer=sgd, progress=False)
+    assert net.optimizer is sgd  # an optimizer given still replaces it
+
+
 # -- divergence -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layers, loss", [
