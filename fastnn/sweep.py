@@ -25,7 +25,8 @@ import warnings
 from ._argtypes import positive_int
 from .cli.data import loaded_data_kept
 from .cli.interrupt import Interrupted, Terminated
-from .cli.options import RaisingParser, add_output_flags, add_run_options, check_writable_location
+from .cli.options import (RaisingParser, add_output_flags, add_run_options, check_writable_location,
+                          idx_inputs)
 from .cli.output import (PROG, UserError, finite_or_null, human_stream, print_error,
                          print_warning, user_error_message)
 from .cli.train import parse_train_options, train
@@ -747,9 +748,11 @@ def _announce(args, trials, pending, directory, finished, human):
 
 
 def _inputs(trials):
-    """The (option, path) pairs of the files the trials read, which --plot must not replace."""
-    return sorted({(f"--{dest.replace('_', '-')}", t.texts[dest])
-                   for t in trials for dest in PATH_OPTIONS if t.texts.get(dest)})
+    """The (what, path) pairs of the files the trials read, which --plot must not replace: the
+    paths given, and the IDX files of a directory given."""
+    given = sorted({(f"--{dest.replace('_', '-')}", t.texts[dest])
+                    for t in trials for dest in PATH_OPTIONS if t.texts.get(dest)})
+    return given + [pair for _, path in given for pair in idx_inputs(path)]
 
 
 def _check_plot_path(path, directory, trials):

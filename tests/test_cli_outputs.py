@@ -9,7 +9,7 @@ import pytest
 
 import fastnn
 from synthetic import table
-from test_cli import assert_user_error
+from test_cli import assert_user_error, make_dataset
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -71,6 +71,34 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, cli, files, case):
     refused_before_any_work(cli(*[a.format(**paths) for a in argv]), option,
                             f"is the same file as {what}")
     assert {p: p.read_bytes() for p in before} == before
+
+
+# -- an output that is a file of an IDX directory read ------------------------------------------
+
+IDX_FILE = {  # argv, the file of the dataset named, the dataset gzipped
+    "train --data-dir DIR --save": (["train", "--data-dir", "{dir}", *FAST, "--save", "{file}"],
+                                    "train-images-idx3-ubyte.gz", True),
+    "train --data DIR --plot": (["train", "--data", "{dir}", *FAST, "--plot", "{file}"],
+                                "t10k-labels-idx1-ubyte", False),
+    "sweep --data-dir DIR --plot": (["sweep", "--data-dir", "{dir}", *FAST, "--lr", "0.1", "0.2",
+                                     "--plot", "{file}"], "t10k-images-idx3-ubyte", False),
+    "predict --data DIR --output": (["predict", "{model}", "--data", "{dir}", "--output",
+                                     "{file}"], "t10k-images-idx3-ubyte.gz", True),
+}
+
+
+@pytest.mark.parametrize("case", IDX_FILE)
+def test_an_output_that_is_a_file_of_the_idx_directory_read_is_refused(tmp_path, cli, case):
+    argv, name, compress = IDX_FILE[case]
+    directory = make_dataset(str(tmp_path), compress, n_train=50, n_test=20)
+    model = tmp_path / "m.npz"
+    model.write_bytes(b"a model")  # refused before it is read
+    path = tmp_path / name
+    before = path.read_bytes()
+    option = argv[-2]
+    refused_before_any_work(cli(*[a.format(dir=directory, file=path, model=model) for a in argv]),
+                            f"{option}: {path} is the same file as the IDX file {path}")
+    assert path.read_bytes() == before
 
 
 # -- paths that cannot be written ----------------------------------------------------------------

@@ -552,6 +552,27 @@ def test_a_trials_warnings_are_lines_naming_it(capfd, monkeypatch, jobs):
                                "from ")
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_trials_range_warning_is_a_line_naming_it(capfd, tmp_path, jobs):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((100, 3))
+    # A regression: its test is scored by predict, which warns (a classifier's evaluate does not).
+    np.savez(tmp_path / "train.npz", X=x, y=x @ [1.0, -2.0, 0.5])
+    np.savez(tmp_path / "far.npz", X=x[:20] * 100, y=x[:20] @ [1.0, -2.0, 0.5])
+    status = cli.main(["sweep", "--data", str(tmp_path / "train.npz"), "--test-data",
+                       str(tmp_path / "far.npz"), "--epochs", "1", "--hidden", "8", "--lr", "0.01",
+                       "0.02", "--jobs", jobs, "--json", "--quiet"])
+    out, err = capfd.readouterr()
+    assert status == 0
+    ids = [t["id"] for t in json.loads(out.strip().splitlines()[-1])["trials"]]
+    lines = err.splitlines()
+    assert len(lines) == 2, err  # one per trial, each printed by the sweep
+    assert sorted(line.split(": ")[2] for line in lines) == sorted(f"trial {i}" for i in ids)
+    assert all(line.startswith("fastnn: warning: trial ") and "lie far outside the range seen "
+               "in training" in line for line in lines)
+
+
 # -- resuming -----------------------------------------------------------------------------------
 
 def test_resume_from_another_directory_reads_the_same_files(capsys, monkeypatch, spend_csv,

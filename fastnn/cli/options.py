@@ -239,7 +239,7 @@ def check_train_args(args):
             raise UserError("--nesterov needs --momentum > 0")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise UserError(f"--data-dir: no such directory: {args.data_dir}")
-    inputs = [("--data", args.data), ("--test-data", args.test_data)]
+    inputs = [("--data", args.data), ("--test-data", args.test_data), *idx_inputs(args.data_dir)]
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path is not None:
             check_writable_location(option, path, inputs)
@@ -318,6 +318,16 @@ def check_writable_location(option, path, inputs=()):
         if read is not None and _same_file(path, read):
             raise UserError(f"{option}: {path} is the same file as {what} {read}; writing "
                             "there would replace it (give another path)")
+
+
+def idx_inputs(directory, subset="all"):
+    """The (what, path) pairs of the IDX files a command reads from ``directory`` (subset: as
+    load_idx takes it), for the ``inputs`` of check_writable_location; none when ``directory``
+    is None or not a directory."""
+    if directory is None or not os.path.isdir(directory):
+        return []
+    from ..datasets.idx import idx_files  # loads numpy: only when a directory is read
+    return [("the IDX file", path) for path in idx_files(directory, subset)]
 
 
 def _same_file(a, b):

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import sys
+import warnings
 
 PROG = "fastnn"
 
@@ -45,10 +46,11 @@ def user_error_message(exc):
 
 class range_warnings_as_lines:
     """Within the block, the RuntimeWarnings of predictions far from the training range are
-    printed once each as one line ``fastnn: warning: ...`` on stderr."""
+    held; after it, each is shown once by the ``warnings.showwarning`` in force: the command
+    line's one line ``fastnn: warning: ...`` on stderr, or in a trial of a sweep the record of
+    the trial's warnings, which the sweep prints naming the trial."""
 
     def __enter__(self):
-        import warnings
         self._catcher = warnings.catch_warnings(record=True)
         self._caught = self._catcher.__enter__()
         warnings.simplefilter("always", RuntimeWarning)
@@ -61,7 +63,7 @@ class range_warnings_as_lines:
             text = " ".join(str(w.message).split())
             if issubclass(w.category, RuntimeWarning) and text not in seen:
                 seen.add(text)
-                print_warning(text)
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         return False
 
 

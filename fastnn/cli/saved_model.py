@@ -9,7 +9,7 @@ import time
 from .data import load_data
 from .describe import describe, is_regression, test_scores
 from .options import (NUM_CLASSES, add_output_flags, add_threads_option, check_exists,
-                      check_writable_location, set_threads)
+                      check_writable_location, idx_inputs, set_threads)
 from .output import UserError, range_warnings_as_lines, report
 
 
@@ -75,9 +75,8 @@ def evaluate(args, started):
         check_exists("--data", args.data)
         if os.path.isdir(args.data):
             args.data_dir, args.data = args.data, None
-    import fastnn
     set_threads(args.threads)
-    network = fastnn.load(args.model)
+    network = load_usable_model(args.model)
     if args.data is not None or network.preprocessor is not None:
         from .tables import evaluation_data
         x_test, y_test, what = evaluation_data(args, network)
@@ -122,15 +121,13 @@ def predict(args, started):
     _check_model_file(args.model)
     if args.output is not None:
         check_writable_location("--output", args.output,
-                                [("the model", args.model), ("--data", args.data)])
+                                [("the model", args.model), ("--data", args.data),
+                                 *idx_inputs(args.data, subset="test")])
     check_exists("--data", args.data)
     import numpy as np
 
-    import fastnn
-    from .tables import check_usable
     set_threads(args.threads)
-    network = fastnn.load(args.model)
-    check_usable(network, args.model)
+    network = load_usable_model(args.model)
     X = _prediction_inputs(args, network)
     header, columns = ["prediction"], []
     with range_warnings_as_lines():
@@ -218,14 +215,23 @@ def _write_csv(path, header, columns):
         write(f)
 
 
+def load_usable_model(path):
+    """The network saved at ``path``; UserError for the checkpoint of an interrupted table
+    regression, whose outputs are standardised targets until its run is finished."""
+    from ..serialization import interrupted_regression, load_checkpoint
+    network = load_checkpoint(path)[0]  # fastnn.load would also warn about such a checkpoint
+    if interrupted_regression(network):
+        raise UserError(f"{path} is the checkpoint of an interrupted regression run, whose "
+                        "outputs are in standardised units until training ends; finish it with "
+                        f"fastnn train --resume {path}")
+    return network
+
+
 def export(args, started):
     _check_model_file(args.model)
     check_writable_location("--output", args.output, [("the model", args.model)])
     from ..export_onnx import save_onnx
-    from ..serialization import load
-    from .tables import check_usable
-    network = load(args.model)
-    check_usable(network, args.model)
+    network = load_usable_model(args.model)
     save_onnx(network, args.output)
     print(f"saved the ONNX graph of {args.model} to {args.output}", flush=True)
     return 0

@@ -157,18 +157,9 @@ def _describe_table(args, table):
 
 # -- evaluate and predict: a saved model's data ---------------------------------------------------
 
-def check_usable(network, path):
-    ckpt = (network.extra or {}).get("checkpoint") if isinstance(network.extra, dict) else None
-    if ckpt and network.preprocessor is not None and network.preprocessor.task == "regression":
-        raise UserError(f"{path} is the checkpoint of an interrupted regression run, whose "
-                        "outputs are in standardised units until training ends; finish it with "
-                        f"fastnn train --resume {path}")
-
-
 def evaluation_data(args, network):
     """(X, y, what) to test ``network`` on: the table of --data through the model's
     preprocessor, or the X and y of an .npz for a model without one."""
-    check_usable(network, args.model)
     if args.data is None:
         raise UserError(f"{args.model} was trained on a table: give the test table with --data FILE")
     if network.preprocessor is not None:

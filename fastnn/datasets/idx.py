@@ -276,13 +276,26 @@ def _load_split(directory, stems, num_classes, expected):
     return _images_and_labels(images, labels, images_path, labels_path, num_classes)
 
 
+def idx_files(directory, subset="all"):
+    """The paths of the files ``load_idx(directory, subset=subset)`` reads: of each file of the
+    split(s), the plain one, else the gzipped one. A file found in neither form is left out
+    (load_idx raises FileNotFoundError for it)."""
+    found = (_existing_file(directory, stem)
+             for split in subset_splits(subset) for stem in SPLIT_FILES[split])
+    return [path for path in found if path is not None]
+
+
 def _find_file(directory, stem):
+    path = _existing_file(directory, stem)
+    if path is None:
+        raise FileNotFoundError(f"neither {stem} nor {stem}.gz found in {directory}")
+    return path
+
+
+def _existing_file(directory, stem):
+    """The file of ``stem`` that load_idx reads (the plain file when both exist), or None."""
     plain = os.path.join(directory, stem)
-    if os.path.isfile(plain):
-        return plain
-    if os.path.isfile(plain + ".gz"):
-        return plain + ".gz"
-    raise FileNotFoundError(f"neither {stem} nor {stem}.gz found in {directory}")
+    return next((path for path in (plain, plain + ".gz") if os.path.isfile(path)), None)
 
 
 def _images_and_labels(images, labels, images_path, labels_path, num_classes):
