@@ -342,7 +342,7 @@ static int threads_for(ptrdiff_t work, int n_threads)
         const REAL decay = decoupled ? (REAL)(1.0 - lr * weight_decay) : (REAL)1;                  \
         FNN_SPLIT(n, nt, 16,                                                                       \
                   T->adam(p + b, g + b, m + b, v + b, e - b, (REAL)step_size, (REAL)inv_sqrt_bc2,  \
-                          (REAL)beta1, (REAL)beta2, (REAL)eps, wd, decay));                        \
+                          beta1, beta2, (REAL)eps, wd, decay));                        \
     }
 
 FNN_DEFINE(float, f32, T32)

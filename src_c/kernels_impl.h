@@ -430,9 +430,10 @@ static FNN_TARGET void NAME(sgd)(REAL *p, const REAL *g, REAL *v, ptrdiff_t n, R
  * v = b2 v + (1 - b2) g'^2; p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), where
  * step_size = lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t) (fnn_adam_factors). */
 static FNN_TARGET void NAME(adam)(REAL *p, const REAL *g, REAL *m, REAL *v, ptrdiff_t n, REAL step_size,
-                                  REAL inv_sqrt_bc2, REAL b1, REAL b2, REAL eps, REAL wd, REAL decay)
+                                  REAL inv_sqrt_bc2, double beta1, double beta2, REAL eps, REAL wd, REAL decay)
 {
-    const REAL c1 = (REAL)1 - b1, c2 = (REAL)1 - b2;
+    /* 1 - b in double, then rounded: in float, 1 - 0.99999f loses most of its digits. */
+    const REAL b1 = (REAL)beta1, b2 = (REAL)beta2, c1 = (REAL)(1.0 - beta1), c2 = (REAL)(1.0 - beta2);
     if (decay != (REAL)1) {
 #pragma GCC ivdep
         for (ptrdiff_t i = 0; i < n; i++) p[i] *= decay;

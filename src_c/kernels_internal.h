@@ -35,8 +35,8 @@
                                ptrdiff_t, ptrdiff_t, double);                                      \
         void (*softmax_rows)(const REAL *, REAL *, ptrdiff_t, ptrdiff_t, int);                     \
         void (*sgd)(REAL *, const REAL *, REAL *, ptrdiff_t, REAL, REAL, REAL, int);               \
-        void (*adam)(REAL *, const REAL *, REAL *, REAL *, ptrdiff_t, REAL, REAL, REAL, REAL, REAL,  \
-                     REAL, REAL);                                                                  \
+        void (*adam)(REAL *, const REAL *, REAL *, REAL *, ptrdiff_t, REAL, REAL, double, double,  \
+                     REAL, REAL, REAL);                                                            \
         void (*gather_u8)(const uint8_t *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL,   \
                           REAL);                                                                   \
         void (*gather)(const REAL *, const int64_t *, REAL *, ptrdiff_t, ptrdiff_t, REAL, REAL);  \

@@ -65,7 +65,7 @@ static void NAME(update)(const TABLE_TYPE *T, const fnn_optimizer *opt, int64_t 
     double step_size, inv_sqrt_bc2;
     fnn_adam_factors(opt->lr, opt->beta1, opt->beta2, t, &step_size, &inv_sqrt_bc2);
     const int decoupled = opt->kind == FNN_OPT_ADAMW;
-    T->adam(p, g, first, second, n, (REAL)step_size, (REAL)inv_sqrt_bc2, (REAL)opt->beta1, (REAL)opt->beta2,
+    T->adam(p, g, first, second, n, (REAL)step_size, (REAL)inv_sqrt_bc2, opt->beta1, opt->beta2,
             (REAL)opt->eps, decoupled ? (REAL)0 : (REAL)opt->weight_decay,
             decoupled ? (REAL)(1.0 - opt->lr * opt->weight_decay) : (REAL)1);
 }
