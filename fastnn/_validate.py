@@ -1,6 +1,7 @@
 """Argument checks shared by the public ops: every error names the argument, what was expected
 and what came, before any compiled code runs."""
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -10,11 +11,12 @@ from ._native import core as _core
 INT_MAX = 2**31 - 1  # BLAS dimensions are C ints
 
 
-def float_array(a, name, ndim=None, dtype=None):
+def float_array(a, name, ndim=None, dtype=None, shape=None):
     """``a`` as a C-contiguous, native-order float32/float64 ndarray (copied only when needed).
 
     ndim: required number of dimensions (None: any, but at least 1). dtype: the float dtype the
-    other arrays of the call already have; a different one is a TypeError.
+    other arrays of the call already have; a different one is a TypeError. shape: the exact
+    shape required (any number of dimensions, 0 too), instead of ndim.
     """
     if type(a) is not np.ndarray:
         a = np.asarray(a)
@@ -23,9 +25,11 @@ def float_array(a, name, ndim=None, dtype=None):
         raise TypeError(f"{name}: expected a float32 or float64 array, got {dt}")
     if dtype is not None and dt.char != dtype.char:
         raise TypeError(f"{name}: expected {dtype} like the other arrays, got {dt}")
-    if ndim is not None and a.ndim != ndim:
+    if shape is not None:
+        check_shape(a, name, shape)
+    elif ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got {a.ndim}-D with shape {a.shape}")
-    if a.ndim == 0:
+    elif a.ndim == 0:
         raise ValueError(f"{name}: expected an array with at least one dimension, got a scalar")
     if not dt.isnative:
         a = a.astype(dt.newbyteorder("="))
@@ -56,9 +60,8 @@ def check_shape(a, name, shape):
 def out_buffer(out, name, shape, dtype, inputs=(), may_alias=()):
     """Validate a caller-provided output buffer, or allocate one when ``out`` is None.
 
-    inputs: (name, array) pairs ``out`` must not overlap; may_alias: arrays it may be exactly
-    (in place). Pass the caller's own arrays, before any copy, so that an overlap is seen even
-    when the input itself gets copied. Entries that are not ndarrays are skipped.
+    out must be a writeable, C-contiguous ndarray of the exact shape and (native) dtype, and
+    pass check_overlap(out, name, inputs, may_alias).
     """
     if out is None:
         return np.empty(shape, dtype=dtype)
@@ -66,26 +69,79 @@ def out_buffer(out, name, shape, dtype, inputs=(), may_alias=()):
         raise TypeError(f"{name}: expected a numpy array, got {type(out).__name__}")
     if out.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {dtype}, got {out.dtype}")
+    if not out.dtype.isnative:
+        raise TypeError(f"{name}: expected an array in native byte order, got dtype {out.dtype}")
     if out.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name}: expected a C-contiguous array")
     if not out.flags.writeable:
         raise ValueError(f"{name}: the array is read-only")
-    # Bounds tests as numpy.may_share_memory makes them, in compiled code (fast for small calls).
-    for other in may_alias:
-        if _core.first_overlap(out, (other,)) >= 0 and not _same_buffer(out, other):
-            raise ValueError(f"{name}: overlaps an input partially; pass the input itself or a separate array")
-    if inputs:
-        bad = _core.first_overlap(out, tuple(other for _, other in inputs))
-        if bad >= 0:
-            raise ValueError(f"{name}: must not share memory with {inputs[bad][0]}")
+    check_overlap(out, name, inputs, may_alias)
     return out
 
 
+def check_overlap(out, name, inputs=(), may_alias=()):
+    """ValueError naming ``name`` and the input when the ndarray ``out`` shares memory with one of
+    ``inputs``, or with one of ``may_alias`` other than by being it exactly (same start, shape
+    and strides: in place).
+
+    Both are ``(input name, array, ...)`` tuples. Pass the caller's object (so that an overlap
+    is seen even when the input itself gets copied, as the twins see it) and the array made from
+    it (what the kernel reads). Objects that are not ndarrays (memoryviews, tensors, ...) are
+    seen through np.asarray, which shares their memory; None entries are skipped.
+    """
+    for entry in may_alias:
+        for a in entry[1:]:
+            if a is None:
+                continue
+            a = _as_array(a)
+            if (_core.first_overlap(out, (a,)) >= 0 and not _same_buffer(out, a)
+                    and _first_shared(out, (a,)) >= 0):
+                raise ValueError(f"{name}: overlaps {entry[0]} partially; pass {entry[0]} "
+                                 "itself or a separate array")
+    if inputs:
+        names, arrays = [], []
+        for entry in inputs:
+            for a in entry[1:]:
+                if a is not None:
+                    names.append(entry[0])
+                    arrays.append(_as_array(a))
+        bad = _first_shared(out, tuple(arrays))
+        if bad >= 0:
+            raise ValueError(f"{name}: must not share memory with {names[bad]}")
+
+
+def _as_array(a):
+    return a if type(a) is np.ndarray else np.asarray(a)
+
+
+# The effort numpy.shares_memory may spend on two arrays whose bounds overlap (a few
+# microseconds at most); arrays it cannot tell apart within it count as overlapping.
+SHARES_MEMORY_MAX_WORK = 1000
+
+
+def _first_shared(out, others):
+    """Index of the first entry of ``others`` sharing an element with the ndarray ``out`` (entries
+    that are not ndarrays, and empty arrays, are skipped), or -1. The compiled bounds test runs
+    first; where bounds overlap, numpy.shares_memory decides within SHARES_MEMORY_MAX_WORK."""
+    start = 0
+    while True:
+        i = _core.first_overlap(out, others[start:])
+        if i < 0:
+            return -1
+        i += start
+        try:
+            if np.shares_memory(out, others[i], max_work=SHARES_MEMORY_MAX_WORK):
+                return i
+        except (np.exceptions.TooHardError, OverflowError):  # undecided
+            return i
+        start = i + 1
+
+
 def _same_buffer(a, b):
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.strides == b.strides)
+    return a is b or (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+                      and a.shape == b.shape and a.strides == b.strides)
 
 
 def index_array(a, name, length=None):
@@ -107,10 +163,17 @@ def index_array(a, name, length=None):
 
 
 def finite_number(value, name, minimum=None):
-    """A real, finite hyper-parameter as a Python float (bools and strings are TypeErrors)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    """A real, finite hyper-parameter (a numbers.Real: int, float, Fraction, NumPy scalar) as a
+    Python float. Bools, strings and the like are TypeErrors; NaN, inf and numbers beyond the
+    float range ValueErrors."""
+    if type(value) is not float and (isinstance(value, (bool, np.bool_))
+                                     or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name}: expected a finite number, got {type(value).__name__} beyond "
+                         "the float range") from None
     if not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value}")
     if minimum is not None and value < minimum:

@@ -70,10 +70,13 @@ class ActivationEntry:
         """``value`` as a float when it is a valid parameter, else TypeError/ValueError naming it."""
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{self.param}: expected a finite number >= 0, got {value!r}")
-        value = float(value)
-        if not (math.isfinite(value) and value >= 0.0):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer (or fraction) beyond float64: not finite
+            number = math.inf
+        if not (math.isfinite(number) and number >= 0.0):
             raise ValueError(f"{self.param}: expected a finite number >= 0, got {value!r}")
-        return value
+        return number
 
     def param_value(self, params):
         """The parameter from the keyword dict ``params`` (the default when absent), checked;
@@ -269,7 +272,8 @@ def lookup(entries, name, argname, choices):
 
 def resolve(activation, argname="activation"):
     """(entry or None, parameter) for an ``activation=`` argument: None, a registry name (its
-    default parameter), or an activation layer such as ``fastnn.LeakyReLU(0.2)`` (its own)."""
+    default parameter), or an activation layer such as ``fastnn.LeakyReLU(0.2)`` (its own, checked
+    again here: the layer's ``param`` attribute may have been changed since)."""
     if activation is None:
         return None, 0.0
     if isinstance(activation, str):
@@ -279,7 +283,12 @@ def resolve(activation, argname="activation"):
     if not isinstance(entry, ActivationEntry):
         raise ValueError(f"{argname}: expected None, one of the names {ACTIVATIONS[1:]} or an "
                          f"activation layer, got {activation!r}")
-    return entry, activation.param
+    if entry.param is None:
+        return entry, 0.0
+    try:
+        return entry, entry.check_param(activation.param)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{argname}: {exc}") from None
 
 
 # -- the public op functions of fastnn.ops and fastnn.reference ----------------------------------

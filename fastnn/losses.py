@@ -47,6 +47,16 @@ def weight_sum(sample_weight, n):
     return float(np.add.reduce(sample_weight, dtype=np.float64))
 
 
+def _matrix(outputs):
+    """outputs as an array of shape (N, K), one row per sample (what a network outputs), else
+    ValueError naming it."""
+    outputs = np.asarray(outputs)
+    if outputs.ndim != 2:
+        raise ValueError(f"outputs: expected a 2-D array of shape (N, K), one row of network "
+                         f"outputs per sample, got shape {outputs.shape}")
+    return outputs
+
+
 class Loss:
     """Base class; subclasses implement prepare_targets, count_correct, predict* and, unless
     they are one of the registry's losses (``entry``), loss_and_grad."""
@@ -135,9 +145,7 @@ class Loss:
         outputs = np.asarray(outputs)
         if outputs.dtype.char not in "fd":
             raise TypeError(f"outputs: expected a float32 or float64 array, got {outputs.dtype.name}")
-        if outputs.ndim != 2:
-            raise ValueError(f"outputs: expected shape (N, out), got {outputs.shape}")
-        outputs = np.ascontiguousarray(outputs)
+        outputs = np.ascontiguousarray(_matrix(outputs))
         self.check_outputs(outputs.shape[1])
         t = self.prepare_targets(targets, outputs.shape[1], outputs.dtype, "targets")
         if len(t) != len(outputs):
@@ -192,12 +200,12 @@ class SoftmaxCrossEntropy(Loss):
         return int(np.count_nonzero(eq))
 
     def predict(self, outputs):
-        """Class labels (N,) intp: argmax of the logits."""
-        return np.argmax(outputs, axis=1)
+        """Class labels (N,) intp: argmax of the logits (N, K)."""
+        return np.argmax(_matrix(outputs), axis=1)
 
     def predict_proba(self, outputs):
-        """Softmax probabilities (N, K)."""
-        return ops.softmax(np.ascontiguousarray(outputs))
+        """Softmax probabilities (N, K) of the logits (N, K)."""
+        return ops.softmax(np.ascontiguousarray(_matrix(outputs)))
 
 
 class BinaryCrossEntropy(Loss):
@@ -243,14 +251,14 @@ class BinaryCrossEntropy(Loss):
 
     def predict(self, outputs):
         """Labels int64 where the logit is > 0 (probability > 0.5): (N,) for one output, the
-        0/1 matrix (N, K) for K > 1."""
-        outputs = np.asarray(outputs)
+        0/1 matrix (N, K) for K > 1; outputs (N, K)."""
+        outputs = _matrix(outputs)
         labels = (outputs > 0).astype(np.int64)
         return labels[:, 0] if outputs.shape[1] == 1 else labels
 
     def predict_proba(self, outputs):
-        """sigmoid(logits): P(class 1) (N,) for one output, (N, K) for K > 1."""
-        outputs = np.asarray(outputs)
+        """sigmoid(logits): P(class 1) (N,) for one output, (N, K) for K > 1; outputs (N, K)."""
+        outputs = _matrix(outputs)
         if outputs.shape[1] == 1:
             outputs = outputs[:, 0]
         return ops.sigmoid(np.ascontiguousarray(outputs))

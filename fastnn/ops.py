@@ -4,7 +4,9 @@ Every function has a pure-NumPy twin with the same signature in :mod:`fastnn.ref
 Arrays are float32 or float64 (one dtype per call, never mixed); results keep that dtype.
 Inputs that are not C-contiguous (or not in native byte order) are copied; ``out`` buffers are
 never copied: they must be C-contiguous, writeable and of the exact shape and dtype, and the
-result is written into them and returned. Threads: :func:`fastnn.set_num_threads`.
+result is written into them and returned. An ``out`` sharing an element with an input is a
+ValueError (inputs of any kind: memoryviews and tensors are seen through np.asarray), unless it
+is that input exactly where the op says so (in place). Threads: :func:`fastnn.set_num_threads`.
 """
 import numpy as np
 
@@ -28,18 +30,19 @@ _SOFTMAX_XENT, _SIGMOID_XENT, _MSE = map(_loss_registry.get, ("cross_entropy", "
 def _forward(entry, x, out, param):
     x_given = x
     x = v.float_array(x, "x")
-    out = v.out_buffer(out, "out", x.shape, x.dtype, may_alias=(x_given,))
+    out = v.out_buffer(out, "out", x.shape, x.dtype, may_alias=(("x", x_given, x),))
     return _core.act_forward(entry.code, param, x, out)
 
 
 def _backward(entry, saved, grad, out, param):
     """grad * act'(x) from the saved input x (entry.needs_input) or output y."""
     name = entry.saved
-    given = (saved, grad)
+    saved_given, grad_given = saved, grad
     saved = v.float_array(saved, name)
     grad = v.float_array(grad, "grad", dtype=saved.dtype)
     v.check_shape(grad, "grad", saved.shape)
-    out = v.out_buffer(out, "out", saved.shape, saved.dtype, may_alias=given)
+    out = v.out_buffer(out, "out", saved.shape, saved.dtype,
+                       may_alias=((name, saved_given, saved), ("grad", grad_given, grad)))
     z, y = (saved, None) if entry.needs_input else (None, saved)
     return _core.act_backward(entry.code, param, z, y, grad, out)
 
@@ -56,7 +59,7 @@ def _softmax(logits, out, log):
     logits = v.float_array(logits, "logits", ndim=2)
     if logits.shape[1] == 0:
         raise ValueError("logits: expected at least one class (column), got shape " f"{logits.shape}")
-    out = v.out_buffer(out, "out", logits.shape, logits.dtype, may_alias=(given,))
+    out = v.out_buffer(out, "out", logits.shape, logits.dtype, may_alias=(("logits", given, logits),))
     return _core.softmax(logits, out, log)
 
 
@@ -78,10 +81,11 @@ def _class_labels(labels, n, k):
     return labels
 
 
-def _loss(entry, outputs, labels, targets, grad_out, reduction, sample_weight, outputs_given):
+def _loss(entry, outputs, labels, targets, grad_out, reduction, sample_weight, given):
     """The loss ``entry`` (fastnn.loss_registry) over checked outputs (N, K) and its gradient:
-    (loss, grad) as the public loss ops return them. outputs_given: the caller's array, which
-    grad_out may be exactly."""
+    (loss, grad) as the public loss ops return them. given: ((outputs' name, the caller's
+    outputs), (labels' or targets' name, the caller's labels or targets)); grad_out may be the
+    outputs exactly and must not overlap the rest."""
     n = outputs.shape[0]
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
@@ -89,8 +93,11 @@ def _loss(entry, outputs, labels, targets, grad_out, reduction, sample_weight, o
                                     require_positive=reduction == "mean", finite_sum=False)
     if weights is not None and reduction == "mean":
         weights = _normalized(weights)
-    grad = v.out_buffer(grad_out, "grad_out", outputs.shape, outputs.dtype, may_alias=(outputs_given,),
-                        inputs=(("labels", labels), ("targets", targets), ("sample_weight", weights)))
+    (outputs_name, outputs_given), (labels_name, labels_given) = given
+    grad = v.out_buffer(grad_out, "grad_out", outputs.shape, outputs.dtype,
+                        may_alias=((outputs_name, outputs_given, outputs),),
+                        inputs=((labels_name, labels_given, labels, targets),
+                                ("sample_weight", sample_weight, weights)))
     # For a weighted mean the weights arrive already divided by their sum (1/sum(w) itself can
     # overflow when the sum is tiny).
     scale = 1.0 / n if reduction == "mean" and weights is None else 1.0
@@ -138,11 +145,10 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
     naming the argument (a shape, dtype, label or weight that does not fit, fewer than two
     columns; all-zero weights for "mean").
     """
-    logits_given = logits
+    given = (("logits", logits), ("labels", labels))
     logits = _logits_and_rows(logits, "logits", min_columns=2)
     labels = _class_labels(labels, logits.shape[0], logits.shape[1])
-    return _loss(_SOFTMAX_XENT, logits, labels, None, grad_out, reduction, sample_weight,
-                 logits_given)
+    return _loss(_SOFTMAX_XENT, logits, labels, None, grad_out, reduction, sample_weight, given)
 
 
 def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", sample_weight=None):
@@ -156,15 +162,14 @@ def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", samp
     ``binary_cross_entropy_with_logits`` "mean"). grad = w_i * (sigmoid(z) - t), divided by
     sum(w) (or N) for "mean". Returns ``(loss, grad)`` as softmax_cross_entropy does.
     """
-    logits_given = logits
+    given = (("logits", logits), ("targets", targets))
     logits = _logits_and_rows(logits, "logits")
     targets = _dense_targets(targets, logits, "targets")
     if not ((targets >= 0) & (targets <= 1)).all():
         bad = np.argwhere(~((targets >= 0) & (targets <= 1)))[0]
         raise ValueError(f"targets: expected values in [0, 1], got {targets[tuple(bad)]} at "
                          f"{tuple(int(i) for i in bad)}")
-    return _loss(_SIGMOID_XENT, logits, None, targets, grad_out, reduction, sample_weight,
-                 logits_given)
+    return _loss(_SIGMOID_XENT, logits, None, targets, grad_out, reduction, sample_weight, given)
 
 
 def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample_weight=None):
@@ -176,11 +181,10 @@ def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample
     mean over all elements) when no weights are given. grad = w_i * 2 (outputs - targets) / K,
     divided by sum(w) (or N) for "mean". Returns ``(loss, grad)`` as softmax_cross_entropy does.
     """
-    outputs_given = outputs
+    given = (("outputs", outputs), ("targets", targets))
     outputs = _logits_and_rows(outputs, "outputs")
     targets = _dense_targets(targets, outputs, "targets")
-    return _loss(_MSE, outputs, None, targets, grad_out, reduction, sample_weight,
-                 outputs_given)
+    return _loss(_MSE, outputs, None, targets, grad_out, reduction, sample_weight, given)
 
 
 def _normalized(weights):
@@ -203,7 +207,7 @@ def linear_forward(x, w, b, activation=None, out=None, preactivation_out=None):
     """
     entry, param = _activations.resolve(activation)
     code = 0 if entry is None else entry.code
-    given = (("x", x), ("w", w), ("b", b))
+    x_given, w_given, b_given = x, w, b
     x = v.float_array(x, "x", ndim=2)
     w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
     if w.shape[0] != x.shape[1]:
@@ -212,11 +216,12 @@ def linear_forward(x, w, b, activation=None, out=None, preactivation_out=None):
         b = v.float_array(b, "b", ndim=1, dtype=x.dtype)
         v.check_shape(b, "b", (w.shape[1],))
     v.blas_dims(batch=x.shape[0], in_features=x.shape[1], out_features=w.shape[1])
-    out = v.out_buffer(out, "out", (x.shape[0], w.shape[1]), x.dtype, inputs=given)
+    inputs = (("x", x_given, x), ("w", w_given, w), ("b", b_given, b))
+    out = v.out_buffer(out, "out", (x.shape[0], w.shape[1]), x.dtype, inputs=inputs)
     z_out = None
     if preactivation_out is not None:
         z_out = v.out_buffer(preactivation_out, "preactivation_out", out.shape, x.dtype,
-                             inputs=given + (("out", out),))
+                             inputs=inputs + (("out", out),))
     return _core.linear_forward(x, w, b, code, out, param, z_out)
 
 
@@ -234,8 +239,8 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     entry, param = _activations.resolve(activation)
     code = 0 if entry is None else entry.code
     needs_z = entry is not None and entry.needs_input
-    given = (("x", x), ("w", w), ("grad_out", grad_out), ("y", y if code != 0 else None),
-             ("z", z if needs_z else None))
+    given = {"x": x, "w": w, "grad_out": grad_out, "y": y if code != 0 and not needs_z else None,
+             "z": z if needs_z else None}
     x = v.float_array(x, "x", ndim=2)
     w = v.float_array(w, "w", ndim=2, dtype=x.dtype)
     batch, n_in = x.shape
@@ -259,7 +264,8 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     else:
         y = z = None
     v.blas_dims(batch=batch, in_features=n_in, out_features=n_out)
-    inputs = given
+    inputs = tuple((name, given[name], converted) for name, converted in
+                   (("x", x), ("w", w), ("grad_out", grad_out), ("y", y), ("z", z)))
     dw = v.out_buffer(dw_out, "dw_out", (n_in, n_out), x.dtype, inputs=inputs)
     db = v.out_buffer(db_out, "db_out", (n_out,), x.dtype, inputs=inputs + (("dw_out", dw),))
     dx = None
@@ -271,15 +277,18 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
 
 
 def _updated_param_and_grad(param, grad):
-    """Check param (a float array updated in place) and return grad as an array like it."""
+    """Check param (a float array updated in place, any shape) and return grad as an array like
+    it. grad may be param itself (same memory, shape and strides) but must not overlap it
+    otherwise (ValueError)."""
     if not isinstance(param, np.ndarray):
         raise TypeError(f"param: expected a numpy array (updated in place), got {type(param).__name__}")
     if param.dtype.char not in "fd" or not param.dtype.isnative:
         raise TypeError(f"param: expected a float32 or float64 array, got {param.dtype}")
     if not param.flags.c_contiguous or not param.flags.writeable:
         raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
-    grad = v.float_array(grad, "grad", dtype=param.dtype)
-    v.check_shape(grad, "grad", param.shape)
+    grad_given = grad
+    grad = v.float_array(grad, "grad", dtype=param.dtype, shape=param.shape)
+    v.check_overlap(param, "param", may_alias=(("grad", grad_given, grad),))
     return grad
 
 
@@ -289,6 +298,8 @@ def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0
     g = grad + weight_decay * param; with momentum: velocity = momentum * velocity + g and
     step = g + momentum * velocity (nesterov) or velocity; without: step = g.
     param -= lr * step. param and velocity: C-contiguous, writeable, one shape and dtype with grad.
+    velocity is checked whenever given (used only when momentum > 0). Overlaps (ValueError):
+    grad may be param itself but not overlap it otherwise; velocity overlaps neither.
     """
     lr = v.finite_number(lr, "lr", minimum=0.0)
     momentum = v.finite_number(momentum, "momentum", minimum=0.0)
@@ -297,14 +308,13 @@ def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0
         raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
     grad_given = grad
     grad = _updated_param_and_grad(param, grad)
-    if momentum != 0:
-        if velocity is None:
-            raise ValueError("velocity: a buffer (zeros at the start) is required when momentum > 0")
+    if momentum != 0 and velocity is None:
+        raise ValueError("velocity: a buffer (zeros at the start) is required when momentum > 0")
+    if velocity is not None:
         velocity = v.out_buffer(velocity, "velocity", param.shape, param.dtype,
-                                inputs=(("param", param), ("grad", grad_given)))
-    else:
-        velocity = None
-    return _core.sgd(param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
+                                inputs=(("param", param), ("grad", grad_given, grad)))
+    return _core.sgd(param, grad, velocity if momentum != 0 else None, lr, momentum, weight_decay,
+                     bool(nesterov))
 
 
 def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
@@ -313,7 +323,7 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     x (N, F) uint8/float32/float64; rows (n,) integers in [0, N); out (n, F) float32/float64,
     float32 by default for uint8 x, else x's dtype.
     """
-    x_given = x
+    x_given, rows_given = x, rows
     if type(x) is not np.ndarray:
         x = np.asarray(x)
     if x.dtype.char not in "Bfd":
@@ -330,7 +340,8 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     shift = v.finite_number(shift, "shift")
     default = np.dtype(np.float32) if x.dtype.char == "B" else x.dtype
     dtype = out.dtype if isinstance(out, np.ndarray) and out.dtype.char in "fd" else default
-    out = v.out_buffer(out, "out", (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x_given),))
+    out = v.out_buffer(out, "out", (rows.shape[0], x.shape[1]), dtype,
+                       inputs=(("x", x_given, x), ("rows", rows_given, rows)))
     return _core.gather(x, rows, out, scale, shift)
 
 
@@ -351,9 +362,9 @@ def _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
     grad_given = grad
     grad = _updated_param_and_grad(param, grad)
     exp_avg = v.out_buffer(exp_avg, "exp_avg", param.shape, param.dtype,
-                           inputs=(("param", param), ("grad", grad_given)))
+                           inputs=(("param", param), ("grad", grad_given, grad)))
     exp_avg_sq = v.out_buffer(exp_avg_sq, "exp_avg_sq", param.shape, param.dtype,
-                              inputs=(("param", param), ("grad", grad_given), ("exp_avg", exp_avg)))
+                              inputs=(("param", param), ("grad", grad_given, grad), ("exp_avg", exp_avg)))
     return (param, grad, exp_avg, exp_avg_sq, int(step), lr, float(beta1), float(beta2), eps,
             weight_decay)
 
@@ -367,7 +378,9 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     param -= lr / (1 - beta1**step) * exp_avg / (sqrt(exp_avg_sq / (1 - beta2**step)) + eps).
     param, exp_avg, exp_avg_sq: C-contiguous, writeable, updated in place; grad of the same shape
     and dtype (float32 or float64). step: the 1-based count of this step (int >= 1).
-    lr, weight_decay >= 0; beta1, beta2 in [0, 1); eps > 0 (ValueError otherwise).
+    lr, weight_decay >= 0; beta1, beta2 in [0, 1); eps > 0 (ValueError otherwise). Overlaps
+    (ValueError): grad may be param itself but not overlap it otherwise; exp_avg and exp_avg_sq
+    overlap none of param, grad and each other.
     """
     args = _adam_checked(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
     return _core.adam(*args[:4], args[4], *args[5:], False)

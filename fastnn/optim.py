@@ -13,12 +13,13 @@ correction uses it). ``state_for(params)`` hands the live buffers to a caller th
 itself (the compiled training engine); ``state_dict()`` / ``load_state_dict()`` copy them out
 and back in.
 """
+import contextlib
 import math
 import numbers
 
 import numpy as np
 
-from . import ops
+from . import _validate, ops
 
 
 def check_bool(value, name):
@@ -32,7 +33,10 @@ def check_real(value, name, low=None, high=None, low_open=False, high_open=False
     """Return ``value`` as float if it is a finite real in the given range, else raise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an integer (or fraction) beyond float64: not finite
+        v = math.inf
     ok = math.isfinite(v)
     if ok and low is not None:
         ok = v > low if low_open else v >= low
@@ -86,10 +90,29 @@ class Optimizer:
     def step(self, params, grads):
         """Update each array of ``params`` in place from the aligned ``grads``.
 
-        Raises ValueError when the state was made for other parameters (``reset()`` first)."""
-        state = self.state_for(params)
+        params and grads: sequences (or iterables) of arrays, as many grads as params. Every
+        pair and its state buffers pass the update ops' own checks before any array changes, so
+        an error (ValueError or TypeError) leaves the params, the state and ``steps`` as they
+        were. Raises ValueError when the state was made for other parameters (``reset()``
+        first)."""
+        params, grads = _aligned(params, grads)
+        state = self._checked_state(params, grads)
         self._update(params, grads, state, self.steps + 1)
         self.steps += 1
+
+    def _checked_state(self, params, grads):
+        """state_for(params), with every param, grad and state buffer checked as the update ops
+        check them (the ops' own checks), so that step() fails before it changes anything."""
+        for i, (p, g) in enumerate(zip(params, grads)):
+            with _pair(i):
+                ops._updated_param_and_grad(p, g)
+        state = self.state_for(params)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            with _pair(i):
+                for name, buffers in state.items():
+                    _validate.out_buffer(buffers[i], name, p.shape, p.dtype,
+                                         inputs=(("param", p), ("grad", g)))
+        return state
 
     def _update(self, params, grads, state, step):
         raise NotImplementedError
@@ -100,6 +123,7 @@ class Optimizer:
         Missing buffers are created as zeros (and ``steps`` restarts at 0); the caller may
         update them in place. Raises ValueError when the state was made (or loaded) for other
         parameters: another count, shape or dtype (``reset()`` first to start afresh)."""
+        params = list(params)  # read once: params may be a generator
         for name in self.state_names:
             _check_state(self._state.get(name), params, name)
         state = {}
@@ -194,6 +218,32 @@ def _upgrade(state):
             "steps": scalars.get("t", 0), "state": state_lists}
 
 
+def _aligned(params, grads):
+    """params and grads as lists of one length (ValueError naming both counts otherwise)."""
+    lists = []
+    for name, arrays in (("params", params), ("grads", grads)):
+        if isinstance(arrays, np.ndarray):
+            raise TypeError(f"{name}: expected a list of arrays, got one array (pass [array])")
+        try:
+            lists.append(list(arrays))
+        except TypeError:
+            raise TypeError(f"{name}: expected a list of arrays, got {type(arrays).__name__}") from None
+    params, grads = lists
+    if len(params) != len(grads):
+        raise ValueError(f"params and grads: expected one gradient per parameter, got "
+                         f"{len(params)} params and {len(grads)} grads")
+    return params, grads
+
+
+@contextlib.contextmanager
+def _pair(i):
+    """Add which pair of step()'s arguments an error of the update ops' checks is about."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{exc} (params[{i}], grads[{i}])") from None
+
+
 def _check_state(buffers, params, what):
     """Raise ValueError if ``buffers`` exists but does not match the params."""
     if buffers is None:
@@ -221,7 +271,9 @@ class SGD(Optimizer):
     learning") keeps the rate inside the velocity instead: V = momentum*V - lr*g, p += V. The two
     agree while lr is constant (V = -lr*v). momentum_convention="sklearn" keeps them agreeing when
     lr changes (a schedule): each change from lr_old to lr_new rescales the velocity by
-    lr_old / lr_new, so that -lr*v stays scikit-learn's V (not for a change to or from 0).
+    lr_old / lr_new, so that -lr*v stays scikit-learn's V (not for a change to or from 0). A
+    change whose rescaled velocity would overflow its dtype (lr from 1.0 to 1e-300, say) is a
+    ValueError that leaves lr and the velocity as they were.
     """
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, *,
@@ -254,8 +306,9 @@ class SGD(Optimizer):
         velocity = self._state.get("momentum_buffer")
         if self.momentum_convention == "sklearn" and velocity is not None and old and new \
                 and new != old:
-            for v in velocity:
-                v *= old / new
+            rescaled = [_rescaled_velocity(v, old, new) for v in velocity]  # all, then copy
+            for v, r in zip(velocity, rescaled):
+                np.copyto(v, r)
         self._lr = new
 
     def _update(self, params, grads, state, step):
@@ -269,6 +322,20 @@ class SGD(Optimizer):
         if self.momentum_convention != "pytorch":  # the default is left out, as in older files
             config["momentum_convention"] = self.momentum_convention
         return config
+
+
+def _rescaled_velocity(v, old, new):
+    """v * (old / new) (SGD's velocity when lr changes from old to new with
+    momentum_convention="sklearn"), computed in float64 and rounded once; ValueError when a
+    finite entry would not stay finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        rescaled = (v.astype(np.float64) * (old / new)).astype(v.dtype)
+    if (np.isfinite(v) & ~np.isfinite(rescaled)).any():
+        raise ValueError(f"lr: a change from {old!r} to {new!r} rescales the momentum buffer "
+                         f"(momentum_convention='sklearn') by {old / new:.3g}, beyond "
+                         f"{v.dtype.name}'s range; reset() the optimizer first or use "
+                         "momentum_convention='pytorch'")
+    return rescaled
 
 
 def _betas(betas, beta1, beta2):

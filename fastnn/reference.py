@@ -88,7 +88,10 @@ def _output(name, out, shape, dtype, inputs=(), alias_ok=False):
     if not out.flags.writeable:
         raise ValueError(f"{name}: must be writeable")
     for input_name, a in inputs:
-        if a is None or not np.may_share_memory(out, a):
+        if a is None:
+            continue
+        a = a if isinstance(a, np.ndarray) else np.asarray(a)  # a memoryview shares its memory
+        if not np.may_share_memory(out, a):
             continue
         if alias_ok and _is_exact_alias(out, a):
             continue
@@ -198,11 +201,15 @@ def _weights_checked(sample_weight, n_rows, dtype):
     return weights
 
 
+def _check_reduction(reduction):
+    """Checked after the labels or targets and before the weights, in the compiled ops' order."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+
+
 def _reduced(losses, grad, weights, reduction, n_rows):
     """Apply ``reduction`` to the per-row losses (float64 (N,)) and the unweighted per-row
     gradient ``grad`` (N, K) (scaled in place): (loss, grad) as the loss ops return them."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
     if weights is not None and reduction == "mean":
         if not weights.any():
             raise ValueError("sample_weight: the weights sum to zero, so the mean is undefined")
@@ -264,9 +271,8 @@ def softmax_cross_entropy(logits, labels, grad_out=None, reduction="mean", sampl
     """
     logits = _rows_and_columns("logits", logits, min_columns=2)
     n_rows, n_classes = logits.shape
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
     labels = _labels_checked(labels, n_rows, n_classes)
+    _check_reduction(reduction)
     weights = None if sample_weight is None else _weights_checked(sample_weight, n_rows, logits.dtype)
     grad = _loss_gradient_buffer(grad_out, logits, [("labels", labels), ("sample_weight", sample_weight)])
     rows = np.arange(n_rows)
@@ -294,6 +300,7 @@ def sigmoid_cross_entropy(logits, targets, grad_out=None, reduction="mean", samp
     targets, given = _dense_targets(targets, logits)
     if not ((targets >= 0) & (targets <= 1)).all():
         raise ValueError("targets: expected values in [0, 1]")
+    _check_reduction(reduction)
     weights = None if sample_weight is None else _weights_checked(sample_weight, len(logits), logits.dtype)
     grad = _loss_gradient_buffer(grad_out, logits, [("targets", given), ("sample_weight", sample_weight)])
     with np.errstate(all="ignore"):
@@ -310,6 +317,7 @@ def mean_squared_error(outputs, targets, grad_out=None, reduction="mean", sample
     softmax_cross_entropy."""
     outputs = _rows_and_columns("outputs", outputs)
     targets, given = _dense_targets(targets, outputs)
+    _check_reduction(reduction)
     weights = None if sample_weight is None else _weights_checked(sample_weight, len(outputs), outputs.dtype)
     grad = _loss_gradient_buffer(grad_out, outputs, [("targets", given), ("sample_weight", sample_weight)])
     k = outputs.shape[1]
@@ -329,9 +337,10 @@ def linear_forward(x, w, b, activation=None, out=None, preactivation_out=None):
 
     All arrays float32 or all float64; ``out`` must not overlap x, w or b. activation: None, a
     name or an activation layer (its parameter). preactivation_out: None or (B, out), receives
-    ``x @ w + b``.
+    ``x @ w + b`` (must not overlap x, w, b or out).
     """
     entry, param = _activations.resolve(activation)
+    given = (("x", x), ("w", w), ("b", b))  # the caller's arrays, which the outputs must not overlap
     x = _float_array("x", x)
     _require_ndim("x", x, 2)
     w = _float_array("w", w, x.dtype)
@@ -342,8 +351,10 @@ def linear_forward(x, w, b, activation=None, out=None, preactivation_out=None):
         b = _float_array("b", b, x.dtype)
         _require_shape("b", b, (w.shape[1],))
     shape = (x.shape[0], w.shape[1])
-    out = _output("out", out, shape, x.dtype, [("x", x), ("w", w), ("b", b)])
-    z_out = _buffer("preactivation_out", preactivation_out, shape, x.dtype)
+    out = _output("out", out, shape, x.dtype, given)
+    z_out = None
+    if preactivation_out is not None:
+        z_out = _output("preactivation_out", preactivation_out, shape, x.dtype, given + (("out", out),))
     with np.errstate(all="ignore"):
         np.matmul(x, w, out=out)
         if b is not None:
@@ -355,10 +366,6 @@ def linear_forward(x, w, b, activation=None, out=None, preactivation_out=None):
     return out
 
 
-def _buffer(name, buffer, shape, dtype):
-    return None if buffer is None else _output(name, buffer, shape, dtype)
-
-
 def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
                     dw_out=None, db_out=None, dx_out=None, z=None):
     """Gradients of a linear layer (+ activation) given dL/dy.
@@ -367,9 +374,13 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
     with an activation), or z (B, out) the pre-activation instead for an activation whose
     derivative needs its input. Returns ``(dw, db, dx)``: dw (in, out) = x.T @ dz, db (out,) = dz
     summed over rows in float64, dx (B, in) = dz @ w.T or None when ``need_dx`` is False, where
-    dz = grad_out * act'(z). grad_out is not modified. All in the dtype of x.
+    dz = grad_out * act'(z). grad_out is not modified. All in the dtype of x. dw_out, db_out,
+    dx_out: None or buffers that overlap none of the inputs nor each other.
     """
     entry, param = _activations.resolve(activation)
+    given = (("x", x), ("w", w), ("grad_out", grad_out))  # the outputs must not overlap these
+    if entry is not None:
+        given += (("z", z),) if entry.needs_input else (("y", y),)
     x = _float_array("x", x)
     _require_ndim("x", x, 2)
     w = _float_array("w", w, x.dtype)
@@ -387,18 +398,19 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
             raise ValueError(f"{name}: required with activation {activation!r}")
         saved = _float_array(name, saved, x.dtype)
         _require_shape(name, saved, (n_batch, n_out))
-    dw = _buffer("dw_out", dw_out, (n_in, n_out), x.dtype)
-    db = _buffer("db_out", db_out, (n_out,), x.dtype)
-    dx = _buffer("dx_out", dx_out, (n_batch, n_in), x.dtype) if need_dx else None
+    dw = _output("dw_out", dw_out, (n_in, n_out), x.dtype, given)
+    db = _output("db_out", db_out, (n_out,), x.dtype, given + (("dw_out", dw),))
+    dx = None
+    if need_dx:
+        dx = _output("dx_out", dx_out, (n_batch, n_in), x.dtype,
+                     given + (("dw_out", dw), ("db_out", db)))
 
     with np.errstate(all="ignore"):
         if entry is None:
             dz = grad_out
         else:
             dz = entry.backward_twin(saved, grad_out, np.empty_like(grad_out, order="C"), param)
-        dw = np.matmul(x.T, dz, out=dw)
-        if db is None:
-            db = np.empty(n_out, x.dtype)
+        np.matmul(x.T, dz, out=dw)
         np.add.reduce(dz, axis=0, dtype=np.float64, out=db)
         if need_dx:
             dx = np.matmul(dz, w.T, out=dx)
@@ -412,7 +424,10 @@ def linear_backward(x, w, grad_out, y=None, activation=None, need_dx=True,
 def _finite_real(name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float64
+        value = math.inf
     if not math.isfinite(value):
         raise ValueError(f"{name}: must be finite, got {value}")
     return value
@@ -425,35 +440,50 @@ def _check_hyper_parameter(name, value):
     return value
 
 
-def _updatable(name, a, dtype=None):
-    a = _float_array(name, a, dtype)
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: must be C-contiguous")
-    if not a.flags.writeable:
-        raise ValueError(f"{name}: must be writeable")
-    return a
+def _param_checked(param, grad):
+    """(param, grad as an array like it): param is updated in place, so it must be the caller's
+    own float32/float64 ndarray in native byte order (never a copy; TypeError otherwise),
+    C-contiguous and writeable; grad may be param itself but not overlap it otherwise
+    (ValueError)."""
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param: expected a numpy array (updated in place), got {type(param).__name__}")
+    if param.dtype.char not in "fd" or not param.dtype.isnative:
+        raise TypeError(f"param: expected a float32 or float64 array in native byte order, got "
+                        f"{param.dtype}")
+    if not param.flags.c_contiguous or not param.flags.writeable:
+        raise ValueError("param: expected a C-contiguous, writeable array (it is updated in place)")
+    grad_array = _float_array("grad", grad, param.dtype)
+    _require_shape("grad", grad_array, param.shape)
+    _output("param", param, param.shape, param.dtype, [("grad", grad)], alias_ok=True)  # overlap
+    return param, grad_array
+
+
+def _state_buffer(name, buffer, param, grad, others=()):
+    """An optimizer state buffer (updated in place): an ndarray like param that overlaps none of
+    param, the grad given and the ``others`` buffers (``(name, array)`` pairs)."""
+    return _output(name, buffer, param.shape, param.dtype, (("param", param), ("grad", grad)) + others)
 
 
 def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0.0,
                nesterov=False):
     """One SGD step in place (PyTorch convention, dampening 0); returns ``param``.
 
-    param, grad, velocity: same shape and float dtype; param and velocity C-contiguous and
-    writeable (both updated in place), grad any layout.
+    param, grad, velocity: same shape and float dtype; param and velocity native, C-contiguous
+    and writeable ndarrays (both updated in place; velocity is checked whenever given, used only
+    when momentum != 0); velocity overlaps neither param nor grad, grad may be param itself but
+    not overlap it otherwise; grad any layout.
     """
     lr = _check_hyper_parameter("lr", lr)
     momentum = _check_hyper_parameter("momentum", momentum)
     weight_decay = _check_hyper_parameter("weight_decay", weight_decay)
     if nesterov and momentum == 0:
         raise ValueError("nesterov: requires momentum > 0")
+    grad_given = grad
+    param, grad = _param_checked(param, grad)
     if momentum != 0 and velocity is None:
         raise ValueError("velocity: required when momentum != 0")
-    param = _updatable("param", param)
-    grad = _float_array("grad", grad, param.dtype)
-    _require_shape("grad", grad, param.shape)
     if velocity is not None:
-        velocity = _updatable("velocity", velocity, param.dtype)
-        _require_shape("velocity", velocity, param.shape)
+        velocity = _state_buffer("velocity", velocity, param, grad_given)
 
     with np.errstate(all="ignore"):
         g = grad
@@ -484,7 +514,8 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
     if x.dtype.char not in "Bfd":
         raise TypeError(f"x: expected a uint8, float32 or float64 array, got {x.dtype}")
     _require_ndim("x", x, 2)
-    rows = np.asarray(rows)
+    x_given, x = x, x.astype(x.dtype.newbyteorder("="), copy=False)
+    rows_given, rows = rows, np.asarray(rows)
     if rows.dtype.kind not in "iu":
         raise TypeError(f"rows: expected an integer array, got {rows.dtype}")
     _require_ndim("rows", rows, 1)
@@ -493,11 +524,18 @@ def gather_rows(x, rows, scale=1.0, shift=0.0, out=None):
         raise ValueError(f"rows: expected indices in [0, {x.shape[0]}), got {rows[bad[0]]} at index {bad[0]}")
     scale, shift = _finite_real("scale", scale), _finite_real("shift", shift)
     default = np.dtype(np.float32) if x.dtype.char == "B" else x.dtype
-    dtype = out.dtype if isinstance(out, np.ndarray) and out.dtype.char in "fd" else default
-    out = _output("out", out, (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x),))
-    np.take(x, rows, axis=0, out=out) if x.dtype == dtype else np.copyto(out, x[rows])
-    out *= dtype.type(scale)
-    out += dtype.type(shift)
+    native_out = isinstance(out, np.ndarray) and out.dtype.char in "fd" and out.dtype.isnative
+    dtype = out.dtype if native_out else default
+    out = _output("out", out, (rows.shape[0], x.shape[1]), dtype, inputs=(("x", x_given), ("rows", rows_given)))
+    # In the wider of x's and out's types (float64 x into float32 out: in float64, rounded once
+    # into out), as the kernels compute it.
+    work = out if np.result_type(x.dtype, dtype) == dtype else np.empty(out.shape, np.float64)
+    with np.errstate(all="ignore"):
+        np.take(x, rows, axis=0, out=work) if x.dtype == work.dtype else np.copyto(work, x[rows])
+        work *= work.dtype.type(scale)
+        work += work.dtype.type(shift)
+        if work is not out:
+            np.copyto(out, work, casting="same_kind")
     return out
 
 
@@ -512,13 +550,10 @@ def _adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, we
         raise ValueError(f"eps: must be > 0, got {eps}")
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 1:
         raise ValueError(f"step: must be an integer >= 1, got {step!r}")
-    param = _updatable("param", param)
-    grad = _float_array("grad", grad, param.dtype)
-    _require_shape("grad", grad, param.shape)
-    exp_avg = _updatable("exp_avg", exp_avg, param.dtype)
-    exp_avg_sq = _updatable("exp_avg_sq", exp_avg_sq, param.dtype)
-    _require_shape("exp_avg", exp_avg, param.shape)
-    _require_shape("exp_avg_sq", exp_avg_sq, param.shape)
+    grad_given = grad
+    param, grad = _param_checked(param, grad)
+    exp_avg = _state_buffer("exp_avg", exp_avg, param, grad_given)
+    exp_avg_sq = _state_buffer("exp_avg_sq", exp_avg_sq, param, grad_given, (("exp_avg", exp_avg),))
     real = param.dtype.type
     with np.errstate(all="ignore"):
         if decoupled:

@@ -240,3 +240,14 @@ def test_weights_whose_sum_overflows_are_refused_by_fit():
         net.fit(X, y, epochs=1, sample_weight=np.full(64, 1e307), progress=False)
     with pytest.raises(ValueError, match="^sample_weight: the weights sum to more than float64 holds"):
         net.evaluate(X, y, sample_weight=np.full(64, 1e308))
+
+
+@pytest.mark.parametrize("loss", [fastnn.BinaryCrossEntropy(), fastnn.SoftmaxCrossEntropy()],
+                         ids=["bce", "cross_entropy"])
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+@pytest.mark.parametrize("shape", [(3,), (), (2, 3, 1)], ids=str)
+def test_predict_takes_outputs_of_shape_n_by_k_only(loss, method, shape):
+    """As a network hands them over: one output is a column (N, 1), never a vector."""
+    with pytest.raises(ValueError, match=r"^outputs: expected a 2-D array of shape \(N, K\).*got shape"):
+        getattr(loss, method)(np.zeros(shape))
+    assert getattr(loss, method)(np.zeros((4, 2))).shape[0] == 4

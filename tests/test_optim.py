@@ -209,3 +209,105 @@ def test_adam_update_takes_any_step_count_as_its_twin_does(step):
     ops.adam_update(*at_limit, 2 ** 62)
     np.testing.assert_array_equal(kernel[0], at_limit[0])
     np.testing.assert_allclose(kernel[0], twin[0], rtol=1e-6)
+
+
+# -- step's arguments: counted, read once, checked before any update ------------------------------
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1), lambda: SGD(lr=0.1, momentum=0.9),
+                                  lambda: Adam(lr=0.1)], ids=["sgd", "momentum", "adam"])
+def test_step_refuses_params_and_grads_of_different_counts(make):
+    params, grads = problem()
+    before = [p.copy() for p in params]
+    opt = make()
+    for short in (grads[0][:1], grads[0] + grads[0][:1]):
+        with pytest.raises(ValueError, match=rf"params and grads.*2 params and {len(short)} grads"):
+            opt.step(params, short)
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p, b)
+    assert opt.steps == 0
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1, momentum=0.9), lambda: Adam(lr=0.1)],
+                         ids=["momentum", "adam"])
+def test_step_takes_generators(make):
+    params, grads = problem()
+    from_lists = [p.copy() for p in params]
+    with_lists, with_generators = make(), make()
+    for g in grads[:3]:
+        with_lists.step(from_lists, g)
+        with_generators.step((p for p in params), (a for a in g))
+    for p, q in zip(params, from_lists):
+        np.testing.assert_array_equal(p, q)
+    assert with_generators.steps == 3
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1, momentum=0.9), lambda: Adam(lr=0.1)],
+                         ids=["momentum", "adam"])
+@pytest.mark.parametrize("spoil, error", [
+    (lambda p, g: (p, g[:1]), ValueError),                      # grad of another shape
+    (lambda p, g: (p, g.astype(np.float32)), TypeError),        # grad of another dtype
+    (lambda p, g: (np.repeat(p, 2)[::2], g), ValueError),       # param not C-contiguous
+], ids=["shape", "dtype", "layout"])
+def test_a_bad_pair_leaves_every_param_and_the_state_unchanged(make, spoil, error):
+    """The last pair fails the update's checks: the first was not stepped, and a retry with
+    good arguments gives exactly the step of an optimizer that never saw the bad call."""
+    params, grads = problem()
+    opt, clean = make(), make()
+    good = [p.copy() for p in params]
+    opt.step(params, grads[0])
+    clean.step(good, grads[0])
+    before = [p.copy() for p in params]
+    bad_param, bad_grad = spoil(params[1].copy(), grads[1][1])
+    with pytest.raises(error, match=r"params\[1\], grads\[1\]"):
+        opt.step([params[0], bad_param], [grads[1][0], bad_grad])
+    np.testing.assert_array_equal(params[0], before[0])
+    assert opt.steps == 1
+    opt.step(params, grads[1])
+    clean.step(good, grads[1])
+    for p, q in zip(params, good):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_step_refuses_a_grad_that_is_a_state_buffer():
+    params, grads = problem()
+    opt = Adam(lr=0.1)
+    opt.step(params, grads[0])
+    before = [p.copy() for p in params]
+    exp_avg = opt.state_for(params)["exp_avg"]
+    with pytest.raises(ValueError, match=r"exp_avg.*grad.*params\[0\]"):
+        opt.step(params, exp_avg)
+    np.testing.assert_array_equal(params[0], before[0])
+    assert opt.steps == 1
+
+
+def test_step_refuses_one_array_or_a_non_iterable():
+    p = np.ones((2, 3))
+    with pytest.raises(TypeError, match="params"):
+        SGD().step(p, [np.ones((2, 3))])
+    with pytest.raises(TypeError, match="grads"):
+        SGD().step([p], 5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SGD(lr=10 ** 400), lambda: SGD(momentum=-10 ** 400), lambda: Adam(eps=10 ** 400),
+    lambda: Adam(weight_decay=10 ** 400),
+], ids=["lr", "momentum", "eps", "weight_decay"])
+def test_huge_integer_hyper_parameters_are_value_errors(make):
+    with pytest.raises(ValueError, match=r"^(lr|momentum|eps|weight_decay): expected a finite"):
+        make()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sklearn_convention_refuses_an_lr_change_whose_rescaled_velocity_overflows(dtype):
+    opt = SGD(lr=1.0, momentum=0.9, momentum_convention="sklearn")
+    p = np.ones(3, dtype)
+    opt.step([p], [np.full(3, 1e10, dtype)])
+    velocity = opt.state_dict()["state"]["momentum_buffer"][0]
+    with pytest.raises(ValueError, match=r"lr: .*1e-300.*momentum"):
+        opt.lr = 1e-300
+    assert opt.lr == 1.0
+    np.testing.assert_array_equal(opt.state_dict()["state"]["momentum_buffer"][0], velocity)
+    opt.lr = 0.5  # a change the buffer holds still rescales it
+    np.testing.assert_array_equal(opt.state_dict()["state"]["momentum_buffer"][0], velocity * 2)
+    opt.step([p], [np.ones(3, dtype)])
+    assert np.isfinite(p).all()

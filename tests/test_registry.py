@@ -334,3 +334,28 @@ def test_sklearn_estimator_takes_every_activation(entry):
     with pytest.warns(Warning):  # three iterations do not converge
         clf = MLPClassifier((8,), activation=entry.sklearn or entry.name, max_iter=3, random_state=0).fit(X, y)
     assert type(clf.network_.layers[1]).__name__ == entry.layer
+
+
+@pytest.mark.parametrize("module", [ops, reference], ids=["ops", "reference"])
+@pytest.mark.parametrize("op_name", ["linear_forward", "linear_backward"])
+@pytest.mark.parametrize("value, error", [(-1.0, ValueError), (float("nan"), ValueError),
+                                          (10 ** 400, ValueError), ("0.2", TypeError)],
+                         ids=["negative", "nan", "huge_int", "str"])
+def test_a_layer_whose_slope_was_changed_is_checked_again(module, op_name, value, error):
+    """A layer passed as activation= is checked when used, not only when made."""
+    layer = fastnn.LeakyReLU(0.2)
+    layer.param = value
+    x, w, y = np.array([[-1.0]]), np.eye(1), np.array([[-0.2]])
+    args = (x, w, None, layer) if op_name == "linear_forward" else (x, w, y, y, layer)
+    with pytest.raises(error, match="^activation: negative_slope: expected a finite number >= 0"):
+        getattr(module, op_name)(*args)
+
+
+@pytest.mark.parametrize("make", [lambda v: fastnn.LeakyReLU(v),
+                                  lambda v: ops.leaky_relu(np.ones(3), negative_slope=v),
+                                  lambda v: reference.leaky_relu(np.ones(3), negative_slope=v)],
+                         ids=["layer", "ops", "reference"])
+@pytest.mark.parametrize("value", [10 ** 400, -10 ** 400], ids=["huge", "minus_huge"])
+def test_a_slope_beyond_float64_is_a_value_error(make, value):
+    with pytest.raises(ValueError, match="^negative_slope: expected a finite number >= 0"):
+        make(value)
