@@ -16,9 +16,12 @@ REQUIRED_KEYS = {"test_accuracy", "test_loss", "epochs", "train_seconds", "secon
                  "parameters", "config"}
 
 
-def run_cli(*args, cwd=None, extra_path=()):
-    """Run ``python -m fastnn *args``; returns the CompletedProcess (text output)."""
-    env = dict(os.environ)
+def run_cli(*args, cwd=None, extra_path=(), variables=None):
+    """Run ``python -m fastnn *args``; returns the CompletedProcess (text output). ``variables``:
+    environment variables to set (None: unset)."""
+    env = dict(os.environ, **(variables or {}))
+    for name in [name for name, value in (variables or {}).items() if value is None]:
+        del env[name]
     env["PYTHONPATH"] = os.pathsep.join([*extra_path, REPO_ROOT, env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "fastnn", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -435,6 +438,20 @@ def test_bench_prints_one_json_object_with_the_kernel_ratios():
             assert row["ceiling"] == pytest.approx(row["reference"] / row["gemm_only"])
         else:
             assert "ceiling" not in row
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_bench_labels_its_rows_with_the_thread_count_used():
+    # --quick measures 2 threads; a process on one CPU is capped to 1
+    code = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from fastnn.cli import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "bench", "--quick", "--only", "kernels", "--repeats", "1",
+         "--no-torch", "--json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["machine"]["cores"] == 1 and list(report["blas"]) == ["1"]
+    assert report["kernels"] and {row["threads"] for row in report["kernels"]} == {1}
 
 
 def test_a_reader_that_leaves_early_does_not_stop_training(tmp_path):

@@ -7,8 +7,10 @@ import io
 import numpy as np
 import pytest
 
+import fastnn
+from fastnn._cpulimits import available_cores
 from synthetic import table
-from test_cli import assert_user_error, run_cli
+from test_cli import assert_user_error, last_json_line, run_cli
 from test_tabular import write
 
 pd = pytest.importorskip("pandas")
@@ -278,6 +280,24 @@ def test_option_conflicts(tmp_path, cli, args, fragment):
 def test_errors_in_a_subprocess_are_one_line_and_status_2(tmp_path):
     proc = run_cli("train", "--data", write(table(30), tmp_path / "t.csv"), "--target", "nope")
     assert_user_error(proc, "no target column 'nope'")
+
+
+@pytest.mark.skipif(available_cores()[0] < 2, reason="needs a default thread count above 1")
+def test_threads_option_applies_to_a_table_run(tmp_path):
+    data = write_table(tmp_path, ".npz", "classification")
+    options = ["train", "--data", data, *FAST]
+    defaults = {"FASTNN_NUM_THREADS": None, "OMP_NUM_THREADS": None}
+    result = last_json_line(run_cli(*options, "--threads", "1", "--json", variables=defaults))
+    assert result["config"]["threads"] == 1
+    checkpoint = tmp_path / "ckpt.npz"
+    interrupted = run_cli(*options, "--threads", "1", "--save", checkpoint,
+                          variables=dict(defaults, FASTNN_TEST_INTERRUPT_AFTER_EPOCH="1"))
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert fastnn.load(checkpoint).extra["checkpoint"]["threads"] == 1  # the count inside the fit
+    too_many = available_cores()[0] + 1
+    capped = run_cli(*options, "--threads", too_many, "--quiet", variables=defaults)
+    assert capped.returncode == 0, capped.stderr
+    assert capped.stderr.startswith(f"fastnn: warning: --threads {too_many}: more threads than")
 
 
 # -- values beyond the range of the network's dtype -----------------------------------------------

@@ -20,6 +20,7 @@ import fastnn
 import synthetic
 from fastnn import (EarlyStopping, History, Linear, Network, ReLU, SGD, Adam, CosineLR, Dropout,
                     StepLR, Tanh)
+from fastnn._cpulimits import available_cores
 from fastnn.serialization import load_checkpoint
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -234,8 +235,10 @@ PYTHON_PATH = ["--limit", "2000", "--epochs", "5", "--hidden", "32", "--threads"
 SLOW_EPOCHS = ["--epochs", "10", "--hidden", "64", "--threads", "1"]
 
 
-def cli_env(interrupt_after=None):
-    env = dict(os.environ)
+def cli_env(interrupt_after=None, **variables):
+    env = dict(os.environ, **variables)
+    for name in [name for name, value in variables.items() if value is None]:
+        del env[name]
     env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT, env.get("PYTHONPATH", "")])
     env.pop("FASTNN_TEST_INTERRUPT_AFTER_EPOCH", None)
     if interrupt_after is not None:
@@ -243,9 +246,11 @@ def cli_env(interrupt_after=None):
     return env
 
 
-def cli(*args, interrupt_after=None):
-    return subprocess.run([sys.executable, "-m", "fastnn", *map(str, args)], env=cli_env(interrupt_after),
-                          capture_output=True, text=True, timeout=300)
+def cli(*args, interrupt_after=None, **variables):
+    """Run ``python -m fastnn *args``; ``variables``: environment variables to set (None: unset)."""
+    return subprocess.run([sys.executable, "-m", "fastnn", *map(str, args)],
+                          env=cli_env(interrupt_after, **variables), capture_output=True, text=True,
+                          timeout=300)
 
 
 def assert_interrupted(proc, path, epoch, status=130):
@@ -326,6 +331,25 @@ def test_a_resumed_run_extended_to_more_epochs_equals_a_longer_run(tmp_path):
     assert_interrupted(cli("train", *options, "--epochs", "3", "--save", path, interrupt_after=2), path, 2)
     fewer = cli("train", "--resume", path, "--epochs", "1")
     assert fewer.returncode == 2 and "--epochs 1 is fewer than the 2 epochs" in fewer.stderr
+
+
+@pytest.mark.skipif(available_cores()[0] < 2, reason="the interrupted run needs 2 cores")
+@pytest.mark.parametrize("threads", [[], ["--threads", "2"]], ids=["auto", "pinned"])
+def test_a_resumed_run_keeps_to_the_thread_count_its_environment_sets(tmp_path, threads):
+    path = tmp_path / "B.npz"
+    options = ["--limit", "2000", "--epochs", "3", "--hidden", "32", *threads, "--save", path]
+    interrupted = cli("train", *options, interrupt_after=1, FASTNN_NUM_THREADS=None,
+                      OMP_NUM_THREADS=None)
+    assert_interrupted(interrupted, path, epoch=1)
+    assert fastnn.load(path).extra["checkpoint"]["threads"] == 2
+
+    resumed = cli("train", "--resume", path, "--json", "--quiet", FASTNN_NUM_THREADS=None,
+                  OMP_NUM_THREADS="1")
+    config = final_json(resumed)["config"]
+    assert config["threads"] == 1 and config["adaptive_threads"] == (not threads)
+    lines = resumed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastnn: warning: --resume: "), lines
+    assert "trained on 2 threads; this run uses 1 (limited by OMP_NUM_THREADS)" in lines[0]
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],

@@ -107,8 +107,11 @@ def run(args):
     setup = None
     names = ["fastnn", "reference"] + (["torch"] if use_torch else []) + ["matmul-only"]
     try:
-        for n in threads:
-            set_threads(n)
+        for requested in threads:
+            n = set_threads(requested)  # capped at the cores this process may use
+            if n in result["blas"]:
+                progress(f"{requested} thread(s): {n} already measured")
+                continue
             pause = POOL_IDLE_PAUSE if n > 1 else 0.0
             result["blas"][n] = blas_in_use()
             if args.only != "epochs":

@@ -93,14 +93,16 @@ def run_engines(args):
     repeats = args.repeats or (2 if args.quick else 5)
     # The default count first: until set_num_threads is called, the engine picks per chunk of
     # steps the faster of it and 1 thread (fastnn._fastpath.ThreadChooser), as a fit does.
-    runs = [(f"default ({fastnn.get_num_threads()}, adaptive)", None)]
-    runs += [(f"{n} (set_num_threads)", n) for n in (args.threads or [1])]
     result = {"engines": [], "targets": [], "started": started, "machine": machine_info(),
               "versions": versions(), "blas": {}, "rows": ROWS, "batch_size": BATCH,
               "repeats": repeats}
-    for label, n in runs:
-        if n is not None:
-            set_threads(n)
+    for n in [None, *(args.threads or [1])]:
+        if n is None:
+            label = f"default ({fastnn.get_num_threads()}, adaptive)"
+        else:  # the count used: n capped at the cores this process may use
+            label = f"{set_threads(n)} (set_num_threads)"
+            if label in result["blas"]:
+                continue
         result["blas"][label] = blas_in_use()
         progress(f"engine epochs, threads {label}: {', '.join(CASES)}")
         medians = measure(x, y, repeats)

@@ -14,12 +14,15 @@ def torch_available():
 
 def set_threads(n):
     """Use ``n`` threads everywhere: fastnn's kernels, every loaded BLAS (numpy's and scipy's
-    OpenBLAS alike) and PyTorch if it is imported (TorchTrainer pins it when it imports it)."""
+    OpenBLAS alike) and PyTorch if it is imported (TorchTrainer pins it when it imports it).
+    Returns the count used: ``n`` capped at the cores this process may use, with a warning."""
     import fastnn
 
     fastnn.set_num_threads(n)
+    n = fastnn.get_num_threads()
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+    return n
 
 
 def _memory_gib():
@@ -37,13 +40,15 @@ def machine_info():
     """CPU model and vector extensions, cores, memory, load average, and fastnn's SIMD path,
     product strategy and OpenMP (a dict)."""
     from .. import _machine
+    from .._cpulimits import available_cores
     from .._native import core
 
     return {
         "cpu": _machine.cpu_model(),
         "vector_extensions": _machine.vector_extensions(),
         "gemm_strategy": _machine.gemm_strategy()[0],
-        "cores": os.cpu_count(),
+        "cores": available_cores()[0],  # those this process may use (affinity, cgroup quota)
+        "cpu_count": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "simd_path": core.get_simd_path(),

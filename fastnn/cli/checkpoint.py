@@ -8,7 +8,7 @@ import time
 
 from .interrupt import Interrupted, Terminated, signals_ignored
 from .options import AUTO_THREADS
-from .output import PROG, UserError, finite_or_null
+from .output import PROG, UserError, finite_or_null, print_warning
 
 CHECKPOINT_FORMAT = "fastnn-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -144,12 +144,32 @@ def prepare_resume(args):
                                 "options")
         if name not in PATH_OPTIONS or name not in given:
             setattr(args, name, config[name])
-    if args.threads is None and not ckpt.get("adaptive_threads", True):
-        args.threads = ckpt.get("threads")
+    threads = None
+    if args.threads in (None, AUTO_THREADS):  # else the --threads given wins
+        threads = _resume_threads(path, ckpt)
+        if args.threads is None and not ckpt.get("adaptive_threads", True):
+            args.threads = threads  # pinned, as the interrupted run was
     if args.save is None:
         args.save = path
     return {"path": path, "network": network, "optimizer": optimizer, "checkpoint": ckpt,
-            "train_seconds": float(ckpt.get("train_seconds") or 0.0)}
+            "train_seconds": float(ckpt.get("train_seconds") or 0.0), "threads": threads}
+
+
+def _resume_threads(path, ckpt):
+    """The thread count of the interrupted run, within the limits the default count honours
+    ($FASTNN_NUM_THREADS, $OMP_NUM_THREADS, the cores this process may use), with a warning when
+    they lower it; None when the checkpoint records no count."""
+    threads = ckpt.get("threads")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        return None
+    from .._cpulimits import default_threads
+    limit, source, _ = default_threads()  # its warnings were given when fastnn loaded
+    if limit >= threads:
+        return threads
+    print_warning(f"--resume: {path} was trained on {threads} threads; this run uses {limit} "
+                  f"(limited by {source}), so its weights may differ from those of the "
+                  "uninterrupted run; --threads N sets the count")
+    return limit
 
 
 def _show(value):
@@ -165,13 +185,10 @@ def restore(args, resumed, fingerprint):
         raise UserError(f"--resume: the training data differs from the data the run in "
                         f"{resumed['path']} was trained on (different files, --limit or "
                         "--scaling)")
-    ckpt_threads = ckpt.get("threads")
-    if args.threads in (None, AUTO_THREADS) and isinstance(ckpt_threads, int) and ckpt_threads > 0:
-        # The thread count of the interrupted run (the layer-by-layer path's results depend on
-        # it; the native loop's do not), within the cores this process may use; still adaptive.
-        from .._cpulimits import available_cores
+    if resumed["threads"] is not None and args.threads in (None, AUTO_THREADS):
+        # The interrupted run's count (within this process's limits), still adaptive as it was.
         from .._native import core
-        core.set_kernel_threads(min(ckpt_threads, available_cores()[0]))
+        core.set_kernel_threads(resumed["threads"])
     try:
         previous = History.from_dict(ckpt.get("history"))
     except (TypeError, ValueError) as exc:

@@ -11,15 +11,23 @@ from .output import UserError
 
 def training_data(args, human=None):
     """((x_train, y_train), (x_test, y_test), (input_scale, input_shift), table) as the options
-    ask; table is None for MNIST and IDX data, else the fastnn.cli.tables.TableData."""
+    ask; table is None for MNIST and IDX data, else the fastnn.cli.tables.TableData. The
+    --threads count is set here, for every data source."""
     if args.data is not None:
         from .tables import table_training_data
-        return table_training_data(args, human)
-    from ..datasets import pixel_scaling
+        data = table_training_data(args, human)
+    else:
+        data = _dataset_training_data(args)
     # Data first: its transient decompression buffers are freed before the compiled core and
     # BLAS load, which keeps the peak memory lower.
-    (x_train, y_train), test = load_data(args.data_dir)
     set_threads(args.threads)
+    return data
+
+
+def _dataset_training_data(args):
+    """training_data of MNIST or an IDX directory."""
+    from ..datasets import pixel_scaling
+    (x_train, y_train), test = load_data(args.data_dir)
     if args.limit is not None:
         if args.limit > len(x_train):
             raise UserError(f"--limit {args.limit} is larger than the {len(x_train)} training "

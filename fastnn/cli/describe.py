@@ -59,7 +59,7 @@ def describe_training(args, network):
 
 def training_line(args, network, n_train, done):
     from .._threads import get_num_threads
-    threads = (f"{get_num_threads()} threads"
+    threads = (f"{plural(get_num_threads(), 'thread')}"
                f"{' (auto)' if args.threads in (None, AUTO_THREADS) else ''}")
     what = f"{describe(network)} ({network.n_parameters():,} parameters)"
     if args.resume:
