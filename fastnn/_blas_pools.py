@@ -109,8 +109,8 @@ def stop_idle_workers(controller):
     inside one of their calls (see the module docstring); returns how many pools were ended (0
     when it was not safe or not needed)."""
     pools = [_pool(path) for path in _threaded_openblas(controller)]
-    if not pools or None in pools:
-        return 0
+    if not pools or None in pools or not any(pool.workers() for pool in pools):
+        return 0  # (no pool runs: nothing to end, and no need to account for every thread)
     workers = _workers_beside_caller(pools)
     if not workers or not any(_awake(tid) for tid in workers):
         return 0

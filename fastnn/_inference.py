@@ -3,17 +3,31 @@
 A network's forward pass is turned once into an InferencePlan (pointers to the weights,
 widths, activation codes and parameters) and rebuilt only when a layer's W or b is replaced by another array.
 Each call then checks the input's type and shape in a few attribute reads, and the compiled
-call does the rest on the calling thread: NaN/Inf and overflow checks, scaling, every layer,
-the head. No BLAS and no thread pool are involved, so one row costs a few microseconds, and the
-products are summed in an order that does not depend on the number of rows (dense_rows.h): a
-row gives the same bits alone and inside any batch.
+call does the rest: NaN/Inf and overflow checks, scaling, every layer, the head, on the calling
+thread, or for PARALLEL_ROWS rows and more shared among fastnn's threads. No BLAS is involved,
+so one row costs a few microseconds, and the products are summed in an order that does not
+depend on the number of rows (dense_rows.h): a row gives the same bits alone and inside any
+batch.
 """
 import numpy as np
 
 from ._native import core as _core
+from ._threads import end_spinning_blas_workers, get_num_threads
 from .losses import registry_entry
 
 _METHODS = ("predict", "predict_proba")
+# A call on this many rows or more is shared among fastnn's threads (src_c/infer.pxi: 8 blocks
+# of 64 rows).
+PARALLEL_ROWS = 512
+
+
+def before_call(n_rows):
+    """Before a compiled call on ``n_rows`` rows: when fastnn's threads will share them, end
+    OpenBLAS's workers if they still spin after a threaded product, as a threaded fit does
+    (fastnn._blas_pools; beside them a 12,000-row predict took 1.6-2x its time on two cores).
+    Asking the count also derives the default again if the CPU affinity changed."""
+    if n_rows >= PARALLEL_ROWS and get_num_threads() > 1:
+        end_spinning_blas_workers()
 
 
 def head(loss, method, n_outputs=1):

@@ -386,9 +386,11 @@ class Network:
         head_code = _core.HEAD_OUTPUTS if head is None else head
         if isinstance(X, _sparse.SparseRows):  # dense chunks of rows, one compiled call each
             step = _sparse.rows_per_chunk(self.n_features)
+            _inference.before_call(min(step, len(X)))
             out = np.concatenate([_core.infer(plan, X.dense_rows(np.arange(i, min(i + step, len(X)))),
                                               head_code) for i in range(0, len(X), step)])
         else:
+            _inference.before_call(len(X))
             out = _core.infer(plan, X, head_code)
         if out is None:  # NaN/Inf or overflow once scaled: _check_X says where
             self._check_X(X, "X")

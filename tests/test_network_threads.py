@@ -1,6 +1,7 @@
 """Threads sharing one network: every inference entry point gives each thread the bits a lone
 call gives, a result stays intact after later calls, and inference beside a fit neither fails
-nor changes what the fit computes."""
+nor changes what the fit computes. A predict that fastnn's threads share first ends OpenBLAS's
+spinning workers."""
 import functools
 import threading
 
@@ -146,3 +147,26 @@ def test_inference_beside_a_fit_leaves_the_fit_unchanged(engine):
     assert calls[0] > 1
     for a, b in zip(alone.parameters(), net.parameters()):
         assert _bits(a) == _bits(b)
+
+
+def test_a_predict_shared_among_threads_ends_spinning_blas_workers_first(monkeypatch):
+    # OpenBLAS's workers spin for a while after a threaded product and would take the cores of
+    # fastnn's threads; ending them is fastnn._blas_pools' (its own tests say when it is safe).
+    import fastnn
+    from fastnn import _blas_pools, _cpulimits
+    from fastnn._inference import PARALLEL_ROWS
+
+    monkeypatch.setattr(_cpulimits, "available_cores", lambda: (2, "test"))
+    calls = []
+    monkeypatch.setattr(_blas_pools, "stop_idle_workers", lambda controller: calls.append(1) or 0)
+    net = _net()
+    X = _data(1, rows=PARALLEL_ROWS)[0][0]
+    with fastnn.num_threads(2):
+        net.predict(X)
+        net.predict_proba(X)
+        assert len(calls) == 2
+        net.predict(X[:-1])  # fewer rows run on the calling thread
+        assert len(calls) == 2
+    with fastnn.num_threads(1):
+        net.predict(X)
+    assert len(calls) == 2

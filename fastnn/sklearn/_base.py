@@ -13,6 +13,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .. import activations, layers
 from ..layers import Linear, check_float_dtype
+from .._threads import blas_threads_limited, get_num_threads, num_threads
 from ..network import Network
 from ..optim import SGD, Adam
 from ._outputs import gradient_scale, network_loss, reported_scale
@@ -47,15 +48,14 @@ def _check(ok, name, expected, value):
 
 @contextlib.contextmanager
 def thread_count(n):
-    """Run the block with fastnn (and BLAS) on ``n`` threads, then restore the previous setting.
+    """Run the block with the calling thread's fastnn work on ``n`` threads and BLAS on at most
+    ``n`` (fastnn.num_threads: other threads keep their counts), then restore the previous one.
 
-    n=None leaves the global setting alone.
+    n=None leaves the setting alone.
     """
     if n is None:
         yield
         return
-    from .._threads import num_threads
-
     with num_threads(n):
         yield
 
@@ -318,7 +318,9 @@ class BaseMLP(BaseEstimator):
         if self.solver == "lbfgs":
             from ._lbfgs import fit_lbfgs
 
-            with thread_count(self.n_threads):
+            # The solver's BLAS products run on at most fastnn's thread count (the default
+            # from FASTNN_NUM_THREADS or a cgroup quota included).
+            with thread_count(self.n_threads), blas_threads_limited(get_num_threads()):
                 fit_lbfgs(self, X, targets, sw)
         else:
             self._fit_stochastic(X, y, targets, sw, incremental)

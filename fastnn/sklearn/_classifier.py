@@ -32,9 +32,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     "balanced" (the counts of one chunk are not the data set's).
     dtype: None (default: the input's, float32 or float64; other inputs float64), "float32" or
     "float64": the network's dtype (weights, arithmetic, the probabilities).
-    n_threads: int or None. When given, fit/predict run on that many threads (a process-wide
-    setting while the call runs: fastnn.set_num_threads, then the previous setting is restored);
-    None uses fastnn's current setting.
+    n_threads: int or None. When given, fit/predict run on that many threads (fastnn.num_threads
+    for the calling thread while the call runs; other threads keep their own count); None uses
+    fastnn's current setting.
 
     y: class labels (n_samples,) (softmax outputs for 3+ classes, one logistic output for 2),
     or a 0/1 indicator matrix (n_samples, n_labels) for multi-label problems (one logistic
