@@ -128,3 +128,23 @@ def cli(capsys):
         out, err = capsys.readouterr()
         return CliResult(status, out, err)
     return run
+
+
+@pytest.fixture
+def cli_on_one_cpu():
+    """Run the command line in a child process whose CPU affinity is one CPU; returns a
+    CliResult. Skips where the affinity cannot be set."""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("needs CPU affinity")
+    code = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from fastnn.cli import main; sys.exit(main(sys.argv[1:]))")
+
+    def run(*args, timeout=300):
+        result = subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                                capture_output=True, text=True, timeout=timeout)
+        return CliResult(result.returncode, result.stdout, result.stderr)
+    return run

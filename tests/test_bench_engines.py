@@ -1,10 +1,5 @@
 """fastnn bench --engines: every case trains compiled, the report marks missed targets, and its
 rows name the thread count used."""
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -38,14 +33,8 @@ def test_the_report_marks_ratios_above_the_target():
     assert "targets met: 6 of 7" in report
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
-def test_rows_are_labelled_with_the_thread_count_used():
-    code = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from fastnn.cli import main; sys.exit(main(sys.argv[1:]))")
-    result = subprocess.run(
-        [sys.executable, "-c", code, "bench", "--engines", "--quick", "--threads", "1", "2",
-         "--repeats", "1", "--json"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+def test_rows_are_labelled_with_the_thread_count_used(cli_on_one_cpu):
+    report = cli_on_one_cpu("bench", "--engines", "--quick", "--threads", "1", "2", "--repeats", "1",
+                            "--json").json
     assert list(report["blas"]) == ["default (1, adaptive)", "1 (set_num_threads)"]
     assert {row["threads"] for row in report["engines"]} == set(report["blas"])

@@ -440,16 +440,10 @@ def test_bench_prints_one_json_object_with_the_kernel_ratios():
             assert "ceiling" not in row
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
-def test_bench_labels_its_rows_with_the_thread_count_used():
+def test_bench_labels_its_rows_with_the_thread_count_used(cli_on_one_cpu):
     # --quick measures 2 threads; a process on one CPU is capped to 1
-    code = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from fastnn.cli import main; sys.exit(main(sys.argv[1:]))")
-    result = subprocess.run(
-        [sys.executable, "-c", code, "bench", "--quick", "--only", "kernels", "--repeats", "1",
-         "--no-torch", "--json"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = cli_on_one_cpu("bench", "--quick", "--only", "kernels", "--repeats", "1", "--no-torch",
+                            "--json", timeout=120).json
     assert report["machine"]["cores"] == 1 and list(report["blas"]) == ["1"]
     assert report["kernels"] and {row["threads"] for row in report["kernels"]} == {1}
 
