@@ -12,7 +12,6 @@ The divergence rule, the same in both: a step whose loss, or any entry of whose 
 NaN or Inf is not applied and stops training with TrainingDivergedError; the weights stay the
 last finite ones. (Large finite gradients whose squares overflow do not stop training.)
 """
-import contextlib
 import copy
 import functools
 import math
@@ -24,7 +23,7 @@ import numpy as np
 
 from . import _fused, _range, _sparse, _validate, ops
 from ._fastpath import CompiledEngine, unsupported_reason
-from ._threads import kernels_on_calling_thread
+from ._threads import blas_threads_limited, get_num_threads, kernels_on_calling_thread
 from .errors import TrainingDivergedError, TrainingUnstableWarning
 from .history import EarlyStopping, History
 from .layers import check_positive_int, check_seed
@@ -64,8 +63,9 @@ class LayerEngine:
 
     @staticmethod
     def blas_scope_for(network, batch_size):
-        """BLAS keeps its threads on this path (its elementwise kernels run on one thread)."""
-        return contextlib.nullcontext()
+        """BLAS keeps its threads on this path, up to fastnn's count, for the whole fit (its
+        elementwise kernels run on one thread; see kernels_on_calling_thread)."""
+        return blas_threads_limited(get_num_threads())
 
     def run_epoch(self, order, rng, bar, on_diverged):
         """Train on rows ``order`` (int64) in batches; returns (sum of batch loss * batch
