@@ -19,7 +19,8 @@ FORK_SOURCE = "fork"
 # The process-wide count: pinned (by set_num_threads or a fork) or the default, what decided it,
 # and the CPU affinity (number of CPUs) the default was derived from.
 _state = {"pinned": False, "source": None, "affinity": None}
-# .count: the calling thread's own count inside a num_threads block (None or absent outside).
+# .blocks: the calling thread's num_threads blocks now open, in the order they were entered
+# (the last one's count is the thread's); .base: the thread's kernel override before them.
 _local = threading.local()
 
 
@@ -111,8 +112,15 @@ def _as_blas_controller(change):
         release()
 
 
+def _own_blocks():
+    if not hasattr(_local, "blocks"):
+        _local.blocks = []
+    return _local.blocks
+
+
 def _own_count():
-    return getattr(_local, "count", None)
+    blocks = _own_blocks()
+    return blocks[-1][0] if blocks else None
 
 
 @contextlib.contextmanager
@@ -126,14 +134,20 @@ def num_threads(n):
     counts, and the last to end restores what was there before (see blas_threads_limited).
     """
     n = _capped(n, "num_threads", stacklevel=4)
-    previous, previous_kernels = _own_count(), _core.set_calling_thread_kernel_threads(n)
-    _local.count = n
+    blocks, block = _own_blocks(), [n]  # a list: each block is its own entry
+    previous_kernels = _core.set_calling_thread_kernel_threads(n)
+    if not blocks:
+        _local.base = previous_kernels
+    blocks.append(block)
     try:
         with blas_threads_limited(n):
             yield
     finally:
-        _local.count = _fork_safe(previous)
-        _core.set_calling_thread_kernel_threads(_fork_safe(previous_kernels))
+        # Blocks may end out of order in one thread (asyncio tasks, generators): the thread's
+        # count is that of the last block still open, else what it was before the first.
+        blocks[:] = [b for b in blocks if b is not block]
+        _core.set_calling_thread_kernel_threads(
+            _fork_safe(blocks[-1][0] if blocks else getattr(_local, "base", 0)))
 
 
 @contextlib.contextmanager
@@ -206,7 +220,10 @@ def _after_fork_in_child():
     """In a process made by fork: one thread for good (see set_num_threads)."""
     _core.set_kernel_threads(1)
     _core.set_calling_thread_kernel_threads(0)
-    _local.count = None
+    _local.blocks = []
+    _local.base = 0
+    cls = blas_threads_limited  # other threads' blocks did not come along
+    cls._active, cls._users, cls._limit, cls._limiter = [], 0, None, None
     _state.update(pinned=True, source=FORK_SOURCE)
     blas_threads_limited._lock = threading.Lock()  # another thread may have held it
 
@@ -274,7 +291,8 @@ class blas_threads_limited:
     def __exit__(self, *exc):
         cls = blas_threads_limited
         with cls._lock:
-            cls._active.remove(self)
+            if self in cls._active:  # not after a fork made inside the block (the child drops it)
+                cls._active.remove(self)
             cls._settle()
         return False
 

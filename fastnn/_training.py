@@ -28,7 +28,7 @@ from .errors import TrainingDivergedError, TrainingUnstableWarning
 from .history import EarlyStopping, History
 from .layers import check_positive_int, check_seed
 from .losses import accuracy, weight_sum
-from .optim import SGD, check_bool, check_real
+from .optim import SGD, Optimizer, check_bool, check_real
 from .optim import get as get_optimizer
 
 ENGINES = ("auto", "compiled", "layers")
@@ -194,7 +194,11 @@ def _check_arguments(network, X, y, epochs, batch_size, optimizer, validation_sp
     run.Y = network._check_targets(y, len(run.X), "y", "X")
     run.W = _validate.check_sample_weight(sample_weight, len(run.X), network.dtype)
     run.split = check_real(validation_split, "validation_split", 0.0, 1.0, high_open=True)
-    if optimizer is None:  # continue with the network's optimizer (the last fit's or a loaded one)
+    if optimizer is None and network.optimizer is not None:
+        # continue with the network's optimizer (the last fit's or a loaded one)
+        if not isinstance(network.optimizer, Optimizer):
+            raise TypeError(f"net.optimizer: expected an Optimizer to continue with (or pass "
+                            f"optimizer=), got {network.optimizer!r}")
         optimizer = network.optimizer
     run.optimizer = SGD(lr=0.1, momentum=0.9) if optimizer is None else get_optimizer(optimizer)
     run.progress, run.epoch_lines = _check_verbose(verbose, progress)
@@ -225,7 +229,7 @@ def _prepare(network, run, validation_data, resume):
                              run.engine, run.x_extremes)
     if run.stopper is not None:
         run.stopper.reset(has_validation=run.val is not None)
-    run.base_lr, run.stopped = run.optimizer.lr, False
+    run.base_lr, run.stopped = _schedule_base(run.optimizer), False
     if resume is not None:
         _set_generator_state(run.rng, resume["shuffle_rng"], "shuffle_rng")
         _set_generator_state(network._rng, resume["network_rng"], "network_rng")
@@ -287,6 +291,16 @@ def _loss_before_training(network, run):
     return loss if math.isfinite(loss) and loss > 0 else None
 
 
+def _schedule_base(optimizer):
+    """The lr a schedule scales in this fit: the base of the last schedule that set
+    optimizer.lr, while lr is still what that schedule set (so that fit(initial_epoch=k), or a
+    second fit with a schedule, scales the same base as the first fit did, as PyTorch's
+    schedulers keep ``initial_lr``); else the optimizer's lr now (set by hand since, or never
+    scheduled)."""
+    base, scheduled_lr = getattr(optimizer, "_scheduled", (None, None))
+    return base if base is not None and optimizer.lr == scheduled_lr else optimizer.lr
+
+
 def _epoch_order(run):
     if run.shuffle:
         order = run.rng.permutation(run.n_train)
@@ -298,6 +312,7 @@ def _train_epoch(network, run, e):
     """Epoch e + 1: its steps and the validation; returns its logs."""
     if run.schedule is not None:
         run.optimizer.lr = run.schedule.lr_at(e, run.base_lr)
+        run.optimizer._scheduled = (run.base_lr, run.optimizer.lr)
     order = _epoch_order(run)
     t0 = time.perf_counter()
     for dst, src in zip(run.snapshot, run.params):

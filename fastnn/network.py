@@ -261,7 +261,9 @@ class Network:
         kept as ``self.optimizer``. None (default): ``self.optimizer`` when the network has one
         (an earlier fit's, or the one ``fastnn.load`` restored from a file saved with
         include_optimizer=True), continued with its state, step count and lr (as the last fit
-        or schedule left it); else a new SGD(lr=0.1, momentum=0.9).
+        or schedule left it; a schedule given again scales the earlier schedule's base lr);
+        else a new SGD(lr=0.1, momentum=0.9). TypeError when ``self.optimizer`` is set to
+        something other than an Optimizer.
         validation_data=(X_val, y_val) or (X_val, y_val, sample_weight_val), or validation_split
         in [0, 1): that fraction of the rows (drawn with the fit seed) is held out.
         early_stopping: patience (int) or EarlyStopping. callbacks: callables

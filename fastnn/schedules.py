@@ -1,7 +1,8 @@
 """Learning-rate schedules: ``lr_at(epoch, base_lr)`` with 0-based epochs.
 
 ``Network.fit(schedule=...)`` sets ``optimizer.lr = schedule.lr_at(epoch, base_lr)`` before each
-epoch, base_lr being the optimizer's lr when fit starts.
+epoch, base_lr being the optimizer's lr when fit starts, or, while that lr is still the one a
+schedule of an earlier fit set, that schedule's base_lr (fastnn._training._schedule_base).
 """
 import math
 

@@ -309,6 +309,21 @@ def test_num_threads_blocks_overlapping_in_two_threads_restore_the_process(defau
     assert _process_setting() == base
 
 
+def test_num_threads_blocks_ending_out_of_order_in_one_thread_restore_it(default_of_two):
+    # asyncio tasks and generators can leave blocks of one thread in any order.
+    from fastnn import _native
+
+    base = _process_setting()
+    outer, inner = fastnn.num_threads(1), fastnn.num_threads(2)
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)
+    assert fastnn.get_num_threads() == 2  # the block still open
+    inner.__exit__(None, None, None)
+    assert _process_setting() == base
+    assert _native.core.set_calling_thread_kernel_threads(0) == 0  # no override left
+
+
 # -- a changed affinity, BLAS at fastnn's count, fork ---------------------------------------------
 
 def _two_cores():

@@ -286,6 +286,32 @@ def test_a_second_fit_without_an_optimizer_continues_the_first_ones():
     assert net.optimizer is sgd  # an optimizer given still replaces it
 
 
+def test_a_continued_fit_scales_the_same_base_learning_rate():
+    """fit(initial_epoch=k) after a scheduled fit continues the schedule from the first fit's
+    base lr, a second scheduled fit starts again from it, and an lr set by hand since is the
+    new base."""
+    X, y = blobs(n=100)
+    straight = mlp().fit(X, y, epochs=8, schedule=StepLR(2, 0.5), progress=False)
+    net = mlp()
+    first = net.fit(X, y, epochs=4, schedule=StepLR(2, 0.5), progress=False)
+    rest = net.fit(X, y, epochs=8, initial_epoch=4, schedule=StepLR(2, 0.5), progress=False)
+    assert first.history["lr"] + rest.history["lr"] == straight.history["lr"]
+    again = net.fit(X, y, epochs=2, schedule=StepLR(1, 0.5), progress=False)
+    assert again.history["lr"] == [0.1, 0.05]
+    net.optimizer.lr = 0.01
+    by_hand = net.fit(X, y, epochs=2, schedule=StepLR(1, 0.5), progress=False)
+    assert by_hand.history["lr"] == [0.01, 0.005]
+
+
+@pytest.mark.parametrize("value", [42, "adam"])
+def test_a_network_optimizer_that_is_not_one_is_named(value):
+    X, y = blobs(n=100)
+    net = mlp()
+    net.optimizer = value
+    with pytest.raises(TypeError, match=r"^net\.optimizer: expected an Optimizer"):
+        net.fit(X, y, epochs=1, progress=False)
+
+
 # -- divergence -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layers, loss", [
