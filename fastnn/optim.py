@@ -232,7 +232,21 @@ def _aligned(params, grads):
     if len(params) != len(grads):
         raise ValueError(f"params and grads: expected one gradient per parameter, got "
                          f"{len(params)} params and {len(grads)} grads")
+    _check_params_apart(params)
     return params, grads
+
+
+def _check_params_apart(params):
+    """ValueError when two of ``params`` share memory (one array given twice would be stepped
+    twice). Their byte ranges are compared, sorted; entries that are not ndarrays are left to
+    the update ops' checks."""
+    spans = sorted((a.__array_interface__["data"][0], a.__array_interface__["data"][0] + a.nbytes, i)
+                   for i, a in enumerate(params) if isinstance(a, np.ndarray) and a.nbytes)
+    for (_, end, i), (start, _, j) in zip(spans, spans[1:]):
+        if start < end:
+            i, j = sorted((i, j))
+            raise ValueError(f"params: params[{i}] and params[{j}] share memory; each parameter "
+                             "must be its own array")
 
 
 @contextlib.contextmanager

@@ -311,3 +311,13 @@ def test_sklearn_convention_refuses_an_lr_change_whose_rescaled_velocity_overflo
     np.testing.assert_array_equal(opt.state_dict()["state"]["momentum_buffer"][0], velocity * 2)
     opt.step([p], [np.ones(3, dtype)])
     assert np.isfinite(p).all()
+
+
+@pytest.mark.parametrize("second", ["same", "view"])
+def test_step_refuses_params_that_share_memory(second):
+    p = np.ones(6, np.float32)
+    other = p if second == "same" else p[3:]
+    before = p.copy()
+    with pytest.raises(ValueError, match=r"params\[0\] and params\[1\] share memory"):
+        SGD(lr=0.1).step([p, other], [np.ones(6, np.float32), np.ones(other.shape, np.float32)])
+    np.testing.assert_array_equal(p, before)
