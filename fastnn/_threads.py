@@ -195,7 +195,7 @@ def thread_source():
 
     Until set_num_threads is called the default follows the CPU affinity: when it has changed
     (os.sched_setaffinity, taskset -p), the count is derived again when next asked for (a fit,
-    a predict of 512 rows or more, show_config). The cgroup quota is read again only then."""
+    a predict of 449 rows or more, show_config). The cgroup quota is read again only then."""
     if _own_count() is not None:
         return SET_SOURCE
     _refresh_default()
@@ -223,7 +223,7 @@ def _after_fork_in_child():
     _local.blocks = []
     _local.base = 0
     cls = blas_threads_limited  # other threads' blocks did not come along
-    cls._active, cls._users, cls._limit, cls._limiter = [], 0, None, None
+    cls._active, cls._limit, cls._limiter = [], None, None
     _state.update(pinned=True, source=FORK_SOURCE)
     blas_threads_limited._lock = threading.Lock()  # another thread may have held it
 
@@ -259,7 +259,6 @@ class blas_threads_limited:
 
     _lock = threading.Lock()
     _active = []  # the blocks inside, in any thread
-    _users = 0  # how many
     _limit = None  # the limit in force: the lowest n of the blocks inside (None: no block)
     _limiter = None  # restores the counts the limit replaced (None: none was above it)
     _controller = None
@@ -307,7 +306,6 @@ class blas_threads_limited:
         """Hold BLAS at the lowest n of the blocks inside; restore the replaced counts when
         none is left (or before another limit)."""
         limit = min((block.n for block in cls._active), default=None)
-        cls._users = len(cls._active)
         if limit == cls._limit:
             return
         if cls._limiter is not None:

@@ -292,7 +292,7 @@ def test_an_interrupt_while_entering_leaves_nothing_applied(two_threads, monkeyp
             _net().fit(x, y, epochs=1, batch_size=128, progress=False, seed=0, engine="compiled")
         after = _blas_threads()
     assert after == [2] * len(after)
-    assert _threads.blas_threads_limited._users == 0
+    assert _threads.blas_threads_limited._active == []  # no block left inside
     assert _threads.blas_threads_limited._limiter is None
 
 
