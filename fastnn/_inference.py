@@ -16,9 +16,9 @@ from ._threads import end_spinning_blas_workers, get_num_threads
 from .losses import registry_entry
 
 _METHODS = ("predict", "predict_proba")
-# A call on this many rows or more is shared among fastnn's threads (src_c/infer.pxi: 8 blocks
-# of 64 rows).
-PARALLEL_ROWS = 512
+# A call on this many rows or more is shared among fastnn's threads (src_c/infer.pxi: 449, the
+# fewest that make 8 blocks of 64 rows).
+PARALLEL_ROWS = _core.infer_parallel_rows()
 
 
 def before_call(n_rows):

@@ -412,7 +412,7 @@ class Network:
         over K > 1 outputs (multi-label), outputs (N, n_outputs) for MSE.
 
         The whole forward pass runs in one compiled call, in blocks of 64 rows (batch_size is
-        checked but no longer needed): on the calling thread, or for 512 rows and more shared
+        checked but no longer needed): on the calling thread, or for 449 rows and more shared
         among fastnn's threads. A row's result does not depend on the other rows: it has the
         same bits alone as in any batch. X: uint8, float32 or float64
         (other real dtypes are converted). Raises ValueError for a wrong shape, NaN/Inf or values

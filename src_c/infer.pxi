@@ -199,6 +199,11 @@ cdef enum:
     _PARALLEL_BLOCKS = 8
 
 
+def infer_parallel_rows():
+    """The fewest rows an infer call shares among fastnn's threads (_PARALLEL_BLOCKS blocks)."""
+    return (_PARALLEL_BLOCKS - 1) * _INFER_BLOCK + 1
+
+
 def infer(InferencePlan p, cnp.ndarray x, int head):
     """The head's result for x (N, n_features) C-contiguous uint8/float32/float64 (checked by
     the caller), or None when x holds NaN/Inf or overflows the dtype once scaled (the caller
